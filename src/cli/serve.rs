@@ -1,0 +1,111 @@
+//! `vcheckd serve`: run until SIGTERM/SIGINT, reload on SIGHUP.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+use super::keys::write_key_file;
+use vcheckd::config::{Config, ConfigOrigin, DEFAULT_CONFIG};
+use vcheckd::dns::server::RunningServer;
+use vcheckd::protocol::{Key, KeyId};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Without it, the embedded default serves
+    /// the sample zone vc.example.com on 127.0.0.1:5300 with a demo key.
+    #[arg(long, env = "VCHECKD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Listen on these addresses instead of the configured ones (UDP and
+    /// TCP; port 0 picks a free port).
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// With the embedded default, a missing key is made on first start, so the
+/// quick start needs no set-up. It is a demo key: anyone with this checkout's
+/// data folder has it. A real configuration's missing key is an error.
+fn ensure_demo_keys(config: &Config) -> Result<()> {
+    if config.origin != ConfigOrigin::Embedded {
+        return Ok(());
+    }
+    for zone in &config.zones {
+        for path in &zone.keys {
+            let path = config.resolve(path);
+            if !path.exists() {
+                write_key_file(&path, &Key::generate(KeyId(1)), false)?;
+                warn!(
+                    path = %path.display(),
+                    "created a DEMO key for zone {}: for trying vcheckd only; \
+                     make a real one with `vcheckd keygen --out FILE` and a config file",
+                    zone.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load(args: &ServeArgs) -> Result<Config> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded()?,
+    };
+    if !args.listen.is_empty() {
+        config.server.listen = args.listen.clone();
+    }
+    Ok(config)
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    if args.print_config {
+        print!("{DEFAULT_CONFIG}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = load(&args)?;
+    if config.origin == ConfigOrigin::Embedded {
+        info!("no --config: running the embedded default (sample zone vc.example.com)");
+    }
+    ensure_demo_keys(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = RunningServer::start(&config).await?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    match load(&args).map_err(anyhow::Error::from).and_then(|c| {
+                        server.reload(&c).map_err(anyhow::Error::from)
+                    }) {
+                        Ok(()) => info!("reloaded zones, keys and releases"),
+                        Err(e) => error!("reload failed, still serving the previous zones: {e:#}"),
+                    }
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        info!("shutting down: draining the report queue");
+        server.shutdown().await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,202 @@
+//! The server's configuration file (TOML) and its embedded default.
+//!
+//! What can change on SIGHUP (zones, keys, releases) is rebuilt from a fresh
+//! read of the file; listen addresses and the database need a restart.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::hint::ReleasesConfig;
+
+/// The embedded default configuration's text.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+/// The sample zone the embedded default serves, compiled in so that the
+/// binary runs from any working directory.
+pub const SAMPLE_ZONE_FILE: &str = "zones/vc.example.com.zone";
+pub const SAMPLE_ZONE: &str = include_str!("../../zones/vc.example.com.zone");
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {source}")]
+    Toml {
+        path: String,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("config lists no [[zone]]")]
+    NoZones,
+    #[error("config lists no listen address")]
+    NoListen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    Embedded,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub database: PathBuf,
+    #[serde(default = "defaults::queue_capacity")]
+    pub queue_capacity: usize,
+    #[serde(default = "defaults::max_batch")]
+    pub max_batch: usize,
+    /// A TCP connection idle this long is closed.
+    #[serde(default = "defaults::tcp_idle_timeout_secs")]
+    pub tcp_idle_timeout_secs: u64,
+    /// Connections beyond this wait in the kernel's accept queue.
+    #[serde(default = "defaults::max_tcp_connections")]
+    pub max_tcp_connections: usize,
+    /// UDP receive loops per listen address (SO_REUSEPORT). 0: one per core.
+    #[serde(default)]
+    pub udp_workers: usize,
+}
+
+mod defaults {
+    pub fn queue_capacity() -> usize {
+        65_536
+    }
+    pub fn max_batch() -> usize {
+        1_024
+    }
+    pub fn tcp_idle_timeout_secs() -> u64 {
+        10
+    }
+    pub fn max_tcp_connections() -> usize {
+        512
+    }
+    pub fn answer_ttl() -> u32 {
+        60
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    pub name: String,
+    /// Zone file with the apex SOA and NS (and any fixed names).
+    pub file: PathBuf,
+    /// Key files (`vck1:<id>:<hex>`); several for key rollover.
+    pub keys: Vec<PathBuf>,
+    /// TTL of synthesized hint answers.
+    #[serde(default = "defaults::answer_ttl")]
+    pub answer_ttl: u32,
+    pub releases: ReleasesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    server: ServerConfig,
+    #[serde(rename = "zone", default)]
+    zones: Vec<ZoneConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub zones: Vec<ZoneConfig>,
+    pub origin: ConfigOrigin,
+}
+
+impl Config {
+    pub fn embedded() -> Result<Self, ConfigError> {
+        Self::parse(DEFAULT_CONFIG, ConfigOrigin::Embedded)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, ConfigOrigin::File(path.to_path_buf()))
+    }
+
+    /// Reads the same source again (SIGHUP).
+    pub fn reload(&self) -> Result<Self, ConfigError> {
+        match &self.origin {
+            ConfigOrigin::Embedded => Self::embedded(),
+            ConfigOrigin::File(p) => Self::load(p),
+        }
+    }
+
+    fn parse(text: &str, origin: ConfigOrigin) -> Result<Self, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Toml {
+            path: match &origin {
+                ConfigOrigin::Embedded => "(embedded default)".into(),
+                ConfigOrigin::File(p) => p.display().to_string(),
+            },
+            source: Box::new(e),
+        })?;
+        if file.zones.is_empty() {
+            return Err(ConfigError::NoZones);
+        }
+        if file.server.listen.is_empty() {
+            return Err(ConfigError::NoListen);
+        }
+        Ok(Config {
+            server: file.server,
+            zones: file.zones,
+            origin,
+        })
+    }
+
+    /// A path from the config, made usable: relative paths are relative to
+    /// the config file's folder (the working directory for the embedded default).
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match &self.origin {
+            ConfigOrigin::File(f) if path.is_relative() => f
+                .parent()
+                .map_or_else(|| path.to_path_buf(), |dir| dir.join(path)),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// The zone file's text: the compiled-in sample for the embedded default.
+    pub fn zone_text(&self, zone: &ZoneConfig) -> Result<String, ConfigError> {
+        if self.origin == ConfigOrigin::Embedded && zone.file == Path::new(SAMPLE_ZONE_FILE) {
+            return Ok(SAMPLE_ZONE.to_string());
+        }
+        let path = self.resolve(&zone.file);
+        std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let c = Config::embedded().unwrap();
+        assert_eq!(c.server.listen, vec!["127.0.0.1:5300".parse().unwrap()]);
+        assert_eq!(c.zones[0].name, "vc.example.com");
+        assert!(c.zone_text(&c.zones[0]).unwrap().contains("SOA"));
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let mut c = Config::embedded().unwrap();
+        c.origin = ConfigOrigin::File("/etc/vcheckd/vcheckd.toml".into());
+        assert_eq!(
+            c.resolve(Path::new("keys/a.key")),
+            Path::new("/etc/vcheckd/keys/a.key")
+        );
+        assert_eq!(c.resolve(Path::new("/k")), Path::new("/k"));
+    }
+}

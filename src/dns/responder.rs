@@ -1,0 +1,239 @@
+//! One request in, one response out: the whole DNS logic, without sockets.
+//!
+//! Keeping this a plain function of bytes makes every transport (the UDP
+//! loop, TCP, a future fuzzer) share one behaviour, and lets the UDP loop
+//! reuse its buffers: nothing here spawns, logs or blocks per query.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, TXT};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+
+use super::catalog::{Catalog, Zone};
+use super::MAX_UDP_PAYLOAD;
+use crate::metrics::{bump, Metrics};
+use crate::protocol::name::decode_labels;
+use crate::protocol::Identity;
+use crate::store::recorder::Recorder;
+use crate::store::ReceivedReport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+pub struct Responder {
+    catalog: ArcSwap<Catalog>,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+}
+
+/// Largest number of labels a valid name can have (255 octets on the wire).
+const MAX_LABELS: usize = 127;
+
+impl Responder {
+    pub fn new(catalog: Catalog, recorder: Recorder, metrics: Arc<Metrics>) -> Self {
+        Responder {
+            catalog: ArcSwap::from_pointee(catalog),
+            recorder,
+            metrics,
+        }
+    }
+
+    /// Replaces the zones; queries in flight finish on the old ones.
+    pub fn swap_catalog(&self, catalog: Catalog) {
+        self.catalog.store(Arc::new(catalog));
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Writes the response to `request` into `out`. Returns false when no
+    /// response must be sent (not a DNS request, or itself a response).
+    pub fn respond(&self, request: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        bump(match transport {
+            Transport::Udp => &self.metrics.queries_udp,
+            Transport::Tcp => &self.metrics.queries_tcp,
+        });
+        let Ok(header) = Header::read(&mut BinDecoder::new(request)) else {
+            bump(&self.metrics.dropped_packets);
+            return false;
+        };
+        if header.metadata.message_type == MessageType::Response {
+            // Answering a response invites reflection loops.
+            bump(&self.metrics.dropped_packets);
+            return false;
+        }
+        let mut response = Message::response(header.metadata.id, header.metadata.op_code);
+        response.metadata.recursion_desired = header.metadata.recursion_desired;
+        response.metadata.checking_disabled = header.metadata.checking_disabled;
+        let max_size = match Message::from_vec(request) {
+            Ok(request) => self.answer(&request, transport, &mut response),
+            Err(_) => {
+                response.metadata.response_code = ResponseCode::FormErr;
+                512
+            }
+        };
+        self.metrics.count_rcode(response.metadata.response_code);
+        encode(&response, max_size, out)
+    }
+
+    /// Fills `response` and returns the largest size it may be sent at.
+    fn answer(&self, request: &Message, transport: Transport, response: &mut Message) -> u16 {
+        let edns = request.edns.as_ref();
+        let max_size = match (transport, edns) {
+            (Transport::Tcp, _) => u16::MAX,
+            (Transport::Udp, Some(e)) => e.max_payload().clamp(512, MAX_UDP_PAYLOAD),
+            (Transport::Udp, None) => 512,
+        };
+        if let Some(e) = edns {
+            let mut ours = Edns::new();
+            ours.set_max_payload(MAX_UDP_PAYLOAD);
+            ours.set_dnssec_ok(e.flags().dnssec_ok);
+            response.set_edns(ours);
+        }
+        if request.metadata.op_code != OpCode::Query {
+            response.add_queries(request.queries.iter().take(1).cloned());
+            response.metadata.response_code = ResponseCode::NotImp;
+            return max_size;
+        }
+        if edns.is_some_and(|e| e.version() > 0) {
+            response.metadata.response_code = ResponseCode::BADVERS;
+            return max_size;
+        }
+        let [query] = request.queries.as_slice() else {
+            response.metadata.response_code = ResponseCode::FormErr;
+            return max_size;
+        };
+        response.add_query(query.clone());
+        if query.query_class() != DNSClass::IN
+            || matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR)
+        {
+            response.metadata.response_code = ResponseCode::Refused;
+            return max_size;
+        }
+        let qname = query.name();
+        let mut labels: [&[u8]; MAX_LABELS] = [&[]; MAX_LABELS];
+        let mut count = 0;
+        for label in qname.iter().take(MAX_LABELS) {
+            labels[count] = label;
+            count += 1;
+        }
+        let labels = &labels[..count];
+        let catalog = self.catalog.load();
+        let Some(zone) = catalog.find(labels) else {
+            response.metadata.response_code = ResponseCode::Refused;
+            return max_size;
+        };
+        response.metadata.authoritative = true;
+        let payload_labels = &labels[..labels.len() - zone.label_count()];
+        let qtype = query.query_type();
+        if payload_labels.is_empty() {
+            fixed_answer(zone, qname, qtype, response);
+            return max_size;
+        }
+        match decode_labels(&zone.keyring, &zone.name, payload_labels) {
+            Ok(report) => {
+                let hint = zone.releases.hint_for(&report.payload.version);
+                let rdata = match qtype {
+                    RecordType::TXT | RecordType::ANY => {
+                        Some(RData::TXT(TXT::new(vec![hint.to_txt()])))
+                    }
+                    RecordType::A => Some(RData::A(A(hint.to_a()))),
+                    RecordType::AAAA => Some(RData::AAAA(AAAA(hint.to_aaaa()))),
+                    _ => None,
+                };
+                match rdata {
+                    Some(rdata) => {
+                        response.add_answer(Record::from_rdata(
+                            qname.clone(),
+                            zone.answer_ttl,
+                            rdata,
+                        ));
+                    }
+                    None => {
+                        response.add_authority(zone.negative_soa());
+                    }
+                }
+                bump(&self.metrics.reports_accepted);
+                if report.payload.identity == Identity::Withheld {
+                    bump(&self.metrics.reports_anonymous);
+                }
+                self.recorder.submit(ReceivedReport {
+                    report,
+                    zone: zone.name.clone(),
+                    received_at: now(),
+                    status: hint.status,
+                });
+            }
+            Err(why) => {
+                if zone.fixed_records(qname).is_none() {
+                    self.metrics.count_rejected(&why);
+                }
+                fixed_answer(zone, qname, qtype, response);
+            }
+        }
+        max_size
+    }
+}
+
+/// Answers from the zone file's records; a name without them, or without
+/// the asked type, gets NODATA with the SOA. Never NXDOMAIN: QNAME-minimising
+/// resolvers ask each ancestor of a payload name first, and NXDOMAIN there
+/// (RFC 8020) would stop them from ever asking the full name.
+fn fixed_answer(zone: &Zone, qname: &Name, qtype: RecordType, response: &mut Message) {
+    let records = zone.fixed_records(qname).unwrap_or(&[]);
+    let mut any = false;
+    for r in records
+        .iter()
+        .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
+    {
+        let mut r = r.clone();
+        r.name = qname.clone();
+        response.add_answer(r);
+        any = true;
+    }
+    if !any {
+        response.add_authority(zone.negative_soa());
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Encodes `response`; if it exceeds `max_size`, sends the header, question
+/// and OPT only, with TC set, so the client retries over TCP.
+fn encode(response: &Message, max_size: u16, out: &mut Vec<u8>) -> bool {
+    if emit(response, out) && out.len() <= usize::from(max_size) {
+        return true;
+    }
+    if emit(&response.truncate(), out) {
+        return true;
+    }
+    // Unreachable in practice (a question alone always fits); answer
+    // SERVFAIL rather than nothing.
+    let mut fail = Message::error_msg(
+        response.metadata.id,
+        response.metadata.op_code,
+        ResponseCode::ServFail,
+    );
+    fail.metadata.message_type = MessageType::Response;
+    emit(&fail, out)
+}
+
+fn emit(message: &Message, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let mut encoder = BinEncoder::new(out);
+    message.emit(&mut encoder).is_ok()
+}

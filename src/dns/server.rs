@@ -1,0 +1,151 @@
+//! Binding, running and stopping the whole server: listeners, responder
+//! and the report writer.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::info;
+
+use super::catalog::{Catalog, CatalogError};
+use super::responder::Responder;
+use super::tcp::{self, TcpLimits};
+use super::udp;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::recorder::{self, Writer, WriterConfig};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the report writer stopped: {0}")]
+    Writer(String),
+}
+
+/// A started server. Dropping it without [`RunningServer::shutdown`] stops
+/// the listeners but does not wait for the queue to drain.
+pub struct RunningServer {
+    addrs: Vec<SocketAddr>,
+    responder: Arc<Responder>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    writer: Writer,
+}
+
+impl RunningServer {
+    /// Opens the database, loads the zones and binds every listen address
+    /// (UDP and TCP on the same port; port 0 picks a free one).
+    pub async fn start(config: &Config) -> Result<Self, ServerError> {
+        let catalog = Catalog::build(config)?;
+        let store = Store::open(&config.resolve(&config.server.database))?;
+        let metrics = Arc::new(Metrics::default());
+        let (recorder, writer) = recorder::start(
+            store,
+            WriterConfig {
+                queue_capacity: config.server.queue_capacity.max(1),
+                max_batch: config.server.max_batch.max(1),
+                ..WriterConfig::default()
+            },
+            metrics.clone(),
+        );
+        let responder = Arc::new(Responder::new(catalog, recorder, metrics));
+        let (stop, stopped) = watch::channel(false);
+        let limits = TcpLimits {
+            idle_timeout: Duration::from_secs(config.server.tcp_idle_timeout_secs.max(1)),
+            max_connections: config.server.max_tcp_connections,
+        };
+        let mut tasks = JoinSet::new();
+        let mut addrs = Vec::new();
+        for want in &config.server.listen {
+            let (udp_socket, tcp_listener) = bind_pair(*want).await?;
+            let addr = udp_socket
+                .local_addr()
+                .map_err(|source| ServerError::Bind {
+                    addr: *want,
+                    source,
+                })?;
+            tasks.spawn(udp::serve(udp_socket, responder.clone(), stopped.clone()));
+            tasks.spawn(tcp::serve(
+                tcp_listener,
+                responder.clone(),
+                limits,
+                stopped.clone(),
+            ));
+            info!(%addr, "listening on UDP and TCP");
+            addrs.push(addr);
+        }
+        Ok(RunningServer {
+            addrs,
+            responder,
+            stop,
+            tasks,
+            writer,
+        })
+    }
+
+    /// The bound addresses (with the real port when 0 was asked).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.responder.metrics()
+    }
+
+    /// Re-reads zones, keys and releases; on error the old ones stay.
+    pub fn reload(&self, config: &Config) -> Result<(), ServerError> {
+        let catalog = Catalog::build(config)?;
+        self.responder.swap_catalog(catalog);
+        Ok(())
+    }
+
+    /// Stops listening, lets the writer drain the queue and commit, and
+    /// returns once every accepted report is in the database.
+    pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        // The listeners held the only other references; with this one gone
+        // the recorder's channel closes and the writer drains and exits.
+        drop(self.responder);
+        let writer = self.writer;
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .map_err(|e| ServerError::Writer(e.to_string()))??;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Binds UDP and TCP on the same address. With port 0, the kernel picks the
+/// UDP port and TCP takes the same number, retrying if it is taken.
+async fn bind_pair(want: SocketAddr) -> Result<(UdpSocket, TcpListener), ServerError> {
+    let bind_err = |source| ServerError::Bind { addr: want, source };
+    let mut attempts = 0;
+    loop {
+        let udp = UdpSocket::bind(want).await.map_err(bind_err)?;
+        let addr = udp.local_addr().map_err(bind_err)?;
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if want.port() == 0 && attempts < 16 => {
+                let _ = e;
+                attempts += 1;
+            }
+            Err(e) => return Err(bind_err(e)),
+        }
+    }
+}

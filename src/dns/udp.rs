@@ -1,0 +1,54 @@
+//! The UDP receive loop: one task per socket, buffers reused, no task or
+//! log line per packet (the telemetry path has to keep up with NSD).
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+use tracing::warn;
+
+use super::responder::{Responder, Transport};
+
+/// Serves `socket` until `shutdown` turns true.
+pub async fn serve(
+    socket: UdpSocket,
+    responder: Arc<Responder>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut request = vec![0u8; 65_535];
+    let mut response = Vec::with_capacity(4_096);
+    loop {
+        let received = tokio::select! {
+            r = socket.recv_from(&mut request) => r,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let (len, peer) = match received {
+            Ok(r) => r,
+            // ICMP errors from earlier sends surface here on Linux; they
+            // concern one peer, not the socket.
+            Err(e) if is_transient(&e) => continue,
+            Err(e) => {
+                warn!(error = %e, "UDP receive failed");
+                continue;
+            }
+        };
+        if responder.respond(&request[..len], Transport::Udp, &mut response) {
+            if let Err(e) = socket.send_to(&response, peer).await {
+                if !is_transient(&e) {
+                    warn!(error = %e, "UDP send failed");
+                }
+            }
+        }
+    }
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::Interrupted
+    )
+}

@@ -1,0 +1,15 @@
+//! vcheckd: an authoritative DNS server for version-check telemetry.
+//!
+//! Clients phone home with one DNS lookup whose name carries an encrypted,
+//! anonymized report ([`protocol`]); the server ([`dns`]) records it
+//! ([`store`]) and answers with the latest-version [`hint`]. The [`client`]
+//! module is the other side, used by `vcheckd check` and embeddable.
+
+pub mod client;
+pub mod config;
+pub mod dns;
+pub mod hint;
+pub mod metrics;
+pub mod protocol;
+pub mod stats;
+pub mod store;

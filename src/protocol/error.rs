@@ -1,0 +1,108 @@
+//! Errors of the wire format, kept as enums so that the server can count
+//! rejected names by reason and the CLI can say exactly what was wrong.
+
+use thiserror::Error;
+
+/// Why a query name did not decode into a report.
+///
+/// Every variant is a normal outcome for a name under the zone (partial
+/// names sent by QNAME-minimising resolvers end up here too), so the server
+/// answers NODATA and counts the reason; nothing here is a server fault.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecodeError {
+    #[error("the name has {0} payload labels; protocol v1 allows 1 to 4")]
+    LabelCount(usize),
+    #[error("a payload label is longer than 63 characters")]
+    LabelTooLong,
+    #[error("payload labels are not valid unpadded base32")]
+    Base32,
+    #[error("frame is {0} bytes, shorter than the smallest valid frame")]
+    TooShort(usize),
+    #[error("unknown frame format version {0}")]
+    UnknownFormat(u8),
+    #[error("unknown key id {0}")]
+    UnknownKey(u8),
+    #[error("authentication failed (wrong key, wrong zone or altered payload)")]
+    Authentication,
+    #[error("plaintext is malformed: {0}")]
+    Plaintext(&'static str),
+    #[error("software version is not valid semver")]
+    Version,
+}
+
+impl DecodeError {
+    /// A short, stable label for metrics and stats output.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::LabelCount(_) => "label_count",
+            DecodeError::LabelTooLong => "label_too_long",
+            DecodeError::Base32 => "base32",
+            DecodeError::TooShort(_) => "too_short",
+            DecodeError::UnknownFormat(_) => "unknown_format",
+            DecodeError::UnknownKey(_) => "unknown_key",
+            DecodeError::Authentication => "authentication",
+            DecodeError::Plaintext(_) => "plaintext",
+            DecodeError::Version => "version",
+        }
+    }
+
+    /// All reasons, in a fixed order, for counters indexed by reason.
+    pub const REASONS: [&'static str; 9] = [
+        "label_count",
+        "label_too_long",
+        "base32",
+        "too_short",
+        "unknown_format",
+        "unknown_key",
+        "authentication",
+        "plaintext",
+        "version",
+    ];
+
+    /// Index of [`Self::reason`] in [`Self::REASONS`].
+    pub fn index(&self) -> usize {
+        match self {
+            DecodeError::LabelCount(_) => 0,
+            DecodeError::LabelTooLong => 1,
+            DecodeError::Base32 => 2,
+            DecodeError::TooShort(_) => 3,
+            DecodeError::UnknownFormat(_) => 4,
+            DecodeError::UnknownKey(_) => 5,
+            DecodeError::Authentication => 6,
+            DecodeError::Plaintext(_) => 7,
+            DecodeError::Version => 8,
+        }
+    }
+}
+
+/// Why a report could not be turned into a query name.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    #[error("software version is {0} bytes; at most 255 fit")]
+    VersionTooLong(usize),
+    #[error(
+        "the query name would be {len} characters; DNS allows {max}: use a shorter zone or version"
+    )]
+    NameTooLong { len: usize, max: usize },
+    #[error("the payload needs {0} labels; protocol v1 allows at most 4")]
+    TooManyLabels(usize),
+    #[error("invalid zone name {0:?}")]
+    Zone(String),
+    #[error("encryption failed")]
+    Encrypt,
+}
+
+/// Why a key could not be read or made.
+#[derive(Debug, Error)]
+pub enum KeyError {
+    #[error("key text must look like 'vck1:<id 0-255>:<64 hex digits>'")]
+    Format,
+    #[error("cannot read key file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("two keys share the id {0}")]
+    DuplicateId(u8),
+}

@@ -1,0 +1,179 @@
+//! Shared secret keys and the keyring the server decrypts with.
+//!
+//! A key is written as one token, `vck1:<id>:<64 hex digits>`, so that it fits
+//! in a file, an environment variable or a configuration-management secret
+//! alike. The id travels in clear in every frame, which is what lets a vendor
+//! roll keys: old and new keys are served side by side until old clients age out.
+
+use std::fmt;
+use std::path::Path;
+
+use aes_gcm::{Aes256Gcm, KeyInit};
+use rand::RngCore;
+
+use super::error::KeyError;
+
+const PREFIX: &str = "vck1";
+
+/// The one-byte key identifier carried in each frame's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(pub u8);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A 256-bit secret with its id. `Debug` never prints the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key {
+    pub id: KeyId,
+    secret: [u8; 32],
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Key {
+    pub fn new(id: KeyId, secret: [u8; 32]) -> Self {
+        Key { id, secret }
+    }
+
+    /// A fresh key from the operating system's random source.
+    pub fn generate(id: KeyId) -> Self {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        Key { id, secret }
+    }
+
+    pub fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    /// Parses the `vck1:<id>:<hex>` token; surrounding whitespace and
+    /// `#` comment lines (as in a key file) are ignored.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let token = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .ok_or(KeyError::Format)?;
+        let mut parts = token.split(':');
+        let (Some(PREFIX), Some(id), Some(hex), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(KeyError::Format);
+        };
+        let id: u8 = id.parse().map_err(|_| KeyError::Format)?;
+        let bytes = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(hex.as_bytes())
+            .map_err(|_| KeyError::Format)?;
+        let secret: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Format)?;
+        Ok(Key::new(KeyId(id), secret))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Key::parse(&text)
+    }
+
+    /// The token form, as `parse` reads it.
+    pub fn to_token(&self) -> String {
+        format!(
+            "{PREFIX}:{}:{}",
+            self.id.0,
+            data_encoding::HEXLOWER.encode(&self.secret)
+        )
+    }
+
+    pub(crate) fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(&self.secret.into())
+    }
+}
+
+/// The keys a server accepts, with their AES key schedules computed once at
+/// load time rather than per query.
+#[derive(Clone, Default)]
+pub struct Keyring {
+    slots: Vec<(KeyId, Aes256Gcm)>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.slots.iter().map(|(id, _)| id))
+            .finish()
+    }
+}
+
+impl Keyring {
+    pub fn new(keys: &[Key]) -> Result<Self, KeyError> {
+        let mut slots: Vec<(KeyId, Aes256Gcm)> = Vec::with_capacity(keys.len());
+        for key in keys {
+            if slots.iter().any(|(id, _)| *id == key.id) {
+                return Err(KeyError::DuplicateId(key.id.0));
+            }
+            slots.push((key.id, key.cipher()));
+        }
+        Ok(Keyring { slots })
+    }
+
+    pub(crate) fn get(&self, id: KeyId) -> Option<&Aes256Gcm> {
+        self.slots.iter().find(|(k, _)| *k == id).map(|(_, c)| c)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.slots.iter().map(|(id, _)| *id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trip() {
+        let key = Key::generate(KeyId(7));
+        let parsed = Key::parse(&format!("# comment\n{}\n", key.to_token())).unwrap();
+        assert_eq!(parsed, key);
+    }
+
+    #[test]
+    fn rejects_malformed_tokens() {
+        for bad in [
+            "",
+            "vck1:1:abcd",
+            "vck2:1:0000000000000000000000000000000000000000000000000000000000000000",
+            "vck1:256:0000000000000000000000000000000000000000000000000000000000000000",
+            "vck1:1:000000000000000000000000000000000000000000000000000000000000000g",
+            "vck1:1:00:00",
+        ] {
+            assert!(Key::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn keyring_rejects_duplicate_ids() {
+        let a = Key::generate(KeyId(1));
+        let b = Key::generate(KeyId(1));
+        assert!(matches!(
+            Keyring::new(&[a, b]),
+            Err(KeyError::DuplicateId(1))
+        ));
+    }
+
+    #[test]
+    fn debug_hides_secret() {
+        let key = Key::new(KeyId(1), [0xab; 32]);
+        assert!(!format!("{key:?}").contains("ab"));
+    }
+}

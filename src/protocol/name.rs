@@ -1,0 +1,157 @@
+//! Placing a frame in a query name: unpadded base32 split into at most four
+//! labels in front of the zone name.
+//!
+//! Base32 because resolvers may randomize letter case (0x20) and the name must
+//! survive that; it is written in lower case and decoded case-insensitively.
+
+use std::fmt;
+
+use data_encoding::{BASE32_NOPAD, BASE32_NOPAD_NOCASE};
+
+use super::error::{DecodeError, EncodeError};
+use super::frame::{self, Report, ReportId};
+use super::key::{Key, Keyring};
+use super::payload::Payload;
+
+pub const MAX_LABEL_LEN: usize = 63;
+pub const MAX_PAYLOAD_LABELS: usize = 4;
+/// A name's text form without the trailing dot (RFC 1035: 255 octets on the wire).
+pub const MAX_NAME_LEN: usize = 253;
+
+/// A zone's name in the one form the protocol binds into the ciphertext:
+/// lower case ASCII, labels separated by dots, no trailing dot.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ZoneName(String);
+
+impl ZoneName {
+    pub fn new(text: &str) -> Result<Self, EncodeError> {
+        let norm = text.trim().trim_end_matches('.').to_ascii_lowercase();
+        let ok = !norm.is_empty()
+            && norm.len() <= MAX_NAME_LEN
+            && norm.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= MAX_LABEL_LEN
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if ok {
+            Ok(ZoneName(norm))
+        } else {
+            Err(EncodeError::Zone(text.to_string()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ZoneName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ZoneName({})", self.0)
+    }
+}
+
+impl fmt::Display for ZoneName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Splits the base32 text of `frame` into as few labels as possible, of
+/// nearly equal length (so that no label is conspicuously short).
+pub fn frame_to_labels(frame: &[u8]) -> Result<Vec<String>, EncodeError> {
+    let text = BASE32_NOPAD.encode(frame).to_ascii_lowercase();
+    let count = text.len().div_ceil(MAX_LABEL_LEN).max(1);
+    if count > MAX_PAYLOAD_LABELS {
+        return Err(EncodeError::TooManyLabels(count));
+    }
+    let (base, extra) = (text.len() / count, text.len() % count);
+    let mut labels = Vec::with_capacity(count);
+    let mut rest = text.as_str();
+    for i in 0..count {
+        let (label, tail) = rest.split_at(base + usize::from(i < extra));
+        labels.push(label.to_string());
+        rest = tail;
+    }
+    Ok(labels)
+}
+
+/// Joins payload labels (as they arrived, any letter case) and decodes them.
+pub fn labels_to_frame(labels: &[&[u8]]) -> Result<Vec<u8>, DecodeError> {
+    if labels.is_empty() || labels.len() > MAX_PAYLOAD_LABELS {
+        return Err(DecodeError::LabelCount(labels.len()));
+    }
+    let mut text = [0u8; MAX_LABEL_LEN * MAX_PAYLOAD_LABELS];
+    let mut len = 0;
+    for label in labels {
+        if label.len() > MAX_LABEL_LEN {
+            return Err(DecodeError::LabelTooLong);
+        }
+        text[len..len + label.len()].copy_from_slice(label);
+        len += label.len();
+    }
+    BASE32_NOPAD_NOCASE
+        .decode(&text[..len])
+        .map_err(|_| DecodeError::Base32)
+}
+
+/// A fully-qualified query name (with trailing dot) for one report, and the
+/// report's id. The nonce is fresh on every call.
+pub fn encode_query_name(
+    key: &Key,
+    zone: &ZoneName,
+    payload: &Payload,
+) -> Result<(String, ReportId), EncodeError> {
+    let id = ReportId::random();
+    Ok((query_name(key, zone, id, payload)?, id))
+}
+
+/// Like [`encode_query_name`] with a chosen nonce (test vectors).
+pub fn query_name(
+    key: &Key,
+    zone: &ZoneName,
+    id: ReportId,
+    payload: &Payload,
+) -> Result<String, EncodeError> {
+    let frame = frame::seal(key, zone, id, payload)?;
+    let labels = frame_to_labels(&frame)?;
+    let mut name = labels.join(".");
+    name.push('.');
+    name.push_str(zone.as_str());
+    if name.len() > MAX_NAME_LEN {
+        return Err(EncodeError::NameTooLong {
+            len: name.len(),
+            max: MAX_NAME_LEN,
+        });
+    }
+    name.push('.');
+    Ok(name)
+}
+
+/// Decodes the payload labels of a name received under `zone`.
+pub fn decode_labels(
+    keyring: &Keyring,
+    zone: &ZoneName,
+    labels: &[&[u8]],
+) -> Result<Report, DecodeError> {
+    frame::open(keyring, zone, &labels_to_frame(labels)?)
+}
+
+/// Decodes a whole name given as text (CLI and tests): it must end in `zone`.
+pub fn decode_query_name(
+    keyring: &Keyring,
+    zone: &ZoneName,
+    name: &str,
+) -> Result<Report, DecodeError> {
+    let name = name.trim_end_matches('.').as_bytes();
+    let zone_len = zone.as_str().len();
+    let Some(split) = name.len().checked_sub(zone_len + 1) else {
+        return Err(DecodeError::LabelCount(0));
+    };
+    if name[split] != b'.' || !name[split + 1..].eq_ignore_ascii_case(zone.as_str().as_bytes()) {
+        return Err(DecodeError::LabelCount(0));
+    }
+    let labels: Vec<&[u8]> = name[..split].split(|b| *b == b'.').collect();
+    decode_labels(keyring, zone, &labels)
+}

@@ -1,0 +1,165 @@
+//! SQLite storage of reports and counters.
+//!
+//! One writer (the [`recorder`] thread) and any number of readers (stats);
+//! WAL mode lets them run side by side. Durability: `synchronous=FULL`, one
+//! fsync per batch commit, so every report acknowledged as stored survives a
+//! crash or power loss.
+
+pub mod recorder;
+mod schema;
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OpenFlags};
+use thiserror::Error;
+
+use crate::hint::Status;
+use crate::protocol::{Identity, Report, ZoneName};
+
+pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this vcheckd understands ({known}); upgrade vcheckd")]
+    TooNew { found: i64, known: i64 },
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A report as the server received it: what the store keeps.
+#[derive(Debug, Clone)]
+pub struct ReceivedReport {
+    pub report: Report,
+    pub zone: ZoneName,
+    /// Server clock, unix seconds.
+    pub received_at: i64,
+    /// The hint status the server answered with.
+    pub status: Status,
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub stored: u64,
+    pub duplicates: u64,
+}
+
+pub struct Store {
+    conn: Connection,
+}
+
+pub fn day_of(unix_seconds: i64) -> i64 {
+    unix_seconds.div_euclid(86_400)
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        schema::migrate(&mut conn)?;
+        Ok(Store { conn })
+    }
+
+    /// Opens an existing database for reading only (stats); never creates
+    /// or migrates, so a typo in `--db` is an error, not a new empty file.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok(Store { conn })
+    }
+
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Stores a batch in one transaction. A report id seen before is not
+    /// stored again; its row's `duplicates` count goes up instead.
+    pub fn insert_batch(&mut self, batch: &[ReceivedReport]) -> Result<BatchOutcome, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut outcome = BatchOutcome::default();
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO reports (report_id, zone, received_at, client_time, key_id,
+                                      cluster, node, version, flags, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (report_id) DO NOTHING",
+            )?;
+            let mut dup = tx.prepare_cached(
+                "UPDATE reports SET duplicates = duplicates + 1 WHERE report_id = ?1",
+            )?;
+            for r in batch {
+                let p = &r.report.payload;
+                let (cluster, node) = match p.identity {
+                    Identity::Withheld => (None, None),
+                    Identity::Known { cluster, node } => (Some(cluster.0), Some(node.0)),
+                };
+                let inserted = insert.execute(params![
+                    &r.report.id.0[..],
+                    r.zone.as_str(),
+                    r.received_at,
+                    // Stored as i64: a client clock past 2^63 is nonsense, clamp it.
+                    i64::try_from(p.timestamp).unwrap_or(i64::MAX),
+                    r.report.key_id.0,
+                    cluster.as_ref().map(|c| &c[..]),
+                    node.as_ref().map(|n| &n[..]),
+                    p.version.to_string(),
+                    p.flags(),
+                    r.status.code(),
+                ])?;
+                if inserted == 1 {
+                    outcome.stored += 1;
+                } else {
+                    dup.execute(params![&r.report.id.0[..]])?;
+                    outcome.duplicates += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// Adds counter deltas to the given day's totals.
+    pub fn add_counters(&mut self, day: i64, deltas: &[(String, u64)]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut up = tx.prepare_cached(
+                "INSERT INTO counters (day, name, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (day, name) DO UPDATE SET value = value + excluded.value",
+            )?;
+            for (name, delta) in deltas.iter().filter(|(_, d)| *d > 0) {
+                up.execute(params![
+                    day,
+                    name,
+                    i64::try_from(*delta).unwrap_or(i64::MAX)
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+//! The path from the answer loop to SQLite: a bounded queue and one writer
+//! thread that commits in batches.
+//!
+//! The answer path never waits on SQLite: [`Recorder::submit`] either queues
+//! the report or, when the queue is full, drops it and counts the drop (a UDP
+//! server cannot push back on its clients). The writer exits only after every
+//! `Recorder` clone is gone and the queue is drained, so a clean shutdown
+//! loses nothing that was queued.
+
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tracing::{error, info, warn};
+
+use super::{day_of, ReceivedReport, Store, StoreError};
+use crate::metrics::{bump, Metrics};
+
+/// How the writer batches.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    pub queue_capacity: usize,
+    pub max_batch: usize,
+    /// Idle time after which counters are persisted even without reports.
+    pub flush_interval: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            queue_capacity: 65_536,
+            max_batch: 1_024,
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The sending side; cheap to clone into every listener.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: SyncSender<ReceivedReport>,
+    metrics: Arc<Metrics>,
+}
+
+impl Recorder {
+    pub fn submit(&self, report: ReceivedReport) {
+        match self.tx.try_send(report) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                bump(&self.metrics.reports_queue_dropped)
+            }
+        }
+    }
+}
+
+/// The writer thread; `join` returns once the queue is drained.
+pub struct Writer {
+    handle: JoinHandle<Result<(), StoreError>>,
+}
+
+impl Writer {
+    pub fn join(self) -> Result<(), StoreError> {
+        match self.handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+pub fn start(store: Store, config: WriterConfig, metrics: Arc<Metrics>) -> (Recorder, Writer) {
+    let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
+    let recorder = Recorder {
+        tx,
+        metrics: metrics.clone(),
+    };
+    let handle = std::thread::Builder::new()
+        .name("vcheckd-writer".into())
+        .spawn(move || run(store, rx, config, metrics))
+        .unwrap_or_else(|e| panic!("cannot start the writer thread: {e}"));
+    (recorder, Writer { handle })
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+struct CounterSync {
+    persisted: Vec<(String, u64)>,
+}
+
+impl CounterSync {
+    /// Writes what the counters gained since the last call, dated today.
+    fn flush(&mut self, store: &mut Store, metrics: &Metrics) -> Result<(), StoreError> {
+        let current = metrics.snapshot();
+        let deltas: Vec<(String, u64)> = current
+            .iter()
+            .map(|(name, v)| {
+                let before = self
+                    .persisted
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0, |(_, b)| *b);
+                (name.clone(), v.saturating_sub(before))
+            })
+            .collect();
+        if deltas.iter().any(|(_, d)| *d > 0) {
+            store.add_counters(day_of(now()), &deltas)?;
+        }
+        self.persisted = current;
+        Ok(())
+    }
+}
+
+/// Retries a failing commit: the batch stays in memory until SQLite takes it
+/// (a full disk or a long-held lock is transient to an operator).
+fn commit_with_retry(
+    store: &mut Store,
+    batch: &[ReceivedReport],
+    metrics: &Metrics,
+) -> Result<(), StoreError> {
+    let mut delay = Duration::from_millis(50);
+    let mut attempt = 0;
+    loop {
+        match store.insert_batch(batch) {
+            Ok(outcome) => {
+                metrics
+                    .reports_stored
+                    .fetch_add(outcome.stored, std::sync::atomic::Ordering::Relaxed);
+                metrics
+                    .reports_duplicate
+                    .fetch_add(outcome.duplicates, std::sync::atomic::Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) if attempt < 8 => {
+                warn!(error = %e, reports = batch.len(), "commit failed, retrying");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(e) => {
+                error!(error = %e, reports = batch.len(), "commit failed; reports not stored");
+                return Err(e);
+            }
+        }
+    }
+}
+
+fn run(
+    mut store: Store,
+    rx: mpsc::Receiver<ReceivedReport>,
+    config: WriterConfig,
+    metrics: Arc<Metrics>,
+) -> Result<(), StoreError> {
+    let mut counters = CounterSync {
+        persisted: Vec::new(),
+    };
+    let mut batch = Vec::with_capacity(config.max_batch);
+    let mut last_error = Ok(());
+    let mut last_flush = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(config.flush_interval) {
+            Ok(report) => report,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = counters.flush(&mut store, &metrics) {
+                    warn!(error = %e, "cannot persist counters");
+                }
+                last_flush = Instant::now();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        batch.push(first);
+        while batch.len() < config.max_batch {
+            match rx.try_recv() {
+                Ok(report) => batch.push(report),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = commit_with_retry(&mut store, &batch, &metrics) {
+            last_error = Err(e);
+        }
+        batch.clear();
+        if last_flush.elapsed() >= config.flush_interval {
+            if let Err(e) = counters.flush(&mut store, &metrics) {
+                warn!(error = %e, "cannot persist counters");
+            }
+            last_flush = Instant::now();
+        }
+    }
+    counters.flush(&mut store, &metrics)?;
+    info!("report queue drained");
+    last_error
+}

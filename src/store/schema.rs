@@ -1,0 +1,57 @@
+//! The database schema and its forward migrations.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. Each
+//! migration runs once, in its own transaction, so a crash mid-upgrade leaves
+//! the previous version intact. A database written by a newer vcheckd is
+//! refused rather than half-understood.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: reports and daily counters. No client or resolver address is stored.
+    r#"
+    CREATE TABLE reports (
+        id          INTEGER PRIMARY KEY,
+        report_id   BLOB    NOT NULL UNIQUE,   -- the frame nonce, 12 bytes
+        zone        TEXT    NOT NULL,
+        received_at INTEGER NOT NULL,          -- server clock, unix seconds
+        client_time INTEGER NOT NULL,          -- client clock, unix seconds
+        key_id      INTEGER NOT NULL,
+        cluster     BLOB,                      -- 16 bytes; NULL when withheld
+        node        BLOB,                      -- 16 bytes; NULL when withheld
+        version     TEXT    NOT NULL,
+        flags       INTEGER NOT NULL,
+        status      INTEGER NOT NULL,          -- the hint status answered
+        duplicates  INTEGER NOT NULL DEFAULT 0 -- later arrivals of the same report
+    );
+    CREATE INDEX reports_received_at ON reports(received_at);
+    CREATE TABLE counters (
+        day   INTEGER NOT NULL,                -- days since 1970-01-01, UTC
+        name  TEXT    NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (day, name)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > CURRENT_VERSION {
+        return Err(StoreError::TooNew {
+            found,
+            known: CURRENT_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
