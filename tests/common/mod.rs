@@ -1,0 +1,163 @@
+//! Shared set-up for the integration tests: a real configuration in a temp
+//! folder, a real key, a real SQLite file, and raw DNS exchanges over real
+//! sockets for the cases a client library will not send.
+#![allow(dead_code)] // each test binary uses a different part of this
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use vcheckd::client::{Check, Reporter};
+use vcheckd::protocol::{Key, KeyId, ZoneName};
+
+pub const ZONE: &str = "vc.example.com";
+
+/// A zone file with a TXT record too big for a 512-byte UDP answer and one
+/// too big even for 1232 bytes, to exercise truncation.
+pub fn zone_file() -> String {
+    let chunk = "x".repeat(200);
+    let big = vec![format!("\"{chunk}\""); 3].join(" ");
+    let huge = vec![format!("\"{chunk}\""); 7].join(" ");
+    format!(
+        "$ORIGIN {ZONE}.\n$TTL 300\n\
+         @ IN SOA ns1.{ZONE}. hostmaster.example.com. 2026112301 3600 600 1209600 60\n\
+         @ IN NS ns1.{ZONE}.\n\
+         ns1 IN A 127.0.0.1\n\
+         big IN TXT {big}\n\
+         huge IN TXT {huge}\n"
+    )
+}
+
+pub fn config_text(releases: &str) -> String {
+    format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+database = "vcheckd.sqlite"
+queue_capacity = 100000
+
+[[zone]]
+name = "{ZONE}"
+file = "zone.txt"
+keys = ["test.key"]
+answer_ttl = 60
+
+[zone.releases]
+{releases}
+"#
+    )
+}
+
+pub const RELEASES: &str = r#"versions = ["2.2.0", "2.3.0", "2.3.1", "2.4.0", "2.4.1"]
+end_of_life = ["2.2"]
+[[zone.releases.advisory]]
+id = "CVE-2026-0001"
+fixed = ["2.3.1", "2.4.1"]
+"#;
+
+/// A temp folder holding config.toml, zone.txt, test.key; the database
+/// (vcheckd.sqlite) appears there when the server starts.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub key: Key,
+}
+
+impl Setup {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = Key::generate(KeyId(3));
+        std::fs::write(dir.path().join("test.key"), key.to_token()).unwrap();
+        std::fs::write(dir.path().join("zone.txt"), zone_file()).unwrap();
+        std::fs::write(dir.path().join("config.toml"), config_text(RELEASES)).unwrap();
+        Setup { dir, key }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("vcheckd.sqlite")
+    }
+
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.path().join("test.key")
+    }
+
+    pub fn check(&self, cluster: &str, node: &str, version: &str) -> Check {
+        Check {
+            zone: ZoneName::new(ZONE).unwrap(),
+            key: self.key.clone(),
+            version: semver::Version::parse(version).unwrap(),
+            reporter: Some(Reporter {
+                cluster_id: cluster.into(),
+                node_id: node.into(),
+            }),
+        }
+    }
+
+    /// A fresh query name for a report.
+    pub fn name(&self, cluster: &str, node: &str, version: &str) -> String {
+        self.check(cluster, node, version).prepare().unwrap().name
+    }
+}
+
+/// Rows in the reports table: (version, duplicates, cluster is null).
+pub fn rows(db: &Path) -> Vec<(String, i64, bool)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT version, duplicates, cluster IS NULL FROM reports ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+pub fn query(name: &str, qtype: RecordType, edns_size: Option<u16>) -> Message {
+    let mut m = Message::query();
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
+    if let Some(size) = edns_size {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        m.set_edns(e);
+    }
+    m
+}
+
+pub async fn udp_raw(server: SocketAddr, request: &[u8]) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(request, server).await.unwrap();
+    let mut buf = vec![0u8; 65_535];
+    match tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf)).await {
+        Ok(Ok((len, _))) => Some(buf[..len].to_vec()),
+        _ => None,
+    }
+}
+
+pub async fn udp(server: SocketAddr, request: &Message) -> Message {
+    let bytes = udp_raw(server, &request.to_bytes().unwrap())
+        .await
+        .expect("no UDP answer");
+    Message::from_vec(&bytes).expect("answer parses")
+}
+
+pub async fn tcp_raw(server: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(server).await.unwrap();
+    let mut framed = (request.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(request);
+    s.write_all(&framed).await.unwrap();
+    let len = s.read_u16().await.unwrap();
+    let mut buf = vec![0u8; len as usize];
+    s.read_exact(&mut buf).await.unwrap();
+    buf
+}
+
+pub async fn tcp(server: SocketAddr, request: &Message) -> Message {
+    Message::from_vec(&tcp_raw(server, &request.to_bytes().unwrap()).await).unwrap()
+}
