@@ -72,6 +72,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
@@ -93,7 +95,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         loop {
             tokio::select! {
                 _ = hup.recv() => {
-                    match load(&args).map_err(anyhow::Error::from).and_then(|c| {
+                    match load(&args).and_then(|c| {
                         server.reload(&c).map_err(anyhow::Error::from)
                     }) {
                         Ok(()) => info!("reloaded zones, keys and releases"),

@@ -1,0 +1,383 @@
+//! The `vcheckd` binary as a user runs it: `serve` in a real process,
+//! `check`, `encode`, `decode`, `keygen` and `stats` against it, signals.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_vcheckd");
+
+/// A `vcheckd serve` process; killed if the test fails before stopping it.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(cwd: &Path, args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(cwd)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+                .expect("server did not report its address");
+            if let Some(rest) = line.split("addr=").nth(1) {
+                break rest.trim().trim_matches('"').parse().unwrap();
+            }
+        };
+        Server { child, addr }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn vcheckd(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(cwd);
+    for var in [
+        "DISABLE_VERSION_CHECK",
+        "DISABLE_TELEMETRY",
+        "VCHECKD_ZONE",
+        "VCHECKD_KEY",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn check_args<'a>(server: &'a str, key: &'a str, version: &'a str) -> Vec<&'a str> {
+    vec![
+        "check",
+        "--server",
+        server,
+        "--zone",
+        ZONE,
+        "--key",
+        key,
+        "--cluster-id",
+        "cluster-a",
+        "--node-id",
+        "node-1",
+        "--version",
+        version,
+    ]
+}
+
+#[test]
+fn embedded_default_quick_start() {
+    // As README says: serve with no config, check with the demo key, stats.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let key = dir.path().join("data/demo.key");
+    assert!(key.exists(), "demo key created on first start");
+    let addr = server.addr.to_string();
+    let key = key.to_str().unwrap();
+
+    let out = vcheckd(dir.path(), &check_args(&addr, key, "2.3.1"), &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out).trim(),
+        "vcheckd: 2.4.1 is available (running 2.3.1)"
+    );
+
+    let out = vcheckd(
+        dir.path(),
+        &[&check_args(&addr, key, "v2.4.1")[..], &["--json"]].concat(),
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], 1);
+    assert_eq!(v["latest"], "2.4.1");
+
+    assert!(server.stop().success());
+    let out = vcheckd(dir.path(), &["stats", "--json"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total"]["clusters"], 1);
+    assert_eq!(v["total"]["nodes"], 1);
+    assert_eq!(v["total"]["reports"], 2);
+    let versions: Vec<&str> = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["2.4.1", "2.3.1"]);
+    let table = stdout(&vcheckd(dir.path(), &["stats"], &[]));
+    assert!(table.contains("VERSION"), "{table}");
+}
+
+#[test]
+fn dry_run_disabled_and_anonymous() {
+    let setup = Setup::new();
+    let dir = setup.dir.path();
+    let key = setup.key_path();
+    let key = key.to_str().unwrap();
+    let server = Server::start(dir, &["--config", "config.toml"]);
+    let addr = server.addr.to_string();
+
+    // Dry run: the exact name and its decoded plaintext, nothing sent.
+    let out = vcheckd(
+        dir,
+        &[
+            &check_args(&addr, key, "2.3.0")[..],
+            &["--dry-run", "--json"],
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name = v["query_name"].as_str().unwrap();
+    assert!(name.ends_with(".vc.example.com."));
+    assert_eq!(v["version"], "2.3.0");
+    assert_eq!(v["cluster"].as_str().unwrap().len(), 32);
+    // decode agrees with the preview.
+    let out = vcheckd(
+        dir,
+        &["decode", name, "--zone", ZONE, "--key", key, "--json"],
+        &[],
+    );
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["cluster"], v["cluster"]);
+    assert_eq!(d["report_id"], v["report_id"]);
+
+    let out = vcheckd(
+        dir,
+        &check_args(&addr, key, "2.3.0"),
+        &[("DISABLE_VERSION_CHECK", "1")],
+    );
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("disabled"));
+
+    let mut anon = check_args(&addr, key, "2.4.0");
+    anon.drain(7..11); // no --cluster-id / --node-id needed
+    let out = vcheckd(dir, &anon, &[("DISABLE_TELEMETRY", "1")]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        stdout(&out).starts_with("vcheckd: upgrade required"),
+        "{}",
+        stdout(&out)
+    );
+    // Without DISABLE_TELEMETRY the ids are required.
+    let out = vcheckd(dir, &anon, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster-id is required"));
+
+    assert!(server.stop().success());
+    // Only the two real checks reached the server; the anonymous one has no ids.
+    let mut got = rows(&setup.db_path());
+    got.sort();
+    assert_eq!(got, vec![("2.4.0".to_string(), 0, true)]);
+}
+
+#[test]
+fn failures_have_distinct_exit_codes() {
+    let setup = Setup::new();
+    let dir = setup.dir.path();
+    let key = setup.key_path();
+    let key = key.to_str().unwrap();
+    let server = Server::start(dir, &["--config", "config.toml"]);
+    let addr = server.addr.to_string();
+
+    // A zone the server does not serve: REFUSED.
+    let mut args = check_args(&addr, key, "2.4.1");
+    args[4] = "other.example.org";
+    let out = vcheckd(dir, &args, &[]);
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("REFUSED")
+            || String::from_utf8_lossy(&out.stderr).contains("Refused")
+    );
+
+    // A server that never answers: timeout.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let out = vcheckd(
+        dir,
+        &[
+            &check_args(&silent_addr, key, "2.4.1")[..],
+            &["--timeout", "0.5"],
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    // Bad input: a clear error, not a panic.
+    let out = vcheckd(dir, &check_args(&addr, key, "two"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a semver version"));
+    let out = vcheckd(dir, &check_args(&addr, "/nonexistent.key", "2.4.1"), &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = vcheckd(
+        dir,
+        &["decode", "abc.vc.example.com", "--zone", ZONE, "--key", key],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not decode"));
+    assert!(server.stop().success());
+}
+
+#[test]
+fn sigterm_drains_and_sighup_reloads() {
+    let setup = Setup::new();
+    let dir = setup.dir.path();
+    let server = Server::start(dir, &["--config", "config.toml"]);
+    let addr = server.addr;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let hint = |name: String| {
+        rt.block_on(async {
+            let m = udp(
+                addr,
+                &query(&name, hickory_proto::rr::RecordType::TXT, None),
+            )
+            .await;
+            let hickory_proto::rr::RData::TXT(t) = &m.answers[0].data else {
+                panic!()
+            };
+            vcheckd::hint::Hint::parse_txt(&String::from_utf8(t.txt_data.concat()).unwrap())
+                .unwrap()
+        })
+    };
+    assert_eq!(
+        hint(setup.name("c", "n", "2.4.1")).latest.to_string(),
+        "2.4.1"
+    );
+    std::fs::write(
+        setup.config_path(),
+        config_text(r#"versions = ["2.4.1", "2.6.0"]"#),
+    )
+    .unwrap();
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while hint(setup.name("c", "n", "2.4.1")).latest.to_string() != "2.6.0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Fire many reports without waiting, then SIGTERM: each answered report
+    // must be in the database after a clean exit.
+    let answered = rt.block_on(async {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let names: Vec<String> = (0..200)
+            .map(|i| setup.name(&format!("c{i}"), "n", "2.4.1"))
+            .collect();
+        for name in &names {
+            let q = query(name, hickory_proto::rr::RecordType::TXT, None);
+            socket
+                .send_to(
+                    &hickory_proto::serialize::binary::BinEncodable::to_bytes(&q).unwrap(),
+                    addr,
+                )
+                .await
+                .unwrap();
+        }
+        let mut buf = vec![0u8; 2048];
+        let mut n = 0;
+        while let Ok(Ok(_)) =
+            tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buf)).await
+        {
+            n += 1;
+            if n == names.len() {
+                break;
+            }
+        }
+        n
+    });
+    assert_eq!(answered, 200);
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+    // 200 plus the reload probes (at least two).
+    assert!(rows(&setup.db_path()).len() >= 202);
+}
+
+#[test]
+fn keygen_writes_a_private_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcheckd(
+        dir.path(),
+        &["keygen", "--id", "9", "--out", "k/new.key"],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let path = dir.path().join("k/new.key");
+    let key = vcheckd::protocol::Key::load(&path).unwrap();
+    assert_eq!(key.id.0, 9);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // Never silently replaced.
+    let again = vcheckd(dir.path(), &["keygen", "--out", "k/new.key"], &[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(vcheckd::protocol::Key::load(&path).unwrap(), key);
+    let printed = stdout(&vcheckd(dir.path(), &["keygen"], &[]));
+    assert!(vcheckd::protocol::Key::parse(&printed).is_ok());
+}
