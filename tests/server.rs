@@ -162,6 +162,23 @@ async fn partial_and_garbage_names_get_nodata_and_are_not_recorded() {
     assert_nodata(&udp(addr, &query(&full, RecordType::MX, None)).await);
     server.shutdown().await.unwrap();
     assert_eq!(rows(&setup.db_path()).len(), 1);
+    // The rejected names are counted, by reason, and kept apart from reports.
+    let store = vcheckd::store::Store::open_read_only(&setup.db_path()).unwrap();
+    let stats = vcheckd::stats::versions(&store, 0, i64::MAX / 2).unwrap();
+    let rejected: u64 = stats
+        .counters
+        .iter()
+        .filter(|(k, _)| k.starts_with("rejected."))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(rejected as usize, (payload_labels - 1) * 3 + 4);
+    assert_eq!(stats.counters["reports.accepted"], 1);
+    assert!(
+        stats.counters["rejected.base32"] >= 2,
+        "{:?}",
+        stats.counters
+    );
+    assert_eq!(stats.counters["rejected.label_count"], 1);
 }
 
 #[tokio::test]

@@ -6,12 +6,13 @@
 //! report is one report.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 use rusqlite::params;
 use semver::Version;
 use serde::Serialize;
 
-use crate::store::{Store, StoreError};
+use crate::store::{day_of, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionRow {
@@ -31,6 +32,10 @@ pub struct VersionStats {
     pub total: VersionRow,
     /// Extra deliveries of reports already counted.
     pub duplicates: u64,
+    /// Server counters over the window's days (UTC), e.g. `rejected.authentication`:
+    /// names under a zone that were not reports (QNAME-minimisation partial
+    /// names among them), queue drops, queries by transport and rcode.
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// Newest version first; text that is not semver sorts last.
@@ -71,12 +76,21 @@ pub fn versions(store: &Store, since: i64, until: i64) -> Result<VersionStats, S
         params![since, until],
         |r| Ok((row("all".into(), r)?, r.get::<_, i64>(5)? as u64)),
     )?;
+    let mut stmt = conn.prepare(
+        "SELECT name, SUM(value) FROM counters WHERE day >= ?1 AND day <= ?2 GROUP BY name",
+    )?;
+    let counters = stmt
+        .query_map(params![day_of(since), day_of(until)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        })?
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
     Ok(VersionStats {
         since,
         until,
         versions,
         total,
         duplicates,
+        counters,
     })
 }
 
@@ -103,6 +117,19 @@ impl VersionStats {
         out.push_str(&format!(
             "duplicate deliveries (counted once above): {}\n",
             self.duplicates
+        ));
+        let sum = |prefix: &str| -> u64 {
+            self.counters
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .map(|(_, v)| v)
+                .sum()
+        };
+        out.push_str(&format!(
+            "names that were not reports (partial or invalid): {}\n\
+             reports dropped by a full queue: {}\n",
+            sum("rejected."),
+            sum("reports.queue_dropped"),
         ));
         out
     }
