@@ -163,3 +163,88 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{AnonId, KeyId, Payload, ReportId};
+
+    fn received(id: u8, identity: Identity) -> ReceivedReport {
+        ReceivedReport {
+            report: Report {
+                id: ReportId([id; 12]),
+                key_id: KeyId(1),
+                payload: Payload {
+                    timestamp: 5,
+                    identity,
+                    version: semver::Version::new(2, 4, 1),
+                },
+            },
+            zone: ZoneName::new("vc.example.com").unwrap(),
+            received_at: 1_000,
+            status: Status::UpToDate,
+        }
+    }
+
+    #[test]
+    fn duplicates_are_stored_once_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let known = Identity::Known {
+            cluster: AnonId([1; 16]),
+            node: AnonId([2; 16]),
+        };
+        let batch = [
+            received(1, known),
+            received(2, Identity::Withheld),
+            received(1, known),
+        ];
+        assert_eq!(
+            store.insert_batch(&batch).unwrap(),
+            BatchOutcome {
+                stored: 2,
+                duplicates: 1
+            }
+        );
+        assert_eq!(
+            store.insert_batch(&batch[..1]).unwrap(),
+            BatchOutcome {
+                stored: 0,
+                duplicates: 1
+            }
+        );
+        let (rows, dups, anon): (i64, i64, i64) = store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*), SUM(duplicates), SUM(cluster IS NULL) FROM reports",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((rows, dups, anon), (2, 2, 1));
+    }
+
+    #[test]
+    fn schema_is_versioned_and_newer_databases_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(Store::open(&path).unwrap());
+        // Reopening an up-to-date database migrates nothing and keeps data.
+        let store = Store::open(&path).unwrap();
+        let v: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        store
+            .conn()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(store);
+        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { .. })));
+        assert!(matches!(
+            Store::open_read_only(&path),
+            Err(StoreError::TooNew { .. })
+        ));
+    }
+}
