@@ -407,3 +407,37 @@ async fn queued_reports_are_all_stored_on_shutdown() {
     server.shutdown().await.unwrap();
     assert_eq!(rows(&setup.db_path()).len(), names.len());
 }
+
+#[tokio::test]
+async fn hints_longer_than_one_character_string_are_split() {
+    let setup = Setup::new();
+    let long_id = "ADVISORY-".repeat(40);
+    std::fs::write(
+        setup.config_path(),
+        config_text(&format!(
+            "versions = [\"2.4.0\", \"2.4.1\"]\n[[zone.releases.advisory]]\nid = \"{long_id}\"\nfixed = [\"2.4.1\"]\n"
+        )),
+    )
+    .unwrap();
+    let (server, addr) = start(&setup).await;
+    let name = setup.name("c", "n", "2.4.0");
+    for answer in [
+        udp(addr, &query(&name, RecordType::TXT, Some(1232))).await,
+        tcp(addr, &query(&name, RecordType::TXT, None)).await,
+    ] {
+        let RData::TXT(txt) = &answer.answers[0].data else {
+            panic!("{answer:?}")
+        };
+        assert!(txt.txt_data.len() >= 2);
+        assert!(txt.txt_data.iter().all(|s| s.len() <= 255));
+        let hint = txt_of(&answer);
+        assert_eq!(hint.message, format!("security fix {long_id} in 2.4.1"));
+    }
+    // The client library joins the strings too.
+    let prepared = setup.check("c", "n", "2.4.0").prepare().unwrap();
+    let hint = vcheckd::client::resolve_hint(&prepared, &[addr], std::time::Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert_eq!(hint.status, Status::UpgradeRequired);
+    server.shutdown().await.unwrap();
+}

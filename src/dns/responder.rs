@@ -144,7 +144,7 @@ impl Responder {
                 let hint = zone.releases.hint_for(&report.payload.version);
                 let rdata = match qtype {
                     RecordType::TXT | RecordType::ANY => {
-                        Some(RData::TXT(TXT::new(vec![hint.to_txt()])))
+                        Some(RData::TXT(TXT::new(hint.to_txt_strings())))
                     }
                     RecordType::A => Some(RData::A(A(hint.to_a()))),
                     RecordType::AAAA => Some(RData::AAAA(AAAA(hint.to_aaaa()))),

@@ -91,6 +91,24 @@ impl Hint {
         )
     }
 
+    /// [`Self::to_txt`] cut into DNS character-strings of at most 255 bytes
+    /// (at character boundaries); a client concatenates them (RFC 7208 style).
+    pub fn to_txt_strings(&self) -> Vec<String> {
+        let text = self.to_txt();
+        let mut out = Vec::new();
+        let mut rest = text.as_str();
+        while !rest.is_empty() {
+            let mut cut = rest.len().min(255);
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (head, tail) = rest.split_at(cut);
+            out.push(head.to_string());
+            rest = tail;
+        }
+        out
+    }
+
     pub fn parse_txt(text: &str) -> Result<Self, HintError> {
         let (fields, message) = match text.split_once(" msg=") {
             Some((f, m)) => (f, m.to_string()),
@@ -105,8 +123,9 @@ impl Hint {
             match word.split_once('=') {
                 Some(("status", v)) => {
                     status = Some(
-                        v.parse::<u8>()
-                            .ok()
+                        (v.len() == 1)
+                            .then(|| v.parse::<u8>().ok())
+                            .flatten()
                             .and_then(Status::from_code)
                             .ok_or(HintError::Invalid("status"))?,
                     )
@@ -205,6 +224,18 @@ mod tests {
         assert_eq!(
             Hint::parse_txt("v=vc1 latest=1.0.0"),
             Err(HintError::Missing("status"))
+        );
+    }
+
+    #[test]
+    fn long_hints_are_split_into_character_strings() {
+        let h = hint(Status::UpgradeRequired, "2.4.1", &"é".repeat(200));
+        let parts = h.to_txt_strings();
+        assert!(parts.len() >= 2 && parts.iter().all(|p| p.len() <= 255));
+        assert_eq!(Hint::parse_txt(&parts.concat()).unwrap(), h);
+        assert_eq!(
+            hint(Status::UpToDate, "1.0.0", "ok").to_txt_strings().len(),
+            1
         );
     }
 

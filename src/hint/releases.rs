@@ -124,8 +124,19 @@ pub struct Releases {
     advisories: Vec<Advisory>,
 }
 
+/// Build metadata (`+build.5`) does not make a different release (semver
+/// §10), so it is dropped before any comparison.
+fn release_of(v: &Version) -> Version {
+    Version {
+        build: semver::BuildMetadata::EMPTY,
+        ..v.clone()
+    }
+}
+
 fn parse_version(s: &str) -> Result<Version, ReleasesError> {
-    Version::parse(s.trim()).map_err(|_| ReleasesError::Version(s.to_string()))
+    Version::parse(s.trim())
+        .map(|v| release_of(&v))
+        .map_err(|_| ReleasesError::Version(s.to_string()))
 }
 
 impl TryFrom<&ReleasesConfig> for Releases {
@@ -180,11 +191,6 @@ impl TryFrom<&ReleasesConfig> for Releases {
     }
 }
 
-/// Equal as releases: build metadata (`+build.5`) does not make a new release.
-fn same_release(a: &Version, b: &Version) -> bool {
-    a.major == b.major && a.minor == b.minor && a.patch == b.patch && a.pre == b.pre
-}
-
 impl Releases {
     pub fn latest(&self) -> &Version {
         &self.latest
@@ -192,23 +198,24 @@ impl Releases {
 
     pub fn hint_for(&self, running: &Version) -> Hint {
         let latest = self.latest.clone();
+        let release = release_of(running);
         let (status, message) =
-            if let Some(line) = self.end_of_life.iter().find(|l| l.contains(running)) {
+            if let Some(line) = self.end_of_life.iter().find(|l| l.contains(&release)) {
                 (
                     Status::UpgradeRequired,
                     format!("{line} is end of life; upgrade to {latest}"),
                 )
-            } else if let Some(adv) = self.advisories.iter().find(|a| a.affects(running)) {
+            } else if let Some(adv) = self.advisories.iter().find(|a| a.affects(&release)) {
                 (
                     Status::UpgradeRequired,
-                    format!("security fix {} in {}", adv.id, adv.upgrade_for(running)),
+                    format!("security fix {} in {}", adv.id, adv.upgrade_for(&release)),
                 )
-            } else if !self.versions.iter().any(|v| same_release(v, running)) {
+            } else if !self.versions.contains(&release) {
                 (
                     Status::Unknown,
                     format!("{running} is not a known release; latest is {latest}"),
                 )
-            } else if running < &latest {
+            } else if release < latest {
                 (Status::UpgradeAvailable, format!("{latest} is available"))
             } else {
                 (Status::UpToDate, "up to date".to_string())
@@ -257,6 +264,21 @@ mod tests {
     fn the_rule() {
         assert_eq!(status("2.4.1").0, Status::UpToDate);
         assert_eq!(status("2.4.1+build.7").0, Status::UpToDate);
+        // Build metadata in the configuration is ignored as well.
+        let c = ReleasesConfig {
+            versions: vec!["2.4.0".into(), "2.4.1+build.9".into()],
+            end_of_life: vec![],
+            advisory: vec![AdvisoryConfig {
+                id: "X".into(),
+                fixed: vec!["2.4.1+b5".into()],
+            }],
+        };
+        let r = Releases::try_from(&c).unwrap();
+        let h = r.hint_for(&Version::parse("2.4.1").unwrap());
+        assert_eq!(
+            (h.status, h.latest.to_string()),
+            (Status::UpToDate, "2.4.1".into())
+        );
         assert_eq!(status("2.3.1").0, Status::UpgradeAvailable);
         assert_eq!(
             status("2.3.0"),

@@ -16,7 +16,7 @@ pub enum DecodeError {
     LabelTooLong,
     #[error("payload labels are not valid unpadded base32")]
     Base32,
-    #[error("frame is {0} bytes, shorter than the smallest valid frame")]
+    #[error("frame is {0} bytes, shorter than header, nonce and tag (30 bytes)")]
     TooShort(usize),
     #[error("unknown frame format version {0}")]
     UnknownFormat(u8),

@@ -70,6 +70,9 @@ impl Key {
         else {
             return Err(KeyError::Format);
         };
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(KeyError::Format);
+        }
         let id: u8 = id.parse().map_err(|_| KeyError::Format)?;
         let bytes = data_encoding::HEXLOWER_PERMISSIVE
             .decode(hex.as_bytes())
@@ -156,6 +159,7 @@ mod tests {
             "vck1:256:0000000000000000000000000000000000000000000000000000000000000000",
             "vck1:1:000000000000000000000000000000000000000000000000000000000000000g",
             "vck1:1:00:00",
+            "vck1:+1:0000000000000000000000000000000000000000000000000000000000000000",
         ] {
             assert!(Key::parse(bad).is_err(), "{bad:?} accepted");
         }

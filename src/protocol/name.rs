@@ -25,12 +25,18 @@ pub struct ZoneName(String);
 
 impl ZoneName {
     pub fn new(text: &str) -> Result<Self, EncodeError> {
-        let norm = text.trim().trim_end_matches('.').to_ascii_lowercase();
+        let trimmed = text.trim();
+        let norm = trimmed
+            .strip_suffix('.')
+            .unwrap_or(trimmed)
+            .to_ascii_lowercase();
         let ok = !norm.is_empty()
             && norm.len() <= MAX_NAME_LEN
             && norm.split('.').all(|l| {
                 !l.is_empty()
                     && l.len() <= MAX_LABEL_LEN
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
                     && l.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             });
