@@ -39,15 +39,26 @@ async fn dig_sees_the_hint_over_udp_and_tcp() {
         })
     };
     let txt = run(vec![&name, "TXT", "+short"]).await.unwrap();
-    assert_eq!(txt.trim(), "\"v=vc1 status=2 latest=2.4.1 msg=2.4.1 is available\"");
-    assert_eq!(run(vec![&name, "A", "+short"]).await.unwrap().trim(), "127.2.4.1");
+    assert_eq!(
+        txt.trim(),
+        "\"v=vc1 status=2 latest=2.4.1 msg=2.4.1 is available\""
+    );
+    assert_eq!(
+        run(vec![&name, "A", "+short"]).await.unwrap().trim(),
+        "127.2.4.1"
+    );
     assert_eq!(
         run(vec![&name, "AAAA", "+short"]).await.unwrap().trim(),
         "fd76:6364:2:2:4:1::"
     );
-    assert_eq!(run(vec![&name, "TXT", "+short", "+tcp"]).await.unwrap(), txt);
+    assert_eq!(
+        run(vec![&name, "TXT", "+short", "+tcp"]).await.unwrap(),
+        txt
+    );
     // dig follows TC to TCP by itself.
-    let big = run(vec!["big.vc.example.com", "TXT", "+noedns"]).await.unwrap();
+    let big = run(vec!["big.vc.example.com", "TXT", "+noedns"])
+        .await
+        .unwrap();
     assert!(big.contains("Truncated, retrying in TCP mode"), "{big}");
     assert!(big.contains("ANSWER: 1"), "{big}");
     let partial = run(vec!["abc.vc.example.com", "A"]).await.unwrap();
@@ -56,8 +67,18 @@ async fn dig_sees_the_hint_over_udp_and_tcp() {
     assert!(partial.contains("ANSWER: 0, AUTHORITY: 1"), "{partial}");
     let outside = run(vec!["example.org", "A"]).await.unwrap();
     assert!(outside.contains("status: REFUSED"), "{outside}");
-    let badvers = run(vec!["vc.example.com", "SOA", "+edns=1", "+noednsnegotiation"]).await.unwrap();
+    let badvers = run(vec![
+        "vc.example.com",
+        "SOA",
+        "+edns=1",
+        "+noednsnegotiation",
+    ])
+    .await
+    .unwrap();
     assert!(badvers.contains("status: BADVERS"), "{badvers}");
     server.shutdown().await.unwrap();
-    assert_eq!(rows(&setup.db_path()), vec![("2.3.1".to_string(), 3, false)]);
+    assert_eq!(
+        rows(&setup.db_path()),
+        vec![("2.3.1".to_string(), 3, false)]
+    );
 }
