@@ -240,9 +240,28 @@ fn failures_have_distinct_exit_codes() {
     let out = vcheckd(dir, &args, &[]);
     assert_eq!(out.status.code(), Some(6), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("REFUSED")
-            || String::from_utf8_lossy(&out.stderr).contains("Refused")
+        String::from_utf8_lossy(&out.stderr).contains("answered REFUSED"),
+        "{out:?}"
     );
+
+    // A resolver that fails: SERVFAIL.
+    let failing = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let failing_addr = failing.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((len, peer)) = failing.recv_from(&mut buf) {
+            let mut m = hickory_proto::op::Message::from_vec(&buf[..len]).unwrap();
+            m.metadata.message_type = hickory_proto::op::MessageType::Response;
+            m.metadata.response_code = hickory_proto::op::ResponseCode::ServFail;
+            let bytes = hickory_proto::serialize::binary::BinEncodable::to_bytes(&m).unwrap();
+            let _ = failing.send_to(&bytes, peer);
+        }
+    });
+    let out = vcheckd(dir, &check_args(&failing_addr, key, "2.4.1"), &[]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("answered SERVFAIL"), "{stderr}");
 
     // A server that never answers: timeout.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

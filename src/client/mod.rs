@@ -31,7 +31,7 @@ pub enum CheckError {
     NoServer,
     #[error("{0}")]
     Exchange(#[from] ExchangeError),
-    #[error("{server} answered {rcode}")]
+    #[error("{server} answered {}", rcode_name(*rcode))]
     Rcode {
         server: SocketAddr,
         rcode: ResponseCode,
@@ -44,6 +44,18 @@ pub enum CheckError {
         #[source]
         source: HintError,
     },
+}
+
+/// The mnemonic an operator knows from dig.
+fn rcode_name(rcode: ResponseCode) -> String {
+    match rcode {
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        other => format!("rcode {}", u16::from(other)),
+    }
 }
 
 impl CheckError {
