@@ -105,7 +105,7 @@ fn nonce() -> impl Strategy<Value = ReportId> {
 /// case, with or without the trailing dot. At most 63 characters.
 fn zone_text() -> impl Strategy<Value = String> {
     (
-        prop::collection::vec("[a-zA-Z0-9][a-zA-Z0-9_-]{0,11}", 1..5),
+        prop::collection::vec("[a-zA-Z0-9]([a-zA-Z0-9_-]{0,10}[a-zA-Z0-9_])?", 1..5),
         any::<bool>(),
     )
         .prop_map(|(labels, dot)| {

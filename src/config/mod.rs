@@ -59,9 +59,9 @@ pub struct ServerConfig {
     /// Connections beyond this wait in the kernel's accept queue.
     #[serde(default = "defaults::max_tcp_connections")]
     pub max_tcp_connections: usize,
-    /// UDP receive loops per listen address (SO_REUSEPORT). 0: one per core.
-    #[serde(default)]
-    pub udp_workers: usize,
+    /// Days raw reports are kept; daily rollups are kept forever.
+    #[serde(default = "defaults::retention_days")]
+    pub retention_days: u32,
 }
 
 mod defaults {
@@ -76,6 +76,9 @@ mod defaults {
     }
     pub fn max_tcp_connections() -> usize {
         512
+    }
+    pub fn retention_days() -> u32 {
+        30
     }
     pub fn answer_ttl() -> u32 {
         60

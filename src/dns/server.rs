@@ -59,6 +59,9 @@ impl RunningServer {
             WriterConfig {
                 queue_capacity: config.server.queue_capacity.max(1),
                 max_batch: config.server.max_batch.max(1),
+                retention: Duration::from_secs(
+                    u64::from(config.server.retention_days.max(1)) * 86_400,
+                ),
                 ..WriterConfig::default()
             },
             metrics.clone(),

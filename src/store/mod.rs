@@ -6,6 +6,7 @@
 //! crash or power loss.
 
 pub mod recorder;
+pub mod rollup;
 mod schema;
 
 use std::path::Path;
@@ -132,6 +133,7 @@ impl Store {
                     r.status.code(),
                 ])?;
                 if inserted == 1 {
+                    rollup::add(&tx, r)?;
                     outcome.stored += 1;
                 } else {
                     dup.execute(params![&r.report.id.0[..]])?;
@@ -141,6 +143,17 @@ impl Store {
         }
         tx.commit()?;
         Ok(outcome)
+    }
+
+    /// Deletes raw reports received before `before` (unix seconds), at most
+    /// `limit` rows per call so that the writer never holds the database for
+    /// long; the rollups keep their counts. Returns the rows deleted.
+    pub fn prune(&mut self, before: i64, limit: usize) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM reports WHERE id IN
+               (SELECT id FROM reports WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
+            params![before, limit as i64],
+        )?)
     }
 
     /// Adds counter deltas to the given day's totals.
@@ -246,5 +259,58 @@ mod tests {
             Store::open_read_only(&path),
             Err(StoreError::TooNew { .. })
         ));
+    }
+
+    #[test]
+    fn rollups_track_the_latest_version_and_backfill_agrees() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let known = Identity::Known {
+            cluster: AnonId([1; 16]),
+            node: AnonId([2; 16]),
+        };
+        let mut a = received(1, known);
+        let mut b = received(2, known);
+        b.received_at = 2_000; // same day, later: the node upgraded
+        b.report.payload.version = semver::Version::new(2, 5, 0);
+        a.received_at = 1_500;
+        // Arrive out of order: the later report must still win.
+        store
+            .insert_batch(&[b.clone(), a.clone(), a.clone()])
+            .unwrap();
+        store
+            .insert_batch(&[received(3, Identity::Withheld)])
+            .unwrap();
+        let read = |store: &Store| -> Vec<(i64, String, i64, i64, i64)> {
+            let mut stmt = store
+                .conn()
+                .prepare(
+                    "SELECT day, version, last_at, reports, length(ids) FROM node_days
+                     UNION ALL SELECT day, version, 0, reports, 0 FROM anon_days ORDER BY 1, 2",
+                )
+                .unwrap();
+            stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        let live = read(&store);
+        assert_eq!(
+            live,
+            vec![
+                (0, "2.4.1".to_string(), 0, 1, 0),
+                (0, "2.5.0".to_string(), 2_000, 2, 24)
+            ]
+        );
+        let tx = store.conn.transaction().unwrap();
+        tx.execute_batch(
+            "DELETE FROM node_days; DELETE FROM anon_days; DELETE FROM clusters; DELETE FROM versions;",
+        )
+        .unwrap();
+        rollup::backfill(&tx).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(read(&store), live);
     }
 }

@@ -24,6 +24,10 @@ pub struct WriterConfig {
     pub max_batch: usize,
     /// Idle time after which counters are persisted even without reports.
     pub flush_interval: Duration,
+    /// Raw reports older than this are deleted (the rollups stay).
+    pub retention: Duration,
+    /// How often to look for expired raw reports.
+    pub prune_interval: Duration,
 }
 
 impl Default for WriterConfig {
@@ -32,6 +36,8 @@ impl Default for WriterConfig {
             queue_capacity: 65_536,
             max_batch: 1_024,
             flush_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(30 * 86_400),
+            prune_interval: Duration::from_secs(3_600),
         }
     }
 }
@@ -149,6 +155,29 @@ fn commit_with_retry(
     }
 }
 
+/// Deletes expired raw reports in small steps, between batches.
+fn prune(store: &mut Store, retention: Duration) {
+    let before = now().saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
+    let mut total = 0;
+    loop {
+        match store.prune(before, 10_000) {
+            Ok(n) => {
+                total += n;
+                if n < 10_000 {
+                    break;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot prune expired reports");
+                break;
+            }
+        }
+    }
+    if total > 0 {
+        info!(rows = total, "pruned raw reports past retention");
+    }
+}
+
 fn run(
     mut store: Store,
     rx: mpsc::Receiver<ReceivedReport>,
@@ -161,7 +190,13 @@ fn run(
     let mut batch = Vec::with_capacity(config.max_batch);
     let mut last_error = Ok(());
     let mut last_flush = Instant::now();
+    prune(&mut store, config.retention);
+    let mut last_prune = Instant::now();
     loop {
+        if last_prune.elapsed() >= config.prune_interval {
+            prune(&mut store, config.retention);
+            last_prune = Instant::now();
+        }
         let first = match rx.recv_timeout(config.flush_interval) {
             Ok(report) => report,
             Err(RecvTimeoutError::Timeout) => {

@@ -5,14 +5,22 @@
 //! the previous version intact. A database written by a newer vcheckd is
 //! refused rather than half-understood.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
-use super::StoreError;
+use super::{rollup, StoreError};
+
+/// One step: SQL, then optional Rust (to backfill with the same code the
+/// writer uses, rather than a second implementation in SQL).
+struct Migration {
+    sql: &'static str,
+    backfill: Option<fn(&Transaction<'_>) -> Result<(), StoreError>>,
+}
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
     // 1: reports and daily counters. No client or resolver address is stored.
-    r#"
+    Migration {
+        sql: r#"
     CREATE TABLE reports (
         id          INTEGER PRIMARY KEY,
         report_id   BLOB    NOT NULL UNIQUE,   -- the frame nonce, 12 bytes
@@ -35,6 +43,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (day, name)
     ) WITHOUT ROWID;
     "#,
+        backfill: None,
+    },
+    // 2: daily rollups, so that stats never scan raw reports (which expire).
+    Migration {
+        sql: rollup::SCHEMA,
+        backfill: Some(rollup::backfill),
+    },
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -47,9 +62,12 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             known: CURRENT_VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        tx.execute_batch(m.sql)?;
+        if let Some(backfill) = m.backfill {
+            backfill(&tx)?;
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
     }
