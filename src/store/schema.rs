@@ -9,11 +9,13 @@ use rusqlite::{Connection, Transaction};
 
 use super::{rollup, StoreError};
 
+type Backfill = fn(&Transaction<'_>) -> Result<(), StoreError>;
+
 /// One step: SQL, then optional Rust (to backfill with the same code the
 /// writer uses, rather than a second implementation in SQL).
 struct Migration {
     sql: &'static str,
-    backfill: Option<fn(&Transaction<'_>) -> Result<(), StoreError>>,
+    backfill: Option<Backfill>,
 }
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
