@@ -147,16 +147,22 @@ fn embedded_default_quick_start() {
     let out = vcheckd(dir.path(), &["stats", "--json"], &[]);
     assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["total"]["clusters"], 1);
-    assert_eq!(v["total"]["nodes"], 1);
-    assert_eq!(v["total"]["reports"], 2);
-    let versions: Vec<&str> = v["versions"]
+    assert_eq!(v["active_clusters"], 1);
+    assert_eq!(v["active_nodes"], 1);
+    // One node, whose latest report (2.4.1) places it; both reports counted.
+    let rows: Vec<(&str, u64, u64)> = v["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| r["version"].as_str().unwrap())
+        .map(|r| {
+            (
+                r["version"].as_str().unwrap(),
+                r["nodes"].as_u64().unwrap(),
+                r["reports"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(versions, ["2.4.1", "2.3.1"]);
+    assert_eq!(rows, [("2.4.1", 1, 1), ("2.3.1", 0, 1)]);
     let table = stdout(&vcheckd(dir.path(), &["stats"], &[]));
     assert!(table.contains("VERSION"), "{table}");
 }

@@ -88,10 +88,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let server = RunningServer::start(&config).await?;
+        // Handlers first: a SIGHUP that arrived between "listening" and
+        // their installation would otherwise kill the process.
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        let server = RunningServer::start(&config).await?;
         loop {
             tokio::select! {
                 _ = hup.recv() => {

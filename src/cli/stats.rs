@@ -1,45 +1,183 @@
-//! `vcheckd stats`.
+//! `vcheckd stats`: the statistics of src/stats, as table, JSON or CSV.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
-use clap::Args;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use semver::Version;
+use serde::Serialize;
 
-use vcheckd::stats;
-use vcheckd::store::Store;
+use vcheckd::stats::render::{self, Tabular, TrendTable};
+use vcheckd::stats::{self, Bucket, Dataset, Scope};
+use vcheckd::store::{day_of, Store};
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
-    /// The server's database.
-    #[arg(long, env = "VCHECKD_DB", default_value = "data/vcheckd.sqlite")]
-    db: PathBuf,
-    /// Window: the last N days.
-    #[arg(long, default_value_t = 7)]
-    days: u32,
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    #[command(subcommand)]
+    what: Option<What>,
+    /// Database file; repeat to merge several name servers' databases
+    /// (a report that reached two servers counts once).
+    #[arg(
+        long,
+        env = "VCHECKD_DB",
+        default_value = "data/vcheckd.sqlite",
+        global = true
+    )]
+    db: Vec<PathBuf>,
+    /// First day, YYYY-MM-DD (UTC). Default: 7 days before --until (30 for trend).
+    #[arg(long, global = true)]
+    since: Option<String>,
+    /// Last day, YYYY-MM-DD (UTC), included. Default: today.
+    #[arg(long, global = true)]
+    until: Option<String>,
+    /// Only this zone.
+    #[arg(long, global = true)]
+    zone: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    format: Format,
+    /// Same as --format json.
+    #[arg(long, global = true)]
     json: bool,
 }
 
-pub fn run(args: StatsArgs) -> Result<ExitCode> {
-    if !args.db.exists() {
-        anyhow::bail!(
-            "no database at {} (start the server first, or pass --db)",
-            args.db.display()
-        );
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Debug, Subcommand)]
+enum What {
+    /// Active clusters and nodes, new and gone clusters, reports, rejects.
+    Summary,
+    /// Clusters and nodes by version, mixed clusters, share on insecure versions.
+    Versions,
+    /// Version distribution per day or week.
+    Trend {
+        #[arg(long, value_enum, default_value_t = By::Day)]
+        by: By,
+    },
+    /// Days from a version's release (first report) until 50% and 90% of
+    /// active clusters run it or newer.
+    Adoption { version: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum By {
+    Day,
+    Week,
+}
+
+fn parse_day(flag: &str, text: &str) -> Result<i64> {
+    stats::day_of_date(text).with_context(|| format!("{flag} {text:?}: expected YYYY-MM-DD"))
+}
+
+fn print(value: &(impl Serialize + Tabular), format: Format) -> Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Csv => print!("{}", render::csv(value)),
+        Format::Table => print!("{}", render::table(value)),
     }
-    let store = Store::open_read_only(&args.db)
-        .with_context(|| format!("opening {}", args.db.display()))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
-    let since = now - i64::from(args.days) * 86_400;
-    let result = stats::versions(&store, since, now + 1)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+    Ok(())
+}
+
+pub fn run(args: StatsArgs) -> Result<ExitCode> {
+    let mut stores = Vec::new();
+    for db in &args.db {
+        if !db.exists() {
+            bail!(
+                "no database at {} (start the server first, or pass --db)",
+                db.display()
+            );
+        }
+        stores
+            .push(Store::open_read_only(db).with_context(|| format!("opening {}", db.display()))?);
+    }
+    let today = day_of(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64);
+    let until = match &args.until {
+        Some(t) => parse_day("--until", t)?,
+        None => today,
+    };
+    let what = args.what.unwrap_or(What::Versions);
+    let default_len = if matches!(what, What::Trend { .. }) {
+        30
     } else {
-        println!("last {} days:", args.days);
-        print!("{}", result.to_table());
+        7
+    };
+    let since = match &args.since {
+        Some(t) => parse_day("--since", t)?,
+        None => until - default_len + 1,
+    };
+    if since > until {
+        bail!("--since is after --until");
+    }
+    let format = if args.json { Format::Json } else { args.format };
+    let zone = args.zone.clone();
+    match what {
+        What::Summary => {
+            let data = Dataset::load(&stores, &stats::summary_scope(since, until, zone))?;
+            print(&stats::summary(&data, since, until), format)?;
+        }
+        What::Versions => {
+            let scope = Scope {
+                first_day: since,
+                last_day: until,
+                zone,
+            };
+            let data = Dataset::load(&stores, &scope)?;
+            print(&stats::versions(&data, since, until), format)?;
+        }
+        What::Trend { by } => {
+            let scope = Scope {
+                first_day: since,
+                last_day: until,
+                zone,
+            };
+            let data = Dataset::load(&stores, &scope)?;
+            let bucket = match by {
+                By::Day => Bucket::Day,
+                By::Week => Bucket::Week,
+            };
+            let points = stats::trend(&data, since, until, bucket);
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&points)?),
+                Format::Csv => print!("{}", render::csv(&TrendTable(&points))),
+                Format::Table => print!("{}", render::table(&TrendTable(&points))),
+            }
+        }
+        What::Adoption { version } => {
+            let text = version.trim();
+            let version = Version::parse(text.strip_prefix('v').unwrap_or(text))
+                .with_context(|| format!("{text:?} is not a semver version"))?;
+            // First find the release day, then load from a week before it.
+            let probe = Dataset::load(
+                &stores,
+                &Scope {
+                    first_day: until,
+                    last_day: until,
+                    zone: zone.clone(),
+                },
+            )?;
+            let Some(released) = probe.version_first_day.get(&version.to_string()).copied() else {
+                bail!("no report has carried version {version} yet");
+            };
+            let data = Dataset::load(&stores, &stats::adoption_scope(released, until, zone))?;
+            let adoption = stats::adoption(&data, &version, until);
+            if format == Format::Table {
+                let days =
+                    |d: Option<i64>| d.map_or("not yet".to_string(), |d| format!("{d} days"));
+                println!(
+                    "{version}: first seen {}; 50% of active clusters after {}, 90% after {}",
+                    stats::date_of_day(released),
+                    days(adoption.days_to_50),
+                    days(adoption.days_to_90)
+                );
+            }
+            print(&adoption, format)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,136 +1,581 @@
-//! Version statistics read from the store.
+//! Fleet statistics from the daily rollups (docs/STATS.md is the counting
+//! model): summary, version distribution, trend and adoption.
 //!
-//! Counting rules (docs/STATS.md will grow with them): a cluster or node is
-//! counted under every version it reported in the window; anonymous reports
-//! (identity withheld) count toward reports only; a duplicate delivery of a
-//! report is one report.
+//! Every figure is computed here, once, from a [`Dataset`]; the CLI, the
+//! HTTP API and the dashboard only format it.
+
+pub mod dataset;
+pub mod render;
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rusqlite::params;
 use semver::Version;
 use serde::Serialize;
 
-use crate::store::{day_of, Store, StoreError};
+pub use dataset::{AnonDay, Dataset, NodeDay, Scope};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VersionRow {
-    pub version: String,
-    pub clusters: u64,
-    pub nodes: u64,
-    pub reports: u64,
-    pub anonymous: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VersionStats {
-    /// Window start and end, unix seconds (end exclusive).
-    pub since: i64,
-    pub until: i64,
-    pub versions: Vec<VersionRow>,
-    pub total: VersionRow,
-    /// Extra deliveries of reports already counted.
-    pub duplicates: u64,
-    /// Server counters over the window's days (UTC), e.g. `rejected.authentication`:
-    /// names under a zone that were not reports (QNAME-minimisation partial
-    /// names among them), queue drops, queries by transport and rcode.
-    pub counters: BTreeMap<String, u64>,
-}
+/// Status code of "upgrade required" (security fix or end of life).
+const INSECURE: u8 = 3;
 
 /// Newest version first; text that is not semver sorts last.
-fn by_version_desc(a: &VersionRow, b: &VersionRow) -> Ordering {
-    match (Version::parse(&a.version), Version::parse(&b.version)) {
+pub fn cmp_versions_desc(a: &str, b: &str) -> Ordering {
+    match (Version::parse(a), Version::parse(b)) {
         (Ok(x), Ok(y)) => y.cmp(&x),
         (Ok(_), Err(_)) => Ordering::Less,
         (Err(_), Ok(_)) => Ordering::Greater,
-        (Err(_), Err(_)) => a.version.cmp(&b.version),
+        (Err(_), Err(_)) => a.cmp(b),
     }
 }
 
-pub fn versions(store: &Store, since: i64, until: i64) -> Result<VersionStats, StoreError> {
-    let row = |version: String, r: &rusqlite::Row<'_>| -> rusqlite::Result<VersionRow> {
-        Ok(VersionRow {
-            version,
-            clusters: r.get::<_, i64>(1)? as u64,
-            nodes: r.get::<_, i64>(2)? as u64,
-            reports: r.get::<_, i64>(3)? as u64,
-            anonymous: r.get::<_, i64>(4)? as u64,
-        })
-    };
-    const COLUMNS: &str = "COUNT(DISTINCT cluster), COUNT(DISTINCT node), COUNT(*),
-                           COALESCE(SUM(cluster IS NULL), 0), COALESCE(SUM(duplicates), 0)";
-    let conn = store.conn();
-    let mut stmt = conn.prepare(&format!(
-        "SELECT version, {COLUMNS} FROM reports
-         WHERE received_at >= ?1 AND received_at < ?2 GROUP BY version"
-    ))?;
-    let mut versions = stmt
-        .query_map(params![since, until], |r| row(r.get(0)?, r))?
-        .collect::<Result<Vec<_>, _>>()?;
-    versions.sort_by(by_version_desc);
-    let (total, duplicates) = conn.query_row(
-        &format!(
-            "SELECT NULL, {COLUMNS} FROM reports WHERE received_at >= ?1 AND received_at < ?2"
-        ),
-        params![since, until],
-        |r| Ok((row("all".into(), r)?, r.get::<_, i64>(5)? as u64)),
-    )?;
-    let mut stmt = conn.prepare(
-        "SELECT name, SUM(value) FROM counters WHERE day >= ?1 AND day <= ?2 GROUP BY name",
-    )?;
-    let counters = stmt
-        .query_map(params![day_of(since), day_of(until)], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-        })?
-        .collect::<Result<BTreeMap<_, _>, _>>()?;
-    Ok(VersionStats {
-        since,
-        until,
-        versions,
-        total,
-        duplicates,
-        counters,
-    })
+type NodeKey<'a> = (&'a str, [u8; 16], [u8; 16]);
+type ClusterKey<'a> = (&'a str, [u8; 16]);
+
+/// Each node active in a span of days, with its latest row there.
+fn latest_by_node(data: &Dataset, first: i64, last: i64) -> HashMap<NodeKey<'_>, &NodeDay> {
+    let mut nodes: HashMap<NodeKey<'_>, &NodeDay> = HashMap::new();
+    for row in data.days(first, last) {
+        nodes
+            .entry((row.zone.as_str(), row.cluster, row.node))
+            .and_modify(|r| {
+                // Same second (receive times are whole seconds): the higher
+                // version is taken as the later one, an upgrade.
+                let later = row.last_at > r.last_at
+                    || (row.last_at == r.last_at
+                        && cmp_versions_desc(&row.version, &r.version) == Ordering::Less);
+                if later {
+                    *r = row
+                }
+            })
+            .or_insert(row);
+    }
+    nodes
 }
 
-impl VersionStats {
-    /// A fixed-width table for a terminal.
-    pub fn to_table(&self) -> String {
-        let width = self
-            .versions
-            .iter()
-            .map(|r| r.version.len())
-            .chain([7])
-            .max()
-            .unwrap_or(7);
-        let mut out = format!(
-            "{:<width$}  {:>8}  {:>8}  {:>8}  {:>9}\n",
-            "VERSION", "CLUSTERS", "NODES", "REPORTS", "ANONYMOUS"
-        );
-        for r in self.versions.iter().chain([&self.total]) {
-            out.push_str(&format!(
-                "{:<width$}  {:>8}  {:>8}  {:>8}  {:>9}\n",
-                r.version, r.clusters, r.nodes, r.reports, r.anonymous
-            ));
+/// Each active cluster's nodes' latest rows.
+fn clusters_of<'a>(
+    nodes: &HashMap<NodeKey<'a>, &'a NodeDay>,
+) -> HashMap<ClusterKey<'a>, Vec<&'a NodeDay>> {
+    let mut clusters: HashMap<ClusterKey<'a>, Vec<&'a NodeDay>> = HashMap::new();
+    for ((zone, cluster, _), row) in nodes {
+        clusters.entry((zone, *cluster)).or_default().push(row);
+    }
+    clusters
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Active {
+    pub days: i64,
+    pub clusters: u64,
+    pub nodes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub first_day: i64,
+    pub last_day: i64,
+    /// Active in the 1, 7 and 30 days ending on `last_day`.
+    pub active: Vec<Active>,
+    /// Clusters first seen (ever) within the window.
+    pub new_clusters: u64,
+    /// Clusters active in the equally long span before the window, not in it.
+    pub gone_clusters: u64,
+    pub reports: u64,
+    pub anonymous_reports: u64,
+    pub duplicates: u64,
+    pub rejected_names: u64,
+    pub queue_dropped: u64,
+}
+
+/// The span a summary needs loaded: the window and the span before it, and
+/// at least 30 days for the "active in 30 days" figure.
+pub fn summary_scope(first_day: i64, last_day: i64, zone: Option<String>) -> Scope {
+    let len = last_day - first_day + 1;
+    Scope {
+        first_day: (first_day - len).min(last_day - 29),
+        last_day,
+        zone,
+    }
+}
+
+pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
+    let active = [1, 7, 30]
+        .iter()
+        .map(|&days| {
+            let nodes = latest_by_node(data, last_day - days + 1, last_day);
+            let clusters: HashSet<ClusterKey<'_>> =
+                nodes.keys().map(|(z, c, _)| (*z, *c)).collect();
+            Active {
+                days,
+                clusters: clusters.len() as u64,
+                nodes: nodes.len() as u64,
+            }
+        })
+        .collect();
+    let in_window: HashSet<ClusterKey<'_>> = data
+        .days(first_day, last_day)
+        .map(|r| (r.zone.as_str(), r.cluster))
+        .collect();
+    let len = last_day - first_day + 1;
+    let before: HashSet<ClusterKey<'_>> = data
+        .days(first_day - len, first_day - 1)
+        .map(|r| (r.zone.as_str(), r.cluster))
+        .collect();
+    let new_clusters = in_window
+        .iter()
+        .filter(|(zone, cluster)| {
+            data.cluster_first_day
+                .get(&(zone.to_string(), *cluster))
+                .is_some_and(|d| *d >= first_day)
+        })
+        .count() as u64;
+    let anonymous_reports = data
+        .anon_days
+        .iter()
+        .filter(|a| a.day >= first_day && a.day <= last_day)
+        .map(|a| a.reports)
+        .sum();
+    let identified: u64 = data.days(first_day, last_day).map(|r| r.reports).sum();
+    Summary {
+        first_day,
+        last_day,
+        active,
+        new_clusters,
+        gone_clusters: before.difference(&in_window).count() as u64,
+        reports: identified + anonymous_reports,
+        anonymous_reports,
+        duplicates: data.counter("reports.duplicate", first_day, last_day),
+        rejected_names: data.counter("rejected.", first_day, last_day),
+        queue_dropped: data.counter("reports.queue_dropped", first_day, last_day),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionRow {
+    pub version: String,
+    /// Status answered to the latest report of this version (None: only
+    /// grouped rows).
+    pub status: Option<u8>,
+    /// Clusters all of whose nodes run this version.
+    pub clusters: u64,
+    /// Clusters counted by node share: a mixed cluster with 3 of 4 nodes on
+    /// this version adds 0.75. Sums to the active clusters.
+    pub cluster_share: f64,
+    pub nodes: u64,
+    pub reports: u64,
+    pub anonymous_reports: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Versions {
+    pub first_day: i64,
+    pub last_day: i64,
+    pub active_clusters: u64,
+    pub active_nodes: u64,
+    /// Clusters whose nodes run different versions (an upgrade in progress).
+    pub mixed_clusters: u64,
+    /// Nodes, and clusters with any node, on a version answered status 3.
+    pub insecure_nodes: u64,
+    pub insecure_clusters: u64,
+    pub rows: Vec<VersionRow>,
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+impl Versions {
+    pub fn insecure_node_share(&self) -> f64 {
+        share(self.insecure_nodes, self.active_nodes)
+    }
+
+    pub fn insecure_cluster_share(&self) -> f64 {
+        share(self.insecure_clusters, self.active_clusters)
+    }
+
+    /// The `top` versions by cluster share, the rest summed into "other":
+    /// label cardinality for metrics, legibility for charts.
+    pub fn grouped(&self, top: usize) -> Vec<VersionRow> {
+        let mut rows = self.rows.clone();
+        rows.sort_by(|a, b| {
+            b.cluster_share
+                .total_cmp(&a.cluster_share)
+                .then_with(|| b.nodes.cmp(&a.nodes))
+                .then_with(|| cmp_versions_desc(&a.version, &b.version))
+        });
+        if rows.len() <= top {
+            rows.sort_by(|a, b| cmp_versions_desc(&a.version, &b.version));
+            return rows;
         }
-        out.push_str(&format!(
-            "duplicate deliveries (counted once above): {}\n",
-            self.duplicates
+        let rest = rows.split_off(top);
+        rows.sort_by(|a, b| cmp_versions_desc(&a.version, &b.version));
+        rows.push(rest.into_iter().fold(
+            VersionRow {
+                version: "other".into(),
+                status: None,
+                clusters: 0,
+                cluster_share: 0.0,
+                nodes: 0,
+                reports: 0,
+                anonymous_reports: 0,
+            },
+            |mut acc, r| {
+                acc.clusters += r.clusters;
+                acc.cluster_share += r.cluster_share;
+                acc.nodes += r.nodes;
+                acc.reports += r.reports;
+                acc.anonymous_reports += r.anonymous_reports;
+                acc
+            },
         ));
-        let sum = |prefix: &str| -> u64 {
-            self.counters
-                .iter()
-                .filter(|(k, _)| k.starts_with(prefix))
-                .map(|(_, v)| v)
-                .sum()
+        rows
+    }
+}
+
+pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
+    let nodes = latest_by_node(data, first_day, last_day);
+    let clusters = clusters_of(&nodes);
+    let mut rows: BTreeMap<&str, VersionRow> = BTreeMap::new();
+    let mut status_at: HashMap<&str, i64> = HashMap::new();
+    let row = |version: &str| -> VersionRow {
+        VersionRow {
+            version: version.to_string(),
+            status: None,
+            clusters: 0,
+            cluster_share: 0.0,
+            nodes: 0,
+            reports: 0,
+            anonymous_reports: 0,
+        }
+    };
+    for r in data.days(first_day, last_day) {
+        let entry = rows
+            .entry(r.version.as_str())
+            .or_insert_with(|| row(&r.version));
+        entry.reports += r.reports;
+        let seen = status_at.entry(r.version.as_str()).or_insert(i64::MIN);
+        if r.last_at >= *seen {
+            *seen = r.last_at;
+            entry.status = Some(r.status);
+        }
+    }
+    for a in data
+        .anon_days
+        .iter()
+        .filter(|a| a.day >= first_day && a.day <= last_day)
+    {
+        let entry = rows
+            .entry(a.version.as_str())
+            .or_insert_with(|| row(&a.version));
+        entry.anonymous_reports += a.reports;
+        entry.reports += a.reports;
+        entry.status.get_or_insert(a.status);
+    }
+    for r in nodes.values() {
+        if let Some(entry) = rows.get_mut(r.version.as_str()) {
+            entry.nodes += 1;
+        }
+    }
+    let (mut mixed, mut insecure_clusters) = (0, 0);
+    for members in clusters.values() {
+        let first = &members[0].version;
+        if members.iter().all(|m| &m.version == first) {
+            if let Some(entry) = rows.get_mut(first.as_str()) {
+                entry.clusters += 1;
+            }
+        } else {
+            mixed += 1;
+        }
+        for m in members {
+            if let Some(entry) = rows.get_mut(m.version.as_str()) {
+                entry.cluster_share += 1.0 / members.len() as f64;
+            }
+        }
+        if members.iter().any(|m| m.status == INSECURE) {
+            insecure_clusters += 1;
+        }
+    }
+    let mut rows: Vec<VersionRow> = rows.into_values().collect();
+    rows.sort_by(|a, b| cmp_versions_desc(&a.version, &b.version));
+    Versions {
+        first_day,
+        last_day,
+        active_clusters: clusters.len() as u64,
+        active_nodes: nodes.len() as u64,
+        mixed_clusters: mixed,
+        insecure_nodes: nodes.values().filter(|r| r.status == INSECURE).count() as u64,
+        insecure_clusters,
+        rows,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bucket {
+    Day,
+    Week,
+}
+
+impl Bucket {
+    pub fn days(self) -> i64 {
+        match self {
+            Bucket::Day => 1,
+            Bucket::Week => 7,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrendPoint {
+    /// First day of the bucket.
+    pub day: i64,
+    pub version: String,
+    /// Active clusters in the bucket by node share (see [`VersionRow`]).
+    pub clusters: f64,
+    pub nodes: u64,
+}
+
+/// Per bucket (day or week, ending on `last_day`), the version distribution
+/// of the clusters and nodes active in it.
+pub fn trend(data: &Dataset, first_day: i64, last_day: i64, bucket: Bucket) -> Vec<TrendPoint> {
+    let step = bucket.days();
+    let mut points = Vec::new();
+    // Buckets are aligned to end on last_day, so the newest one is whole.
+    let mut start = last_day - step + 1;
+    while start + step > first_day {
+        let from = start.max(first_day);
+        let v = versions(data, from, start + step - 1);
+        for r in v.rows.into_iter().filter(|r| r.nodes > 0) {
+            points.push(TrendPoint {
+                day: from,
+                version: r.version,
+                clusters: r.cluster_share,
+                nodes: r.nodes,
+            });
+        }
+        start -= step;
+    }
+    points.sort_by(|a, b| {
+        a.day
+            .cmp(&b.day)
+            .then_with(|| cmp_versions_desc(&a.version, &b.version))
+    });
+    points
+}
+
+/// Days over which activity is counted for adoption: a cluster that
+/// reported in the last week is active, so a quiet day does not undercount.
+pub const ADOPTION_WINDOW_DAYS: i64 = 7;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AdoptionPoint {
+    pub day: i64,
+    pub active_clusters: u64,
+    /// Share of active clusters all of whose nodes run the version or newer.
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Adoption {
+    pub version: String,
+    /// First day any report carried the version (the release, as seen).
+    pub released_day: Option<i64>,
+    pub days_to_50: Option<i64>,
+    pub days_to_90: Option<i64>,
+    pub series: Vec<AdoptionPoint>,
+}
+
+/// The span adoption needs loaded.
+pub fn adoption_scope(released_day: i64, last_day: i64, zone: Option<String>) -> Scope {
+    Scope {
+        first_day: released_day - ADOPTION_WINDOW_DAYS + 1,
+        last_day,
+        zone,
+    }
+}
+
+pub fn adoption(data: &Dataset, version: &Version, last_day: i64) -> Adoption {
+    let name = version.to_string();
+    let released_day = data.version_first_day.get(&name).copied();
+    let mut result = Adoption {
+        version: name,
+        released_day,
+        days_to_50: None,
+        days_to_90: None,
+        series: Vec::new(),
+    };
+    let Some(released) = released_day else {
+        return result;
+    };
+    let at_least = |v: &str| Version::parse(v).is_ok_and(|v| v >= *version);
+    for day in released..=last_day {
+        let nodes = latest_by_node(data, day - ADOPTION_WINDOW_DAYS + 1, day);
+        let clusters = clusters_of(&nodes);
+        let adopted = clusters
+            .values()
+            .filter(|members| members.iter().all(|m| at_least(&m.version)))
+            .count() as u64;
+        let s = share(adopted, clusters.len() as u64);
+        if s >= 0.5 && result.days_to_50.is_none() {
+            result.days_to_50 = Some(day - released);
+        }
+        if s >= 0.9 && result.days_to_90.is_none() {
+            result.days_to_90 = Some(day - released);
+        }
+        result.series.push(AdoptionPoint {
+            day,
+            active_clusters: clusters.len() as u64,
+            share: s,
+        });
+    }
+    result
+}
+
+/// A day number as `YYYY-MM-DD` (proleptic Gregorian, UTC).
+pub fn date_of_day(day: i64) -> String {
+    // Howard Hinnant's civil_from_days.
+    let z = day + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `YYYY-MM-DD` to a day number; `None` if malformed.
+pub fn day_of_date(text: &str) -> Option<i64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let y: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let d: i64 = parts.next()?.parse().ok()?;
+    if !(1..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let yy = if m <= 2 { y - 1 } else { y };
+    let era = yy.div_euclid(400);
+    let yoe = yy.rem_euclid(400);
+    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let day = era * 146_097 + doe - 719_468;
+    // Day 31 of a 30-day month rolls over: reject it.
+    (date_of_day(day) == format!("{y:04}-{m:02}-{d:02}")).then_some(day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(date_of_day(0), "1970-01-01");
+        assert_eq!(date_of_day(20_415), "2025-11-23");
+        assert_eq!(day_of_date("2025-11-23"), Some(20_415));
+        assert_eq!(
+            day_of_date("2024-02-29").map(date_of_day).as_deref(),
+            Some("2024-02-29")
+        );
+        assert_eq!(day_of_date("2025-02-29"), None);
+        assert_eq!(day_of_date("2025-13-01"), None);
+        assert_eq!(day_of_date("soon"), None);
+    }
+
+    fn nd(day: i64, cluster: u8, node: u8, version: &str, status: u8) -> NodeDay {
+        NodeDay {
+            day,
+            zone: "z".into(),
+            cluster: [cluster; 16],
+            node: [node; 16],
+            version: version.into(),
+            status,
+            last_at: day * 86_400 + i64::from(node),
+            reports: 1,
+        }
+    }
+
+    fn data(rows: Vec<NodeDay>) -> Dataset {
+        let mut d = Dataset {
+            node_days: rows,
+            ..Dataset::default()
         };
-        out.push_str(&format!(
-            "names that were not reports (partial or invalid): {}\n\
-             reports dropped by a full queue: {}\n",
-            sum("rejected."),
-            sum("reports.queue_dropped"),
-        ));
-        out
+        d.node_days.sort_by_key(|r| r.day);
+        for r in &d.node_days {
+            d.version_first_day
+                .entry(r.version.clone())
+                .and_modify(|x| *x = (*x).min(r.day))
+                .or_insert(r.day);
+            d.cluster_first_day
+                .entry((r.zone.clone(), r.cluster))
+                .and_modify(|x| *x = (*x).min(r.day))
+                .or_insert(r.day);
+        }
+        d
+    }
+
+    #[test]
+    fn mixed_clusters_count_by_share_and_latest_report_wins() {
+        let d = data(vec![
+            nd(10, 1, 1, "1.0.0", 3),
+            nd(11, 1, 1, "2.0.0", 1), // node upgraded: latest wins
+            nd(11, 1, 2, "1.0.0", 3), // its sibling did not: mixed
+            nd(11, 2, 1, "2.0.0", 1),
+            nd(11, 2, 2, "2.0.0", 1),
+        ]);
+        let v = versions(&d, 10, 11);
+        assert_eq!(
+            (v.active_clusters, v.active_nodes, v.mixed_clusters),
+            (2, 4, 1)
+        );
+        let row = |name: &str| v.rows.iter().find(|r| r.version == name).unwrap().clone();
+        assert_eq!((row("2.0.0").clusters, row("2.0.0").nodes), (1, 3));
+        assert_eq!(row("2.0.0").cluster_share, 1.5);
+        assert_eq!(row("1.0.0").cluster_share, 0.5);
+        assert_eq!(row("1.0.0").reports, 2);
+        assert_eq!((v.insecure_nodes, v.insecure_clusters), (1, 1));
+        let grouped = v.grouped(1);
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(grouped[1].version, "other");
+        assert_eq!(grouped[1].cluster_share, 0.5);
+    }
+
+    #[test]
+    fn adoption_counts_over_a_trailing_week() {
+        // Two clusters; one upgrades on day 3, the other on day 12, and
+        // cluster 2 reports only every third day.
+        let mut rows = Vec::new();
+        for day in 0..20 {
+            rows.push(nd(day, 1, 1, if day >= 3 { "2.0.0" } else { "1.0.0" }, 1));
+            if day % 3 == 0 {
+                rows.push(nd(day, 2, 1, if day >= 12 { "2.0.0" } else { "1.0.0" }, 1));
+            }
+        }
+        let d = data(rows);
+        let a = adoption(&d, &Version::new(2, 0, 0), 19);
+        assert_eq!(a.released_day, Some(3));
+        assert_eq!(a.days_to_50, Some(0));
+        assert_eq!(a.days_to_90, Some(9));
+        // A quiet day for cluster 2 does not make it disappear.
+        assert!(a.series.iter().all(|p| p.active_clusters == 2));
+    }
+
+    #[test]
+    fn summary_new_and_gone() {
+        let d = data(vec![
+            nd(0, 1, 1, "1.0.0", 1),
+            nd(5, 2, 1, "1.0.0", 1),
+            nd(6, 3, 1, "1.0.0", 1),
+        ]);
+        let s = summary(&d, 4, 7);
+        assert_eq!((s.new_clusters, s.gone_clusters, s.reports), (2, 1, 2));
+        assert_eq!(s.active[2].clusters, 3);
+        assert_eq!(s.active[0].clusters, 0);
     }
 }

