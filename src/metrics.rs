@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
 
 use crate::protocol::DecodeError;
 
@@ -19,6 +20,20 @@ const RCODES: [(&str, ResponseCode); 6] = [
     ("badvers", ResponseCode::BADVERS),
 ];
 
+const QTYPES: [(&str, Option<RecordType>); 7] = [
+    ("a", Some(RecordType::A)),
+    ("aaaa", Some(RecordType::AAAA)),
+    ("txt", Some(RecordType::TXT)),
+    ("soa", Some(RecordType::SOA)),
+    ("ns", Some(RecordType::NS)),
+    ("any", Some(RecordType::ANY)),
+    ("other", None),
+];
+
+/// Upper bounds (seconds) of the writer's batch latency histogram.
+pub const BATCH_SECONDS_BUCKETS: [f64; 10] =
+    [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+
 #[derive(Default)]
 pub struct Metrics {
     pub queries_udp: AtomicU64,
@@ -27,6 +42,14 @@ pub struct Metrics {
     /// without an answer.
     pub dropped_packets: AtomicU64,
     rcodes: [AtomicU64; RCODES.len()],
+    qtypes: [AtomicU64; QTYPES.len()],
+    /// Reports queued and not yet taken by the writer (a gauge).
+    pub queue_depth: AtomicU64,
+    /// Writer commits: count, total microseconds, and per-bucket counts
+    /// (cumulative buckets are formed when exported).
+    pub batches: AtomicU64,
+    pub batch_micros: AtomicU64,
+    batch_buckets: [AtomicU64; BATCH_SECONDS_BUCKETS.len() + 1],
     /// Valid payload names, before deduplication.
     pub reports_accepted: AtomicU64,
     pub reports_anonymous: AtomicU64,
@@ -50,6 +73,61 @@ impl Metrics {
         if let Some(i) = RCODES.iter().position(|(_, r)| *r == rcode) {
             bump(&self.rcodes[i]);
         }
+    }
+
+    pub fn count_qtype(&self, qtype: RecordType) {
+        let i = QTYPES
+            .iter()
+            .position(|(_, t)| *t == Some(qtype))
+            .unwrap_or(QTYPES.len() - 1);
+        bump(&self.qtypes[i]);
+    }
+
+    pub fn observe_batch(&self, elapsed: std::time::Duration) {
+        bump(&self.batches);
+        self.batch_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        let i = BATCH_SECONDS_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BATCH_SECONDS_BUCKETS.len());
+        bump(&self.batch_buckets[i]);
+    }
+
+    /// Batch counts per bucket (not cumulative), the last one past 1 s.
+    pub fn batch_buckets(&self) -> Vec<u64> {
+        self.batch_buckets
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Queries by type, as `(name, value)`.
+    pub fn qtypes(&self) -> Vec<(&'static str, u64)> {
+        QTYPES
+            .iter()
+            .zip(&self.qtypes)
+            .map(|((name, _), c)| (*name, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Responses by rcode, as `(name, value)`.
+    pub fn rcodes(&self) -> Vec<(&'static str, u64)> {
+        RCODES
+            .iter()
+            .zip(&self.rcodes)
+            .map(|((name, _), c)| (*name, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Rejected names by reason, as `(reason, value)`.
+    pub fn rejected(&self) -> Vec<(&'static str, u64)> {
+        DecodeError::REASONS
+            .iter()
+            .zip(&self.rejected)
+            .map(|(reason, c)| (*reason, c.load(Ordering::Relaxed)))
+            .collect()
     }
 
     pub fn count_rejected(&self, why: &DecodeError) {
@@ -79,11 +157,14 @@ impl Metrics {
                 get(&self.reports_duplicate),
             ),
         ];
-        for ((name, _), c) in RCODES.iter().zip(&self.rcodes) {
-            out.push((format!("rcode.{name}"), get(c)));
+        for (name, v) in self.rcodes() {
+            out.push((format!("rcode.{name}"), v));
         }
-        for (reason, c) in DecodeError::REASONS.iter().zip(&self.rejected) {
-            out.push((format!("rejected.{reason}"), get(c)));
+        for (name, v) in self.qtypes() {
+            out.push((format!("qtype.{name}"), v));
+        }
+        for (reason, v) in self.rejected() {
+            out.push((format!("rejected.{reason}"), v));
         }
         out
     }

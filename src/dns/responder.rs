@@ -113,6 +113,7 @@ impl Responder {
             return max_size;
         };
         response.add_query(query.clone());
+        self.metrics.count_qtype(query.query_type());
         if query.query_class() != DNSClass::IN
             || matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR)
         {

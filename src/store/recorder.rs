@@ -51,9 +51,15 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn submit(&self, report: ReceivedReport) {
+        // Counted before sending, so the writer can never take it off the
+        // gauge before it was put on.
+        bump(&self.metrics.queue_depth);
         match self.tx.try_send(report) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.metrics
+                    .queue_depth
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 bump(&self.metrics.reports_queue_dropped)
             }
         }
@@ -215,9 +221,14 @@ fn run(
                 Err(_) => break,
             }
         }
+        metrics
+            .queue_depth
+            .fetch_sub(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let started = Instant::now();
         if let Err(e) = commit_with_retry(&mut store, &batch, &metrics) {
             last_error = Err(e);
         }
+        metrics.observe_batch(started.elapsed());
         batch.clear();
         if last_flush.elapsed() >= config.flush_interval {
             if let Err(e) = counters.flush(&mut store, &metrics) {
