@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# Functions called only from traps or through arrays look unreachable:
+# shellcheck disable=SC2317
 # vcheckd behind real resolvers (issue 5), and its answers to the DNS
 # compliance probes of RFC 8906 and BIND's EDNS tests.
 #
@@ -624,11 +626,12 @@ start_chain() {
     done
     if ! wait_up nsd-root "$NET.10" . 15; then
         fail chain nsd-root "NSD did not serve the root zone on $NET.10" \
-            "$(log_tail nsd-root; cat "$WORK/nsd-root.log" 2>/dev/null | tail -5)"
+            "$(log_tail nsd-root; tail -n 5 "$WORK/nsd-root-daemon.log" 2>/dev/null)"
         return 1
     fi
     if ! wait_up nsd-parent "$NET.11" example.com 15; then
-        fail chain nsd-parent "NSD did not serve example.com on $NET.11" "$(log_tail nsd-parent)"
+        fail chain nsd-parent "NSD did not serve example.com on $NET.11" \
+            "$(log_tail nsd-parent; tail -n 5 "$WORK/nsd-parent-daemon.log" 2>/dev/null)"
         return 1
     fi
     local out
