@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod dns;
 pub mod hint;
+pub mod http;
 pub mod metrics;
 pub mod protocol;
 pub mod stats;

@@ -25,6 +25,10 @@ pub struct ServeArgs {
     /// TCP; port 0 picks a free port).
     #[arg(long)]
     listen: Vec<SocketAddr>,
+    /// Serve the dashboard, /metrics and /api/v1 on this address instead of
+    /// the configured one (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_config: bool,
@@ -61,6 +65,16 @@ fn load(args: &ServeArgs) -> Result<Config> {
     };
     if !args.listen.is_empty() {
         config.server.listen = args.listen.clone();
+    }
+    if let Some(addr) = args.http {
+        let top_versions = config
+            .http
+            .as_ref()
+            .map_or(vcheckd::config::DEFAULT_TOP_VERSIONS, |h| h.top_versions);
+        config.http = Some(vcheckd::config::HttpConfig {
+            listen: addr,
+            top_versions,
+        });
     }
     Ok(config)
 }

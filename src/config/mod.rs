@@ -64,7 +64,24 @@ pub struct ServerConfig {
     pub retention_days: u32,
 }
 
+/// Versions named in charts and metric labels unless `top_versions` says.
+pub const DEFAULT_TOP_VERSIONS: usize = 10;
+
+/// The optional HTTP listener: `/metrics`, `/api/v1/...` and the dashboard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Versions shown by name in charts and metric labels; the rest are
+    /// summed into "other".
+    #[serde(default = "defaults::top_versions")]
+    pub top_versions: usize,
+}
+
 mod defaults {
+    pub fn top_versions() -> usize {
+        super::DEFAULT_TOP_VERSIONS
+    }
     pub fn queue_capacity() -> usize {
         65_536
     }
@@ -103,6 +120,8 @@ pub struct ZoneConfig {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     server: ServerConfig,
+    /// Absent: no HTTP listener.
+    http: Option<HttpConfig>,
     #[serde(rename = "zone", default)]
     zones: Vec<ZoneConfig>,
 }
@@ -110,6 +129,7 @@ struct ConfigFile {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
+    pub http: Option<HttpConfig>,
     pub zones: Vec<ZoneConfig>,
     pub origin: ConfigOrigin,
 }
@@ -151,6 +171,7 @@ impl Config {
         }
         Ok(Config {
             server: file.server,
+            http: file.http,
             zones: file.zones,
             origin,
         })
@@ -189,6 +210,9 @@ mod tests {
         let c = Config::embedded().unwrap();
         assert_eq!(c.server.listen, vec!["127.0.0.1:5300".parse().unwrap()]);
         assert_eq!(c.zones[0].name, "vc.example.com");
+        let http = c.http.clone().unwrap();
+        assert_eq!(http.listen, "127.0.0.1:8053".parse().unwrap());
+        assert_eq!(http.top_versions, 10);
         assert!(c.zone_text(&c.zones[0]).unwrap().contains("SOA"));
     }
 

@@ -1,5 +1,5 @@
-//! Binding, running and stopping the whole server: listeners, responder
-//! and the report writer.
+//! Binding, running and stopping the whole server: listeners, responder,
+//! the report writer and the optional HTTP listener.
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,6 +33,12 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    HttpBind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     #[error("the report writer stopped: {0}")]
     Writer(String),
 }
@@ -41,6 +47,7 @@ pub enum ServerError {
 /// the listeners but does not wait for the queue to drain.
 pub struct RunningServer {
     addrs: Vec<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     responder: Arc<Responder>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -52,7 +59,8 @@ impl RunningServer {
     /// (UDP and TCP on the same port; port 0 picks a free one).
     pub async fn start(config: &Config) -> Result<Self, ServerError> {
         let catalog = Catalog::build(config)?;
-        let store = Store::open(&config.resolve(&config.server.database))?;
+        let database = config.resolve(&config.server.database);
+        let store = Store::open(&database)?;
         let metrics = Arc::new(Metrics::default());
         let (recorder, writer) = recorder::start(
             store,
@@ -92,8 +100,23 @@ impl RunningServer {
             info!(%addr, "listening on UDP and TCP");
             addrs.push(addr);
         }
+        let mut http_addr = None;
+        if let Some(http) = &config.http {
+            let bind_err = |source| ServerError::HttpBind {
+                addr: http.listen,
+                source,
+            };
+            let listener = crate::http::bind(http.listen).await.map_err(bind_err)?;
+            let addr = listener.local_addr().map_err(bind_err)?;
+            let ctx =
+                crate::http::Context::new(database, responder.metrics().clone(), http.top_versions);
+            tasks.spawn(crate::http::serve(listener, Arc::new(ctx), stopped.clone()));
+            info!("dashboard, /metrics and /api/v1 on http://{addr}/");
+            http_addr = Some(addr);
+        }
         Ok(RunningServer {
             addrs,
+            http_addr,
             responder,
             stop,
             tasks,
@@ -104,6 +127,11 @@ impl RunningServer {
     /// The bound addresses (with the real port when 0 was asked).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The HTTP listener's bound address, if `[http]` is configured.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -1,0 +1,137 @@
+//! `/api/v1/...`: the `vcheckd stats` subcommands as JSON, with the same
+//! structures, defaults and numbers (`--format json` prints the same).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use semver::Version;
+use serde::Serialize;
+
+use super::query::{Failure, Params, RawParams};
+use super::Context;
+use crate::stats::{self, Bucket, Dataset, Scope};
+
+const WINDOW: &[&str] = &["since", "until", "zone"];
+const TREND: &[&str] = &["since", "until", "zone", "by"];
+
+fn json(value: &impl Serialize) -> Response {
+    match serde_json::to_string(value) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body + "\n").into_response(),
+        Err(e) => Failure {
+            status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+        }
+        .into_response(),
+    }
+}
+
+fn respond<T: Serialize>(result: Result<T, Failure>) -> Response {
+    match result {
+        Ok(value) => json(&value),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// `GET /api/v1/summary?since&until&zone` (default: the last 7 days).
+pub async fn summary(State(ctx): State<Arc<Context>>, raw: RawParams) -> Response {
+    respond(
+        async {
+            let w = Params::parse(raw, WINDOW)?.window(7)?;
+            ctx.with_store(move |store| {
+                let scope = stats::summary_scope(w.since, w.until, w.zone.clone());
+                let data = Dataset::load(std::slice::from_ref(store), &scope)?;
+                Ok(stats::summary(&data, w.since, w.until))
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// `GET /api/v1/versions?since&until&zone` (default: the last 7 days).
+pub async fn versions(State(ctx): State<Arc<Context>>, raw: RawParams) -> Response {
+    respond(
+        async {
+            let w = Params::parse(raw, WINDOW)?.window(7)?;
+            ctx.with_store(move |store| {
+                let data = Dataset::load(std::slice::from_ref(store), &w.scope())?;
+                Ok(stats::versions(&data, w.since, w.until))
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// `GET /api/v1/trend?since&until&zone&by=day|week` (default: the last 30
+/// days, by day).
+pub async fn trend(State(ctx): State<Arc<Context>>, raw: RawParams) -> Response {
+    respond(
+        async {
+            let params = Params::parse(raw, TREND)?;
+            let w = params.window(30)?;
+            let bucket = match params.get("by") {
+                None | Some("day") => Bucket::Day,
+                Some("week") => Bucket::Week,
+                Some(other) => {
+                    return Err(Failure::bad_request(format!(
+                        "by={other:?}: expected day or week"
+                    )))
+                }
+            };
+            ctx.with_store(move |store| {
+                let data = Dataset::load(std::slice::from_ref(store), &w.scope())?;
+                Ok(stats::trend(&data, w.since, w.until, bucket))
+            })
+            .await
+        }
+        .await,
+    )
+}
+
+/// Parses a version as the CLI does (a leading "v" is accepted).
+pub fn parse_version(text: &str) -> Result<Version, Failure> {
+    let text = text.trim();
+    Version::parse(text.strip_prefix('v').unwrap_or(text))
+        .map_err(|_| Failure::bad_request(format!("{text:?} is not a semver version")))
+}
+
+/// `GET /api/v1/adoption/{version}?until&zone`: days from the version's
+/// first report until 50% and 90% of active clusters run it or newer.
+pub async fn adoption(
+    State(ctx): State<Arc<Context>>,
+    Path(version): Path<String>,
+    raw: RawParams,
+) -> Response {
+    respond(
+        async {
+            let w = Params::parse(raw, WINDOW)?.window(1)?;
+            let version = parse_version(&version)?;
+            ctx.with_store(move |store| {
+                let stores = std::slice::from_ref(store);
+                // First the release day, then the data from a week before it.
+                let probe = Dataset::load(
+                    stores,
+                    &Scope {
+                        first_day: w.until,
+                        last_day: w.until,
+                        zone: w.zone.clone(),
+                    },
+                )?;
+                let Some(released) = probe.version_first_day.get(&version.to_string()).copied()
+                else {
+                    return Err(Failure::not_found(format!(
+                        "no report has carried version {version} yet"
+                    )));
+                };
+                let data =
+                    Dataset::load(stores, &stats::adoption_scope(released, w.until, w.zone))?;
+                Ok(stats::adoption(&data, &version, w.until))
+            })
+            .await
+        }
+        .await,
+    )
+}

@@ -1,0 +1,357 @@
+//! `/metrics`: the live counters and the fleet's size by version, in the
+//! Prometheus text format (version 0.0.4).
+
+use std::fmt::{Display, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use tracing::warn;
+
+use super::query::today;
+use super::Context;
+use crate::metrics::{Metrics, BATCH_SECONDS_BUCKETS};
+use crate::stats::{self, Dataset, Scope, VersionRow};
+
+/// Days over which the fleet gauges count a cluster or node as active.
+pub const FLEET_DAYS: i64 = 7;
+/// How long the fleet gauges are reused before they are computed again.
+const FLEET_TTL: Duration = Duration::from_secs(30);
+
+/// The fleet gauges: active clusters and nodes by version, top versions
+/// named and the rest summed into "other".
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub rows: Vec<VersionRow>,
+    pub active_clusters: u64,
+    pub active_nodes: u64,
+    pub mixed_clusters: u64,
+    pub insecure_clusters: u64,
+    pub insecure_nodes: u64,
+}
+
+/// The last fleet computation, shared by scrapes. The lock is held while
+/// computing, so concurrent scrapes wait for one result.
+#[derive(Default)]
+pub struct FleetCache(tokio::sync::Mutex<Option<(Instant, Arc<Fleet>)>>);
+
+impl Context {
+    async fn fleet(&self) -> Option<Arc<Fleet>> {
+        let mut cached = self.fleet.0.lock().await;
+        if let Some((at, fleet)) = cached.as_ref() {
+            if at.elapsed() < FLEET_TTL {
+                return Some(fleet.clone());
+            }
+        }
+        let top = self.top_versions;
+        let result = self
+            .with_store(move |store| {
+                let last = today();
+                let first = last - FLEET_DAYS + 1;
+                let scope = Scope {
+                    first_day: first,
+                    last_day: last,
+                    zone: None,
+                };
+                let data = Dataset::load(std::slice::from_ref(store), &scope)?;
+                let v = stats::versions(&data, first, last);
+                Ok(Fleet {
+                    rows: v.grouped(top),
+                    active_clusters: v.active_clusters,
+                    active_nodes: v.active_nodes,
+                    mixed_clusters: v.mixed_clusters,
+                    insecure_clusters: v.insecure_clusters,
+                    insecure_nodes: v.insecure_nodes,
+                })
+            })
+            .await;
+        match result {
+            Ok(fleet) => {
+                let fleet = Arc::new(fleet);
+                *cached = Some((Instant::now(), fleet.clone()));
+                Some(fleet)
+            }
+            Err(e) => {
+                // The live counters are still worth a scrape.
+                warn!(error = %e.message, "cannot compute the fleet gauges for /metrics");
+                cached.as_ref().map(|(_, f)| f.clone())
+            }
+        }
+    }
+}
+
+pub async fn metrics(State(ctx): State<Arc<Context>>) -> Response {
+    let fleet = ctx.fleet().await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(&ctx.metrics, fleet.as_deref()),
+    )
+        .into_response()
+}
+
+/// Escapes a label value: backslash, double quote and line feed.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            let inner: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", label_value(v)))
+                .collect();
+            let _ = write!(self.0, "{{{}}}", inner.join(","));
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    /// A family of one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+/// The whole exposition: counters always, fleet gauges when computed.
+pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut out = Exposition(String::with_capacity(8 * 1024));
+    out.family(
+        "vcheckd_build_info",
+        "gauge",
+        "Always 1; the running vcheckd's version as a label.",
+    );
+    out.sample(
+        "vcheckd_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1,
+    );
+
+    out.family(
+        "vcheckd_queries_total",
+        "counter",
+        "DNS queries received, by transport.",
+    );
+    out.sample(
+        "vcheckd_queries_total",
+        &[("transport", "udp")],
+        m.queries_udp.load(Relaxed),
+    );
+    out.sample(
+        "vcheckd_queries_total",
+        &[("transport", "tcp")],
+        m.queries_tcp.load(Relaxed),
+    );
+    out.family(
+        "vcheckd_queries_by_type_total",
+        "counter",
+        "DNS queries received, by query type (other: any type not listed).",
+    );
+    for (qtype, v) in m.qtypes() {
+        out.sample("vcheckd_queries_by_type_total", &[("type", qtype)], v);
+    }
+    out.family(
+        "vcheckd_responses_total",
+        "counter",
+        "DNS responses sent, by response code.",
+    );
+    for (rcode, v) in m.rcodes() {
+        out.sample("vcheckd_responses_total", &[("rcode", rcode)], v);
+    }
+    out.single(
+        "vcheckd_packets_dropped_total",
+        "counter",
+        "Packets dropped without an answer (too short for a DNS header, or responses).",
+        m.dropped_packets.load(Relaxed),
+    );
+
+    out.single(
+        "vcheckd_reports_accepted_total",
+        "counter",
+        "Valid report names, before deduplication.",
+        m.reports_accepted.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_reports_anonymous_total",
+        "counter",
+        "Valid reports with the identity withheld.",
+        m.reports_anonymous.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_reports_stored_total",
+        "counter",
+        "Reports written to the database (first delivery of a report id).",
+        m.reports_stored.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_reports_duplicate_total",
+        "counter",
+        "Reports whose id was already stored (resolver retries), not stored again.",
+        m.reports_duplicate.load(Relaxed),
+    );
+    out.family(
+        "vcheckd_reports_rejected_total",
+        "counter",
+        "Names under a zone that are neither records nor valid reports, by reason.",
+    );
+    for (reason, v) in m.rejected() {
+        out.sample("vcheckd_reports_rejected_total", &[("reason", reason)], v);
+    }
+    out.single(
+        "vcheckd_reports_queue_dropped_total",
+        "counter",
+        "Reports dropped because the writer's queue was full.",
+        m.reports_queue_dropped.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_report_queue_depth",
+        "gauge",
+        "Reports queued for the writer and not yet taken.",
+        m.queue_depth.load(Relaxed),
+    );
+
+    // Cumulative buckets; +Inf and _count from the same reading, so that
+    // they agree even while the writer commits.
+    let name = "vcheckd_writer_batch_duration_seconds";
+    out.family(
+        name,
+        "histogram",
+        "Time the writer took to commit one batch of reports.",
+    );
+    let buckets = m.batch_buckets();
+    let mut cumulative = 0;
+    for (le, n) in BATCH_SECONDS_BUCKETS.iter().zip(&buckets) {
+        cumulative += n;
+        out.sample(
+            &format!("{name}_bucket"),
+            &[("le", &le.to_string())],
+            cumulative,
+        );
+    }
+    cumulative += buckets.last().copied().unwrap_or(0);
+    out.sample(&format!("{name}_bucket"), &[("le", "+Inf")], cumulative);
+    out.sample(
+        &format!("{name}_sum"),
+        &[],
+        m.batch_micros.load(Relaxed) as f64 / 1e6,
+    );
+    out.sample(&format!("{name}_count"), &[], cumulative);
+
+    if let Some(f) = fleet {
+        out.family(
+            "vcheckd_active_clusters",
+            "gauge",
+            "Clusters active in the last 7 days (UTC) by version; a mixed-version \
+             cluster counts by node share, so the values sum to all active clusters. \
+             Top versions by name, the rest as \"other\".",
+        );
+        for r in &f.rows {
+            out.sample(
+                "vcheckd_active_clusters",
+                &[("version", &r.version)],
+                r.cluster_share,
+            );
+        }
+        out.family(
+            "vcheckd_active_nodes",
+            "gauge",
+            "Nodes active in the last 7 days (UTC) by the version of their latest report.",
+        );
+        for r in &f.rows {
+            out.sample("vcheckd_active_nodes", &[("version", &r.version)], r.nodes);
+        }
+        out.single(
+            "vcheckd_active_clusters_all",
+            "gauge",
+            "Clusters active in the last 7 days (UTC).",
+            f.active_clusters,
+        );
+        out.single(
+            "vcheckd_active_nodes_all",
+            "gauge",
+            "Nodes active in the last 7 days (UTC).",
+            f.active_nodes,
+        );
+        out.single(
+            "vcheckd_mixed_clusters",
+            "gauge",
+            "Active clusters (7 days) whose nodes run different versions.",
+            f.mixed_clusters,
+        );
+        out.single(
+            "vcheckd_insecure_clusters",
+            "gauge",
+            "Active clusters (7 days) with a node on a version answered \"upgrade required\".",
+            f.insecure_clusters,
+        );
+        out.single(
+            "vcheckd_insecure_nodes",
+            "gauge",
+            "Active nodes (7 days) on a version answered \"upgrade required\".",
+            f.insecure_nodes,
+        );
+    }
+    out.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn histogram_is_cumulative_and_agrees_with_count() {
+        let m = Metrics::default();
+        m.observe_batch(Duration::from_micros(500));
+        m.observe_batch(Duration::from_millis(30));
+        m.observe_batch(Duration::from_secs(3));
+        let text = render(&m, None);
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("{prefix} missing in\n{text}"))
+                .to_string()
+        };
+        let b = "vcheckd_writer_batch_duration_seconds_bucket";
+        assert_eq!(
+            line(&format!("{b}{{le=\"0.001\"}}")),
+            format!("{b}{{le=\"0.001\"}} 1")
+        );
+        assert_eq!(
+            line(&format!("{b}{{le=\"0.05\"}}")),
+            format!("{b}{{le=\"0.05\"}} 2")
+        );
+        assert_eq!(
+            line(&format!("{b}{{le=\"1\"}}")),
+            format!("{b}{{le=\"1\"}} 2")
+        );
+        assert_eq!(
+            line(&format!("{b}{{le=\"+Inf\"}}")),
+            format!("{b}{{le=\"+Inf\"}} 3")
+        );
+        assert_eq!(
+            line("vcheckd_writer_batch_duration_seconds_count"),
+            "vcheckd_writer_batch_duration_seconds_count 3"
+        );
+    }
+}

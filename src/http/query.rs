@@ -1,0 +1,187 @@
+//! Request parameters (`since`, `until`, `zone`, ...), errors, and running a
+//! statistic on a blocking thread with a read-only connection of its own.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::Context;
+use crate::stats::{self, Scope};
+use crate::store::{day_of, Store, StoreError};
+
+/// Longest window any request may ask for, in days.
+pub const MAX_WINDOW_DAYS: i64 = 3_660;
+
+/// A request that could not be answered, shown as JSON by the API.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Failure {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Failure {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
+    fn internal(message: impl Into<String>) -> Self {
+        Failure {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::internal(e.to_string())
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message }).to_string() + "\n";
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// The query string's `name=value` pairs, checked against the names a
+/// route accepts so that a typo is an error rather than a silent default.
+pub struct Params(Vec<(String, String)>);
+
+pub type RawParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+impl Params {
+    pub fn parse(raw: RawParams, allowed: &[&str]) -> Result<Self, Failure> {
+        let Query(pairs) = raw.map_err(|e| Failure::bad_request(e.body_text()))?;
+        if let Some((name, _)) = pairs.iter().find(|(n, _)| !allowed.contains(&n.as_str())) {
+            return Err(Failure::bad_request(format!(
+                "unknown parameter {name:?} (expected one of: {})",
+                allowed.join(", ")
+            )));
+        }
+        Ok(Params(pairs))
+    }
+
+    /// The last non-empty value given for `name` (an empty form field is
+    /// the same as none).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, v)| n == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim())
+    }
+
+    fn day(&self, name: &str) -> Result<Option<i64>, Failure> {
+        self.get(name)
+            .map(|text| {
+                stats::day_of_date(text).ok_or_else(|| {
+                    Failure::bad_request(format!("{name}={text:?}: expected YYYY-MM-DD"))
+                })
+            })
+            .transpose()
+    }
+
+    /// `since`, `until` and `zone`, with the CLI's defaults: until today,
+    /// since `default_days - 1` days before until.
+    pub fn window(&self, default_days: i64) -> Result<Window, Failure> {
+        let until = self.day("until")?.unwrap_or_else(today);
+        let since = self.day("since")?.unwrap_or(until - default_days + 1);
+        if since > until {
+            return Err(Failure::bad_request("since is after until"));
+        }
+        if until - since + 1 > MAX_WINDOW_DAYS {
+            return Err(Failure::bad_request(format!(
+                "the window is longer than {MAX_WINDOW_DAYS} days"
+            )));
+        }
+        Ok(Window {
+            since,
+            until,
+            zone: self.get("zone").map(str::to_string),
+        })
+    }
+
+    /// A positive integer parameter, with a default and a ceiling.
+    pub fn count(&self, name: &str, default: usize, max: usize) -> Result<usize, Failure> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(Failure::bad_request(format!(
+                    "{name}={text:?}: expected a whole number from 1 to {max}"
+                ))),
+            },
+        }
+    }
+}
+
+/// Days (UTC, both ends included) and zone of a statistic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub since: i64,
+    pub until: i64,
+    pub zone: Option<String>,
+}
+
+impl Window {
+    pub fn scope(&self) -> Scope {
+        Scope {
+            first_day: self.since,
+            last_day: self.until,
+            zone: self.zone.clone(),
+        }
+    }
+
+    pub fn days(&self) -> i64 {
+        self.until - self.since + 1
+    }
+}
+
+/// Today's day number (UTC).
+pub fn today() -> i64 {
+    day_of(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    )
+}
+
+impl Context {
+    /// Runs `f` on a blocking thread with a fresh read-only connection to
+    /// the database; at most a few at once.
+    pub async fn with_store<T, F>(&self, f: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, Failure> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Failure::internal("shutting down"))?;
+        let path = self.database.clone();
+        tokio::task::spawn_blocking(move || f(&Store::open_read_only(&path)?))
+            .await
+            .map_err(|e| Failure::internal(format!("statistics task failed: {e}")))?
+    }
+}

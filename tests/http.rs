@@ -1,0 +1,557 @@
+//! The HTTP listener of a real server (RunningServer, HTTP on an ephemeral
+//! port) over real connections: /metrics validated by a Prometheus text
+//! parser, /api/v1 equal to `vcheckd::stats` on the same database, the
+//! dashboard's charts, errors, and the listener's start and stop.
+
+mod common;
+mod http_support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use http_support::*;
+use openmetrics_parser::{prometheus::parse_prometheus, PrometheusType, PrometheusValue};
+use vcheckd::config::Config;
+use vcheckd::dns::server::RunningServer;
+use vcheckd::stats::{self, date_of_day, Bucket, Dataset, Scope};
+use vcheckd::store::Store;
+
+/// A Setup whose config has `[http]` on an ephemeral port.
+fn setup_with_http(top_versions: usize) -> Setup {
+    let setup = Setup::new();
+    let mut text = std::fs::read_to_string(setup.config_path()).unwrap();
+    text.push_str(&http_section(top_versions));
+    std::fs::write(setup.config_path(), text).unwrap();
+    setup
+}
+
+async fn start(setup: &Setup) -> (RunningServer, SocketAddr) {
+    let config = Config::load(&setup.config_path()).unwrap();
+    let server = RunningServer::start(&config).await.unwrap();
+    let http = server.http_addr().expect("HTTP configured");
+    (server, http)
+}
+
+type Exposition = openmetrics_parser::MetricsExposition<PrometheusType, PrometheusValue>;
+
+/// Parses with a strict Prometheus text-format parser, and with promtool
+/// too when it is installed.
+fn parse_metrics(text: &str) -> Exposition {
+    let parsed =
+        parse_prometheus(text).unwrap_or_else(|e| panic!("/metrics does not parse: {e:?}\n{text}"));
+    if let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "promtool: {out:?}");
+    }
+    parsed
+}
+
+/// The value of a counter or gauge sample with these label values (in the
+/// family's label order).
+fn value(m: &Exposition, family: &str, labels: &[&str]) -> f64 {
+    let f = m
+        .families
+        .get(family)
+        .unwrap_or_else(|| panic!("no family {family}"));
+    let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+    let s = f
+        .get_sample_by_label_values(&labels)
+        .unwrap_or_else(|| panic!("no sample {family}{labels:?}"));
+    match &s.value {
+        PrometheusValue::Counter(c) => c.value.as_f64(),
+        PrometheusValue::Gauge(g) | PrometheusValue::Unknown(g) => g.as_f64(),
+        other => panic!("{family} is {other:?}"),
+    }
+}
+
+fn kind(m: &Exposition, family: &str) -> PrometheusType {
+    m.families
+        .get(family)
+        .unwrap_or_else(|| panic!("no family {family}"))
+        .family_type
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_live_traffic_and_parse() {
+    let setup = setup_with_http(10);
+    let (server, http) = start(&setup).await;
+    let dns = server.local_addrs()[0];
+    let report = setup.name("cluster-1", "node-1", "2.3.1");
+    use hickory_proto::rr::RecordType;
+    // A report twice (one stored, one duplicate), another report over TCP,
+    // a name that is not a report, and an SOA query.
+    udp(dns, &query(&report, RecordType::TXT, None)).await;
+    udp(dns, &query(&report, RecordType::TXT, None)).await;
+    let other = setup.name("cluster-2", "node-1", "2.4.1");
+    tcp(dns, &query(&other, RecordType::A, None)).await;
+    udp(
+        dns,
+        &query("nonsense.vc.example.com.", RecordType::TXT, None),
+    )
+    .await;
+    udp(dns, &query("vc.example.com.", RecordType::SOA, None)).await;
+    // Wait for the writer to commit both reports.
+    let m = server.metrics().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while m.reports_stored.load(std::sync::atomic::Ordering::Relaxed)
+        + m.reports_duplicate
+            .load(std::sync::atomic::Ordering::Relaxed)
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writer did not commit"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let r = get(http, "/metrics").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        r.headers
+    );
+    let m = parse_metrics(&r.body);
+    assert_eq!(kind(&m, "vcheckd_queries_total"), PrometheusType::Counter);
+    assert_eq!(value(&m, "vcheckd_queries_total", &["udp"]), 4.0);
+    assert_eq!(value(&m, "vcheckd_queries_total", &["tcp"]), 1.0);
+    assert_eq!(value(&m, "vcheckd_queries_by_type_total", &["txt"]), 3.0);
+    assert_eq!(value(&m, "vcheckd_queries_by_type_total", &["a"]), 1.0);
+    assert_eq!(value(&m, "vcheckd_queries_by_type_total", &["soa"]), 1.0);
+    assert_eq!(value(&m, "vcheckd_responses_total", &["noerror"]), 5.0);
+    assert_eq!(value(&m, "vcheckd_reports_accepted_total", &[]), 3.0);
+    assert_eq!(value(&m, "vcheckd_reports_stored_total", &[]), 2.0);
+    assert_eq!(value(&m, "vcheckd_reports_duplicate_total", &[]), 1.0);
+    let rejected: f64 = m.families["vcheckd_reports_rejected_total"]
+        .iter_samples()
+        .map(|s| match &s.value {
+            PrometheusValue::Counter(c) => c.value.as_f64(),
+            _ => panic!(),
+        })
+        .sum();
+    assert_eq!(rejected, 1.0);
+    assert_eq!(value(&m, "vcheckd_reports_queue_dropped_total", &[]), 0.0);
+    assert_eq!(
+        kind(&m, "vcheckd_report_queue_depth"),
+        PrometheusType::Gauge
+    );
+    assert_eq!(value(&m, "vcheckd_report_queue_depth", &[]), 0.0);
+    // The writer committed at least once: a histogram with a count.
+    let h = &m.families["vcheckd_writer_batch_duration_seconds"];
+    assert_eq!(h.family_type, PrometheusType::Histogram);
+    let PrometheusValue::Histogram(hist) = &h.iter_samples().next().unwrap().value else {
+        panic!("not a histogram")
+    };
+    let count = hist.count.unwrap();
+    assert!(count >= 1, "{hist:?}");
+    assert_eq!(hist.buckets.last().unwrap().count.as_f64(), count as f64);
+    // The fleet: two clusters today, on 2.3.1 and 2.4.1.
+    assert_eq!(value(&m, "vcheckd_active_clusters", &["2.3.1"]), 1.0);
+    assert_eq!(value(&m, "vcheckd_active_clusters", &["2.4.1"]), 1.0);
+    assert_eq!(value(&m, "vcheckd_active_nodes", &["2.4.1"]), 1.0);
+    assert_eq!(value(&m, "vcheckd_active_clusters_all", &[]), 2.0);
+    assert_eq!(value(&m, "vcheckd_insecure_clusters", &[]), 0.0);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_gauges_are_bounded_and_agree_with_stats() {
+    let setup = setup_with_http(4);
+    let truth = write_fleet(&setup.db_path(), 120, 25, &[ZONE]);
+    let (server, http) = start(&setup).await;
+    let m = parse_metrics(&get(http, "/metrics").await.body);
+    let today = today();
+    let (first, last) = (today - 6, today);
+
+    let versions: BTreeMap<String, (f64, f64)> = m.families["vcheckd_active_clusters"]
+        .iter_samples()
+        .map(|s| {
+            let labels = s.get_labelset().unwrap();
+            let v = labels.get_label_value("version").unwrap().to_string();
+            let PrometheusValue::Gauge(g) = s.value else {
+                panic!()
+            };
+            let nodes = value(&m, "vcheckd_active_nodes", &[&v]);
+            (v, (g.as_f64(), nodes))
+        })
+        .collect();
+    // Top 4 by name and "other": the label set stays small however many
+    // versions run (25 pinned old ones here besides the releases).
+    assert_eq!(versions.len(), 5, "{versions:?}");
+    assert!(versions.contains_key("other"));
+    // Against the generator's own counts.
+    let clusters_sum: f64 = versions.values().map(|(c, _)| c).sum();
+    let nodes_sum: f64 = versions.values().map(|(_, n)| n).sum();
+    assert!((clusters_sum - truth.active_clusters(first, last) as f64).abs() < 1e-6);
+    assert_eq!(nodes_sum, truth.active_nodes(first, last) as f64);
+    assert_eq!(
+        value(&m, "vcheckd_active_clusters_all", &[]),
+        truth.active_clusters(first, last) as f64
+    );
+    let by_version = truth.nodes_by_version(first, last);
+    for (v, (_, nodes)) in &versions {
+        if v != "other" {
+            assert_eq!(*nodes, by_version[v] as f64, "{v}");
+        }
+    }
+    // And against vcheckd::stats.
+    let store = Store::open_read_only(&setup.db_path()).unwrap();
+    let data = Dataset::load(
+        std::slice::from_ref(&store),
+        &Scope {
+            first_day: first,
+            last_day: last,
+            zone: None,
+        },
+    )
+    .unwrap();
+    let v = stats::versions(&data, first, last);
+    for row in v.grouped(4) {
+        let (clusters, nodes) = versions[&row.version];
+        assert!((clusters - row.cluster_share).abs() < 1e-9, "{row:?}");
+        assert_eq!(nodes, row.nodes as f64);
+    }
+    assert_eq!(
+        value(&m, "vcheckd_mixed_clusters", &[]),
+        v.mixed_clusters as f64
+    );
+    assert!(v.mixed_clusters > 0, "the fleet upgrades node by node");
+    assert_eq!(
+        value(&m, "vcheckd_insecure_clusters", &[]),
+        v.insecure_clusters as f64
+    );
+    assert_eq!(
+        value(&m, "vcheckd_insecure_nodes", &[]),
+        v.insecure_nodes as f64
+    );
+    assert!(v.insecure_nodes > 0);
+    server.shutdown().await.unwrap();
+}
+
+/// `vcheckd::stats` on the database, as the CLI computes it.
+fn load(db: &std::path::Path, first: i64, last: i64, zone: Option<&str>) -> Dataset {
+    let store = Store::open_read_only(db).unwrap();
+    Dataset::load(
+        std::slice::from_ref(&store),
+        &Scope {
+            first_day: first,
+            last_day: last,
+            zone: zone.map(str::to_string),
+        },
+    )
+    .unwrap()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap()
+}
+
+/// Equal JSON, floats up to rounding: clusters by node share are sums of
+/// fractions whose order (hash maps) varies between two computations.
+fn assert_same(got: &serde_json::Value, want: &serde_json::Value) {
+    fn same(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+        use serde_json::Value::*;
+        match (a, b) {
+            (Number(x), Number(y)) if x.is_f64() || y.is_f64() => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
+            }
+            (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+            (Object(x), Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+    assert!(same(got, want), "got {got}\nwant {want}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_equals_stats_for_the_same_data() {
+    let setup = setup_with_http(10);
+    let truth = write_fleet(&setup.db_path(), 80, 0, &[ZONE, "vc.example.org"]);
+    let (server, http) = start(&setup).await;
+    let db = setup.db_path();
+    let today = today();
+
+    // versions: default window (7 days), then an explicit one with a zone.
+    let r = get(http, "/api/v1/versions").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let got = r.json();
+    let want = stats::versions(&load(&db, today - 6, today, None), today - 6, today);
+    assert_same(&got, &json(&want));
+    // Numbers known from the generator, not from the code under test.
+    assert_eq!(
+        got["active_clusters"],
+        truth.active_clusters(today - 6, today) as u64
+    );
+    assert_eq!(
+        got["active_nodes"],
+        truth.active_nodes(today - 6, today) as u64
+    );
+    let nodes: BTreeMap<String, u64> = got["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["nodes"].as_u64().unwrap() > 0)
+        .map(|r| {
+            (
+                r["version"].as_str().unwrap().to_string(),
+                r["nodes"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(nodes, truth.nodes_by_version(today - 6, today));
+
+    let (since, until) = (today - 20, today - 3);
+    let q = format!(
+        "since={}&until={}&zone=vc.example.org",
+        date_of_day(since),
+        date_of_day(until)
+    );
+    let got = get(http, &format!("/api/v1/versions?{q}")).await.json();
+    let want = stats::versions(
+        &load(&db, since, until, Some("vc.example.org")),
+        since,
+        until,
+    );
+    assert_same(&got, &json(&want));
+    assert!(want.active_clusters > 0);
+    assert!(want.active_clusters < truth.active_clusters(since, until) as u64);
+
+    // summary
+    let got = get(http, &format!("/api/v1/summary?{q}")).await.json();
+    let store = Store::open_read_only(&db).unwrap();
+    let data = Dataset::load(
+        std::slice::from_ref(&store),
+        &stats::summary_scope(since, until, Some("vc.example.org".into())),
+    )
+    .unwrap();
+    assert_same(&got, &json(&stats::summary(&data, since, until)));
+    let got = get(http, "/api/v1/summary").await.json();
+    let data = Dataset::load(
+        std::slice::from_ref(&store),
+        &stats::summary_scope(today - 6, today, None),
+    )
+    .unwrap();
+    assert_same(&got, &json(&stats::summary(&data, today - 6, today)));
+    assert_eq!(got["anonymous_reports"], 3 * 7);
+
+    // trend: default 30 days by day, and by week.
+    let got = get(http, "/api/v1/trend").await.json();
+    let data = load(&db, today - 29, today, None);
+    assert_same(
+        &got,
+        &json(&stats::trend(&data, today - 29, today, Bucket::Day)),
+    );
+    assert_eq!(got.as_array().unwrap().first().unwrap()["day"], today - 29);
+    let got = get(http, &format!("/api/v1/trend?{q}&by=week"))
+        .await
+        .json();
+    let data = load(&db, since, until, Some("vc.example.org"));
+    assert_same(
+        &got,
+        &json(&stats::trend(&data, since, until, Bucket::Week)),
+    );
+
+    // adoption of the newest release, as `stats adoption 2.4.1` computes it.
+    let got = get(http, "/api/v1/adoption/v2.4.1").await.json();
+    let released = today - 8;
+    assert_eq!(got["released_day"], released);
+    let data = Dataset::load(
+        std::slice::from_ref(&store),
+        &stats::adoption_scope(released, today, None),
+    )
+    .unwrap();
+    let want = stats::adoption(&data, &semver::Version::new(2, 4, 1), today);
+    assert_same(&got, &json(&want));
+    assert!(want.days_to_50.is_some());
+
+    // Errors: JSON with a reason, and the right status.
+    for (path, status, needle) in [
+        ("/api/v1/versions?since=yesterday", 400, "YYYY-MM-DD"),
+        (
+            "/api/v1/versions?sinse=2026-01-01",
+            400,
+            "unknown parameter",
+        ),
+        (
+            "/api/v1/versions?since=2026-02-02&until=2026-02-01",
+            400,
+            "after",
+        ),
+        (
+            "/api/v1/versions?since=1990-01-01&until=2026-02-01",
+            400,
+            "longer",
+        ),
+        ("/api/v1/trend?by=month", 400, "day or week"),
+        ("/api/v1/adoption/9.9.9", 404, "no report"),
+        ("/api/v1/adoption/latest", 400, "semver"),
+    ] {
+        let r = get(http, path).await;
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+        let e = r.json();
+        assert!(e["error"].as_str().unwrap().contains(needle), "{path}: {e}");
+    }
+    assert_eq!(get(http, "/api/v2/versions").await.status, 404);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_draws_the_charts_and_groups_the_tail() {
+    let setup = setup_with_http(6);
+    let truth = write_fleet(&setup.db_path(), 400, 110, &[ZONE]);
+    let (server, http) = start(&setup).await;
+    let r = get(http, "/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let page = &r.body;
+    for id in [
+        "chart-versions",
+        "chart-adoption",
+        "chart-activity",
+        "chart-insecure",
+        "chart-release",
+    ] {
+        assert!(page.contains(&format!("<svg id=\"{id}\"")), "{id} missing");
+    }
+    // Nothing is fetched from elsewhere, and there is no script.
+    assert!(!page.contains("<script"));
+    assert!(!page.contains("http://") && !page.contains("https://"));
+    // Over a hundred versions: 6 named bars and "other".
+    let bars = page.matches("<g class=\"bar\">").count();
+    assert_eq!(bars, 7);
+    assert!(page.contains(">other</text>"));
+    // The stacked chart: the named versions of the window and "other".
+    let layers = page.matches("<polygon class=\"layer\"").count();
+    assert_eq!(layers, 7, "six named layers and other");
+    // The full list stays available, folded.
+    let all = truth.versions(today() - 6, today()).len();
+    assert!(all > 100, "{all}");
+    assert!(
+        page.contains(&format!(
+            "<details id=\"all-versions\"><summary>All {all} versions"
+        )),
+        "{all}"
+    );
+    assert!(page.contains("Adoption of 2.4.1"));
+
+    // Data from the query string is escaped; a bad one is a 400 page.
+    let r = get(http, "/?zone=%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;
+    assert_eq!(r.status, 200);
+    assert!(!r.body.contains("<script>alert"));
+    assert!(r.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(r.body.contains("No active clusters in this window"));
+    let r = get(http, "/?since=last-week").await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("expected YYYY-MM-DD"));
+    let r = get(http, "/?top=0").await;
+    assert_eq!(r.status, 400);
+    // A long window is charted by week.
+    let r = get(http, &format!("/?since={}", date_of_day(today() - 200))).await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("per week"));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_is_off_unless_configured_and_stops_with_the_server() {
+    let plain = Setup::new();
+    let config = Config::load(&plain.config_path()).unwrap();
+    let server = RunningServer::start(&config).await.unwrap();
+    assert_eq!(server.http_addr(), None);
+    server.shutdown().await.unwrap();
+
+    let setup = setup_with_http(10);
+    let (server, http) = start(&setup).await;
+    assert_eq!(get(http, "/metrics").await.status, 200);
+    // A connection left open does not hold the shutdown up.
+    let _idle = tokio::net::TcpStream::connect(http).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+        .await
+        .expect("shutdown in time")
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(http).await.is_err());
+}
+
+#[test]
+fn serve_flag_overrides_the_http_address() {
+    use std::io::{BufRead, BufReader};
+    let setup = Setup::new();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vcheckd"))
+        .args([
+            "serve",
+            "--config",
+            "config.toml",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .current_dir(setup.dir.path())
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr: SocketAddr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("no HTTP address logged");
+        if let Some(rest) = line.split("on http://").nth(1) {
+            break rest.trim_end_matches('/').parse().unwrap();
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = rt.block_on(get(addr, "/api/v1/summary"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["reports"], 0);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success());
+    assert!(std::net::TcpStream::connect(addr).is_err());
+}
