@@ -3,12 +3,22 @@
 //! (skipped with a message otherwise), plus the hardening the unit must keep
 //! (docs/DEPLOY.md explains each line), which is checked everywhere.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
 
 const BIN: &str = env!("CARGO_BIN_EXE_vcheckd");
 const UNIT: &str = include_str!("../systemd/vcheckd.service");
+/// The production configuration the unit runs (installed as
+/// /etc/vcheckd/vcheckd.toml).
+const SHIPPED_CONFIG: &str = include_str!("../systemd/vcheckd.toml");
+const SAMPLE_ZONE: &str = include_str!("../zones/vc.example.com.zone");
 /// Where the unit expects the binary, as README and DEPLOY.md install it.
 const INSTALLED_BIN: &str = "/usr/local/bin/vcheckd";
 
@@ -188,4 +198,163 @@ fn systemd_analyze_security_exposure_stays_low() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// A port free for UDP and TCP on both the IPv4 and the IPv6 wildcard.
+fn free_port() -> u16 {
+    for _ in 0..50 {
+        let port = UdpSocket::bind("0.0.0.0:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let free = UdpSocket::bind(("::", port)).is_ok()
+            && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && std::net::TcpListener::bind(("::", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port");
+}
+
+fn soa_over_udp(server: SocketAddr) -> Result<Message, String> {
+    let mut query = Message::query();
+    query.add_query(Query::query(
+        Name::from_ascii("vc.example.com.").unwrap(),
+        RecordType::SOA,
+    ));
+    let local: SocketAddr = if server.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let socket = UdpSocket::bind(local).map_err(|e| e.to_string())?;
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    socket
+        .send_to(&query.to_bytes().unwrap(), server)
+        .map_err(|e| format!("send to {server}: {e}"))?;
+    let mut buf = [0u8; 4096];
+    let (len, _) = socket
+        .recv_from(&mut buf)
+        .map_err(|e| format!("no answer from {server}: {e}"))?;
+    Message::from_vec(&buf[..len]).map_err(|e| e.to_string())
+}
+
+/// systemd/vcheckd.toml listens on "0.0.0.0:53" and "[::]:53", as most
+/// name servers do. Both must bind in one process on a stock Linux
+/// (net.ipv6.bindv6only = 0, where an IPv6 wildcard socket also claims
+/// IPv4 unless it is set IPv6-only), and both must answer. The shipped file
+/// is run as it is, with only the database moved to a temp folder and port
+/// 53 replaced by a free port.
+#[test]
+fn shipped_config_listens_on_ipv4_and_ipv6_together() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        notice("systemd: dual-stack listen test skipped: no IPv6 loopback (::1) here");
+        return;
+    }
+    let mut config: toml::Table = toml::from_str(SHIPPED_CONFIG).expect("systemd/vcheckd.toml");
+    let server = config["server"].as_table_mut().unwrap();
+    let shipped_listen: Vec<SocketAddr> = server["listen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        shipped_listen.iter().any(|a| a.is_ipv4()) && shipped_listen.iter().any(|a| a.is_ipv6()),
+        "systemd/vcheckd.toml no longer listens on IPv4 and IPv6: {shipped_listen:?}; update this test"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    server.insert(
+        "database".into(),
+        dir.path().join("vcheckd.sqlite").to_str().unwrap().into(),
+    );
+    std::fs::write(dir.path().join("vcheckd.toml"), config.to_string()).unwrap();
+    std::fs::write(dir.path().join("vc.example.com.zone"), SAMPLE_ZONE).unwrap();
+    let keygen = Command::new(BIN)
+        .args(["keygen", "--id", "1", "--out"])
+        .arg(dir.path().join("vc.example.com.key"))
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "keygen: {keygen:?}");
+
+    let port = free_port();
+    let listen: Vec<SocketAddr> = shipped_listen
+        .iter()
+        .map(|a| SocketAddr::new(a.ip(), port))
+        .collect();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(dir.path().join("vcheckd.toml"))
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for a in &listen {
+        cmd.arg("--listen").arg(a.to_string());
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let mut listening = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listening < listen.len() {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                if line.contains("listening on UDP and TCP") {
+                    listening += 1;
+                }
+                log.push(line);
+            }
+            Err(_) => break, // exited (channel closed) or too slow
+        }
+    }
+    let exited = child.try_wait().unwrap();
+    let answers: Vec<Result<Message, String>> = if listening == listen.len() {
+        [
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::new("::1".parse().unwrap(), port),
+        ]
+        .into_iter()
+        .map(soa_over_udp)
+        .collect()
+    } else {
+        Vec::new()
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let stop_deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && Instant::now() < stop_deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    while let Ok(line) = rx.try_recv() {
+        log.push(line);
+    }
+
+    assert!(
+        listening == listen.len(),
+        "vcheckd serve with systemd/vcheckd.toml's listen addresses {listen:?} \
+         did not listen on all of them ({listening} of {}; exited: {exited:?}). \
+         Its log:\n{}",
+        listen.len(),
+        log.join("\n")
+    );
+    for answer in answers {
+        let m = answer.unwrap_or_else(|e| panic!("{e}\nlog:\n{}", log.join("\n")));
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{m:?}");
+        assert_eq!(m.answers.len(), 1, "{m:?}");
+    }
 }
