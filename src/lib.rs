@@ -12,5 +12,6 @@ pub mod hint;
 pub mod http;
 pub mod metrics;
 pub mod protocol;
+pub mod simulate;
 pub mod stats;
 pub mod store;

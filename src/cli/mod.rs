@@ -3,6 +3,7 @@
 mod check;
 mod keys;
 mod serve;
+mod simulate;
 mod stats;
 
 use std::path::PathBuf;
@@ -41,6 +42,9 @@ enum Command {
     Keygen(keys::KeygenArgs),
     /// Version statistics from the database.
     Stats(stats::StatsArgs),
+    /// Generate a realistic fleet's reports: weeks of history into a
+    /// database file, or today's reports as queries to a running server.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// What a report is made of; shared by `check` and `encode`.
@@ -100,6 +104,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Decode(a) => keys::run_decode(a),
         Command::Keygen(a) => keys::run_keygen(a),
         Command::Stats(a) => stats::run(a),
+        Command::Simulate(a) => simulate::run(a),
     }
 }
 
