@@ -168,15 +168,41 @@ async fn bind_pair(want: SocketAddr) -> Result<(UdpSocket, TcpListener), ServerE
     let bind_err = |source| ServerError::Bind { addr: want, source };
     let mut attempts = 0;
     loop {
-        let udp = UdpSocket::bind(want).await.map_err(bind_err)?;
+        let udp = UdpSocket::from_std(bind_socket(want, socket2::Type::DGRAM)?.into())
+            .map_err(bind_err)?;
         let addr = udp.local_addr().map_err(bind_err)?;
-        match TcpListener::bind(addr).await {
+        let tcp = bind_socket(addr, socket2::Type::STREAM)
+            .and_then(|s| TcpListener::from_std(s.into()).map_err(bind_err));
+        match tcp {
             Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if want.port() == 0 && attempts < 16 => {
-                let _ = e;
-                attempts += 1;
-            }
-            Err(e) => return Err(bind_err(e)),
+            Err(_) if want.port() == 0 && attempts < 16 => attempts += 1,
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// A non-blocking socket bound to `addr` (and listening, for TCP). IPv6
+/// sockets are IPv6-only, so that "0.0.0.0:53" and "[::]:53" can both be
+/// listened on, as with other name servers.
+fn bind_socket(addr: SocketAddr, ty: socket2::Type) -> Result<socket2::Socket, ServerError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind_err = |source| ServerError::Bind { addr, source };
+    let protocol = if ty == Type::STREAM {
+        Protocol::TCP
+    } else {
+        Protocol::UDP
+    };
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol)).map_err(bind_err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(bind_err)?;
+    }
+    if ty == Type::STREAM {
+        socket.set_reuse_address(true).map_err(bind_err)?;
+    }
+    socket.set_nonblocking(true).map_err(bind_err)?;
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    if ty == Type::STREAM {
+        socket.listen(1024).map_err(bind_err)?;
+    }
+    Ok(socket)
 }
