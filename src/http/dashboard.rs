@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -27,6 +28,14 @@ const CURRENT_DAYS: i64 = 7;
 /// Longer windows are charted by week.
 const DAILY_UP_TO: i64 = 92;
 const MAX_TOP: usize = 30;
+/// A page is reused this long for the same parameters: reloading it, or a
+/// few people looking, costs one computation.
+const PAGE_TTL: Duration = Duration::from_secs(30);
+
+/// The last page rendered, by its parameters. Held while computing, so
+/// that simultaneous requests wait for one result.
+#[derive(Default)]
+pub struct PageCache(tokio::sync::Mutex<Option<(String, Instant, Arc<String>)>>);
 
 /// Status colours: up to date, upgrade available, upgrade required, unknown.
 fn status_color(status: Option<u8>) -> &'static str {
@@ -151,17 +160,30 @@ fn compute(
 }
 
 pub async fn page(State(ctx): State<Arc<Context>>, raw: RawParams) -> Response {
-    let result = async {
+    let result: Result<Arc<String>, Failure> = async {
         let params = Params::parse(raw, PARAMS)?;
         let w = params.window(DEFAULT_DAYS)?;
         let top = params.count("top", ctx.top_versions.min(MAX_TOP), MAX_TOP)?;
         let version = params.get("version").map(parse_version).transpose()?;
-        ctx.with_store(move |store| compute(std::slice::from_ref(store), w, top, version))
-            .await
+        let key = format!("{w:?} {top} {version:?}");
+        let mut cached = ctx.pages.0.lock().await;
+        if let Some((k, at, html)) = cached.as_ref() {
+            if *k == key && at.elapsed() < PAGE_TTL {
+                return Ok(html.clone());
+            }
+        }
+        let html = ctx
+            .with_store(move |store| {
+                let page = compute(std::slice::from_ref(store), w, top, version)?;
+                Ok(Arc::new(render(&page)))
+            })
+            .await?;
+        *cached = Some((key, Instant::now(), html.clone()));
+        Ok(html)
     }
     .await;
     let (status, body) = match result {
-        Ok(page) => (StatusCode::OK, render(&page)),
+        Ok(html) => (StatusCode::OK, html.as_str().to_owned()),
         Err(f) => (f.status, error_page(&f)),
     };
     (
@@ -208,8 +230,8 @@ svg.chart{width:100%;height:auto;display:block}
 .legend li{display:flex;align-items:center;gap:5px}
 .legend i{display:inline-block;width:11px;height:11px;border-radius:2px}
 .legend i.dash{height:3px;border-radius:0}
-details{margin-top:16px;background:#fff;border-radius:8px;padding:10px 16px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
-summary{cursor:pointer;font-weight:600}
+summary{cursor:pointer;font-weight:600;font-size:13px}
+.scroll{max-height:320px;overflow-y:auto}
 table{border-collapse:collapse;width:100%;margin-top:8px;font-size:13px}
 th,td{padding:3px 8px;border-bottom:1px solid #e5e7eb;text-align:right;white-space:nowrap}
 th:first-child,td:first-child,th:nth-child(2),td:nth-child(2){text-align:left}
@@ -243,9 +265,10 @@ fn error_page(f: &Failure) -> String {
     out
 }
 
-/// A count that may be fractional (clusters by node share).
+/// A count that may be fractional (clusters by node share): whole from
+/// 100 on, else with one decimal when it has one.
 fn amount(v: f64) -> String {
-    if (v - v.round()).abs() < 0.005 {
+    if v >= 100.0 || (v - v.round()).abs() < 0.05 {
         thousands(v.round() as u64)
     } else {
         format!("{v:.1}")
@@ -700,11 +723,28 @@ fn release(out: &mut String, p: &Page) {
 
 fn table(out: &mut String, p: &Page) {
     let c = &p.current;
+    section(
+        out,
+        "table",
+        "All versions",
+        &format!(
+            "Clusters active {}–{}: {} active clusters, {} mixed-version, {} active nodes.",
+            date_of_day(c.first_day),
+            date_of_day(c.last_day),
+            thousands(c.active_clusters),
+            thousands(c.mixed_clusters),
+            thousands(c.active_nodes)
+        ),
+    );
     let _ = write!(
         out,
-        "<details id=\"all-versions\"><summary>All {} versions, {}–{}</summary><table>\
-         <thead><tr><th>version</th><th>status</th><th>clusters</th><th>by node share</th>\
-         <th>share</th><th>nodes</th><th>reports</th><th>anonymous</th></tr></thead><tbody>",
+        "<details id=\"all-versions\"{}><summary>All {} versions, {}–{}</summary><div class=\"scroll\"><table>\
+         <thead><tr><th>version</th><th>status</th>\
+         <th title=\"clusters all of whose nodes run the version\">clusters</th>\
+         <th title=\"mixed clusters counted by node share\">incl. mixed</th>\
+         <th>share</th><th>nodes</th><th>reports</th></tr></thead><tbody>",
+        // Open while short enough to read at a glance.
+        if c.rows.len() <= 12 { " open" } else { "" },
         c.rows.len(),
         date_of_day(c.first_day),
         date_of_day(c.last_day)
@@ -713,26 +753,18 @@ fn table(out: &mut String, p: &Page) {
         let _ = write!(
             out,
             "<tr><td>{}</td><td><span class=\"dot\" style=\"background:{}\"></span>{}</td>\
-             <td>{}</td><td>{:.2}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&r.version),
             status_color(r.status),
             status_name(r.status),
             thousands(r.clusters),
-            r.cluster_share,
+            amount(r.cluster_share),
             percent(share(r.cluster_share, c.active_clusters)),
             thousands(r.nodes),
             thousands(r.reports),
-            thousands(r.anonymous_reports)
         );
     }
-    let _ = write!(
-        out,
-        "</tbody></table><p class=\"sub\">{} mixed-version clusters; {} active clusters, \
-         {} active nodes.</p></details>",
-        thousands(c.mixed_clusters),
-        thousands(c.active_clusters),
-        thousands(c.active_nodes)
-    );
+    out.push_str("</tbody></table></div></details></section>");
 }
 
 fn render(p: &Page) -> String {
@@ -752,17 +784,25 @@ fn render(p: &Page) -> String {
     out.push_str("<div class=\"grid\">");
     distribution(&mut out, p);
     adoption_over_time(&mut out, p);
-    activity(&mut out, p);
-    insecure(&mut out, p);
     release(&mut out, p);
-    out.push_str("</div>");
+    insecure(&mut out, p);
+    activity(&mut out, p);
     table(&mut out, p);
+    out.push_str("</div>");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let _ = write!(
         out,
-        "<footer>Days are UTC. The same numbers as JSON: \
+        "<footer>Computed at {:02}:{:02}:{:02} UTC (at most every {} s). Days are UTC. \
+         The same numbers as JSON: \
          <a href=\"/api/v1/versions\">/api/v1/versions</a>, \
          <a href=\"/api/v1/summary\">summary</a>, <a href=\"/api/v1/trend\">trend</a>; \
-         Prometheus: <a href=\"/metrics\">/metrics</a>.</footer></main></body></html>"
+         Prometheus: <a href=\"/metrics\">/metrics</a>.</footer></main></body></html>",
+        now / 3600 % 24,
+        now / 60 % 60,
+        now % 60,
+        PAGE_TTL.as_secs()
     );
     out
 }

@@ -31,6 +31,7 @@ pub struct Context {
     /// Statistics computed at once (each holds a blocking thread).
     permits: tokio::sync::Semaphore,
     fleet: exposition::FleetCache,
+    pages: dashboard::PageCache,
 }
 
 /// Statistics computed at the same time; more requests wait their turn.
@@ -44,6 +45,7 @@ impl Context {
             top_versions: top_versions.max(1),
             permits: tokio::sync::Semaphore::new(CONCURRENT_STATS),
             fleet: exposition::FleetCache::default(),
+            pages: dashboard::PageCache::default(),
         }
     }
 }

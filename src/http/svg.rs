@@ -178,10 +178,18 @@ impl Frame {
         let mut day = self.last;
         while day >= self.first {
             let x = self.x(day);
+            // Labels at the ends stay inside the chart.
+            let anchor = if x > self.right - 24.0 {
+                "end"
+            } else if x < self.left + 24.0 {
+                "start"
+            } else {
+                "middle"
+            };
             let _ = write!(
                 out,
                 "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{b}\" y2=\"{b2}\" stroke=\"#9ca3af\"/>\
-                 <text x=\"{x:.1}\" y=\"{ty}\" text-anchor=\"middle\" fill=\"#6b7280\">{d}</text>",
+                 <text x=\"{x:.1}\" y=\"{ty}\" text-anchor=\"{anchor}\" fill=\"#6b7280\">{d}</text>",
                 b = self.bottom,
                 b2 = self.bottom + 4.0,
                 ty = self.bottom + 17.0,

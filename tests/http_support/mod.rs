@@ -178,8 +178,7 @@ pub fn write_fleet(db: &Path, clusters: u32, long_tail: u32, zones: &[&str]) -> 
                         };
                         RELEASES
                             .iter()
-                            .filter(|(_, d)| *d <= upto)
-                            .next_back()
+                            .rfind(|(_, d)| *d <= upto)
                             .unwrap_or(&RELEASES[0])
                             .0
                             .to_string()
@@ -212,11 +211,7 @@ pub fn write_fleet(db: &Path, clusters: u32, long_tail: u32, zones: &[&str]) -> 
         }
     }
     for day in -20..=0 {
-        let newest = RELEASES
-            .iter()
-            .filter(|(_, d)| *d <= day)
-            .next_back()
-            .unwrap();
+        let newest = RELEASES.iter().rfind(|(_, d)| *d <= day).unwrap();
         for k in 0..3 {
             batch.push(report(
                 zones[0],
