@@ -272,6 +272,13 @@ fn shipped_config_listens_on_ipv4_and_ipv6_together() {
         "database".into(),
         dir.path().join("vcheckd.sqlite").to_str().unwrap().into(),
     );
+    // The key lives where the unit's LoadCredential= puts it; here, beside
+    // the config.
+    for zone in config["zone"].as_array_mut().unwrap() {
+        zone.as_table_mut()
+            .unwrap()
+            .insert("keys".into(), vec!["vc.example.com.key"].into());
+    }
     std::fs::write(dir.path().join("vcheckd.toml"), config.to_string()).unwrap();
     std::fs::write(dir.path().join("vc.example.com.zone"), SAMPLE_ZONE).unwrap();
     let keygen = Command::new(BIN)

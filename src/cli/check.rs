@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::json;
 
-use super::{print_report, report_json, ReportArgs};
+use super::{chain, print_report, report_json, ReportArgs};
 use vcheckd::client::{self, Policy, Prepared};
 use vcheckd::protocol::name::decode_query_name;
 use vcheckd::protocol::{Key, Keyring, ZoneName};
@@ -154,10 +154,10 @@ pub fn run_check(args: CheckArgs) -> Result<ExitCode> {
             if args.json {
                 println!(
                     "{}",
-                    json!({"status": "error", "error": e.to_string(), "exit_code": e.exit_code()})
+                    json!({"status": "error", "error": chain(&e), "exit_code": e.exit_code()})
                 );
             }
-            eprintln!("vcheckd: version check failed: {e}");
+            eprintln!("vcheckd: version check failed: {}", chain(&e));
             Ok(ExitCode::from(e.exit_code()))
         }
     }

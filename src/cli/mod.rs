@@ -146,3 +146,15 @@ fn print_report(v: &serde_json::Value) {
         println!("  {:<10} {value}", format!("{label}:"));
     }
 }
+
+/// An error and its causes on one line, as `outer: inner: innermost`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}

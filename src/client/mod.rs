@@ -29,7 +29,7 @@ pub enum CheckError {
     Encode(#[from] EncodeError),
     #[error("no name server to ask: none given and none in /etc/resolv.conf")]
     NoServer,
-    #[error("{0}")]
+    #[error(transparent)]
     Exchange(#[from] ExchangeError),
     #[error("{server} answered {}", rcode_name(*rcode))]
     Rcode {
@@ -38,7 +38,7 @@ pub enum CheckError {
     },
     #[error("{0} answered without a vcheckd hint (is the zone delegated to vcheckd?)")]
     NoHint(SocketAddr),
-    #[error("{server}: {source}")]
+    #[error("bad hint from {server}")]
     BadHint {
         server: SocketAddr,
         #[source]

@@ -18,7 +18,7 @@ use tokio::time::{timeout_at, Instant};
 pub enum ExchangeError {
     #[error("no answer from {0} in time")]
     Timeout(SocketAddr),
-    #[error("network error talking to {server}: {source}")]
+    #[error("network error talking to {server}")]
     Io {
         server: SocketAddr,
         #[source]

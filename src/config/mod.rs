@@ -20,13 +20,13 @@ pub const SAMPLE_ZONE: &str = include_str!("../../zones/vc.example.com.zone");
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Io {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid config {path}: {source}")]
+    #[error("invalid config {path}")]
     Toml {
         path: String,
         #[source]

@@ -26,7 +26,7 @@ pub enum CatalogError {
     Missing { zone: String, what: &'static str },
     #[error("zone {zone}: zone file's origin is {found}")]
     Origin { zone: String, found: String },
-    #[error("zone {zone}: {source}")]
+    #[error("zone {zone}")]
     Key {
         zone: String,
         #[source]
@@ -34,7 +34,7 @@ pub enum CatalogError {
     },
     #[error("zone {zone}: no keys configured")]
     NoKeys { zone: String },
-    #[error("zone {zone}: releases: {source}")]
+    #[error("zone {zone}: releases")]
     Releases {
         zone: String,
         #[source]

@@ -97,7 +97,7 @@ pub enum EncodeError {
 pub enum KeyError {
     #[error("key text must look like 'vck1:<id 0-255>:<64 hex digits>'")]
     Format,
-    #[error("cannot read key file {path}: {source}")]
+    #[error("cannot read key file {path}")]
     Io {
         path: String,
         #[source]

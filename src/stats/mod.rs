@@ -281,23 +281,35 @@ pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
         }
     }
     let (mut mixed, mut insecure_clusters) = (0, 0);
-    for members in clusters.values() {
-        let first = &members[0].version;
-        if members.iter().all(|m| &m.version == first) {
-            if let Some(entry) = rows.get_mut(first.as_str()) {
+    // Whole clusters are counted as integers and the fractions of mixed ones
+    // summed in a fixed order, so the shares are exact where they can be
+    // and the same on every run.
+    let mut fractions: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut keys: Vec<&ClusterKey<'_>> = clusters.keys().collect();
+    keys.sort();
+    for key in keys {
+        let members = &clusters[key];
+        let mut per_version: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in members {
+            *per_version.entry(m.version.as_str()).or_default() += 1;
+        }
+        if per_version.len() == 1 {
+            if let Some(entry) = rows.get_mut(members[0].version.as_str()) {
                 entry.clusters += 1;
             }
         } else {
             mixed += 1;
-        }
-        for m in members {
-            if let Some(entry) = rows.get_mut(m.version.as_str()) {
-                entry.cluster_share += 1.0 / members.len() as f64;
+            for (version, count) in per_version {
+                *fractions.entry(version).or_default() += count as f64 / members.len() as f64;
             }
         }
         if members.iter().any(|m| m.status == INSECURE) {
             insecure_clusters += 1;
         }
+    }
+    for row in rows.values_mut() {
+        row.cluster_share =
+            row.clusters as f64 + fractions.get(row.version.as_str()).copied().unwrap_or(0.0);
     }
     let mut rows: Vec<VersionRow> = rows.into_values().collect();
     rows.sort_by(|a, b| cmp_versions_desc(&a.version, &b.version));

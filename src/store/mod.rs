@@ -21,11 +21,11 @@ pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
     #[error("database schema version {found} is newer than this vcheckd understands ({known}); upgrade vcheckd")]
     TooNew { found: i64, known: i64 },
-    #[error("cannot create the database folder {path}: {source}")]
+    #[error("cannot create the database folder {path}")]
     Folder {
         path: String,
         #[source]
