@@ -470,6 +470,12 @@ async fn dashboard_draws_the_charts_and_groups_the_tail() {
     assert!(r.body.contains("expected YYYY-MM-DD"));
     let r = get(http, "/?top=0").await;
     assert_eq!(r.status, 400);
+    // The release whose adoption is shown can be chosen.
+    let r = get(http, "/?version=2.3.1").await;
+    assert!(r.body.contains("Adoption of 2.3.1"));
+    let r = get(http, "/?version=9.9.9").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("No report has carried version 9.9.9 yet."));
     // A long window is charted by week.
     let r = get(http, &format!("/?since={}", date_of_day(today() - 200))).await;
     assert_eq!(r.status, 200);

@@ -80,6 +80,8 @@ struct Page {
     trend: Vec<TrendPoint>,
     days: Vec<Day>,
     adoption: Option<Adoption>,
+    /// The version asked for with `version=`, if any.
+    asked: Option<Version>,
     zones: BTreeSet<String>,
 }
 
@@ -130,6 +132,7 @@ fn compute(
         .days(w.since, w.until)
         .map(|r| r.zone.clone())
         .collect();
+    let asked = version.clone();
     let adoption = match version.or_else(|| latest_release(&current)) {
         None => None,
         Some(version) => match data.version_first_day.get(&version.to_string()) {
@@ -155,6 +158,7 @@ fn compute(
         trend,
         days,
         adoption,
+        asked,
         zones,
     })
 }
@@ -683,7 +687,10 @@ fn release(out: &mut String, p: &Page) {
             out,
             "release",
             "Adoption of the latest release",
-            "No release has been reported in this window.",
+            &match &p.asked {
+                Some(v) => format!("No report has carried version {v} yet."),
+                None => "No release has been reported in this window.".to_string(),
+            },
         );
         out.push_str("</section>");
         return;
