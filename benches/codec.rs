@@ -1,1 +1,148 @@
-fn main() {}
+//! The wire format's hot functions, without sockets or SQLite:
+//! building a query name (client side), decoding its labels (the server's
+//! per-query crypto) and computing the hint the server answers with.
+//!
+//! Run: `cargo bench --bench codec` (add `-- --warm-up-time 1
+//! --measurement-time 3` for a quick pass).
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use semver::Version;
+
+use vcheckd::hint::{AdvisoryConfig, Releases, ReleasesConfig, Status};
+use vcheckd::protocol::name::{decode_labels, encode_query_name, query_name};
+use vcheckd::protocol::{
+    anonymize, IdKind, Identity, Key, KeyId, Keyring, Payload, ReportId, ZoneName,
+};
+
+const ZONE: &str = "vc.example.com";
+
+fn key() -> Key {
+    // A fixed key keeps runs comparable (same name lengths every time).
+    Key::new(KeyId(1), [0x42; 32])
+}
+
+/// A report with identity, as `vcheckd check` sends by default.
+fn payload(key: &Key) -> Payload {
+    Payload {
+        timestamp: 1_790_000_000,
+        identity: Identity::Known {
+            cluster: anonymize(key, IdKind::Cluster, "cluster-0001"),
+            node: anonymize(
+                key,
+                IdKind::Node {
+                    cluster: "cluster-0001",
+                },
+                "node-0001",
+            ),
+        },
+        version: Version::parse("2.4.1").unwrap(),
+    }
+}
+
+/// The payload labels of `name` (its labels before the zone's), as the
+/// responder hands them to `decode_labels`.
+fn payload_labels(name: &str) -> Vec<Vec<u8>> {
+    let suffix = format!(".{ZONE}.");
+    name.strip_suffix(&suffix)
+        .expect("name ends in the zone")
+        .split('.')
+        .map(|l| l.as_bytes().to_vec())
+        .collect()
+}
+
+fn encode(c: &mut Criterion) {
+    let key = key();
+    let zone = ZoneName::new(ZONE).unwrap();
+    let payload = payload(&key);
+    let mut g = c.benchmark_group("encode");
+    // What a client does once per check: fresh nonce, seal, base32, join.
+    g.bench_function("encode_query_name", |b| {
+        b.iter(|| encode_query_name(black_box(&key), black_box(&zone), black_box(&payload)))
+    });
+    // The same without the random nonce: isolates the OS/thread RNG cost.
+    let id = ReportId([7; 12]);
+    g.bench_function("query_name_fixed_nonce", |b| {
+        b.iter(|| {
+            query_name(
+                black_box(&key),
+                black_box(&zone),
+                black_box(id),
+                black_box(&payload),
+            )
+        })
+    });
+    g.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    let key = key();
+    let zone = ZoneName::new(ZONE).unwrap();
+    let keyring = Keyring::new(std::slice::from_ref(&key)).unwrap();
+    let name = query_name(&key, &zone, ReportId([7; 12]), &payload(&key)).unwrap();
+    let owned = payload_labels(&name);
+    let labels: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+    // Upper case, as a resolver applying 0x20 randomisation may send it.
+    let upper_owned: Vec<Vec<u8>> = owned.iter().map(|l| l.to_ascii_uppercase()).collect();
+    let upper: Vec<&[u8]> = upper_owned.iter().map(Vec::as_slice).collect();
+    // Same length, one character changed: base32 decodes, the tag fails.
+    let mut forged_owned = owned.clone();
+    forged_owned[0][0] = if forged_owned[0][0] == b'a' {
+        b'b'
+    } else {
+        b'a'
+    };
+    let forged: Vec<&[u8]> = forged_owned.iter().map(Vec::as_slice).collect();
+    // A QNAME-minimisation probe: one short label, not base32 of a frame.
+    let partial: Vec<&[u8]> = vec![b"_"];
+
+    assert!(decode_labels(&keyring, &zone, &labels).is_ok());
+    assert!(decode_labels(&keyring, &zone, &upper).is_ok());
+    assert!(decode_labels(&keyring, &zone, &forged).is_err());
+    assert!(decode_labels(&keyring, &zone, &partial).is_err());
+
+    let mut g = c.benchmark_group("decode_labels");
+    for (what, labels) in [
+        ("valid", &labels),
+        ("valid_upper_case", &upper),
+        ("forged_auth_fails", &forged),
+        ("partial_name", &partial),
+    ] {
+        g.bench_function(what, |b| {
+            b.iter(|| decode_labels(black_box(&keyring), black_box(&zone), black_box(labels)))
+        });
+    }
+    g.finish();
+}
+
+fn hint(c: &mut Criterion) {
+    // The embedded default configuration's releases.
+    let releases = Releases::try_from(&ReleasesConfig {
+        versions: ["1.9.0", "2.2.0", "2.3.0", "2.3.1", "2.4.0", "2.4.1"]
+            .map(String::from)
+            .to_vec(),
+        end_of_life: vec!["1".into(), "2.2".into()],
+        advisory: vec![AdvisoryConfig {
+            id: "CVE-2026-0001".into(),
+            fixed: vec!["2.3.1".into(), "2.4.1".into()],
+        }],
+    })
+    .unwrap();
+    let mut g = c.benchmark_group("hint_for");
+    for (what, version, status) in [
+        ("up_to_date", "2.4.1", Status::UpToDate),
+        ("upgrade_available", "2.3.1", Status::UpgradeAvailable),
+        ("advisory", "2.3.0", Status::UpgradeRequired),
+        ("end_of_life", "1.9.0", Status::UpgradeRequired),
+        ("unknown", "9.9.9", Status::Unknown),
+    ] {
+        let v = Version::parse(version).unwrap();
+        assert_eq!(releases.hint_for(&v).status, status, "{what}");
+        g.bench_function(what, |b| b.iter(|| releases.hint_for(black_box(&v))));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, encode, decode, hint);
+criterion_main!(benches);
