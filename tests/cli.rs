@@ -24,7 +24,7 @@ impl Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(args)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .current_dir(cwd)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

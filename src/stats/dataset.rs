@@ -75,34 +75,44 @@ impl Dataset {
         let mut anon: HashMap<(i64, String, String), AnonDay> = HashMap::new();
         let mut data = Dataset::default();
         let zone = scope.zone.as_deref();
+        // Report ids only matter when rows of several databases meet.
+        let merging = stores.len() > 1;
         for store in stores {
             let conn = store.conn();
             let mut stmt = conn.prepare_cached(
-                "SELECT day, zone, cluster, node, version, status, last_at, reports, ids
+                "SELECT day, zone, cluster, node, version, status, last_at, reports,
+                        CASE WHEN ?4 THEN ids ELSE x'' END
                  FROM node_days WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR zone = ?3)",
             )?;
-            let rows = stmt.query_map(params![scope.first_day, scope.last_day, zone], |r| {
-                Ok((
-                    NodeDay {
-                        day: r.get(0)?,
-                        zone: r.get(1)?,
-                        cluster: blob16(r.get(2)?).unwrap_or_default(),
-                        node: blob16(r.get(3)?).unwrap_or_default(),
-                        version: r.get(4)?,
-                        status: r.get(5)?,
-                        last_at: r.get(6)?,
-                        reports: r.get::<_, i64>(7)? as u64,
-                    },
-                    r.get::<_, Vec<u8>>(8)?,
-                ))
-            })?;
+            let rows = stmt.query_map(
+                params![scope.first_day, scope.last_day, zone, merging],
+                |r| {
+                    Ok((
+                        NodeDay {
+                            day: r.get(0)?,
+                            zone: r.get(1)?,
+                            cluster: blob16(r.get(2)?).unwrap_or_default(),
+                            node: blob16(r.get(3)?).unwrap_or_default(),
+                            version: r.get(4)?,
+                            status: r.get(5)?,
+                            last_at: r.get(6)?,
+                            reports: r.get::<_, i64>(7)? as u64,
+                        },
+                        r.get::<_, Vec<u8>>(8)?,
+                    ))
+                },
+            )?;
             for row in rows {
                 let (row, ids_blob) = row?;
-                let ids: HashSet<[u8; 12]> = ids_blob
-                    .chunks_exact(12)
-                    .filter_map(|c| c.try_into().ok())
-                    .collect();
-                let saturated = (ids.len() as u64) < row.reports;
+                let ids: HashSet<[u8; 12]> = if merging {
+                    ids_blob
+                        .chunks_exact(12)
+                        .filter_map(|c| c.try_into().ok())
+                        .collect()
+                } else {
+                    HashSet::new()
+                };
+                let saturated = merging && (ids.len() as u64) < row.reports;
                 let key = (
                     row.day,
                     row.zone.clone(),
