@@ -137,7 +137,7 @@ impl Responder {
         let payload_labels = &labels[..labels.len() - zone.label_count()];
         let qtype = query.query_type();
         if payload_labels.is_empty() {
-            fixed_answer(zone, qname, qtype, response);
+            fixed_answer(zone, zone.fixed_records(qname), qname, qtype, response);
             return max_size;
         }
         match decode_labels(&zone.keyring, &zone.name, payload_labels) {
@@ -175,10 +175,11 @@ impl Responder {
                 });
             }
             Err(why) => {
-                if zone.fixed_records(qname).is_none() {
+                let fixed = zone.fixed_records(qname);
+                if fixed.is_none() {
                     self.metrics.count_rejected(&why);
                 }
-                fixed_answer(zone, qname, qtype, response);
+                fixed_answer(zone, fixed, qname, qtype, response);
             }
         }
         max_size
@@ -189,8 +190,14 @@ impl Responder {
 /// the asked type, gets NODATA with the SOA. Never NXDOMAIN: QNAME-minimising
 /// resolvers ask each ancestor of a payload name first, and NXDOMAIN there
 /// (RFC 8020) would stop them from ever asking the full name.
-fn fixed_answer(zone: &Zone, qname: &Name, qtype: RecordType, response: &mut Message) {
-    let records = zone.fixed_records(qname).unwrap_or(&[]);
+fn fixed_answer(
+    zone: &Zone,
+    records: Option<&[Record]>,
+    qname: &Name,
+    qtype: RecordType,
+    response: &mut Message,
+) {
+    let records = records.unwrap_or(&[]);
     let mut any = false;
     for r in records
         .iter()
