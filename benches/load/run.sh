@@ -19,7 +19,7 @@ THREADS=${THREADS:-1}         # dnsperf -T
 OUTSTANDING=${OUTSTANDING:-100} # dnsperf -q
 EDNS=${EDNS:-1}               # 1: queries carry EDNS0 (dnsperf -e), as resolvers send
 VERSION=${VERSION:-2.3.1}     # software version inside every report
-NSD_SERVERS=${NSD_SERVERS:-1} # NSD server-count (vcheckd runs one UDP loop per address)
+NSD_SERVERS=${NSD_SERVERS:-1} # NSD server-count (vcheckd: udp_workers, default one UDP loop per CPU)
 QUEUE_CAPACITY=${QUEUE_CAPACITY:-65536} # vcheckd [server] queue_capacity (its default)
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)} # parallel `vcheckd encode` processes
 

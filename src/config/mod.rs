@@ -59,6 +59,10 @@ pub struct ServerConfig {
     /// Connections beyond this wait in the kernel's accept queue.
     #[serde(default = "defaults::max_tcp_connections")]
     pub max_tcp_connections: usize,
+    /// UDP receive loops per listen address, on SO_REUSEPORT sockets.
+    /// 0: one per CPU.
+    #[serde(default)]
+    pub udp_workers: usize,
     /// Days raw reports are kept; daily rollups are kept forever.
     #[serde(default = "defaults::retention_days")]
     pub retention_days: u32,

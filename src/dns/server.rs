@@ -82,15 +82,15 @@ impl RunningServer {
         };
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
+        let udp_workers = match config.server.udp_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         for want in &config.server.listen {
-            let (udp_socket, tcp_listener) = bind_pair(*want).await?;
-            let addr = udp_socket
-                .local_addr()
-                .map_err(|source| ServerError::Bind {
-                    addr: *want,
-                    source,
-                })?;
-            tasks.spawn(udp::serve(udp_socket, responder.clone(), stopped.clone()));
+            let (udp_sockets, tcp_listener, addr) = bind_pair(*want, udp_workers)?;
+            for socket in udp_sockets {
+                tasks.spawn(udp::serve(socket, responder.clone(), stopped.clone()));
+            }
             tasks.spawn(tcp::serve(
                 tcp_listener,
                 responder.clone(),
@@ -162,19 +162,35 @@ impl RunningServer {
     }
 }
 
-/// Binds UDP and TCP on the same address. With port 0, the kernel picks the
-/// UDP port and TCP takes the same number, retrying if it is taken.
-async fn bind_pair(want: SocketAddr) -> Result<(UdpSocket, TcpListener), ServerError> {
+/// Binds `udp_workers` UDP sockets (SO_REUSEPORT: the kernel spreads
+/// datagrams over them, one receive loop each) and a TCP listener on the
+/// same address. With port 0, the kernel picks the port for the first UDP
+/// socket and the others take the same number, retrying if TCP's is taken.
+fn bind_pair(
+    want: SocketAddr,
+    udp_workers: usize,
+) -> Result<(Vec<UdpSocket>, TcpListener, SocketAddr), ServerError> {
     let bind_err = |source| ServerError::Bind { addr: want, source };
     let mut attempts = 0;
     loop {
-        let udp = UdpSocket::from_std(bind_socket(want, socket2::Type::DGRAM)?.into())
-            .map_err(bind_err)?;
-        let addr = udp.local_addr().map_err(bind_err)?;
+        let first = bind_socket(want, socket2::Type::DGRAM)?;
+        let addr = first
+            .local_addr()
+            .map_err(bind_err)?
+            .as_socket()
+            .ok_or_else(|| bind_err(std::io::Error::other("not an IP socket")))?;
+        let mut udp = vec![first];
+        for _ in 1..udp_workers.max(1) {
+            udp.push(bind_socket(addr, socket2::Type::DGRAM)?);
+        }
+        let udp = udp
+            .into_iter()
+            .map(|s| UdpSocket::from_std(s.into()).map_err(bind_err))
+            .collect::<Result<Vec<_>, _>>()?;
         let tcp = bind_socket(addr, socket2::Type::STREAM)
             .and_then(|s| TcpListener::from_std(s.into()).map_err(bind_err));
         match tcp {
-            Ok(tcp) => return Ok((udp, tcp)),
+            Ok(tcp) => return Ok((udp, tcp, addr)),
             Err(_) if want.port() == 0 && attempts < 16 => attempts += 1,
             Err(e) => return Err(e),
         }
@@ -198,6 +214,8 @@ fn bind_socket(addr: SocketAddr, ty: socket2::Type) -> Result<socket2::Socket, S
     }
     if ty == Type::STREAM {
         socket.set_reuse_address(true).map_err(bind_err)?;
+    } else {
+        socket.set_reuse_port(true).map_err(bind_err)?;
     }
     socket.set_nonblocking(true).map_err(bind_err)?;
     socket.bind(&addr.into()).map_err(bind_err)?;
