@@ -21,7 +21,7 @@ EDNS=${EDNS:-1}               # 1: queries carry EDNS0 (dnsperf -e), as resolver
 VERSION=${VERSION:-2.3.1}     # software version inside every report
 NSD_SERVERS=${NSD_SERVERS:-1} # NSD server-count (vcheckd: udp_workers, default one UDP loop per CPU)
 QUEUE_CAPACITY=${QUEUE_CAPACITY:-65536} # vcheckd [server] queue_capacity (its default)
-JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)} # parallel `vcheckd encode` processes
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)} # parallel `vcheckd encode --count` processes
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${VCHECKD_BIN:-$ROOT/target/release/vcheckd}
@@ -112,11 +112,18 @@ fixed = ["2.3.1", "2.4.1"]
 EOF
 
 # --- the query file: N distinct payload names --------------------------------
-# `vcheckd encode` makes one name per process (there is no batch option), so
-# the names come from N processes, JOBS at a time.
+# JOBS processes, each making its share of the names with `encode --count`
+# for its own cluster (a fresh nonce per name: each name is its own report).
 start=$(date +%s.%N)
-seq "$N" | xargs -P "$JOBS" -I{} "$BIN" encode --zone "$ZONE" --key "$TMP/vcheckd/load.key" \
-    --version "$VERSION" --cluster-id "load-cluster-{}" --node-id "load-node-{}" >"$TMP/names.txt"
+per_job=$(( (N + JOBS - 1) / JOBS ))
+for job in $(seq "$JOBS"); do
+    count=$(( N - (job - 1) * per_job ))
+    if [ "$count" -gt "$per_job" ]; then count=$per_job; fi
+    if [ "$count" -le 0 ]; then continue; fi
+    "$BIN" encode --zone "$ZONE" --key "$TMP/vcheckd/load.key" --count "$count" \
+        --version "$VERSION" --cluster-id "load-cluster-$job" --node-id "load-node-1" &
+done >"$TMP/names.txt"
+wait
 distinct=$(grep -c "\.$ZONE\.\$" "$TMP/names.txt" || true)
 if [ "$(sort -u "$TMP/names.txt" | grep -c "\.$ZONE\.\$")" != "$N" ] || [ "$distinct" != "$N" ]; then
     say "error: expected $N distinct names, got $distinct lines ($(sort -u "$TMP/names.txt" | wc -l) distinct)" >&2
@@ -124,7 +131,7 @@ if [ "$(sort -u "$TMP/names.txt" | grep -c "\.$ZONE\.\$")" != "$N" ] || [ "$dist
 fi
 sed 's/$/ TXT/' "$TMP/names.txt" >"$TMP/queries.txt"
 gen_secs=$(echo "$start $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }')
-say "query file: $N distinct payload names (TXT), made in ${gen_secs}s by $JOBS parallel 'vcheckd encode'"
+say "query file: $N distinct payload names (TXT), made in ${gen_secs}s by $JOBS 'vcheckd encode --count'"
 printf '%s SOA\n' "$ZONE." >"$TMP/probe.txt"
 
 # --- NSD: the same zone plus a wildcard TXT ----------------------------------

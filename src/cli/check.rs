@@ -1,5 +1,6 @@
 //! `vcheckd check` and `vcheckd encode`.
 
+use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -44,6 +45,10 @@ pub struct EncodeArgs {
     /// Print the name and the plaintext as JSON.
     #[arg(long)]
     json: bool,
+    /// Make this many names (same report, each with a fresh nonce, so each
+    /// is a distinct report), one per line: query files for load tests.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
 }
 
 fn parse_server(text: &str) -> Result<Vec<SocketAddr>> {
@@ -168,11 +173,15 @@ pub fn run_encode(args: EncodeArgs) -> Result<ExitCode> {
         eprintln!("vcheckd: version check disabled (DISABLE_VERSION_CHECK is set); no name made");
         return Ok(ExitCode::SUCCESS);
     };
-    let prepared = check.prepare()?;
-    if args.json {
-        print_preview(&preview_json(&prepared, &args.report)?, true);
-    } else {
-        println!("{}", prepared.name);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..args.count {
+        let prepared = check.prepare()?;
+        if args.json {
+            writeln!(out, "{}", preview_json(&prepared, &args.report)?)?;
+        } else {
+            writeln!(out, "{}", prepared.name)?;
+        }
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
