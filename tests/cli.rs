@@ -414,3 +414,41 @@ fn keygen_writes_a_private_key_file() {
     let printed = stdout(&vcheckd(dir.path(), &["keygen"], &[]));
     assert!(vcheckd::protocol::Key::parse(&printed).is_ok());
 }
+
+#[test]
+fn encode_count_makes_distinct_decodable_names() {
+    let setup = Setup::new();
+    let dir = setup.dir.path();
+    let key = setup.key_path();
+    let key = key.to_str().unwrap();
+    let out = vcheckd(
+        dir,
+        &[
+            "encode",
+            "--zone",
+            ZONE,
+            "--key",
+            key,
+            "--cluster-id",
+            "c",
+            "--node-id",
+            "n",
+            "--version",
+            "2.4.1",
+            "--count",
+            "50",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let names: std::collections::HashSet<&str> = text.lines().collect();
+    assert_eq!(text.lines().count(), 50);
+    assert_eq!(names.len(), 50, "every name has its own nonce");
+    let keyring = vcheckd::protocol::Keyring::new(&[setup.key.clone()]).unwrap();
+    let zone = vcheckd::protocol::ZoneName::new(ZONE).unwrap();
+    for name in names {
+        let report = vcheckd::protocol::name::decode_query_name(&keyring, &zone, name).unwrap();
+        assert_eq!(report.payload.version.to_string(), "2.4.1");
+    }
+}
