@@ -446,3 +446,44 @@ async fn hints_longer_than_one_character_string_are_split() {
     assert_eq!(hint.status, Status::UpgradeRequired);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_tcp_client_that_never_reads_does_not_block_shutdown() {
+    let setup = Setup::new();
+    let (server, addr) = start(&setup).await;
+    // A small receive buffer, so the server's answers back up quickly.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = query("vc.example.com.", RecordType::SOA, None)
+        .to_bytes()
+        .unwrap();
+    let mut framed = (request.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&request);
+    // Keep writing queries and never read an answer, until the server's
+    // answers fill both socket buffers and it stops reading us.
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = written.clone();
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while stream.write_all(&framed).await.is_ok() {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    // Wait until the server has stopped reading us: it is stuck writing.
+    let mut last = usize::MAX;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = written.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    // A hang here is the bug; the limit only turns it into a failure.
+    tokio::time::timeout(std::time::Duration::from_secs(30), server.shutdown())
+        .await
+        .expect("shutdown waited for a client that does not read")
+        .unwrap();
+    writer.abort();
+}

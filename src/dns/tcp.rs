@@ -76,9 +76,12 @@ async fn connection(
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         request.resize(len, 0);
-        match tokio::time::timeout(idle_timeout, stream.read_exact(&mut request)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
+        tokio::select! {
+            r = tokio::time::timeout(idle_timeout, stream.read_exact(&mut request)) => match r {
+                Ok(Ok(_)) => {}
+                _ => return,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
         if !responder.respond(&request, Transport::Tcp, &mut response) {
             return;
@@ -90,8 +93,14 @@ async fn connection(
         let mut framed = Vec::with_capacity(2 + response.len());
         framed.extend_from_slice(&prefix.to_be_bytes());
         framed.extend_from_slice(&response);
-        if stream.write_all(&framed).await.is_err() {
-            return;
+        // A client that stops reading must neither hold its slot forever
+        // nor keep the server from shutting down.
+        tokio::select! {
+            r = tokio::time::timeout(idle_timeout, stream.write_all(&framed)) => match r {
+                Ok(Ok(())) => {}
+                _ => return,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
 }
