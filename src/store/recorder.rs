@@ -127,15 +127,12 @@ impl CounterSync {
     }
 }
 
-/// Retries a failing commit: the batch stays in memory until SQLite takes it
-/// (a full disk or a long-held lock is transient to an operator).
-fn commit_with_retry(
-    store: &mut Store,
-    batch: &[ReceivedReport],
-    metrics: &Metrics,
-) -> Result<(), StoreError> {
+/// Commits a batch, retrying for as long as SQLite refuses it (a full disk,
+/// a read-only remount, a long-held lock): a batch is never discarded. While
+/// it waits, the bounded queue fills and later reports are dropped and
+/// counted (`reports.queue_dropped`), and every failure is logged.
+fn commit_with_retry(store: &mut Store, batch: &[ReceivedReport], metrics: &Metrics) {
     let mut delay = Duration::from_millis(50);
-    let mut attempt = 0;
     loop {
         match store.insert_batch(batch) {
             Ok(outcome) => {
@@ -145,42 +142,35 @@ fn commit_with_retry(
                 metrics
                     .reports_duplicate
                     .fetch_add(outcome.duplicates, std::sync::atomic::Ordering::Relaxed);
-                return Ok(());
-            }
-            Err(e) if attempt < 8 => {
-                warn!(error = %e, reports = batch.len(), "commit failed, retrying");
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(5));
-                attempt += 1;
+                return;
             }
             Err(e) => {
-                error!(error = %e, reports = batch.len(), "commit failed; reports not stored");
-                return Err(e);
+                error!(error = %e, reports = batch.len(), retry_in = ?delay, "cannot store reports; will retry");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
 }
 
-/// Deletes expired raw reports in small steps, between batches.
-fn prune(store: &mut Store, retention: Duration) {
+/// Rows deleted per pruning step: small enough that a step never keeps the
+/// queue waiting long.
+const PRUNE_STEP: usize = 10_000;
+
+/// Deletes one step of expired raw reports; true if more may remain.
+fn prune_step(store: &mut Store, retention: Duration) -> bool {
     let before = now().saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
-    let mut total = 0;
-    loop {
-        match store.prune(before, 10_000) {
-            Ok(n) => {
-                total += n;
-                if n < 10_000 {
-                    break;
-                }
+    match store.prune(before, PRUNE_STEP) {
+        Ok(n) => {
+            if n > 0 {
+                info!(rows = n, "pruned raw reports past retention");
             }
-            Err(e) => {
-                warn!(error = %e, "cannot prune expired reports");
-                break;
-            }
+            n == PRUNE_STEP
         }
-    }
-    if total > 0 {
-        info!(rows = total, "pruned raw reports past retention");
+        Err(e) => {
+            warn!(error = %e, "cannot prune expired reports");
+            false
+        }
     }
 }
 
@@ -194,13 +184,17 @@ fn run(
         persisted: Vec::new(),
     };
     let mut batch = Vec::with_capacity(config.max_batch);
-    let mut last_error = Ok(());
     let mut last_flush = Instant::now();
-    prune(&mut store, config.retention);
+    // Pruning runs one step per turn of the loop, between batches, so that
+    // a large backlog (after an upgrade or a long stop) never stalls the queue.
+    let mut pruning = true;
     let mut last_prune = Instant::now();
     loop {
-        if last_prune.elapsed() >= config.prune_interval {
-            prune(&mut store, config.retention);
+        if !pruning && last_prune.elapsed() >= config.prune_interval {
+            pruning = true;
+        }
+        if pruning {
+            pruning = prune_step(&mut store, config.retention);
             last_prune = Instant::now();
         }
         let first = match rx.recv_timeout(config.flush_interval) {
@@ -225,9 +219,7 @@ fn run(
             .queue_depth
             .fetch_sub(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let started = Instant::now();
-        if let Err(e) = commit_with_retry(&mut store, &batch, &metrics) {
-            last_error = Err(e);
-        }
+        commit_with_retry(&mut store, &batch, &metrics);
         metrics.observe_batch(started.elapsed());
         batch.clear();
         if last_flush.elapsed() >= config.flush_interval {
@@ -239,5 +231,5 @@ fn run(
     }
     counters.flush(&mut store, &metrics)?;
     info!("report queue drained");
-    last_error
+    Ok(())
 }
