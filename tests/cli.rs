@@ -445,7 +445,7 @@ fn encode_count_makes_distinct_decodable_names() {
     let names: std::collections::HashSet<&str> = text.lines().collect();
     assert_eq!(text.lines().count(), 50);
     assert_eq!(names.len(), 50, "every name has its own nonce");
-    let keyring = vcheckd::protocol::Keyring::new(&[setup.key.clone()]).unwrap();
+    let keyring = vcheckd::protocol::Keyring::new(std::slice::from_ref(&setup.key)).unwrap();
     let zone = vcheckd::protocol::ZoneName::new(ZONE).unwrap();
     for name in names {
         let report = vcheckd::protocol::name::decode_query_name(&keyring, &zone, name).unwrap();
