@@ -378,11 +378,12 @@ async fn api_equals_stats_for_the_same_data() {
     let got = get(http, "/api/v1/adoption/v2.4.1").await.json();
     let released = today - 8;
     assert_eq!(got["released_day"], released);
-    let data = Dataset::load(
-        std::slice::from_ref(&store),
-        &stats::adoption_scope(released, today, None),
-    )
-    .unwrap();
+    let scope = vcheckd::stats::Scope {
+        first_day: released - stats::ADOPTION_WINDOW_DAYS + 1,
+        last_day: today,
+        zone: None,
+    };
+    let data = Dataset::load(std::slice::from_ref(&store), &scope).unwrap();
     let want = stats::adoption(&data, &semver::Version::new(2, 4, 1), today);
     assert_same(&got, &json(&want));
     assert!(want.days_to_50.is_some());
@@ -390,6 +391,7 @@ async fn api_equals_stats_for_the_same_data() {
     // Errors: JSON with a reason, and the right status.
     for (path, status, needle) in [
         ("/api/v1/versions?since=yesterday", 400, "YYYY-MM-DD"),
+        ("/api/v1/adoption/2.4.1?until=9999-12-31", 400, "future"),
         (
             "/api/v1/versions?sinse=2026-01-01",
             400,

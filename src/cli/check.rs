@@ -129,8 +129,8 @@ pub fn run_check(args: CheckArgs) -> Result<ExitCode> {
         }
         all
     };
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        bail!("--timeout must be a positive number of seconds");
+    if !(args.timeout > 0.0 && args.timeout <= 3600.0) {
+        bail!("--timeout must be a number of seconds above 0 and at most 3600");
     }
     let timeout = Duration::from_secs_f64(args.timeout);
     let runtime = tokio::runtime::Builder::new_current_thread()

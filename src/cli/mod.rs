@@ -11,7 +11,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use semver::Version;
 
 use serde_json::json;
 use vcheckd::client::{Check, Policy, Reporter};
@@ -70,11 +69,18 @@ pub struct ReportArgs {
 impl ReportArgs {
     /// Builds the check the environment allows (`None`: checks disabled).
     fn check(&self, policy: Policy) -> Result<Option<Check>> {
+        // Disabled means nothing is done at all: not even a key is read.
+        if policy == Policy::Disabled {
+            return Ok(None);
+        }
         let zone = ZoneName::new(&self.zone).with_context(|| format!("--zone {:?}", self.zone))?;
         let key = Key::load(&self.key)?;
-        let text = self.software_version.trim();
-        let version = Version::parse(text.strip_prefix('v').unwrap_or(text))
-            .with_context(|| format!("--version {text:?} is not a semver version (like 2.4.1)"))?;
+        let version = vcheckd::hint::parse_version(&self.software_version).with_context(|| {
+            format!(
+                "--version {:?} is not a semver version (like 2.4.1)",
+                self.software_version
+            )
+        })?;
         let reporter = match policy {
             Policy::Disabled => return Ok(None),
             Policy::Anonymous => None,

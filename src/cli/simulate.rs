@@ -58,8 +58,8 @@ pub struct SimulateArgs {
     /// Seed of the generator.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Days of history, ending today.
-    #[arg(long, default_value_t = defaults::DAYS)]
+    /// Days of history, ending today (at most ten years).
+    #[arg(long, default_value_t = defaults::DAYS, value_parser = clap::value_parser!(u32).range(1..=3650))]
     days: u32,
     /// Largest cluster, in nodes.
     #[arg(long, default_value_t = defaults::MAX_NODES)]
@@ -236,7 +236,10 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
             zone: zone.clone(),
             key: key.clone(),
             rate: args.rate,
-            timeout: Duration::from_secs_f64(args.timeout),
+            timeout: Duration::try_from_secs_f64(args.timeout)
+                .ok()
+                .filter(|t| !t.is_zero() && t.as_secs() <= 3600)
+                .context("--timeout must be a number of seconds above 0 and at most 3600")?,
             retries: args.retries,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -6,7 +6,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use semver::Version;
 use serde::Serialize;
 
 use vcheckd::stats::render::{self, Tabular, TrendTable};
@@ -114,6 +113,9 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
     if since > until {
         bail!("--since is after --until");
     }
+    if until > today + 1 {
+        bail!("--until is in the future: there is no data after today");
+    }
     let format = if args.json { Format::Json } else { args.format };
     let zone = args.zone.clone();
     match what {
@@ -149,23 +151,12 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
             }
         }
         What::Adoption { version } => {
-            let text = version.trim();
-            let version = Version::parse(text.strip_prefix('v').unwrap_or(text))
-                .with_context(|| format!("{text:?} is not a semver version"))?;
-            // First find the release day, then load from a week before it.
-            let probe = Dataset::load(
-                &stores,
-                &Scope {
-                    first_day: until,
-                    last_day: until,
-                    zone: zone.clone(),
-                },
-            )?;
-            let Some(released) = probe.version_first_day.get(&version.to_string()).copied() else {
+            let version = vcheckd::hint::parse_version(&version)
+                .with_context(|| format!("{version:?} is not a semver version"))?;
+            let Some(adoption) = stats::adoption_for(&stores, &version, until, zone)? else {
                 bail!("no report has carried version {version} yet");
             };
-            let data = Dataset::load(&stores, &stats::adoption_scope(released, until, zone))?;
-            let adoption = stats::adoption(&data, &version, until);
+            let released = adoption.released_day.unwrap_or(until);
             if format == Format::Table {
                 let days =
                     |d: Option<i64>| d.map_or("not yet".to_string(), |d| format!("{d} days"));

@@ -14,6 +14,13 @@ use thiserror::Error;
 
 pub use releases::{Advisory, AdvisoryConfig, Line, Releases, ReleasesConfig, ReleasesError};
 
+/// A version as people type it: semver, with an optional leading "v"
+/// (`v2.4.1`), as tags often carry.
+pub fn parse_version(text: &str) -> Result<Version, semver::Error> {
+    let text = text.trim();
+    Version::parse(text.strip_prefix('v').unwrap_or(text))
+}
+
 /// Status codes as operators know them from PowerDNS security polling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Status {

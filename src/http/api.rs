@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::query::{Failure, Params, RawParams};
 use super::Context;
-use crate::stats::{self, Bucket, Dataset, Scope};
+use crate::stats::{self, Bucket, Dataset};
 
 const WINDOW: &[&str] = &["since", "until", "zone"];
 const TREND: &[&str] = &["since", "until", "zone", "by"];
@@ -93,9 +93,8 @@ pub async fn trend(State(ctx): State<Arc<Context>>, raw: RawParams) -> Response 
 
 /// Parses a version as the CLI does (a leading "v" is accepted).
 pub fn parse_version(text: &str) -> Result<Version, Failure> {
-    let text = text.trim();
-    Version::parse(text.strip_prefix('v').unwrap_or(text))
-        .map_err(|_| Failure::bad_request(format!("{text:?} is not a semver version")))
+    crate::hint::parse_version(text)
+        .map_err(|_| Failure::bad_request(format!("{:?} is not a semver version", text.trim())))
 }
 
 /// `GET /api/v1/adoption/{version}?until&zone`: days from the version's
@@ -110,25 +109,10 @@ pub async fn adoption(
             let w = Params::parse(raw, WINDOW)?.window(1)?;
             let version = parse_version(&version)?;
             ctx.with_store(move |store| {
-                let stores = std::slice::from_ref(store);
-                // First the release day, then the data from a week before it.
-                let probe = Dataset::load(
-                    stores,
-                    &Scope {
-                        first_day: w.until,
-                        last_day: w.until,
-                        zone: w.zone.clone(),
-                    },
-                )?;
-                let Some(released) = probe.version_first_day.get(&version.to_string()).copied()
-                else {
-                    return Err(Failure::not_found(format!(
-                        "no report has carried version {version} yet"
-                    )));
-                };
-                let data =
-                    Dataset::load(stores, &stats::adoption_scope(released, w.until, w.zone))?;
-                Ok(stats::adoption(&data, &version, w.until))
+                stats::adoption_for(std::slice::from_ref(store), &version, w.until, w.zone)?
+                    .ok_or_else(|| {
+                        Failure::not_found(format!("no report has carried version {version} yet"))
+                    })
             })
             .await
         }

@@ -135,18 +135,7 @@ fn compute(
     let asked = version.clone();
     let adoption = match version.or_else(|| latest_release(&current)) {
         None => None,
-        Some(version) => match data.version_first_day.get(&version.to_string()) {
-            None => None,
-            Some(&released) => {
-                let needed = stats::adoption_scope(released, w.until, w.zone.clone());
-                if needed.first_day < scope.first_day {
-                    let more = Dataset::load(stores, &needed)?;
-                    Some(stats::adoption(&more, &version, w.until))
-                } else {
-                    Some(stats::adoption(&data, &version, w.until))
-                }
-            }
-        },
+        Some(version) => stats::adoption_for(stores, &version, w.until, w.zone.clone())?,
     };
     Ok(Page {
         w,

@@ -29,7 +29,7 @@ pub struct Context {
     /// Versions named in charts and metric labels; the rest are "other".
     pub top_versions: usize,
     /// Statistics computed at once (each holds a blocking thread).
-    permits: tokio::sync::Semaphore,
+    permits: Arc<tokio::sync::Semaphore>,
     fleet: exposition::FleetCache,
     pages: dashboard::PageCache,
 }
@@ -43,7 +43,7 @@ impl Context {
             database,
             metrics,
             top_versions: top_versions.max(1),
-            permits: tokio::sync::Semaphore::new(CONCURRENT_STATS),
+            permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STATS)),
             fleet: exposition::FleetCache::default(),
             pages: dashboard::PageCache::default(),
         }

@@ -109,6 +109,11 @@ impl Params {
         if since > until {
             return Err(Failure::bad_request("since is after until"));
         }
+        // No data exists after today; a far future would only cost work
+        // (adoption runs from a release day to `until`).
+        if until > today() + 1 {
+            return Err(Failure::bad_request("until is in the future"));
+        }
         if until - since + 1 > MAX_WINDOW_DAYS {
             return Err(Failure::bad_request(format!(
                 "the window is longer than {MAX_WINDOW_DAYS} days"
@@ -174,14 +179,20 @@ impl Context {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, Failure> + Send + 'static,
     {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| Failure::internal("shutting down"))?;
         let path = self.database.clone();
-        tokio::task::spawn_blocking(move || f(&Store::open_read_only(&path)?))
-            .await
-            .map_err(|e| Failure::internal(format!("statistics task failed: {e}")))?
+        // The permit lives as long as the computation, not the request: a
+        // client that hangs up does not free a slot while work goes on.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&Store::open_read_only(&path)?)
+        })
+        .await
+        .map_err(|e| Failure::internal(format!("statistics task failed: {e}")))?
     }
 }

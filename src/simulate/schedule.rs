@@ -18,12 +18,13 @@ impl Release {
         let err = || SimError::ReleaseSyntax(text.to_string());
         let (version, day) = text.trim().split_once('@').ok_or_else(err)?;
         let version = version.trim();
-        let version =
-            Version::parse(version.strip_prefix('v').unwrap_or(version)).map_err(|_| err())?;
-        Ok(Release {
-            version,
-            day: day.trim().parse().map_err(|_| err())?,
-        })
+        let version = crate::hint::parse_version(version).map_err(|_| err())?;
+        // Within ten years either side of the history's first day.
+        let day: i64 = day.trim().parse().map_err(|_| err())?;
+        if day.abs() > 3650 {
+            return Err(err());
+        }
+        Ok(Release { version, day })
     }
 }
 

@@ -230,6 +230,27 @@ impl Dataset {
         Ok(data)
     }
 
+    /// The first day any of the databases saw `version` (in `zone`, if given).
+    pub fn version_first_day(
+        stores: &[Store],
+        version: &str,
+        zone: Option<&str>,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut first: Option<i64> = None;
+        for store in stores {
+            let day: Option<i64> = store.conn().query_row(
+                "SELECT MIN(first_day) FROM versions WHERE version = ?1 AND (?2 IS NULL OR zone = ?2)",
+                params![version, zone],
+                |r| r.get(0),
+            )?;
+            first = match (first, day) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(first)
+    }
+
     /// Sum of counters whose name starts with `prefix`, over days in range.
     pub fn counter(&self, prefix: &str, first_day: i64, last_day: i64) -> u64 {
         self.counters

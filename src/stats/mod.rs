@@ -401,13 +401,26 @@ pub struct Adoption {
     pub series: Vec<AdoptionPoint>,
 }
 
-/// The span adoption needs loaded.
-pub fn adoption_scope(released_day: i64, last_day: i64, zone: Option<String>) -> Scope {
-    Scope {
-        first_day: released_day - ADOPTION_WINDOW_DAYS + 1,
+/// Adoption of `version` up to `last_day`, read from `stores`: finds the
+/// release day, then loads from a week before it. `None`: no report has
+/// carried the version.
+pub fn adoption_for(
+    stores: &[crate::store::Store],
+    version: &Version,
+    last_day: i64,
+    zone: Option<String>,
+) -> Result<Option<Adoption>, crate::store::StoreError> {
+    let Some(released) = Dataset::version_first_day(stores, &version.to_string(), zone.as_deref())?
+    else {
+        return Ok(None);
+    };
+    let scope = Scope {
+        first_day: released - ADOPTION_WINDOW_DAYS + 1,
         last_day,
         zone,
-    }
+    };
+    let data = Dataset::load(stores, &scope)?;
+    Ok(Some(adoption(&data, version, last_day)))
 }
 
 pub fn adoption(data: &Dataset, version: &Version, last_day: i64) -> Adoption {

@@ -7,6 +7,11 @@ use super::{date_of_day, Adoption, Summary, TrendPoint, Versions};
 pub trait Tabular {
     fn header(&self) -> Vec<&'static str>;
     fn rows(&self) -> Vec<Vec<String>>;
+    /// Lines printed under a table for people; CSV leaves them out, so that
+    /// every CSV row has the header's meaning.
+    fn footer(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 pub fn table(t: &dyn Tabular) -> String {
@@ -32,6 +37,10 @@ pub fn table(t: &dyn Tabular) -> String {
     let mut out = line(header.iter().map(|h| h.to_uppercase()).collect());
     for row in rows {
         out.push_str(&line(row));
+    }
+    for note in t.footer() {
+        out.push_str(&note);
+        out.push('\n');
     }
     out
 }
@@ -96,6 +105,10 @@ impl Tabular for Summary {
 }
 
 impl Tabular for Versions {
+    fn footer(&self) -> Vec<String> {
+        self.footer_lines()
+    }
+
     fn header(&self) -> Vec<&'static str> {
         vec![
             "version",
@@ -109,8 +122,7 @@ impl Tabular for Versions {
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
-        let mut rows: Vec<Vec<String>> = self
-            .rows
+        self.rows
             .iter()
             .map(|r| {
                 vec![
@@ -123,35 +135,25 @@ impl Tabular for Versions {
                     r.anonymous_reports.to_string(),
                 ]
             })
-            .collect();
-        rows.push(vec![
-            "(mixed)".into(),
-            "-".into(),
-            self.mixed_clusters.to_string(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-        ]);
-        rows.push(vec![
-            "(insecure)".into(),
-            "3".into(),
-            self.insecure_clusters.to_string(),
-            pct(self.insecure_cluster_share()),
-            self.insecure_nodes.to_string(),
-            pct(self.insecure_node_share()),
-            "-".into(),
-        ]);
-        rows.push(vec![
-            "(active)".into(),
-            "-".into(),
-            self.active_clusters.to_string(),
-            "-".into(),
-            self.active_nodes.to_string(),
-            "-".into(),
-            "-".into(),
-        ]);
-        rows
+            .collect()
+    }
+}
+
+impl Versions {
+    fn footer_lines(&self) -> Vec<String> {
+        vec![
+            format!(
+                "active: {} clusters, {} nodes; mixed-version clusters: {} (counted by node share in CLUSTER_SHARE, not in CLUSTERS)",
+                self.active_clusters, self.active_nodes, self.mixed_clusters
+            ),
+            format!(
+                "on insecure versions (status 3): {} clusters ({}), {} nodes ({})",
+                self.insecure_clusters,
+                pct(self.insecure_cluster_share()),
+                self.insecure_nodes,
+                pct(self.insecure_node_share())
+            ),
+        ]
     }
 }
 
