@@ -151,14 +151,6 @@ impl Config {
         Self::parse(&text, ConfigOrigin::File(path.to_path_buf()))
     }
 
-    /// Reads the same source again (SIGHUP).
-    pub fn reload(&self) -> Result<Self, ConfigError> {
-        match &self.origin {
-            ConfigOrigin::Embedded => Self::embedded(),
-            ConfigOrigin::File(p) => Self::load(p),
-        }
-    }
-
     fn parse(text: &str, origin: ConfigOrigin) -> Result<Self, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Toml {
             path: match &origin {
