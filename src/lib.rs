@@ -6,6 +6,7 @@
 //! module is the other side, used by `vcheckd check` and embeddable.
 
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod dns;
 pub mod hint;

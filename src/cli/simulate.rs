@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -178,7 +178,7 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         bail!("--timeout must be a positive number of seconds");
     }
     let (rules, schedule) = releases(&args, &zone)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+    let now = vcheckd::clock::unix_now();
     let config = SimConfig {
         clusters: args.clusters,
         days: args.days,

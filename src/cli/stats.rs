@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -10,7 +9,7 @@ use serde::Serialize;
 
 use vcheckd::stats::render::{self, Tabular, TrendTable};
 use vcheckd::stats::{self, Bucket, Dataset, Scope};
-use vcheckd::store::{day_of, Store};
+use vcheckd::store::Store;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -95,7 +94,7 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
         stores
             .push(Store::open_read_only(db).with_context(|| format!("opening {}", db.display()))?);
     }
-    let today = day_of(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64);
+    let today = vcheckd::clock::today();
     let until = match &args.until {
         Some(t) => parse_day("--until", t)?,
         None => today,

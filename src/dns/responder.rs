@@ -5,7 +5,6 @@
 //! reuse its buffers: nothing here spawns, logs or blocks per query.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
@@ -170,7 +169,7 @@ impl Responder {
                 self.recorder.submit(ReceivedReport {
                     report,
                     zone: zone.name.clone(),
-                    received_at: now(),
+                    received_at: crate::clock::unix_now(),
                     status: hint.status,
                 });
             }
@@ -211,13 +210,6 @@ fn fixed_answer(
     if !any {
         response.add_authority(zone.negative_soa());
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Encodes `response`; if it exceeds `max_size`, sends the header, question

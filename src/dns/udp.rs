@@ -29,7 +29,10 @@ pub async fn serve(
             // concern one peer, not the socket.
             Err(e) if is_transient(&e) => continue,
             Err(e) => {
+                // Not one peer's doing: pause, so that a lasting fault is a
+                // log line a second, not a busy loop.
                 warn!(error = %e, "UDP receive failed");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 continue;
             }
         };

@@ -47,6 +47,17 @@ impl Status {
         }
     }
 
+    /// For people: "up to date", "upgrade required", ...
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Unknown => "unknown",
+            Status::UpToDate => "up to date",
+            Status::UpgradeAvailable => "upgrade available",
+            Status::UpgradeRequired => "upgrade required",
+        }
+    }
+
+    /// For programs (JSON): "up-to-date", "upgrade-required", ...
     pub fn name(self) -> &'static str {
         match self {
             Status::Unknown => "unknown",

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -48,13 +48,9 @@ fn status_color(status: Option<u8>) -> &'static str {
 }
 
 fn status_name(status: Option<u8>) -> &'static str {
-    match status {
-        Some(0) => "unknown",
-        Some(1) => "up to date",
-        Some(2) => "upgrade available",
-        Some(3) => "upgrade required",
-        _ => "-",
-    }
+    status
+        .and_then(crate::hint::Status::from_code)
+        .map_or("-", crate::hint::Status::label)
 }
 
 /// One day's activity.
@@ -785,9 +781,7 @@ fn render(p: &Page) -> String {
     activity(&mut out, p);
     table(&mut out, p);
     out.push_str("</div>");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::unix_now();
     let _ = write!(
         out,
         "<footer>Computed at {:02}:{:02}:{:02} UTC (at most every {} s). Days are UTC. \

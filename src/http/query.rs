@@ -1,8 +1,6 @@
 //! Request parameters (`since`, `until`, `zone`, ...), errors, and running a
 //! statistic on a blocking thread with a read-only connection of its own.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::extract::rejection::QueryRejection;
 use axum::extract::Query;
 use axum::http::{header, StatusCode};
@@ -10,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Context;
 use crate::stats::{self, Scope};
-use crate::store::{day_of, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Longest window any request may ask for, in days.
 pub const MAX_WINDOW_DAYS: i64 = 3_660;
@@ -162,14 +160,7 @@ impl Window {
     }
 }
 
-/// Today's day number (UTC).
-pub fn today() -> i64 {
-    day_of(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
-    )
-}
+pub use crate::clock::today;
 
 impl Context {
     /// Runs `f` on a blocking thread with a fresh read-only connection to

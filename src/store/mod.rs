@@ -14,6 +14,7 @@ use std::path::Path;
 use rusqlite::{params, Connection, OpenFlags};
 use thiserror::Error;
 
+pub use crate::clock::day_of;
 use crate::hint::Status;
 use crate::protocol::{Identity, Report, ZoneName};
 
@@ -53,10 +54,6 @@ pub struct BatchOutcome {
 
 pub struct Store {
     conn: Connection,
-}
-
-pub fn day_of(unix_seconds: i64) -> i64 {
-    unix_seconds.div_euclid(86_400)
 }
 
 impl Store {

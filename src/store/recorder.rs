@@ -10,11 +10,11 @@
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use super::{day_of, ReceivedReport, Store, StoreError};
+use super::{ReceivedReport, Store, StoreError};
 use crate::metrics::{bump, Metrics};
 
 /// How the writer batches.
@@ -93,13 +93,6 @@ pub fn start(store: Store, config: WriterConfig, metrics: Arc<Metrics>) -> (Reco
     (recorder, Writer { handle })
 }
 
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 struct CounterSync {
     persisted: Vec<(String, u64)>,
 }
@@ -120,7 +113,7 @@ impl CounterSync {
             })
             .collect();
         if deltas.iter().any(|(_, d)| *d > 0) {
-            store.add_counters(day_of(now()), &deltas)?;
+            store.add_counters(crate::clock::today(), &deltas)?;
         }
         self.persisted = current;
         Ok(())
@@ -159,7 +152,8 @@ const PRUNE_STEP: usize = 10_000;
 
 /// Deletes one step of expired raw reports; true if more may remain.
 fn prune_step(store: &mut Store, retention: Duration) -> bool {
-    let before = now().saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
+    let before = crate::clock::unix_now()
+        .saturating_sub(i64::try_from(retention.as_secs()).unwrap_or(i64::MAX));
     match store.prune(before, PRUNE_STEP) {
         Ok(n) => {
             if n > 0 {
