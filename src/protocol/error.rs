@@ -14,6 +14,8 @@ pub enum DecodeError {
     LabelCount(usize),
     #[error("a payload label is longer than 63 characters")]
     LabelTooLong,
+    #[error("{0} payload characters: too few for any report (a partial name, as QNAME-minimising resolvers send first)")]
+    Partial(usize),
     #[error("payload labels are not valid unpadded base32")]
     Base32,
     #[error("frame is {0} bytes, shorter than header, nonce and tag (30 bytes)")]
@@ -36,6 +38,7 @@ impl DecodeError {
         match self {
             DecodeError::LabelCount(_) => "label_count",
             DecodeError::LabelTooLong => "label_too_long",
+            DecodeError::Partial(_) => "partial",
             DecodeError::Base32 => "base32",
             DecodeError::TooShort(_) => "too_short",
             DecodeError::UnknownFormat(_) => "unknown_format",
@@ -47,9 +50,10 @@ impl DecodeError {
     }
 
     /// All reasons, in a fixed order, for counters indexed by reason.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 10] = [
         "label_count",
         "label_too_long",
+        "partial",
         "base32",
         "too_short",
         "unknown_format",
@@ -64,13 +68,14 @@ impl DecodeError {
         match self {
             DecodeError::LabelCount(_) => 0,
             DecodeError::LabelTooLong => 1,
-            DecodeError::Base32 => 2,
-            DecodeError::TooShort(_) => 3,
-            DecodeError::UnknownFormat(_) => 4,
-            DecodeError::UnknownKey(_) => 5,
-            DecodeError::Authentication => 6,
-            DecodeError::Plaintext(_) => 7,
-            DecodeError::Version => 8,
+            DecodeError::Partial(_) => 2,
+            DecodeError::Base32 => 3,
+            DecodeError::TooShort(_) => 4,
+            DecodeError::UnknownFormat(_) => 5,
+            DecodeError::UnknownKey(_) => 6,
+            DecodeError::Authentication => 7,
+            DecodeError::Plaintext(_) => 8,
+            DecodeError::Version => 9,
         }
     }
 }

@@ -83,6 +83,11 @@ pub fn frame_to_labels(frame: &[u8]) -> Result<Vec<String>, EncodeError> {
     Ok(labels)
 }
 
+/// Base32 characters of the smallest possible report (frame overhead and the
+/// smallest plaintext): a name with fewer cannot be one. A QNAME-minimising
+/// resolver's first questions (the last payload label alone) are shorter.
+pub const MIN_REPORT_CHARS: usize = ((frame::OVERHEAD + super::payload::MIN_LEN) * 8).div_ceil(5);
+
 /// Joins payload labels (as they arrived, any letter case) and decodes them.
 pub fn labels_to_frame(labels: &[&[u8]]) -> Result<Vec<u8>, DecodeError> {
     if labels.is_empty() || labels.len() > MAX_PAYLOAD_LABELS {
@@ -96,6 +101,9 @@ pub fn labels_to_frame(labels: &[&[u8]]) -> Result<Vec<u8>, DecodeError> {
         }
         text[len..len + label.len()].copy_from_slice(label);
         len += label.len();
+    }
+    if len < MIN_REPORT_CHARS {
+        return Err(DecodeError::Partial(len));
     }
     BASE32_NOPAD_NOCASE
         .decode(&text[..len])

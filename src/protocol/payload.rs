@@ -55,6 +55,8 @@ pub enum Identity {
 pub const FLAG_IDENTITY_WITHHELD: u8 = 0x01;
 
 const FIXED_LEN: usize = 8 + 16 + 16 + 1 + 1;
+/// The smallest plaintext: the fixed fields and the shortest version, "0.0.0".
+pub const MIN_LEN: usize = FIXED_LEN + 5;
 
 /// A decoded (or to-be-encoded) report plaintext.
 #[derive(Debug, Clone, PartialEq, Eq)]
