@@ -158,9 +158,9 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
             let released = adoption.released_day.unwrap_or(until);
             if format == Format::Table {
                 let days =
-                    |d: Option<i64>| d.map_or("not yet".to_string(), |d| format!("{d} days"));
+                    |d: Option<i64>| d.map_or("not yet".to_string(), |d| format!("after {d} days"));
                 println!(
-                    "{version}: first seen {}; 50% of active clusters after {}, 90% after {}",
+                    "{version}: first seen {}; 50% of active clusters: {}; 90%: {}",
                     stats::date_of_day(released),
                     days(adoption.days_to_50),
                     days(adoption.days_to_90)
