@@ -87,15 +87,8 @@ fixed = ["2.3.1", "2.4.1"]
         let store = Store::open(&config.resolve(&config.server.database)).expect("store opens");
         let metrics = Arc::new(Metrics::default());
         // As RunningServer::start does.
-        let (recorder, writer) = recorder::start(
-            store,
-            WriterConfig {
-                queue_capacity: config.server.queue_capacity.max(1),
-                max_batch: config.server.max_batch.max(1),
-                ..WriterConfig::default()
-            },
-            metrics.clone(),
-        );
+        let (recorder, writer) =
+            recorder::start(store, WriterConfig::from(&config.server), metrics.clone());
         Fixture {
             responder: Responder::new(catalog, recorder, metrics.clone()),
             metrics,

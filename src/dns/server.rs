@@ -62,18 +62,8 @@ impl RunningServer {
         let database = config.resolve(&config.server.database);
         let store = Store::open(&database)?;
         let metrics = Arc::new(Metrics::default());
-        let (recorder, writer) = recorder::start(
-            store,
-            WriterConfig {
-                queue_capacity: config.server.queue_capacity.max(1),
-                max_batch: config.server.max_batch.max(1),
-                retention: Duration::from_secs(
-                    u64::from(config.server.retention_days.max(1)) * 86_400,
-                ),
-                ..WriterConfig::default()
-            },
-            metrics.clone(),
-        );
+        let (recorder, writer) =
+            recorder::start(store, WriterConfig::from(&config.server), metrics.clone());
         let responder = Arc::new(Responder::new(catalog, recorder, metrics));
         let (stop, stopped) = watch::channel(false);
         let limits = TcpLimits {

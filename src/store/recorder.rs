@@ -42,6 +42,17 @@ impl Default for WriterConfig {
     }
 }
 
+impl From<&crate::config::ServerConfig> for WriterConfig {
+    fn from(c: &crate::config::ServerConfig) -> Self {
+        WriterConfig {
+            queue_capacity: c.queue_capacity.max(1),
+            max_batch: c.max_batch.max(1),
+            retention: Duration::from_secs(u64::from(c.retention_days.max(1)) * 86_400),
+            ..WriterConfig::default()
+        }
+    }
+}
+
 /// The sending side; cheap to clone into every listener.
 #[derive(Clone)]
 pub struct Recorder {
