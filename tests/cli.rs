@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use common::*;
@@ -21,23 +20,8 @@ struct Server {
 
 impl Server {
     fn start(cwd: &Path, args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .current_dir(cwd)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let args = [args, &["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]].concat();
+        let (child, rx) = spawn_serve(cwd, &args);
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         let addr = loop {
             let line = rx

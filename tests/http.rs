@@ -507,31 +507,18 @@ async fn http_is_off_unless_configured_and_stops_with_the_server() {
 
 #[test]
 fn serve_flag_overrides_the_http_address() {
-    use std::io::{BufRead, BufReader};
     let setup = Setup::new();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vcheckd"))
-        .args([
-            "serve",
+    let (mut child, rx) = spawn_serve(
+        setup.dir.path(),
+        &[
             "--config",
             "config.toml",
             "--listen",
             "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
-        ])
-        .current_dir(setup.dir.path())
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+        ],
+    );
     let addr: SocketAddr = loop {
         let line = rx
             .recv_timeout(Duration::from_secs(20))

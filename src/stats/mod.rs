@@ -166,6 +166,20 @@ pub struct VersionRow {
     pub anonymous_reports: u64,
 }
 
+impl VersionRow {
+    fn empty(version: &str) -> Self {
+        VersionRow {
+            version: version.to_string(),
+            status: None,
+            clusters: 0,
+            cluster_share: 0.0,
+            nodes: 0,
+            reports: 0,
+            anonymous_reports: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Versions {
     pub first_day: i64,
@@ -213,25 +227,17 @@ impl Versions {
         }
         let rest = rows.split_off(top);
         rows.sort_by(|a, b| cmp_versions_desc(&a.version, &b.version));
-        rows.push(rest.into_iter().fold(
-            VersionRow {
-                version: "other".into(),
-                status: None,
-                clusters: 0,
-                cluster_share: 0.0,
-                nodes: 0,
-                reports: 0,
-                anonymous_reports: 0,
-            },
-            |mut acc, r| {
-                acc.clusters += r.clusters;
-                acc.cluster_share += r.cluster_share;
-                acc.nodes += r.nodes;
-                acc.reports += r.reports;
-                acc.anonymous_reports += r.anonymous_reports;
-                acc
-            },
-        ));
+        rows.push(
+            rest.into_iter()
+                .fold(VersionRow::empty("other"), |mut acc, r| {
+                    acc.clusters += r.clusters;
+                    acc.cluster_share += r.cluster_share;
+                    acc.nodes += r.nodes;
+                    acc.reports += r.reports;
+                    acc.anonymous_reports += r.anonymous_reports;
+                    acc
+                }),
+        );
         rows
     }
 }
@@ -241,21 +247,10 @@ pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
     let clusters = clusters_of(&nodes);
     let mut rows: BTreeMap<&str, VersionRow> = BTreeMap::new();
     let mut status_at: HashMap<&str, i64> = HashMap::new();
-    let row = |version: &str| -> VersionRow {
-        VersionRow {
-            version: version.to_string(),
-            status: None,
-            clusters: 0,
-            cluster_share: 0.0,
-            nodes: 0,
-            reports: 0,
-            anonymous_reports: 0,
-        }
-    };
     for r in data.days(first_day, last_day) {
         let entry = rows
             .entry(r.version.as_str())
-            .or_insert_with(|| row(&r.version));
+            .or_insert_with(|| VersionRow::empty(&r.version));
         entry.reports += r.reports;
         let seen = status_at.entry(r.version.as_str()).or_insert(i64::MIN);
         if r.last_at >= *seen {
@@ -270,7 +265,7 @@ pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
     {
         let entry = rows
             .entry(a.version.as_str())
-            .or_insert_with(|| row(&a.version));
+            .or_insert_with(|| VersionRow::empty(&a.version));
         entry.anonymous_reports += a.reports;
         entry.reports += a.reports;
         entry.status.get_or_insert(a.status);

@@ -18,6 +18,32 @@ use vcheckd::protocol::{Key, KeyId, ZoneName};
 
 pub const ZONE: &str = "vc.example.com";
 
+/// Starts `vcheckd serve ARGS` in `cwd`, with its log lines (stderr, plain
+/// text) arriving on the channel as they are written.
+pub fn spawn_serve(
+    cwd: &Path,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vcheckd"))
+        .arg("serve")
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
 /// A zone file with a TXT record too big for a 512-byte UDP answer and one
 /// too big even for 1232 bytes, to exercise truncation.
 pub fn zone_file() -> String {
