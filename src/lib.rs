@@ -11,6 +11,7 @@ pub mod config;
 pub mod dns;
 pub mod hint;
 pub mod http;
+pub mod journal;
 pub mod metrics;
 pub mod protocol;
 pub mod simulate;

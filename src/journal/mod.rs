@@ -1,0 +1,591 @@
+//! A durable, append-only, segmented log of opaque byte records.
+//!
+//! The answer path appends each report's bytes here instead of handing them
+//! to a bounded in-memory queue: [`Journal::append`] only copies the framed
+//! record into a pending buffer under a mutex, and a group-commit thread
+//! writes and fsyncs that buffer every `commit_interval` (or sooner when it
+//! passes 1 MiB), then publishes the new *durable end*. Consumers (the
+//! SQLite processor, later a ClickHouse shipper) read durable records from a
+//! position they store with their own results, and tell the journal how far
+//! they have durably processed so that whole segments can be deleted.
+//!
+//! **Loss bound.** A crash (kill -9, power loss) loses at most the records
+//! appended since the last completed group commit: about `commit_interval`
+//! plus the time of one write and fsync. Records refused with
+//! [`AppendError::Full`] are counted (`dropped_records`) and logged at most
+//! every 10 s. While the disk refuses writes, unwritten records stay in
+//! memory (bounded by `max_bytes` and 64 MiB) and are retried with backoff;
+//! [`Journal::close`] reports those it could not write as `lost_records`.
+//!
+//! **On disk.** `{dir}/{start:020}.seg` files, `start` being the global
+//! position (byte offset since the journal's creation) of the file's first
+//! byte. Each holds whole records `[u32 LE len][u32 LE CRC-32][payload]`;
+//! a record never spans two files. One process at a time may open a folder.
+
+mod commit;
+mod reader;
+mod segment;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tracing::{info, warn};
+
+pub use reader::Reader;
+pub use segment::MAX_RECORD;
+
+/// A global byte offset in the log since its creation: monotonic across
+/// segments and never reused, so a consumer can store it next to its own
+/// results and resume from it after any restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Position(pub u64);
+
+impl Position {
+    pub const ZERO: Position = Position(0);
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalConfig {
+    pub dir: PathBuf,
+    /// Bound on segment bytes on disk plus bytes not yet written.
+    pub max_bytes: u64,
+    /// A new segment starts when a record would take the current one past this.
+    pub segment_bytes: u64,
+    /// How long appends accumulate before one write and fsync.
+    pub commit_interval: Duration,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            dir: PathBuf::from("data/journal"),
+            max_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            commit_interval: Duration::from_millis(2),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum JournalError {
+    #[error("cannot {op} {}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt journal segment {} at byte {offset}: {reason}", .path.display())]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: &'static str,
+    },
+    #[error("journal position {requested} is past the durable end {durable_end}")]
+    Ahead {
+        requested: Position,
+        durable_end: Position,
+    },
+    #[error("journal position {requested} was deleted (the oldest is {oldest})")]
+    Deleted {
+        requested: Position,
+        oldest: Position,
+    },
+    #[error("cannot start the journal commit thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Why a record was not taken. The answer path counts these and moves on:
+/// a UDP server cannot push back on its clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum AppendError {
+    #[error("journal record of {len} bytes is above the {MAX_RECORD}-byte maximum")]
+    TooLarge { len: usize },
+    /// Empty records are refused so that a tail of zeros never reads as data.
+    #[error("empty journal record")]
+    Empty,
+    /// `max_bytes` or the pending-memory bound is reached; counted as a drop.
+    #[error("journal full: record dropped")]
+    Full,
+    #[error("journal closed")]
+    Closed,
+}
+
+/// What [`Journal::close`] left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseOutcome {
+    pub durable_end: Position,
+    /// Records appended but not written before the deadline.
+    pub lost_records: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Records taken by `append` since open.
+    pub appended_records: u64,
+    /// Records refused with `AppendError::Full` since open.
+    pub dropped_records: u64,
+    /// Bytes of segment files (durable records).
+    pub bytes_on_disk: u64,
+    /// Bytes appended and not yet durable.
+    pub pending_bytes: u64,
+    pub durable_end: Position,
+    /// Start of the oldest segment still on disk.
+    pub oldest: Position,
+    /// Successful write+fsync rounds, and failed ones.
+    pub commits: u64,
+    pub commit_failures: u64,
+    /// The lowest committed position among consumers, if any subscribed.
+    pub min_committed: Option<Position>,
+}
+
+/// Pending bytes are flushed early past this, not waiting for the interval.
+const WAKE_BYTES: usize = 1 << 20;
+/// Memory bound on bytes appended and not yet durable, so that a disk that
+/// refuses writes cannot grow memory without end.
+const PENDING_LIMIT: u64 = 64 << 20;
+/// At most one "dropped" warning per this many milliseconds.
+const DROP_LOG_MILLIS: u64 = 10_000;
+/// `Drop` gives the final flush this long.
+const DROP_DEADLINE: Duration = Duration::from_secs(5);
+const NO_CONSUMER: u64 = u64::MAX;
+
+/// A poisoned lock only means another thread panicked while holding it;
+/// the journal's state under these locks stays consistent at every step.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) struct Pending {
+    pub(crate) buf: Vec<u8>,
+    /// Set by `close`: no more appends; the commit thread flushes until then.
+    pub(crate) closing: Option<Instant>,
+}
+
+pub(crate) struct Segments {
+    /// Segment start positions, oldest first; the last is the one written.
+    pub(crate) starts: Vec<u64>,
+    /// Committed position of each subscribed consumer.
+    pub(crate) consumers: BTreeMap<String, u64>,
+}
+
+/// Rate-limits the "dropped" warning while still counting every drop.
+struct DropLog {
+    since_log: AtomicU64,
+    /// Milliseconds after `epoch` (plus one) of the last warning; 0: never.
+    last_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl DropLog {
+    fn record(&self, shared: &Shared) {
+        self.since_log.fetch_add(1, Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= DROP_LOG_MILLIS)
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.flush(shared);
+        }
+    }
+
+    /// Logs the drops not yet logged, if any.
+    fn flush(&self, shared: &Shared) {
+        let n = self.since_log.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            warn!(
+                dropped = n,
+                used_bytes = shared.used_bytes.load(Ordering::Relaxed),
+                pending_bytes = shared.unwritten_bytes.load(Ordering::Relaxed),
+                max_bytes = shared.config.max_bytes,
+                "journal full or not writable: dropped records since the last warning"
+            );
+        }
+    }
+}
+
+/// A test-only stand-in for the commit thread's write step: it gets the
+/// segment, the offset and the bytes, may write some of them itself (a torn
+/// write), and returns `Some(error)` to make the step fail.
+#[cfg(test)]
+pub(crate) type FaultHook =
+    Box<dyn FnMut(&std::fs::File, u64, &[u8]) -> Option<std::io::Error> + Send>;
+
+/// State shared by appenders, the commit thread and readers.
+pub(crate) struct Shared {
+    pub(crate) config: JournalConfig,
+    pending_limit: u64,
+    pub(crate) pending: Mutex<Pending>,
+    /// Wakes the commit thread (first record in an empty buffer, 1 MiB, close).
+    pub(crate) wake: Condvar,
+    /// Readers wait here for the durable end to move.
+    pub(crate) durable_lock: Mutex<()>,
+    pub(crate) durable_cv: Condvar,
+    pub(crate) durable_end: AtomicU64,
+    pub(crate) segments: Mutex<Segments>,
+    pub(crate) oldest: AtomicU64,
+    min_committed: AtomicU64,
+    /// Segment bytes plus bytes not yet durable: what `max_bytes` bounds.
+    pub(crate) used_bytes: AtomicU64,
+    pub(crate) unwritten_bytes: AtomicU64,
+    pub(crate) unwritten_records: AtomicU64,
+    pub(crate) bytes_on_disk: AtomicU64,
+    appended: AtomicU64,
+    dropped: AtomicU64,
+    drop_log: DropLog,
+    pub(crate) commits: AtomicU64,
+    pub(crate) commit_failures: AtomicU64,
+    /// Set by the commit thread as it exits: the records it could not write.
+    pub(crate) finished: Mutex<Option<u64>>,
+    pub(crate) finished_cv: Condvar,
+    #[cfg(test)]
+    pub(crate) fault: Mutex<Option<FaultHook>>,
+}
+
+impl Shared {
+    /// Publishes a new durable end and wakes waiting readers.
+    pub(crate) fn publish_durable(&self, end: u64) {
+        let _g = lock(&self.durable_lock);
+        self.durable_end.store(end, Ordering::Release);
+        self.durable_cv.notify_all();
+    }
+
+    /// The durable end once it is past `after`, or when `max_wait` is over.
+    pub(crate) fn wait_durable(&self, after: u64, max_wait: Duration) -> u64 {
+        let end = self.durable_end.load(Ordering::Acquire);
+        if end > after || max_wait.is_zero() {
+            return end;
+        }
+        let start = Instant::now();
+        let mut g = lock(&self.durable_lock);
+        loop {
+            let end = self.durable_end.load(Ordering::Acquire);
+            let waited = start.elapsed();
+            if end > after || waited >= max_wait {
+                return end;
+            }
+            g = self
+                .durable_cv
+                .wait_timeout(g, max_wait - waited)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn refresh_min_committed(&self, segs: &Segments) {
+        let min = segs.consumers.values().min().copied().unwrap_or(NO_CONSUMER);
+        self.min_committed.store(min, Ordering::Relaxed);
+    }
+
+    /// Deletes the segments every consumer has committed past. The last
+    /// segment (the one being written) is never deleted, and nothing is
+    /// while no consumer has subscribed.
+    pub(crate) fn collect_garbage(&self) {
+        let doomed: Vec<(u64, u64)> = {
+            let mut segs = lock(&self.segments);
+            let Some(min) = segs.consumers.values().min().copied() else {
+                return;
+            };
+            let mut doomed = Vec::new();
+            while segs.starts.len() >= 2 && segs.starts[1] <= min {
+                let start = segs.starts.remove(0);
+                doomed.push((start, segs.starts[0]));
+            }
+            if let Some(first) = segs.starts.first() {
+                self.oldest.store(*first, Ordering::Relaxed);
+            }
+            doomed
+        };
+        if doomed.is_empty() {
+            return;
+        }
+        for (start, end) in doomed {
+            let path = segment::path_of(&self.config.dir, start);
+            let len = std::fs::metadata(&path).map_or(end - start, |m| m.len());
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    self.bytes_on_disk.fetch_sub(len, Ordering::Relaxed);
+                    self.used_bytes.fetch_sub(len, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    warn!(error = %e, path = %path.display(), "cannot delete a consumed journal segment")
+                }
+            }
+        }
+        if let Err(e) = segment::sync_dir(&self.config.dir) {
+            warn!(error = %e, "cannot sync the journal folder after deleting segments");
+        }
+    }
+}
+
+/// The journal: open once, share by reference (or `Arc`) with every
+/// appender; consumers [`subscribe`](Journal::subscribe).
+pub struct Journal {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    closed: Mutex<Option<CloseOutcome>>,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal folder, cuts a torn tail off
+    /// the last segment, and starts the group-commit thread.
+    pub fn open(config: JournalConfig) -> Result<Journal, JournalError> {
+        let recovered = segment::recover(&config.dir)?;
+        let durable_end = recovered.active.end();
+        let oldest = recovered.starts.first().copied().unwrap_or(durable_end);
+        info!(
+            dir = %config.dir.display(),
+            segments = recovered.starts.len(),
+            bytes = recovered.bytes_on_disk,
+            oldest,
+            durable_end,
+            "journal opened"
+        );
+        let shared = Arc::new(Shared {
+            pending_limit: PENDING_LIMIT.min(config.max_bytes),
+            config,
+            pending: Mutex::new(Pending {
+                buf: Vec::new(),
+                closing: None,
+            }),
+            wake: Condvar::new(),
+            durable_lock: Mutex::new(()),
+            durable_cv: Condvar::new(),
+            durable_end: AtomicU64::new(durable_end),
+            segments: Mutex::new(Segments {
+                starts: recovered.starts,
+                consumers: BTreeMap::new(),
+            }),
+            oldest: AtomicU64::new(oldest),
+            min_committed: AtomicU64::new(NO_CONSUMER),
+            used_bytes: AtomicU64::new(recovered.bytes_on_disk),
+            unwritten_bytes: AtomicU64::new(0),
+            unwritten_records: AtomicU64::new(0),
+            bytes_on_disk: AtomicU64::new(recovered.bytes_on_disk),
+            appended: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            drop_log: DropLog {
+                since_log: AtomicU64::new(0),
+                last_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
+            },
+            commits: AtomicU64::new(0),
+            commit_failures: AtomicU64::new(0),
+            finished: Mutex::new(None),
+            finished_cv: Condvar::new(),
+            #[cfg(test)]
+            fault: Mutex::new(None),
+        });
+        let thread_shared = shared.clone();
+        let active = recovered.active;
+        let handle = std::thread::Builder::new()
+            .name("vcheckd-journal".into())
+            .spawn(move || commit::run(thread_shared, active))
+            .map_err(JournalError::Thread)?;
+        Ok(Journal {
+            shared,
+            thread: Mutex::new(Some(handle)),
+            closed: Mutex::new(None),
+        })
+    }
+
+    /// Takes one record: frames it into the pending buffer and returns. No
+    /// I/O; the record becomes durable at the next group commit.
+    pub fn append(&self, payload: &[u8]) -> Result<(), AppendError> {
+        if payload.is_empty() {
+            return Err(AppendError::Empty);
+        }
+        if payload.len() > MAX_RECORD {
+            return Err(AppendError::TooLarge { len: payload.len() });
+        }
+        let s = &*self.shared;
+        let framed = (segment::HEADER_LEN + payload.len()) as u64;
+        let crc = crc32fast::hash(payload);
+        let (was_empty, crossed) = {
+            let mut p = lock(&s.pending);
+            if p.closing.is_some() {
+                return Err(AppendError::Closed);
+            }
+            // Both bounds are only raised under this lock, so check-then-add
+            // cannot overshoot; the commit thread only lowers them.
+            let used = s.used_bytes.load(Ordering::Relaxed);
+            let unwritten = s.unwritten_bytes.load(Ordering::Relaxed);
+            if used + framed > s.config.max_bytes || unwritten + framed > s.pending_limit {
+                drop(p);
+                s.dropped.fetch_add(1, Ordering::Relaxed);
+                s.drop_log.record(s);
+                return Err(AppendError::Full);
+            }
+            s.used_bytes.fetch_add(framed, Ordering::Relaxed);
+            s.unwritten_bytes.fetch_add(framed, Ordering::Relaxed);
+            s.unwritten_records.fetch_add(1, Ordering::Relaxed);
+            let before = p.buf.len();
+            segment::frame_into(&mut p.buf, payload, crc);
+            (before == 0, before < WAKE_BYTES && p.buf.len() >= WAKE_BYTES)
+        };
+        s.appended.fetch_add(1, Ordering::Relaxed);
+        if was_empty || crossed {
+            s.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Registers consumer `name` at `from`, its committed position (from
+    /// its own storage; `Position::ZERO` the first time). A position before
+    /// the oldest segment starts at the oldest, and the reader reports the
+    /// bytes skipped; one past the durable end is an error. Subscribing an
+    /// existing name again replaces its committed position.
+    pub fn subscribe(&self, name: &str, from: Position) -> Result<Reader, JournalError> {
+        let s = &self.shared;
+        let durable_end = s.durable_end.load(Ordering::Acquire);
+        if from.0 > durable_end {
+            return Err(JournalError::Ahead {
+                requested: from,
+                durable_end: Position(durable_end),
+            });
+        }
+        let (start, skipped) = {
+            let mut segs = lock(&s.segments);
+            let oldest = segs.starts.first().copied().unwrap_or(durable_end);
+            let start = from.0.max(oldest);
+            segs.consumers.insert(name.to_owned(), start);
+            s.refresh_min_committed(&segs);
+            (start, start - from.0)
+        };
+        if skipped > 0 {
+            warn!(
+                consumer = name,
+                from = from.0,
+                oldest = start,
+                skipped_bytes = skipped,
+                "journal consumer starts at the oldest segment: older records were deleted"
+            );
+        }
+        Ok(Reader::new(s.clone(), name.to_owned(), start, skipped))
+    }
+
+    /// Records in `[from, to)` (clamped to what is on disk and durable),
+    /// counted from headers alone: for "N records remain" at shutdown.
+    /// `from` must be a record boundary, such as a consumer's position.
+    pub fn records_between(&self, from: Position, to: Position) -> Result<u64, JournalError> {
+        let s = &self.shared;
+        let to = to.0.min(s.durable_end.load(Ordering::Acquire));
+        let starts = lock(&s.segments).starts.clone();
+        let from = from.0.max(starts.first().copied().unwrap_or(to));
+        if from >= to {
+            return Ok(0);
+        }
+        segment::count_records(&s.config.dir, &starts, from, to)
+    }
+
+    /// Stops taking appends, gives the commit thread until `deadline` to
+    /// write what is pending (retrying if the disk refuses), and returns
+    /// within the deadline even if a write hangs. Calling it again returns
+    /// the first outcome.
+    pub fn close(&self, deadline: Duration) -> CloseOutcome {
+        let mut closed = lock(&self.closed);
+        if let Some(outcome) = *closed {
+            return outcome;
+        }
+        let s = &*self.shared;
+        let until = Instant::now() + deadline;
+        lock(&s.pending).closing = Some(until);
+        s.wake.notify_all();
+        let lost = {
+            let mut fin = lock(&s.finished);
+            loop {
+                if let Some(lost) = *fin {
+                    break Some(lost);
+                }
+                let now = Instant::now();
+                if now >= until {
+                    break None;
+                }
+                fin = s
+                    .finished_cv
+                    .wait_timeout(fin, until - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        };
+        let lost_records = match lost {
+            Some(lost) => {
+                if let Some(handle) = lock(&self.thread).take() {
+                    // It has already said it is done, so this is quick.
+                    let _ = handle.join();
+                }
+                lost
+            }
+            None => {
+                // A write is stuck in the kernel: leave the thread behind
+                // (dropping the handle detaches it) rather than hang.
+                warn!("journal commit thread did not finish by the close deadline");
+                s.unwritten_records.load(Ordering::Relaxed)
+            }
+        };
+        s.drop_log.flush(s);
+        let outcome = CloseOutcome {
+            durable_end: Position(s.durable_end.load(Ordering::Acquire)),
+            lost_records,
+        };
+        if lost_records > 0 {
+            warn!(
+                lost_records,
+                "journal closed with records that could not be written"
+            );
+        }
+        *closed = Some(outcome);
+        outcome
+    }
+
+    pub fn stats(&self) -> JournalStats {
+        let s = &*self.shared;
+        let min = s.min_committed.load(Ordering::Relaxed);
+        JournalStats {
+            appended_records: s.appended.load(Ordering::Relaxed),
+            dropped_records: s.dropped.load(Ordering::Relaxed),
+            bytes_on_disk: s.bytes_on_disk.load(Ordering::Relaxed),
+            pending_bytes: s.unwritten_bytes.load(Ordering::Relaxed),
+            durable_end: Position(s.durable_end.load(Ordering::Acquire)),
+            oldest: Position(s.oldest.load(Ordering::Relaxed)),
+            commits: s.commits.load(Ordering::Relaxed),
+            commit_failures: s.commit_failures.load(Ordering::Relaxed),
+            min_committed: (min != NO_CONSUMER).then_some(Position(min)),
+        }
+    }
+
+    /// Each subscribed consumer's committed position.
+    pub fn consumers(&self) -> Vec<(String, Position)> {
+        lock(&self.shared.segments)
+            .consumers
+            .iter()
+            .map(|(n, p)| (n.clone(), Position(*p)))
+            .collect()
+    }
+}
+
+impl Drop for Journal {
+    /// Flushes what it can within a bounded time; call
+    /// [`close`](Journal::close) to choose the deadline and see the outcome.
+    fn drop(&mut self) {
+        self.close(DROP_DEADLINE);
+    }
+}
+
+#[cfg(test)]
+mod tests;
