@@ -19,3 +19,13 @@ pub fn day_of(unix_seconds: i64) -> i64 {
 pub fn today() -> i64 {
     day_of(unix_now())
 }
+
+/// A UTC day: days since 1970-01-01.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(pub i64);
+
+impl Day {
+    pub fn today() -> Self {
+        Day(today())
+    }
+}

@@ -1,8 +1,10 @@
 //! Process-wide counters, bumped on the answer path with relaxed atomics.
 //!
-//! The writer thread persists their deltas into SQLite once per batch or
-//! second (so `vcheckd stats` sees them after a restart), and an HTTP
-//! exporter can read the same values; nothing here does I/O.
+//! The processor persists the answer path's deltas into SQLite with each
+//! batch, at least once a second (so `vcheckd stats` sees them after a
+//! restart); the reports stored and duplicate are counted by the store in
+//! the transaction that writes them. An HTTP exporter reads the same
+//! values; nothing here does I/O.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -30,7 +32,7 @@ const QTYPES: [(&str, Option<RecordType>); 7] = [
     ("other", None),
 ];
 
-/// Upper bounds (seconds) of the writer's batch latency histogram.
+/// Upper bounds (seconds) of the processor's batch latency histogram.
 pub const BATCH_SECONDS_BUCKETS: [f64; 10] =
     [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
 
@@ -43,9 +45,7 @@ pub struct Metrics {
     pub dropped_packets: AtomicU64,
     rcodes: [AtomicU64; RCODES.len()],
     qtypes: [AtomicU64; QTYPES.len()],
-    /// Reports queued and not yet taken by the writer (a gauge).
-    pub queue_depth: AtomicU64,
-    /// Writer commits: count, total microseconds, and per-bucket counts
+    /// Processor commits: count, total microseconds, and per-bucket counts
     /// (cumulative buckets are formed when exported).
     pub batches: AtomicU64,
     pub batch_micros: AtomicU64,
@@ -53,11 +53,19 @@ pub struct Metrics {
     /// Valid payload names, before deduplication.
     pub reports_accepted: AtomicU64,
     pub reports_anonymous: AtomicU64,
-    /// Reports the bounded queue could not take (the writer was behind).
-    pub reports_queue_dropped: AtomicU64,
-    /// Rows written, and reports already stored (same report id).
+    /// Answered reports the journal could not take (it was full).
+    pub reports_dropped: AtomicU64,
+    /// Rows written, and reports already stored (same report id), by this
+    /// process's processor.
     pub reports_stored: AtomicU64,
     pub reports_duplicate: AtomicU64,
+    /// Stored reports of a day whose snapshot was already made.
+    pub reports_late: AtomicU64,
+    /// Journal gauges, copied from the journal by the processor: the
+    /// durable end, the position the database holds, bytes on disk.
+    pub journal_end: AtomicU64,
+    pub processed_position: AtomicU64,
+    pub journal_bytes: AtomicU64,
     /// Names under a zone that are neither static records nor reports,
     /// by reason. QNAME-minimisation partial names land here.
     rejected: [AtomicU64; DecodeError::REASONS.len()],
@@ -134,9 +142,11 @@ impl Metrics {
         bump(&self.rejected[why.index()]);
     }
 
-    /// Every counter as `(name, value)`, in a fixed order. Names are the
-    /// stable keys used in the database's `counters` table.
-    pub fn snapshot(&self) -> Vec<(String, u64)> {
+    /// The answer path's counters as `(name, value)`, in a fixed order.
+    /// Names are the stable keys used in the database's `counters` table.
+    /// (`reports.stored` and `reports.duplicate` are written there by the
+    /// store itself.)
+    pub fn persisted_counters(&self) -> Vec<(String, u64)> {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = vec![
             ("queries.udp".to_string(), get(&self.queries_udp)),
@@ -147,15 +157,7 @@ impl Metrics {
                 "reports.anonymous".to_string(),
                 get(&self.reports_anonymous),
             ),
-            (
-                "reports.queue_dropped".to_string(),
-                get(&self.reports_queue_dropped),
-            ),
-            ("reports.stored".to_string(), get(&self.reports_stored)),
-            (
-                "reports.duplicate".to_string(),
-                get(&self.reports_duplicate),
-            ),
+            ("reports.dropped".to_string(), get(&self.reports_dropped)),
         ];
         for (name, v) in self.rcodes() {
             out.push((format!("rcode.{name}"), v));

@@ -8,8 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use vcheckd::stats::render::{self, Tabular, TrendTable};
-use vcheckd::stats::{self, Bucket, Dataset, Scope};
-use vcheckd::store::Store;
+use vcheckd::stats::{self, Bucket, Source};
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -73,17 +72,37 @@ fn parse_day(flag: &str, text: &str) -> Result<i64> {
     stats::day_of_date(text).with_context(|| format!("{flag} {text:?}: expected YYYY-MM-DD"))
 }
 
-fn print(value: &(impl Serialize + Tabular), format: Format) -> Result<()> {
+/// Prints one result per zone: JSON as an array, CSV as one table (the
+/// zone is a column), tables one after the other.
+fn print<T: Serialize + Tabular>(values: &[T], format: Format) -> Result<()> {
+    let mut out = String::new();
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value)?),
-        Format::Csv => print!("{}", render::csv(value)),
-        Format::Table => print!("{}", render::table(value)),
+        Format::Json => out = serde_json::to_string_pretty(values)? + "\n",
+        Format::Csv => {
+            for (i, v) in values.iter().enumerate() {
+                let text = render::csv(v);
+                let skip = if i == 0 { 0 } else { text.find('\n').map_or(0, |n| n + 1) };
+                out.push_str(&text[skip..]);
+            }
+        }
+        Format::Table => {
+            let tables: Vec<String> = values.iter().map(|v| render::table(v)).collect();
+            out = tables.join("\n");
+        }
     }
-    Ok(())
+    write_stdout(&out)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) ends it quietly.
+fn write_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 pub fn run(args: StatsArgs) -> Result<ExitCode> {
-    let mut stores = Vec::new();
     for db in &args.db {
         if !db.exists() {
             bail!(
@@ -91,9 +110,11 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
                 db.display()
             );
         }
-        stores
-            .push(Store::open_read_only(db).with_context(|| format!("opening {}", db.display()))?);
     }
+    let source = Source::open(&args.db).with_context(|| {
+        let names: Vec<String> = args.db.iter().map(|d| d.display().to_string()).collect();
+        format!("opening {}", names.join(", "))
+    })?;
     let today = vcheckd::clock::today();
     let until = match &args.until {
         Some(t) => parse_day("--until", t)?,
@@ -116,57 +137,64 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
         bail!("--until is in the future: there is no data after today");
     }
     let format = if args.json { Format::Json } else { args.format };
-    let zone = args.zone.clone();
+    let zones = source.select_zones(args.zone.as_deref())?;
     match what {
         What::Summary => {
-            let data = Dataset::load(&stores, &stats::summary_scope(since, until, zone))?;
-            print(&stats::summary(&data, since, until), format)?;
+            let all = zones
+                .iter()
+                .map(|z| source.summary(z, since, until))
+                .collect::<Result<Vec<_>, _>>()?;
+            print(&all, format)?;
         }
         What::Versions => {
-            let scope = Scope {
-                first_day: since,
-                last_day: until,
-                zone,
-            };
-            let data = Dataset::load(&stores, &scope)?;
-            print(&stats::versions(&data, since, until), format)?;
+            let all = zones
+                .iter()
+                .map(|z| source.versions(z, since, until))
+                .collect::<Result<Vec<_>, _>>()?;
+            print(&all, format)?;
         }
         What::Trend { by } => {
-            let scope = Scope {
-                first_day: since,
-                last_day: until,
-                zone,
-            };
-            let data = Dataset::load(&stores, &scope)?;
             let bucket = match by {
                 By::Day => Bucket::Day,
                 By::Week => Bucket::Week,
             };
-            let points = stats::trend(&data, since, until, bucket);
+            let mut points = Vec::new();
+            for z in &zones {
+                points.extend(source.trend(z, since, until, bucket)?);
+            }
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&points)?),
-                Format::Csv => print!("{}", render::csv(&TrendTable(&points))),
-                Format::Table => print!("{}", render::table(&TrendTable(&points))),
+                Format::Json => write_stdout(&(serde_json::to_string_pretty(&points)? + "\n"))?,
+                Format::Csv => write_stdout(&render::csv(&TrendTable(&points)))?,
+                Format::Table => write_stdout(&render::table(&TrendTable(&points)))?,
             }
         }
         What::Adoption { version } => {
             let version = vcheckd::hint::parse_version(&version)
                 .with_context(|| format!("{version:?} is not a semver version"))?;
-            let Some(adoption) = stats::adoption_for(&stores, &version, until, zone)? else {
+            let mut all = Vec::new();
+            for z in &zones {
+                all.extend(source.adoption(z, &version, until)?);
+            }
+            if all.is_empty() {
                 bail!("no report has carried version {version} yet");
-            };
-            let released = adoption.released_day.unwrap_or(until);
+            }
             if format == Format::Table {
                 let days =
                     |d: Option<i64>| d.map_or("not yet".to_string(), |d| format!("after {d} days"));
-                println!(
-                    "{version}: first seen {}; 50% of active clusters: {}; 90%: {}",
-                    stats::date_of_day(released),
-                    days(adoption.days_to_50),
-                    days(adoption.days_to_90)
-                );
+                let mut lines = String::new();
+                for adoption in &all {
+                    let released = adoption.released_day.unwrap_or(until);
+                    lines.push_str(&format!(
+                        "{} {version}: first seen {}; 50% of active clusters: {}; 90%: {}\n",
+                        adoption.zone,
+                        stats::date_of_day(released),
+                        days(adoption.days_to_50),
+                        days(adoption.days_to_90)
+                    ));
+                }
+                write_stdout(&lines)?;
             }
-            print(&adoption, format)?;
+            print(&all, format)?;
         }
     }
     Ok(ExitCode::SUCCESS)

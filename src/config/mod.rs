@@ -49,10 +49,25 @@ pub enum ConfigOrigin {
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     pub database: PathBuf,
-    #[serde(default = "defaults::queue_capacity")]
-    pub queue_capacity: usize,
+    /// The journal's folder: every answered report is written here before
+    /// it reaches the database. Default: `journal` beside the database.
+    #[serde(default)]
+    pub journal_dir: Option<PathBuf>,
+    /// Bound on the journal's size; past it, answered reports are dropped,
+    /// counted and logged.
+    #[serde(default = "defaults::journal_max_bytes")]
+    pub journal_max_bytes: u64,
+    /// How long appended reports wait for one write and fsync: the most a
+    /// crash can lose.
+    #[serde(default = "defaults::journal_commit_ms")]
+    pub journal_commit_ms: u64,
+    /// Reports per database transaction, at most.
     #[serde(default = "defaults::max_batch")]
     pub max_batch: usize,
+    /// SIGTERM exits within this bound, even with a full disk; what is not
+    /// in the database yet stays in the journal for the next start.
+    #[serde(default = "defaults::shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: u64,
     /// A TCP connection idle this long is closed.
     #[serde(default = "defaults::tcp_idle_timeout_secs")]
     pub tcp_idle_timeout_secs: u64,
@@ -86,11 +101,17 @@ mod defaults {
     pub fn top_versions() -> usize {
         super::DEFAULT_TOP_VERSIONS
     }
-    pub fn queue_capacity() -> usize {
-        65_536
+    pub fn journal_max_bytes() -> u64 {
+        1 << 30
+    }
+    pub fn journal_commit_ms() -> u64 {
+        2
     }
     pub fn max_batch() -> usize {
-        1_024
+        8_192
+    }
+    pub fn shutdown_timeout_secs() -> u64 {
+        10
     }
     pub fn tcp_idle_timeout_secs() -> u64 {
         10
@@ -181,6 +202,18 @@ impl Config {
                 .parent()
                 .map_or_else(|| path.to_path_buf(), |dir| dir.join(path)),
             _ => path.to_path_buf(),
+        }
+    }
+
+    /// The journal's folder, resolved (default: `journal` beside the
+    /// database).
+    pub fn journal_dir(&self) -> PathBuf {
+        match &self.server.journal_dir {
+            Some(dir) => self.resolve(dir),
+            None => self
+                .resolve(&self.server.database)
+                .parent()
+                .map_or_else(|| PathBuf::from("journal"), |d| d.join("journal")),
         }
     }
 

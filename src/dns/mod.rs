@@ -13,5 +13,12 @@ pub mod udp;
 pub use catalog::{Catalog, CatalogError};
 pub use responder::{Responder, Transport};
 
+/// Where the answer path hands each valid report. Called on the answer
+/// path for every report, so it must never block (the journal's append
+/// copies into memory; a full journal drops and counts).
+pub trait ReportSink: Send + Sync {
+    fn accept(&self, report: crate::report::ReceivedReport);
+}
+
 /// Largest UDP answer we send, whatever the client offers (DNS Flag Day 2020).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;

@@ -17,8 +17,9 @@ use super::MAX_UDP_PAYLOAD;
 use crate::metrics::{bump, Metrics};
 use crate::protocol::name::decode_labels;
 use crate::protocol::Identity;
-use crate::store::recorder::Recorder;
-use crate::store::ReceivedReport;
+use crate::report::ReceivedReport;
+
+use super::ReportSink;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -28,7 +29,7 @@ pub enum Transport {
 
 pub struct Responder {
     catalog: ArcSwap<Catalog>,
-    recorder: Recorder,
+    sink: Arc<dyn ReportSink>,
     metrics: Arc<Metrics>,
 }
 
@@ -36,10 +37,10 @@ pub struct Responder {
 const MAX_LABELS: usize = 127;
 
 impl Responder {
-    pub fn new(catalog: Catalog, recorder: Recorder, metrics: Arc<Metrics>) -> Self {
+    pub fn new(catalog: Catalog, sink: Arc<dyn ReportSink>, metrics: Arc<Metrics>) -> Self {
         Responder {
             catalog: ArcSwap::from_pointee(catalog),
-            recorder,
+            sink,
             metrics,
         }
     }
@@ -166,7 +167,7 @@ impl Responder {
                 if report.payload.identity == Identity::Withheld {
                     bump(&self.metrics.reports_anonymous);
                 }
-                self.recorder.submit(ReceivedReport {
+                self.sink.accept(ReceivedReport {
                     report,
                     zone: zone.name.clone(),
                     received_at: crate::clock::unix_now(),

@@ -1,5 +1,5 @@
 //! Binding, running and stopping the whole server: listeners, responder,
-//! the report writer and the optional HTTP listener.
+//! the journal and its processor, and the optional HTTP listener.
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,8 +17,9 @@ use super::responder::Responder;
 use super::tcp::{self, TcpLimits};
 use super::udp;
 use crate::config::Config;
+use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::metrics::Metrics;
-use crate::store::recorder::{self, Writer, WriterConfig};
+use crate::processor::{JournalSink, Processor, ProcessorConfig, CONSUMER};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Error)]
@@ -39,8 +40,10 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
-    #[error("the report writer stopped: {0}")]
-    Writer(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot start the processor thread")]
+    Processor(#[source] io::Error),
 }
 
 /// A started server. Dropping it without [`RunningServer::shutdown`] stops
@@ -51,7 +54,9 @@ pub struct RunningServer {
     responder: Arc<Responder>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    writer: Writer,
+    journal: Arc<Journal>,
+    processor: Processor,
+    shutdown_timeout: Duration,
 }
 
 impl RunningServer {
@@ -62,9 +67,32 @@ impl RunningServer {
         let database = config.resolve(&config.server.database);
         let store = Store::open(&database)?;
         let metrics = Arc::new(Metrics::default());
-        let (recorder, writer) =
-            recorder::start(store, WriterConfig::from(&config.server), metrics.clone());
-        let responder = Arc::new(Responder::new(catalog, recorder, metrics));
+        let journal = Arc::new(Journal::open(JournalConfig {
+            dir: config.journal_dir(),
+            max_bytes: config.server.journal_max_bytes,
+            commit_interval: Duration::from_millis(config.server.journal_commit_ms.max(1)),
+            ..JournalConfig::default()
+        })?);
+        let from = crate::journal::Position(store.consumer_position(CONSUMER)?);
+        let reader = journal.subscribe(CONSUMER, from)?;
+        let backlog = journal.records_between(reader.position(), journal.stats().durable_end)?;
+        if backlog > 0 {
+            info!(reports = backlog, "taking the journal's unprocessed reports into the database");
+        }
+        let processor = Processor::start(
+            store,
+            journal.clone(),
+            reader,
+            metrics.clone(),
+            ProcessorConfig {
+                max_batch: config.server.max_batch.max(1),
+                retention_days: config.server.retention_days,
+                ..ProcessorConfig::default()
+            },
+        )
+        .map_err(ServerError::Processor)?;
+        let sink = Arc::new(JournalSink::new(journal.clone(), metrics.clone()));
+        let responder = Arc::new(Responder::new(catalog, sink, metrics));
         let (stop, stopped) = watch::channel(false);
         let limits = TcpLimits {
             idle_timeout: Duration::from_secs(config.server.tcp_idle_timeout_secs.max(1)),
@@ -110,7 +138,9 @@ impl RunningServer {
             responder,
             stop,
             tasks,
-            writer,
+            journal,
+            processor,
+            shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs.max(1)),
         })
     }
 
@@ -135,19 +165,44 @@ impl RunningServer {
         Ok(())
     }
 
-    /// Stops listening, lets the writer drain the queue and commit, and
-    /// returns once every accepted report is in the database.
+    /// Stops listening, writes what the journal holds in memory, stops the
+    /// processor after its batch in hand, and logs what remains in the
+    /// journal for the next start. Returns within the configured shutdown
+    /// bound, whatever the disk does.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
+        let started = std::time::Instant::now();
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
-        // The listeners held the only other references; with this one gone
-        // the recorder's channel closes and the writer drains and exits.
         drop(self.responder);
-        let writer = self.writer;
-        tokio::task::spawn_blocking(move || writer.join())
-            .await
-            .map_err(|e| ServerError::Writer(e.to_string()))??;
-        info!("stopped");
+        let bound = self.shutdown_timeout;
+        let journal = self.journal.clone();
+        let processor = self.processor;
+        let (closed, position) = tokio::task::spawn_blocking(move || {
+            // Half the bound for the last write, the rest for the processor.
+            let closed = journal.close(bound / 2);
+            let left = bound.saturating_sub(started.elapsed());
+            (closed, processor.stop(left))
+        })
+        .await
+        .map_err(|e| ServerError::Processor(io::Error::other(e.to_string())))?;
+        if closed.lost_records > 0 {
+            tracing::error!(
+                reports = closed.lost_records,
+                "could not write these answered reports to the journal before the shutdown bound; they are lost"
+            );
+        }
+        let remaining = match position {
+            Some(pos) => self.journal.records_between(pos, closed.durable_end).ok(),
+            None => {
+                tracing::warn!("the processor did not stop within the shutdown bound");
+                None
+            }
+        };
+        match remaining {
+            Some(0) => info!("stopped; every report is in the database"),
+            Some(n) => info!(reports = n, "stopped; reports remain in the journal for the next start"),
+            None => info!("stopped; unprocessed reports remain in the journal for the next start"),
+        }
         Ok(())
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::query::{Failure, Params, RawParams};
 use super::Context;
-use crate::stats::{self, Bucket, Dataset};
+use crate::stats::Bucket;
 
 const WINDOW: &[&str] = &["since", "until", "zone"];
 const TREND: &[&str] = &["since", "until", "zone", "by"];
@@ -39,10 +39,11 @@ pub async fn summary(State(ctx): State<Arc<Context>>, raw: RawParams) -> Respons
     respond(
         async {
             let w = Params::parse(raw, WINDOW)?.window(7)?;
-            ctx.with_store(move |store| {
-                let scope = stats::summary_scope(w.since, w.until, w.zone.clone());
-                let data = Dataset::load(std::slice::from_ref(store), &scope)?;
-                Ok(stats::summary(&data, w.since, w.until))
+            ctx.with_source(move |source| {
+                w.zones(source)?
+                    .iter()
+                    .map(|zone| Ok(source.summary(zone, w.since, w.until)?))
+                    .collect::<Result<Vec<_>, Failure>>()
             })
             .await
         }
@@ -55,9 +56,11 @@ pub async fn versions(State(ctx): State<Arc<Context>>, raw: RawParams) -> Respon
     respond(
         async {
             let w = Params::parse(raw, WINDOW)?.window(7)?;
-            ctx.with_store(move |store| {
-                let data = Dataset::load(std::slice::from_ref(store), &w.scope())?;
-                Ok(stats::versions(&data, w.since, w.until))
+            ctx.with_source(move |source| {
+                w.zones(source)?
+                    .iter()
+                    .map(|zone| Ok(source.versions(zone, w.since, w.until)?))
+                    .collect::<Result<Vec<_>, Failure>>()
             })
             .await
         }
@@ -81,9 +84,12 @@ pub async fn trend(State(ctx): State<Arc<Context>>, raw: RawParams) -> Response 
                     )))
                 }
             };
-            ctx.with_store(move |store| {
-                let data = Dataset::load(std::slice::from_ref(store), &w.scope())?;
-                Ok(stats::trend(&data, w.since, w.until, bucket))
+            ctx.with_source(move |source| {
+                let mut points = Vec::new();
+                for zone in w.zones(source)? {
+                    points.extend(source.trend(&zone, w.since, w.until, bucket)?);
+                }
+                Ok(points)
             })
             .await
         }
@@ -108,11 +114,17 @@ pub async fn adoption(
         async {
             let w = Params::parse(raw, WINDOW)?.window(1)?;
             let version = parse_version(&version)?;
-            ctx.with_store(move |store| {
-                stats::adoption_for(std::slice::from_ref(store), &version, w.until, w.zone)?
-                    .ok_or_else(|| {
-                        Failure::not_found(format!("no report has carried version {version} yet"))
-                    })
+            ctx.with_source(move |source| {
+                let mut found = Vec::new();
+                for zone in w.zones(source)? {
+                    found.extend(source.adoption(&zone, &version, w.until)?);
+                }
+                if found.is_empty() {
+                    return Err(Failure::not_found(format!(
+                        "no report has carried version {version} yet"
+                    )));
+                }
+                Ok(found)
             })
             .await
         }

@@ -16,8 +16,9 @@ use super::api::parse_version;
 use super::query::{Failure, Params, RawParams, Window};
 use super::svg::{self, escape, percent, Bar, Layer, Scale, Series, OTHER, PALETTE};
 use super::Context;
+use crate::protocol::ZoneName;
 use crate::stats::{
-    self, cmp_versions_desc, date_of_day, Adoption, Bucket, Dataset, Summary, TrendPoint, Versions,
+    cmp_versions_desc, date_of_day, Adoption, Bucket, Source, Summary, TrendPoint, Versions,
 };
 
 const PARAMS: &[&str] = &["since", "until", "zone", "top", "version"];
@@ -28,6 +29,8 @@ const CURRENT_DAYS: i64 = 7;
 /// Longer windows are charted by week.
 const DAILY_UP_TO: i64 = 92;
 const MAX_TOP: usize = 30;
+/// Stands for the zone while the database has none (every count is 0).
+const EMPTY_ZONE: &str = "invalid";
 /// A page is reused this long for the same parameters: reloading it, or a
 /// few people looking, costs one computation.
 const PAGE_TTL: Duration = Duration::from_secs(30);
@@ -95,43 +98,52 @@ fn latest_release(v: &Versions) -> Option<Version> {
 }
 
 fn compute(
-    stores: &[crate::store::Store],
-    w: Window,
+    source: &Source,
+    mut w: Window,
     top: usize,
     version: Option<Version>,
 ) -> Result<Page, Failure> {
-    let scope = stats::summary_scope(w.since, w.until, w.zone.clone());
-    let data = Dataset::load(stores, &scope)?;
-    let summary = stats::summary(&data, w.since, w.until);
+    // One zone at a time, never a mixed count: the one asked for, else the
+    // first; the page offers the others.
+    let zones: BTreeSet<String> = source
+        .zones()?
+        .iter()
+        .map(|z| z.as_str().to_string())
+        .collect();
+    let zone = match w.zones(source)?.into_iter().next() {
+        Some(zone) => {
+            w.zone = Some(zone.as_str().to_string());
+            zone
+        }
+        // No report yet: an empty page.
+        None => ZoneName::new(EMPTY_ZONE).map_err(|_| Failure::bad_request("no zone"))?,
+    };
+    let summary = source.summary(&zone, w.since, w.until)?;
     let current_first = (w.until - CURRENT_DAYS + 1).max(w.since);
-    let current = stats::versions(&data, current_first, w.until);
-    let whole = stats::versions(&data, w.since, w.until);
+    let current = source.versions(&zone, current_first, w.until)?;
+    let whole = source.versions(&zone, w.since, w.until)?;
     let bucket = if w.days() > DAILY_UP_TO {
         Bucket::Week
     } else {
         Bucket::Day
     };
-    let trend = stats::trend(&data, w.since, w.until, bucket);
+    let trend = source.trend(&zone, w.since, w.until, bucket)?;
     let days = (w.since..=w.until)
         .map(|day| {
-            let v = stats::versions(&data, day, day);
-            Day {
+            let v = source.versions(&zone, day, day)?;
+            Ok(Day {
                 day,
                 clusters: v.active_clusters,
                 nodes: v.active_nodes,
                 insecure_clusters: v.insecure_cluster_share(),
                 insecure_nodes: v.insecure_node_share(),
-            }
+            })
         })
-        .collect();
-    let zones = data
-        .days(w.since, w.until)
-        .map(|r| r.zone.clone())
-        .collect();
+        .collect::<Result<Vec<_>, Failure>>()?;
     let asked = version.clone();
     let adoption = match version.or_else(|| latest_release(&current)) {
         None => None,
-        Some(version) => stats::adoption_for(stores, &version, w.until, w.zone.clone())?,
+        Some(version) => source.adoption(&zone, &version, w.until)?,
     };
     Ok(Page {
         w,
@@ -162,8 +174,8 @@ pub async fn page(State(ctx): State<Arc<Context>>, raw: RawParams) -> Response {
             }
         }
         let html = ctx
-            .with_store(move |store| {
-                let page = compute(std::slice::from_ref(store), w, top, version)?;
+            .with_source(move |source| {
+                let page = compute(source, w, top, version)?;
                 Ok(Arc::new(render(&page)))
             })
             .await?;
@@ -325,7 +337,7 @@ fn form(out: &mut String, p: &Page) {
         "<form method=\"get\" action=\"/\">\
          <label>from <input type=\"date\" name=\"since\" value=\"{}\"></label>\
          <label>to <input type=\"date\" name=\"until\" value=\"{}\"></label>\
-         <label>zone <select name=\"zone\"><option value=\"\">all zones</option>",
+         <label>zone <select name=\"zone\">",
         date_of_day(p.w.since),
         date_of_day(p.w.until)
     );
@@ -761,7 +773,7 @@ fn table(out: &mut String, p: &Page) {
 
 fn render(p: &Page) -> String {
     let mut out = String::with_capacity(64 * 1024);
-    let zone = p.w.zone.as_deref().unwrap_or("all zones");
+    let zone = p.w.zone.as_deref().unwrap_or("no reports yet");
     head(&mut out, &format!("vcheckd · {zone}"));
     let _ = write!(
         out,

@@ -13,17 +13,21 @@ use tracing::warn;
 use super::query::today;
 use super::Context;
 use crate::metrics::{Metrics, BATCH_SECONDS_BUCKETS};
-use crate::stats::{self, Dataset, Scope, VersionRow};
+use crate::stats::VersionRow;
 
 /// Days over which the fleet gauges count a cluster or node as active.
 pub const FLEET_DAYS: i64 = 7;
 /// How long the fleet gauges are reused before they are computed again.
 const FLEET_TTL: Duration = Duration::from_secs(30);
 
-/// The fleet gauges: active clusters and nodes by version, top versions
+/// The fleet gauges, per zone (never summed across zones).
+pub type Fleet = Vec<ZoneFleet>;
+
+/// One zone's gauges: active clusters and nodes by version, top versions
 /// named and the rest summed into "other".
 #[derive(Debug, Clone)]
-pub struct Fleet {
+pub struct ZoneFleet {
+    pub zone: String,
     pub rows: Vec<VersionRow>,
     pub active_clusters: u64,
     pub active_nodes: u64,
@@ -47,24 +51,23 @@ impl Context {
         }
         let top = self.top_versions;
         let result = self
-            .with_store(move |store| {
+            .with_source(move |source| {
                 let last = today();
                 let first = last - FLEET_DAYS + 1;
-                let scope = Scope {
-                    first_day: first,
-                    last_day: last,
-                    zone: None,
-                };
-                let data = Dataset::load(std::slice::from_ref(store), &scope)?;
-                let v = stats::versions(&data, first, last);
-                Ok(Fleet {
-                    rows: v.grouped(top),
-                    active_clusters: v.active_clusters,
-                    active_nodes: v.active_nodes,
-                    mixed_clusters: v.mixed_clusters,
-                    insecure_clusters: v.insecure_clusters,
-                    insecure_nodes: v.insecure_nodes,
-                })
+                let mut fleet = Fleet::new();
+                for zone in source.zones()? {
+                    let v = source.versions(&zone, first, last)?;
+                    fleet.push(ZoneFleet {
+                        zone: v.zone.clone(),
+                        rows: v.grouped(top),
+                        active_clusters: v.active_clusters,
+                        active_nodes: v.active_nodes,
+                        mixed_clusters: v.mixed_clusters,
+                        insecure_clusters: v.insecure_clusters,
+                        insecure_nodes: v.insecure_nodes,
+                    });
+                }
+                Ok(fleet)
             })
             .await;
         match result {
@@ -214,25 +217,38 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
         out.sample("vcheckd_reports_rejected_total", &[("reason", reason)], v);
     }
     out.single(
-        "vcheckd_reports_queue_dropped_total",
+        "vcheckd_reports_dropped_total",
         "counter",
-        "Reports dropped because the writer's queue was full.",
-        m.reports_queue_dropped.load(Relaxed),
+        "Answered reports dropped because the journal was full (journal_max_bytes).",
+        m.reports_dropped.load(Relaxed),
     );
     out.single(
-        "vcheckd_report_queue_depth",
+        "vcheckd_reports_late_total",
+        "counter",
+        "Reports stored for a day whose snapshot was already made (not in it).",
+        m.reports_late.load(Relaxed),
+    );
+    let end = m.journal_end.load(Relaxed);
+    out.single(
+        "vcheckd_journal_lag_bytes",
         "gauge",
-        "Reports queued for the writer and not yet taken.",
-        m.queue_depth.load(Relaxed),
+        "Journal bytes written and not yet taken into the database.",
+        end.saturating_sub(m.processed_position.load(Relaxed)),
+    );
+    out.single(
+        "vcheckd_journal_bytes",
+        "gauge",
+        "Bytes of journal segments on disk.",
+        m.journal_bytes.load(Relaxed),
     );
 
     // Cumulative buckets; +Inf and _count from the same reading, so that
-    // they agree even while the writer commits.
-    let name = "vcheckd_writer_batch_duration_seconds";
+    // they agree even while the processor commits.
+    let name = "vcheckd_processor_batch_duration_seconds";
     out.family(
         name,
         "histogram",
-        "Time the writer took to commit one batch of reports.",
+        "Time the processor took to commit one batch of reports.",
     );
     let buckets = m.batch_buckets();
     let mut cumulative = 0;
@@ -253,59 +269,70 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
     );
     out.sample(&format!("{name}_count"), &[], cumulative);
 
-    if let Some(f) = fleet {
+    if let Some(fleet) = fleet {
         out.family(
             "vcheckd_active_clusters",
             "gauge",
-            "Clusters active in the last 7 days (UTC) by version; a mixed-version \
-             cluster counts by node share, so the values sum to all active clusters. \
+            "Clusters active in the last 7 days (UTC) by zone and version; a mixed-version \
+             cluster counts by node share, so a zone's values sum to its active clusters. \
              Top versions by name, the rest as \"other\".",
         );
-        for r in &f.rows {
-            out.sample(
-                "vcheckd_active_clusters",
-                &[("version", &r.version)],
-                r.cluster_share,
-            );
+        for f in fleet {
+            for r in &f.rows {
+                out.sample(
+                    "vcheckd_active_clusters",
+                    &[("zone", &f.zone), ("version", &r.version)],
+                    r.cluster_share,
+                );
+            }
         }
         out.family(
             "vcheckd_active_nodes",
             "gauge",
-            "Nodes active in the last 7 days (UTC) by the version of their latest report.",
+            "Nodes active in the last 7 days (UTC) by zone and the version of their latest report.",
         );
-        for r in &f.rows {
-            out.sample("vcheckd_active_nodes", &[("version", &r.version)], r.nodes);
+        for f in fleet {
+            for r in &f.rows {
+                out.sample(
+                    "vcheckd_active_nodes",
+                    &[("zone", &f.zone), ("version", &r.version)],
+                    r.nodes,
+                );
+            }
         }
-        out.single(
-            "vcheckd_active_clusters_all",
-            "gauge",
-            "Clusters active in the last 7 days (UTC).",
-            f.active_clusters,
-        );
-        out.single(
-            "vcheckd_active_nodes_all",
-            "gauge",
-            "Nodes active in the last 7 days (UTC).",
-            f.active_nodes,
-        );
-        out.single(
-            "vcheckd_mixed_clusters",
-            "gauge",
-            "Active clusters (7 days) whose nodes run different versions.",
-            f.mixed_clusters,
-        );
-        out.single(
-            "vcheckd_insecure_clusters",
-            "gauge",
-            "Active clusters (7 days) with a node on a version answered \"upgrade required\".",
-            f.insecure_clusters,
-        );
-        out.single(
-            "vcheckd_insecure_nodes",
-            "gauge",
-            "Active nodes (7 days) on a version answered \"upgrade required\".",
-            f.insecure_nodes,
-        );
+        let gauges: [(&str, &str, fn(&ZoneFleet) -> u64); 5] = [
+            (
+                "vcheckd_active_clusters_all",
+                "Clusters active in the last 7 days (UTC).",
+                |f| f.active_clusters,
+            ),
+            (
+                "vcheckd_active_nodes_all",
+                "Nodes active in the last 7 days (UTC).",
+                |f| f.active_nodes,
+            ),
+            (
+                "vcheckd_mixed_clusters",
+                "Active clusters (7 days) whose nodes run different versions.",
+                |f| f.mixed_clusters,
+            ),
+            (
+                "vcheckd_insecure_clusters",
+                "Active clusters (7 days) with a node on a version answered \"upgrade required\".",
+                |f| f.insecure_clusters,
+            ),
+            (
+                "vcheckd_insecure_nodes",
+                "Active nodes (7 days) on a version answered \"upgrade required\".",
+                |f| f.insecure_nodes,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            out.family(name, "gauge", help);
+            for f in fleet {
+                out.sample(name, &[("zone", &f.zone)], value(f));
+            }
+        }
     }
     out.0
 }
@@ -332,7 +359,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{prefix} missing in\n{text}"))
                 .to_string()
         };
-        let b = "vcheckd_writer_batch_duration_seconds_bucket";
+        let b = "vcheckd_processor_batch_duration_seconds_bucket";
         assert_eq!(
             line(&format!("{b}{{le=\"0.001\"}}")),
             format!("{b}{{le=\"0.001\"}} 1")
@@ -350,8 +377,8 @@ mod tests {
             format!("{b}{{le=\"+Inf\"}} 3")
         );
         assert_eq!(
-            line("vcheckd_writer_batch_duration_seconds_count"),
-            "vcheckd_writer_batch_duration_seconds_count 3"
+            line("vcheckd_processor_batch_duration_seconds_count"),
+            "vcheckd_processor_batch_duration_seconds_count 3"
         );
     }
 }

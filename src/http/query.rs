@@ -7,8 +7,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::Context;
-use crate::stats::{self, Scope};
-use crate::store::{Store, StoreError};
+use crate::protocol::ZoneName;
+use crate::stats::{self, Source, StatsError};
+use crate::store::StoreError;
 
 /// Longest window any request may ask for, in days.
 pub const MAX_WINDOW_DAYS: i64 = 3_660;
@@ -46,6 +47,15 @@ impl Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure::internal(e.to_string())
+    }
+}
+
+impl From<StatsError> for Failure {
+    fn from(e: StatsError) -> Self {
+        match e {
+            StatsError::Store(e) => e.into(),
+            unknown @ StatsError::UnknownZone { .. } => Failure::bad_request(unknown.to_string()),
+        }
     }
 }
 
@@ -147,12 +157,9 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn scope(&self) -> Scope {
-        Scope {
-            first_day: self.since,
-            last_day: self.until,
-            zone: self.zone.clone(),
-        }
+    /// The zones the window covers: the one asked for, or all.
+    pub fn zones(&self, source: &Source) -> Result<Vec<ZoneName>, Failure> {
+        Ok(source.select_zones(self.zone.as_deref())?)
     }
 
     pub fn days(&self) -> i64 {
@@ -165,10 +172,10 @@ pub use crate::clock::today;
 impl Context {
     /// Runs `f` on a blocking thread with a fresh read-only connection to
     /// the database; at most a few at once.
-    pub async fn with_store<T, F>(&self, f: F) -> Result<T, Failure>
+    pub async fn with_source<T, F>(&self, f: F) -> Result<T, Failure>
     where
         T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, Failure> + Send + 'static,
+        F: FnOnce(&Source) -> Result<T, Failure> + Send + 'static,
     {
         let permit = self
             .permits
@@ -181,7 +188,7 @@ impl Context {
         // client that hangs up does not free a slot while work goes on.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            f(&Store::open_read_only(&path)?)
+            f(&Source::open(std::slice::from_ref(&path))?)
         })
         .await
         .map_err(|e| Failure::internal(format!("statistics task failed: {e}")))?

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rusqlite::params;
-
-use crate::store::{Store, StoreError};
+use crate::clock::Day;
+use crate::protocol::ZoneName;
+use crate::store::reader::StatsReader;
+use crate::store::StoreError;
 
 /// A node's reports of one version on one day, merged across databases. A
 /// node that upgraded during a day has two; its latest (`last_at`) wins.
@@ -33,18 +34,19 @@ pub struct AnonDay {
     pub reports: u64,
 }
 
-/// Which days and zone to read. Days are UTC days since 1970-01-01, both ends
+/// Which days and zone to read (statistics never merge zones). Days are UTC days since 1970-01-01, both ends
 /// inclusive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     pub first_day: i64,
     pub last_day: i64,
-    pub zone: Option<String>,
+    pub zone: ZoneName,
 }
 
 /// Everything the statistics need, for the days of a [`Scope`].
 #[derive(Debug, Clone, Default)]
 pub struct Dataset {
+    pub zone: String,
     /// Sorted by day.
     pub node_days: Vec<NodeDay>,
     pub anon_days: Vec<AnonDay>,
@@ -65,53 +67,34 @@ struct Merging {
     saturated: bool,
 }
 
-fn blob16(v: Vec<u8>) -> Option<[u8; 16]> {
-    v.try_into().ok()
-}
-
 impl Dataset {
-    pub fn load(stores: &[Store], scope: &Scope) -> Result<Self, StoreError> {
+    /// Reads the rows of `scope` from every reader (one per name server)
+    /// and merges them: the exact path, for several databases and for
+    /// windows that no snapshot keeps.
+    pub fn load(readers: &[&dyn StatsReader], scope: &Scope) -> Result<Self, StoreError> {
         let mut merged: HashMap<Key, Merging> = HashMap::new();
         let mut anon: HashMap<(i64, String, String), AnonDay> = HashMap::new();
-        let mut data = Dataset::default();
-        let zone = scope.zone.as_deref();
+        let zone = &scope.zone;
+        let mut data = Dataset {
+            zone: zone.as_str().to_string(),
+            ..Dataset::default()
+        };
+        let (first, last) = (Day(scope.first_day), Day(scope.last_day));
         // Report ids only matter when rows of several databases meet.
-        let merging = stores.len() > 1;
-        for store in stores {
-            let conn = store.conn();
-            let mut stmt = conn.prepare_cached(
-                "SELECT day, zone, cluster, node, version, status, last_at, reports,
-                        CASE WHEN ?4 THEN ids ELSE x'' END
-                 FROM node_days WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR zone = ?3)",
-            )?;
-            let rows = stmt.query_map(
-                params![scope.first_day, scope.last_day, zone, merging],
-                |r| {
-                    Ok((
-                        NodeDay {
-                            day: r.get(0)?,
-                            zone: r.get(1)?,
-                            cluster: blob16(r.get(2)?).unwrap_or_default(),
-                            node: blob16(r.get(3)?).unwrap_or_default(),
-                            version: r.get(4)?,
-                            status: r.get(5)?,
-                            last_at: r.get(6)?,
-                            reports: r.get::<_, i64>(7)? as u64,
-                        },
-                        r.get::<_, Vec<u8>>(8)?,
-                    ))
-                },
-            )?;
-            for row in rows {
-                let (row, ids_blob) = row?;
-                let ids: HashSet<[u8; 12]> = if merging {
-                    ids_blob
-                        .chunks_exact(12)
-                        .filter_map(|c| c.try_into().ok())
-                        .collect()
-                } else {
-                    HashSet::new()
+        let merging = readers.len() > 1;
+        for reader in readers {
+            for r in reader.node_days(zone, first, last, merging)? {
+                let row = NodeDay {
+                    day: r.day.0,
+                    zone: zone.as_str().to_string(),
+                    cluster: r.cluster,
+                    node: r.node,
+                    version: r.version.to_string(),
+                    status: r.status.code(),
+                    last_at: r.last_at,
+                    reports: r.reports,
                 };
+                let ids: HashSet<[u8; 12]> = r.ids.into_iter().collect();
                 let saturated = merging && (ids.len() as u64) < row.reports;
                 let key = (
                     row.day,
@@ -149,75 +132,35 @@ impl Dataset {
                     }
                 }
             }
-
-            let mut stmt = conn.prepare_cached(
-                "SELECT day, zone, version, status, reports FROM anon_days
-                 WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR zone = ?3)",
-            )?;
-            let rows = stmt.query_map(params![scope.first_day, scope.last_day, zone], |r| {
-                Ok(AnonDay {
-                    day: r.get(0)?,
-                    zone: r.get(1)?,
-                    version: r.get(2)?,
-                    status: r.get(3)?,
-                    reports: r.get::<_, i64>(4)? as u64,
-                })
-            })?;
-            for row in rows {
-                let row = row?;
+            for v in reader.version_days(zone, first, last)? {
+                if v.anonymous == 0 {
+                    continue;
+                }
+                let row = AnonDay {
+                    day: v.day.0,
+                    zone: zone.as_str().to_string(),
+                    version: v.version.to_string(),
+                    status: v.status.code(),
+                    reports: v.anonymous,
+                };
                 anon.entry((row.day, row.zone.clone(), row.version.clone()))
                     .and_modify(|a| a.reports += row.reports)
                     .or_insert(row);
             }
-
-            let mut stmt = conn.prepare_cached(
-                "SELECT day, name, value FROM counters WHERE day BETWEEN ?1 AND ?2",
-            )?;
-            let rows = stmt.query_map(params![scope.first_day, scope.last_day], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (day, name, value) = row?;
-                *data.counters.entry((day, name)).or_default() += value as u64;
+            for ((day, name), value) in reader.counters(first, last)? {
+                *data.counters.entry((day.0, name)).or_default() += value;
             }
-
-            let mut stmt = conn.prepare_cached(
-                "SELECT zone, cluster, first_day FROM clusters WHERE (?1 IS NULL OR zone = ?1)",
-            )?;
-            let rows = stmt.query_map(params![zone], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (zone, cluster, first) = row?;
-                if let Some(cluster) = blob16(cluster) {
-                    data.cluster_first_day
-                        .entry((zone, cluster))
-                        .and_modify(|d| *d = (*d).min(first))
-                        .or_insert(first);
-                }
+            for (cluster, day) in reader.cluster_first_days(zone)? {
+                data.cluster_first_day
+                    .entry((zone.as_str().to_string(), cluster))
+                    .and_modify(|d| *d = (*d).min(day.0))
+                    .or_insert(day.0);
             }
-
-            let mut stmt = conn.prepare_cached(
-                "SELECT version, MIN(first_day) FROM versions
-                 WHERE (?1 IS NULL OR zone = ?1) GROUP BY version",
-            )?;
-            let rows = stmt.query_map(params![zone], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })?;
-            for row in rows {
-                let (version, first) = row?;
+            for (version, day) in reader.version_first_days(zone)? {
                 data.version_first_day
-                    .entry(version)
-                    .and_modify(|d| *d = (*d).min(first))
-                    .or_insert(first);
+                    .entry(version.to_string())
+                    .and_modify(|d| *d = (*d).min(day.0))
+                    .or_insert(day.0);
             }
         }
         data.node_days = merged.into_values().map(|m| m.row).collect();
@@ -230,23 +173,19 @@ impl Dataset {
         Ok(data)
     }
 
-    /// The first day any of the databases saw `version` (in `zone`, if given).
+    /// The first day any of the readers saw `version` in `zone`.
     pub fn version_first_day(
-        stores: &[Store],
-        version: &str,
-        zone: Option<&str>,
+        readers: &[&dyn StatsReader],
+        version: &semver::Version,
+        zone: &ZoneName,
     ) -> Result<Option<i64>, StoreError> {
         let mut first: Option<i64> = None;
-        for store in stores {
-            let day: Option<i64> = store.conn().query_row(
-                "SELECT MIN(first_day) FROM versions WHERE version = ?1 AND (?2 IS NULL OR zone = ?2)",
-                params![version, zone],
-                |r| r.get(0),
-            )?;
-            first = match (first, day) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+        for reader in readers {
+            for (v, day) in reader.version_first_days(zone)? {
+                if v == *version {
+                    first = Some(first.map_or(day.0, |f| f.min(day.0)));
+                }
+            }
         }
         Ok(first)
     }

@@ -6,6 +6,7 @@
 
 pub mod dataset;
 pub mod render;
+mod source;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -13,7 +14,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use semver::Version;
 use serde::Serialize;
 
+use crate::protocol::ZoneName;
+
 pub use dataset::{AnonDay, Dataset, NodeDay, Scope};
+pub use source::{Source, StatsError};
 
 /// Status code of "upgrade required" (security fix or end of life).
 const INSECURE: u8 = 3;
@@ -72,6 +76,7 @@ pub struct Active {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
+    pub zone: String,
     pub first_day: i64,
     pub last_day: i64,
     /// Active in the 1, 7 and 30 days ending on `last_day`.
@@ -84,12 +89,13 @@ pub struct Summary {
     pub anonymous_reports: u64,
     pub duplicates: u64,
     pub rejected_names: u64,
-    pub queue_dropped: u64,
+    /// Answered reports the journal could not take (it was full).
+    pub dropped: u64,
 }
 
 /// The span a summary needs loaded: the window and the span before it, and
 /// at least 30 days for the "active in 30 days" figure.
-pub fn summary_scope(first_day: i64, last_day: i64, zone: Option<String>) -> Scope {
+pub fn summary_scope(first_day: i64, last_day: i64, zone: ZoneName) -> Scope {
     let len = last_day - first_day + 1;
     Scope {
         first_day: (first_day - len).min(last_day - 29),
@@ -137,6 +143,7 @@ pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
         .sum();
     let identified: u64 = data.days(first_day, last_day).map(|r| r.reports).sum();
     Summary {
+        zone: data.zone.clone(),
         first_day,
         last_day,
         active,
@@ -146,7 +153,7 @@ pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
         anonymous_reports,
         duplicates: data.counter("reports.duplicate", first_day, last_day),
         rejected_names: data.counter("rejected.", first_day, last_day),
-        queue_dropped: data.counter("reports.queue_dropped", first_day, last_day),
+        dropped: data.counter("reports.dropped", first_day, last_day),
     }
 }
 
@@ -167,7 +174,7 @@ pub struct VersionRow {
 }
 
 impl VersionRow {
-    fn empty(version: &str) -> Self {
+    pub(crate) fn empty(version: &str) -> Self {
         VersionRow {
             version: version.to_string(),
             status: None,
@@ -182,6 +189,7 @@ impl VersionRow {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Versions {
+    pub zone: String,
     pub first_day: i64,
     pub last_day: i64,
     pub active_clusters: u64,
@@ -309,6 +317,7 @@ pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
     let mut rows: Vec<VersionRow> = rows.into_values().collect();
     rows.sort_by(|a, b| cmp_versions_desc(&a.version, &b.version));
     Versions {
+        zone: data.zone.clone(),
         first_day,
         last_day,
         active_clusters: clusters.len() as u64,
@@ -338,6 +347,7 @@ impl Bucket {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrendPoint {
+    pub zone: String,
     /// First day of the bucket.
     pub day: i64,
     pub version: String,
@@ -358,6 +368,7 @@ pub fn trend(data: &Dataset, first_day: i64, last_day: i64, bucket: Bucket) -> V
         let v = versions(data, from, start + step - 1);
         for r in v.rows.into_iter().filter(|r| r.nodes > 0) {
             points.push(TrendPoint {
+                zone: data.zone.clone(),
                 day: from,
                 version: r.version,
                 clusters: r.cluster_share,
@@ -366,12 +377,17 @@ pub fn trend(data: &Dataset, first_day: i64, last_day: i64, bucket: Bucket) -> V
         }
         start -= step;
     }
+    sort_trend(&mut points);
+    points
+}
+
+/// Oldest bucket first, newest version first within it.
+pub(crate) fn sort_trend(points: &mut [TrendPoint]) {
     points.sort_by(|a, b| {
         a.day
             .cmp(&b.day)
             .then_with(|| cmp_versions_desc(&a.version, &b.version))
     });
-    points
 }
 
 /// Days over which activity is counted for adoption: a cluster that
@@ -388,6 +404,7 @@ pub struct AdoptionPoint {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Adoption {
+    pub zone: String,
     pub version: String,
     /// First day any report carried the version (the release, as seen).
     pub released_day: Option<i64>,
@@ -396,32 +413,11 @@ pub struct Adoption {
     pub series: Vec<AdoptionPoint>,
 }
 
-/// Adoption of `version` up to `last_day`, read from `stores`: finds the
-/// release day, then loads from a week before it. `None`: no report has
-/// carried the version.
-pub fn adoption_for(
-    stores: &[crate::store::Store],
-    version: &Version,
-    last_day: i64,
-    zone: Option<String>,
-) -> Result<Option<Adoption>, crate::store::StoreError> {
-    let Some(released) = Dataset::version_first_day(stores, &version.to_string(), zone.as_deref())?
-    else {
-        return Ok(None);
-    };
-    let scope = Scope {
-        first_day: released - ADOPTION_WINDOW_DAYS + 1,
-        last_day,
-        zone,
-    };
-    let data = Dataset::load(stores, &scope)?;
-    Ok(Some(adoption(&data, version, last_day)))
-}
-
 pub fn adoption(data: &Dataset, version: &Version, last_day: i64) -> Adoption {
     let name = version.to_string();
     let released_day = data.version_first_day.get(&name).copied();
     let mut result = Adoption {
+        zone: data.zone.clone(),
         version: name,
         released_day,
         days_to_50: None,
@@ -439,20 +435,29 @@ pub fn adoption(data: &Dataset, version: &Version, last_day: i64) -> Adoption {
             .values()
             .filter(|members| members.iter().all(|m| at_least(&m.version)))
             .count() as u64;
-        let s = share(adopted, clusters.len() as u64);
-        if s >= 0.5 && result.days_to_50.is_none() {
-            result.days_to_50 = Some(day - released);
+        result.push(day, clusters.len() as u64, adopted);
+    }
+    result
+}
+
+impl Adoption {
+    /// Adds a day's point: `adopted` of `active` clusters run the version
+    /// or newer.
+    pub(crate) fn push(&mut self, day: i64, active: u64, adopted: u64) {
+        let s = share(adopted, active);
+        let since = day - self.released_day.unwrap_or(day);
+        if s >= 0.5 && self.days_to_50.is_none() {
+            self.days_to_50 = Some(since);
         }
-        if s >= 0.9 && result.days_to_90.is_none() {
-            result.days_to_90 = Some(day - released);
+        if s >= 0.9 && self.days_to_90.is_none() {
+            self.days_to_90 = Some(since);
         }
-        result.series.push(AdoptionPoint {
+        self.series.push(AdoptionPoint {
             day,
-            active_clusters: clusters.len() as u64,
+            active_clusters: active,
             share: s,
         });
     }
-    result
 }
 
 /// A day number as `YYYY-MM-DD` (proleptic Gregorian, UTC).

@@ -71,7 +71,7 @@ impl Tabular for Summary {
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
-        let mut rows = vec![vec![
+        let mut rows = vec![vec!["zone".to_string(), self.zone.clone()], vec![
             "window".to_string(),
             format!(
                 "{}..{}",
@@ -96,7 +96,7 @@ impl Tabular for Summary {
             ("anonymous_reports", self.anonymous_reports),
             ("duplicates", self.duplicates),
             ("rejected_names", self.rejected_names),
-            ("queue_dropped", self.queue_dropped),
+            ("dropped", self.dropped),
         ] {
             rows.push(vec![k.to_string(), v.to_string()]);
         }
@@ -111,6 +111,7 @@ impl Tabular for Versions {
 
     fn header(&self) -> Vec<&'static str> {
         vec![
+            "zone",
             "version",
             "status",
             "clusters",
@@ -126,6 +127,7 @@ impl Tabular for Versions {
             .iter()
             .map(|r| {
                 vec![
+                    self.zone.clone(),
                     r.version.clone(),
                     r.status.map_or("-".into(), |s| s.to_string()),
                     r.clusters.to_string(),
@@ -162,7 +164,7 @@ pub struct TrendTable<'a>(pub &'a [TrendPoint]);
 
 impl Tabular for TrendTable<'_> {
     fn header(&self) -> Vec<&'static str> {
-        vec!["date", "version", "clusters", "nodes"]
+        vec!["zone", "date", "version", "clusters", "nodes"]
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
@@ -170,6 +172,7 @@ impl Tabular for TrendTable<'_> {
             .iter()
             .map(|p| {
                 vec![
+                    p.zone.clone(),
                     date_of_day(p.day),
                     p.version.clone(),
                     format!("{:.2}", p.clusters),
@@ -182,7 +185,7 @@ impl Tabular for TrendTable<'_> {
 
 impl Tabular for Adoption {
     fn header(&self) -> Vec<&'static str> {
-        vec!["date", "active_clusters", "share"]
+        vec!["zone", "date", "active_clusters", "share"]
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
@@ -190,6 +193,7 @@ impl Tabular for Adoption {
             .iter()
             .map(|p| {
                 vec![
+                    self.zone.clone(),
                     date_of_day(p.day),
                     p.active_clusters.to_string(),
                     pct(p.share),

@@ -1,22 +1,27 @@
-//! SQLite storage of reports and counters.
+//! SQLite storage of reports, rollups, snapshots and counters.
 //!
-//! One writer (the [`recorder`] thread) and any number of readers (stats);
-//! WAL mode lets them run side by side. Durability: `synchronous=FULL`, one
-//! fsync per batch commit, so every report acknowledged as stored survives a
-//! crash or power loss.
+//! One writer (the processor, which takes reports from the journal) and any
+//! number of readers (stats, through [`reader`]); WAL mode lets them run
+//! side by side. Durability: the journal is the durable record of every
+//! answered report, and each batch commits the journal position it reached
+//! in the same transaction as its rows. So `synchronous=NORMAL` is enough:
+//! a power loss may roll back the last commits, position included, and the
+//! processor takes the same records again from the journal, exactly once.
 
-pub mod recorder;
+mod ingest;
+mod latest;
+pub mod reader;
 pub mod rollup;
 mod schema;
+pub mod snapshot;
 
 use std::path::Path;
 
-use rusqlite::{params, Connection, OpenFlags};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use thiserror::Error;
 
 pub use crate::clock::day_of;
-use crate::hint::Status;
-use crate::protocol::{Identity, Report, ZoneName};
+pub use crate::report::ReceivedReport;
 
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
@@ -34,22 +39,22 @@ pub enum StoreError {
     },
 }
 
-/// A report as the server received it: what the store keeps.
-#[derive(Debug, Clone)]
-pub struct ReceivedReport {
-    pub report: Report,
-    pub zone: ZoneName,
-    /// Server clock, unix seconds.
-    pub received_at: i64,
-    /// The hint status the server answered with.
-    pub status: Status,
-}
-
 /// What one batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BatchOutcome {
     pub stored: u64,
     pub duplicates: u64,
+    /// Stored reports of a day whose snapshot was already made (and is not
+    /// made again: see docs/STATS.md).
+    pub late: u64,
+}
+
+/// A counter's gain on one day, persisted with the batch it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterDelta {
+    pub day: i64,
+    pub name: String,
+    pub delta: u64,
 }
 
 pub struct Store {
@@ -68,7 +73,13 @@ impl Store {
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The writer's working set (today's node-days, node states, the
+        // dedup range of recent days) stays in memory.
+        conn.pragma_update(None, "cache_size", -65_536)?;
+        // Keep a checkpointed write-ahead log from growing past 64 MiB,
+        // which on a small volume would otherwise refill the disk.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         schema::migrate(&mut conn)?;
         Ok(Store { conn })
     }
@@ -98,79 +109,76 @@ impl Store {
     /// Stores a batch in one transaction. A report id seen before is not
     /// stored again; its row's `duplicates` count goes up instead.
     pub fn insert_batch(&mut self, batch: &[ReceivedReport]) -> Result<BatchOutcome, StoreError> {
-        let tx = self.conn.transaction()?;
-        let mut outcome = BatchOutcome::default();
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO reports (report_id, zone, received_at, client_time, key_id,
-                                      cluster, node, version, flags, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (report_id) DO NOTHING",
-            )?;
-            let mut dup = tx.prepare_cached(
-                "UPDATE reports SET duplicates = duplicates + 1 WHERE report_id = ?1",
-            )?;
-            for r in batch {
-                let p = &r.report.payload;
-                let (cluster, node) = match p.identity {
-                    Identity::Withheld => (None, None),
-                    Identity::Known { cluster, node } => (Some(cluster.0), Some(node.0)),
-                };
-                let inserted = insert.execute(params![
-                    &r.report.id.0[..],
-                    r.zone.as_str(),
-                    r.received_at,
-                    // Stored as i64: a client clock past 2^63 is nonsense, clamp it.
-                    i64::try_from(p.timestamp).unwrap_or(i64::MAX),
-                    r.report.key_id.0,
-                    cluster.as_ref().map(|c| &c[..]),
-                    node.as_ref().map(|n| &n[..]),
-                    p.version.to_string(),
-                    p.flags(),
-                    r.status.code(),
-                ])?;
-                if inserted == 1 {
-                    rollup::add(&tx, r)?;
-                    outcome.stored += 1;
-                } else {
-                    dup.execute(params![&r.report.id.0[..]])?;
-                    outcome.duplicates += 1;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok(outcome)
+        self.commit(batch, &[], None)
     }
 
-    /// Deletes raw reports received before `before` (unix seconds), at most
-    /// `limit` rows per call so that the writer never holds the database for
-    /// long; the rollups keep their counts. Returns the rows deleted.
-    pub fn prune(&mut self, before: i64, limit: usize) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
-            "DELETE FROM reports WHERE id IN
-               (SELECT id FROM reports WHERE received_at < ?1 ORDER BY received_at LIMIT ?2)",
-            params![before, limit as i64],
-        )?)
-    }
-
-    /// Adds counter deltas to the given day's totals.
-    pub fn add_counters(&mut self, day: i64, deltas: &[(String, u64)]) -> Result<(), StoreError> {
+    /// Stores a batch, the counters that count it, and the position a
+    /// journal consumer reached, in one transaction: after a crash the
+    /// three agree, so the consumer resumes exactly after this batch.
+    pub fn commit(
+        &mut self,
+        batch: &[ReceivedReport],
+        counters: &[CounterDelta],
+        consumer: Option<(&str, u64)>,
+    ) -> Result<BatchOutcome, StoreError> {
         let tx = self.conn.transaction()?;
+        let outcome = ingest::apply(&tx, batch)?;
         {
             let mut up = tx.prepare_cached(
                 "INSERT INTO counters (day, name, value) VALUES (?1, ?2, ?3)
                  ON CONFLICT (day, name) DO UPDATE SET value = value + excluded.value",
             )?;
-            for (name, delta) in deltas.iter().filter(|(_, d)| *d > 0) {
+            for c in counters.iter().filter(|c| c.delta > 0) {
                 up.execute(params![
-                    day,
-                    name,
-                    i64::try_from(*delta).unwrap_or(i64::MAX)
+                    c.day,
+                    c.name,
+                    i64::try_from(c.delta).unwrap_or(i64::MAX)
                 ])?;
             }
         }
+        if let Some((name, position)) = consumer {
+            tx.prepare_cached(
+                "INSERT INTO consumers (name, position) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+            )?
+            .execute(params![name, i64::try_from(position).unwrap_or(i64::MAX)])?;
+        }
         tx.commit()?;
+        Ok(outcome)
+    }
+
+    /// The journal position a consumer committed last (0: never).
+    pub fn consumer_position(&self, name: &str) -> Result<u64, StoreError> {
+        let pos: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT position FROM consumers WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(pos.map_or(0, |p| u64::try_from(p).unwrap_or(0)))
+    }
+
+    /// Writes what the write-ahead log holds into the database and shrinks
+    /// it: after a failed commit on a full disk, this is what gives the
+    /// space back.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
+    }
+
+    /// Deletes raw reports whose client day is before `before_day`, at
+    /// most `limit` rows per call so that the writer never holds the
+    /// database for long; the rollups keep their counts. Returns the rows
+    /// deleted.
+    pub fn prune(&mut self, before_day: i64, limit: usize) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "DELETE FROM reports WHERE (client_day, report_id) IN
+               (SELECT client_day, report_id FROM reports WHERE client_day < ?1 LIMIT ?2)",
+            params![before_day, limit as i64],
+        )?)
     }
 }
 

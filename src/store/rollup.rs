@@ -1,6 +1,7 @@
-//! Daily rollups, kept forever, maintained in the same transaction as each
-//! new report: stats read these instead of the raw table, whose rows expire
-//! after the retention period (docs/STATS.md has the counting model).
+//! Schema 2's daily rollups as they were first built: this module creates
+//! and backfills them for a database that predates them. Later schema
+//! versions maintain them in [`super::ingest`] (docs/STATS.md has the
+//! counting model).
 
 use rusqlite::{params, Transaction};
 

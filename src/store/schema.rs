@@ -7,14 +7,14 @@
 
 use rusqlite::{Connection, Transaction};
 
-use super::{rollup, StoreError};
+use super::{ingest, rollup, snapshot, StoreError};
 
 type Backfill = fn(&Transaction<'_>) -> Result<(), StoreError>;
 
 /// One step: SQL, then optional Rust (to backfill with the same code the
 /// writer uses, rather than a second implementation in SQL).
 struct Migration {
-    sql: &'static str,
+    sql: &'static [&'static str],
     backfill: Option<Backfill>,
 }
 
@@ -22,7 +22,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     // 1: reports and daily counters. No client or resolver address is stored.
     Migration {
-        sql: r#"
+        sql: &[r#"
     CREATE TABLE reports (
         id          INTEGER PRIMARY KEY,
         report_id   BLOB    NOT NULL UNIQUE,   -- the frame nonce, 12 bytes
@@ -44,13 +44,20 @@ const MIGRATIONS: &[Migration] = &[
         value INTEGER NOT NULL,
         PRIMARY KEY (day, name)
     ) WITHOUT ROWID;
-    "#,
+    "#],
         backfill: None,
     },
     // 2: daily rollups, so that stats never scan raw reports (which expire).
     Migration {
-        sql: rollup::SCHEMA,
+        sql: &[rollup::SCHEMA],
         backfill: Some(rollup::backfill),
+    },
+    // 3: the journal's processor: raw reports keyed for deduplication by
+    // client day, per-version day totals, each node's latest state, daily
+    // snapshots, consumer positions.
+    Migration {
+        sql: &[ingest::SCHEMA, snapshot::SCHEMA],
+        backfill: Some(ingest::backfill),
     },
 ];
 
@@ -66,7 +73,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (i, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
-        tx.execute_batch(m.sql)?;
+        for sql in m.sql {
+            tx.execute_batch(sql)?;
+        }
         if let Some(backfill) = m.backfill {
             backfill(&tx)?;
         }

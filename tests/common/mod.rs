@@ -65,7 +65,7 @@ pub fn config_text(releases: &str) -> String {
         r#"[server]
 listen = ["127.0.0.1:0"]
 database = "vcheckd.sqlite"
-queue_capacity = 100000
+journal_max_bytes = 268435456
 
 [[zone]]
 name = "{ZONE}"

@@ -1,0 +1,303 @@
+//! The path from the answer loops to SQLite: the journal in between.
+//!
+//! The answer path hands each valid report to [`JournalSink`], which
+//! appends its record to the journal and never waits on the disk. The
+//! [`Processor`] thread reads the journal at its own pace from the position
+//! committed in the database, and commits each batch of reports, the
+//! counters that count them and the new position in one transaction. A
+//! burst grows the journal instead of dropping reports; a crash or a stop
+//! resumes exactly after the last committed batch.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::dns::ReportSink;
+use crate::journal::{AppendError, Journal, Position, Reader};
+use crate::metrics::{bump, Metrics};
+use crate::report::ReceivedReport;
+use crate::store::{BatchOutcome, CounterDelta, Store};
+
+/// The consumer name under which the SQLite processor keeps its position.
+pub const CONSUMER: &str = "sqlite";
+
+/// The answer path's side: a report becomes a journal record.
+pub struct JournalSink {
+    journal: Arc<Journal>,
+    metrics: Arc<Metrics>,
+}
+
+impl JournalSink {
+    pub fn new(journal: Arc<Journal>, metrics: Arc<Metrics>) -> Self {
+        JournalSink { journal, metrics }
+    }
+}
+
+thread_local! {
+    /// One record buffer per answer thread: no allocation per report.
+    static RECORD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ReportSink for JournalSink {
+    fn accept(&self, report: ReceivedReport) {
+        let appended = RECORD.with_borrow_mut(|buf| {
+            report.to_record(buf).ok()?;
+            Some(self.journal.append(buf))
+        });
+        match appended {
+            Some(Ok(())) => {}
+            // Full: the journal counts and logs it; it is a drop for us.
+            Some(Err(AppendError::Full | AppendError::Closed)) | Some(Err(_)) | None => {
+                bump(&self.metrics.reports_dropped)
+            }
+        }
+    }
+}
+
+/// How the processor batches and prunes.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessorConfig {
+    /// Records per transaction, at most.
+    pub max_batch: usize,
+    /// Raw reports are deleted this many days after their client day (the
+    /// rollups stay).
+    pub retention_days: u32,
+    /// How often to look for expired raw reports.
+    pub prune_interval: Duration,
+    /// Counters are persisted at least this often, reports or not.
+    pub flush_interval: Duration,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            max_batch: 8_192,
+            retention_days: 30,
+            prune_interval: Duration::from_secs(3_600),
+            flush_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The running processor thread.
+pub struct Processor {
+    stop: Arc<AtomicBool>,
+    done: mpsc::Receiver<Position>,
+    handle: JoinHandle<()>,
+}
+
+impl Processor {
+    /// Starts taking records from `reader` (subscribed at the position the
+    /// store holds for [`CONSUMER`]) into `store`.
+    pub fn start(
+        store: Store,
+        journal: Arc<Journal>,
+        reader: Reader,
+        metrics: Arc<Metrics>,
+        config: ProcessorConfig,
+    ) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, done) = mpsc::channel();
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("vcheckd-processor".into())
+            .spawn(move || {
+                let mut run = Run {
+                    store,
+                    journal,
+                    reader,
+                    metrics,
+                    config,
+                    stop: flag,
+                    committed: Position::ZERO,
+                    persisted: Vec::new(),
+                    last_flush: Instant::now(),
+                };
+                run.committed = run.reader.position();
+                run.main();
+                let _ = tx.send(run.committed);
+            })?;
+        Ok(Processor { stop, done, handle })
+    }
+
+    /// Stops after the batch in hand (committed if the database lets it
+    /// within `deadline`, else left in the journal for the next start).
+    /// Returns the position committed, or `None` if the thread did not
+    /// finish within the deadline.
+    pub fn stop(self, deadline: Duration) -> Option<Position> {
+        self.stop.store(true, Ordering::Relaxed);
+        let position = self.done.recv_timeout(deadline).ok();
+        if position.is_some() {
+            let _ = self.handle.join();
+        }
+        position
+    }
+}
+
+struct Run {
+    store: Store,
+    journal: Arc<Journal>,
+    reader: Reader,
+    metrics: Arc<Metrics>,
+    config: ProcessorConfig,
+    stop: Arc<AtomicBool>,
+    /// The position the database holds.
+    committed: Position,
+    /// The answer-path counters as last persisted.
+    persisted: Vec<(String, u64)>,
+    last_flush: Instant,
+}
+
+impl Run {
+    fn main(&mut self) {
+        let mut batch: Vec<ReceivedReport> = Vec::with_capacity(self.config.max_batch);
+        let mut last_prune: Option<Instant> = None;
+        let mut pruning = true;
+        while !self.stop.load(Ordering::Relaxed) {
+            batch.clear();
+            let mut damaged = 0u64;
+            let read = self.reader.read_batch(
+                self.config.max_batch,
+                Duration::from_millis(100),
+                |_, bytes| match ReceivedReport::from_record(bytes) {
+                    Ok(r) => batch.push(r),
+                    Err(_) => damaged += 1,
+                },
+            );
+            let next = match read {
+                Ok(next) => next,
+                Err(e) => {
+                    error!(error = %e, "cannot read the journal; will retry");
+                    self.pause(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let stats = self.journal.stats();
+            self.metrics
+                .journal_end
+                .store(stats.durable_end.0, Ordering::Relaxed);
+            self.metrics
+                .journal_bytes
+                .store(stats.bytes_on_disk, Ordering::Relaxed);
+            if damaged > 0 {
+                warn!(records = damaged, "journal records that do not decode were skipped");
+            }
+            let moved = next != self.committed;
+            if moved || self.last_flush.elapsed() >= self.config.flush_interval {
+                if !self.commit(&batch, next) {
+                    return;
+                }
+            }
+            if pruning || last_prune.is_none_or(|t| t.elapsed() >= self.config.prune_interval) {
+                pruning = self.prune_step();
+                last_prune = Some(Instant::now());
+            }
+        }
+    }
+
+    /// Sleeps up to `d`, waking early on stop.
+    fn pause(&self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The answer-path counters' gains since the last commit, dated today.
+    fn counter_deltas(&self) -> (Vec<CounterDelta>, Vec<(String, u64)>) {
+        let current = self.metrics.persisted_counters();
+        let today = crate::clock::today();
+        let deltas = current
+            .iter()
+            .map(|(name, v)| {
+                let before = self
+                    .persisted
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(0, |(_, b)| *b);
+                CounterDelta {
+                    day: today,
+                    name: name.clone(),
+                    delta: v.saturating_sub(before),
+                }
+            })
+            .collect();
+        (deltas, current)
+    }
+
+    /// Commits a batch with its counters and position, retrying for as
+    /// long as SQLite refuses (a full disk, a long-held lock): a batch is
+    /// never discarded, and the journal keeps it meanwhile. False: stopped
+    /// while retrying; the batch stays in the journal for the next start.
+    fn commit(&mut self, batch: &[ReceivedReport], next: Position) -> bool {
+        let mut delay = Duration::from_millis(50);
+        let mut logged: Option<Instant> = None;
+        loop {
+            let (deltas, current) = self.counter_deltas();
+            let started = Instant::now();
+            match self.store.commit(batch, &deltas, Some((CONSUMER, next.0))) {
+                Ok(outcome) => {
+                    self.metrics.observe_batch(started.elapsed());
+                    self.count(outcome);
+                    self.persisted = current;
+                    self.last_flush = Instant::now();
+                    if let Err(e) = self.reader.commit(next) {
+                        warn!(error = %e, "cannot release journal segments");
+                    }
+                    self.committed = next;
+                    self.metrics
+                        .processed_position
+                        .store(next.0, Ordering::Relaxed);
+                    return true;
+                }
+                Err(e) => {
+                    if logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                        error!(error = %e, reports = batch.len(), "cannot store reports; they stay in the journal, will retry");
+                        logged = Some(Instant::now());
+                    }
+                    // A failed commit on a full disk leaves the write-ahead
+                    // log grown: give the space back before trying again.
+                    let _ = self.store.checkpoint();
+                    if self.stop.load(Ordering::Relaxed) {
+                        return false;
+                    }
+                    self.pause(delay);
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn count(&self, outcome: BatchOutcome) {
+        self.metrics
+            .reports_stored
+            .fetch_add(outcome.stored, Ordering::Relaxed);
+        self.metrics
+            .reports_duplicate
+            .fetch_add(outcome.duplicates, Ordering::Relaxed);
+        self.metrics
+            .reports_late
+            .fetch_add(outcome.late, Ordering::Relaxed);
+    }
+
+    /// Deletes one step of expired raw reports; true if more may remain.
+    fn prune_step(&mut self) -> bool {
+        const STEP: usize = 10_000;
+        let before = crate::clock::today() - i64::from(self.config.retention_days.max(1));
+        match self.store.prune(before, STEP) {
+            Ok(n) => {
+                if n > 0 {
+                    info!(rows = n, "pruned raw reports past retention");
+                }
+                n == STEP
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot prune expired reports");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Daily fleet snapshots: per zone, who was active in the windows ending on
+//! a day, and on which versions, computed once from each node's latest
+//! state (one row per node) when the day closes.
+//!
+//! A snapshot answers, for a window of `W` days ending on its day (W in
+//! [`WINDOWS`]), everything the counting model (docs/STATS.md) derives from
+//! node states: clusters by version (whole, and by node share), nodes by
+//! version, mixed and insecure clusters, and each cluster's oldest version
+//! (adoption). It also keeps, for up to [`ACTIVITY_DAYS`], how many clusters
+//! and nodes were last active `age` days before it, so active counts over
+//! any window up to that length, and "gone" clusters, need no node rows.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{params, Connection, Transaction};
+use semver::Version;
+
+use super::latest::{DayState, NodeLatest};
+use super::StoreError;
+
+/// Window lengths (days) whose composition is kept per day.
+pub const WINDOWS: [i64; 3] = [1, 7, 30];
+
+/// Ages (days since last active) counted per day: active counts are exact
+/// for windows up to this length, ending on any snapshot day.
+pub const ACTIVITY_DAYS: i64 = 92;
+
+/// Status code of "upgrade required" (security fix or end of life).
+const INSECURE: u8 = 3;
+
+pub(crate) const SCHEMA: &str = r#"
+    CREATE TABLE snapshot_versions (
+        day           INTEGER NOT NULL,
+        zone          TEXT    NOT NULL,
+        window        INTEGER NOT NULL,   -- days, ending on `day`
+        version       TEXT    NOT NULL,
+        clusters      INTEGER NOT NULL,   -- clusters entirely on the version
+        share_mixed   REAL    NOT NULL,   -- node-share fractions of mixed clusters
+        nodes         INTEGER NOT NULL,
+        min_clusters  INTEGER NOT NULL,   -- clusters whose oldest node runs it
+        PRIMARY KEY (day, zone, window, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE snapshot_totals (
+        day               INTEGER NOT NULL,
+        zone              TEXT    NOT NULL,
+        window            INTEGER NOT NULL,
+        mixed_clusters    INTEGER NOT NULL,
+        insecure_clusters INTEGER NOT NULL,
+        insecure_nodes    INTEGER NOT NULL,
+        PRIMARY KEY (day, zone, window)
+    ) WITHOUT ROWID;
+    CREATE TABLE snapshot_activity (
+        day      INTEGER NOT NULL,
+        zone     TEXT    NOT NULL,
+        age      INTEGER NOT NULL,        -- days between last activity and `day`
+        clusters INTEGER NOT NULL,
+        nodes    INTEGER NOT NULL,
+        PRIMARY KEY (day, zone, age)
+    ) WITHOUT ROWID;
+"#;
+
+/// One version's figures in one window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionFigures {
+    pub clusters: u64,
+    /// Sum of node-share fractions of the mixed clusters that run it, added
+    /// in cluster order (so the sum is the same on every run).
+    pub share_mixed: f64,
+    pub nodes: u64,
+    pub min_clusters: u64,
+}
+
+/// One window of a snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowFigures {
+    pub mixed_clusters: u64,
+    pub insecure_clusters: u64,
+    pub insecure_nodes: u64,
+    pub versions: BTreeMap<String, VersionFigures>,
+}
+
+/// One zone's snapshot of one day.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Index = age in days; (clusters, nodes) last active that many days
+    /// before the snapshot's day.
+    pub activity: Vec<(u64, u64)>,
+    /// Per entry of [`WINDOWS`].
+    pub windows: Vec<WindowFigures>,
+}
+
+impl Snapshot {
+    /// Clusters and nodes active in the `days` ending on the snapshot's day
+    /// (`None` beyond [`ACTIVITY_DAYS`]).
+    pub fn active(&self, days: i64) -> Option<(u64, u64)> {
+        if !(1..=ACTIVITY_DAYS).contains(&days) {
+            return None;
+        }
+        Some(
+            self.activity
+                .iter()
+                .take(days as usize)
+                .fold((0, 0), |(c, n), (dc, dn)| (c + dc, n + dn)),
+        )
+    }
+
+    pub fn window(&self, days: i64) -> Option<&WindowFigures> {
+        WINDOWS
+            .iter()
+            .position(|w| *w == days)
+            .and_then(|i| self.windows.get(i))
+    }
+}
+
+/// A node's state as of the snapshot day: its cluster, the day of its
+/// latest report on or before that day, version and status.
+pub(crate) struct Member<'a> {
+    pub cluster: [u8; 16],
+    pub last_day: i64,
+    pub version: &'a str,
+    pub status: u8,
+}
+
+/// Oldest first; text that is not semver is older than any version.
+fn cmp_oldest(a: &str, b: &str) -> std::cmp::Ordering {
+    match (Version::parse(a), Version::parse(b)) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Greater,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Less,
+        (Err(_), Err(_)) => a.cmp(b),
+    }
+}
+
+/// Computes one zone's snapshot of `day` from its nodes, given sorted by
+/// cluster (the order the exact computation also sums fractions in).
+pub(crate) fn compute<'a>(day: i64, members: impl Iterator<Item = Member<'a>>) -> Snapshot {
+    let mut snap = Snapshot {
+        activity: vec![(0, 0); ACTIVITY_DAYS as usize],
+        windows: vec![WindowFigures::default(); WINDOWS.len()],
+    };
+    let mut oldest_cache: HashMap<(&str, &str), std::cmp::Ordering> = HashMap::new();
+    let mut cluster: Vec<Member<'a>> = Vec::new();
+    let mut flush = |cluster: &mut Vec<Member<'a>>, snap: &mut Snapshot| {
+        if cluster.is_empty() {
+            return;
+        }
+        let youngest = cluster.iter().map(|m| day - m.last_day).min().unwrap_or(0);
+        if let Some(slot) = snap.activity.get_mut(youngest as usize) {
+            slot.0 += 1;
+        }
+        for m in cluster.iter() {
+            if let Some(slot) = snap.activity.get_mut((day - m.last_day) as usize) {
+                slot.1 += 1;
+            }
+        }
+        for (w, figures) in WINDOWS.iter().zip(snap.windows.iter_mut()) {
+            let active: Vec<&Member<'a>> =
+                cluster.iter().filter(|m| day - m.last_day < *w).collect();
+            if active.is_empty() {
+                continue;
+            }
+            let mut per_version: BTreeMap<&str, usize> = BTreeMap::new();
+            for m in &active {
+                *per_version.entry(m.version).or_default() += 1;
+                figures
+                    .versions
+                    .entry(m.version.to_string())
+                    .or_default()
+                    .nodes += 1;
+                if m.status == INSECURE {
+                    figures.insecure_nodes += 1;
+                }
+            }
+            if per_version.len() == 1 {
+                figures
+                    .versions
+                    .entry(active[0].version.to_string())
+                    .or_default()
+                    .clusters += 1;
+            } else {
+                figures.mixed_clusters += 1;
+                for (version, count) in &per_version {
+                    figures
+                        .versions
+                        .entry(version.to_string())
+                        .or_default()
+                        .share_mixed += *count as f64 / active.len() as f64;
+                }
+            }
+            if active.iter().any(|m| m.status == INSECURE) {
+                figures.insecure_clusters += 1;
+            }
+            let oldest = per_version.keys().copied().reduce(|a, b| {
+                let order = *oldest_cache
+                    .entry((a, b))
+                    .or_insert_with(|| cmp_oldest(a, b));
+                if order == std::cmp::Ordering::Greater {
+                    b
+                } else {
+                    a
+                }
+            });
+            if let Some(oldest) = oldest {
+                figures
+                    .versions
+                    .entry(oldest.to_string())
+                    .or_default()
+                    .min_clusters += 1;
+            }
+        }
+        cluster.clear();
+    };
+    for m in members {
+        if cluster.last().is_some_and(|c| c.cluster != m.cluster) {
+            flush(&mut cluster, &mut snap);
+        }
+        cluster.push(m);
+    }
+    flush(&mut cluster, &mut snap);
+    snap
+}
+
+/// Every zone's node states as stored in `node_latest`, sorted by zone and
+/// cluster (the table's key order).
+pub(crate) fn load_latest(conn: &Connection) -> Result<Vec<(String, [u8; 16], NodeLatest)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT zone, cluster, last_day, last_at, version, status, prev_day, prev_version, prev_status
+         FROM node_latest ORDER BY zone, cluster, node",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let cluster: Vec<u8> = r.get(1)?;
+        let prev = match (
+            r.get::<_, Option<i64>>(6)?,
+            r.get::<_, Option<String>>(7)?,
+            r.get::<_, Option<u8>>(8)?,
+        ) {
+            (Some(day), Some(version), Some(status)) => Some(DayState {
+                day,
+                version,
+                status,
+            }),
+            _ => None,
+        };
+        Ok((
+            r.get::<_, String>(0)?,
+            cluster,
+            NodeLatest {
+                last_day: r.get(2)?,
+                last_at: r.get(3)?,
+                version: r.get(4)?,
+                status: r.get(5)?,
+                prev,
+            },
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (zone, cluster, latest) = row?;
+        if let Ok(cluster) = <[u8; 16]>::try_from(cluster) {
+            out.push((zone, cluster, latest));
+        }
+    }
+    Ok(out)
+}
+
+/// Snapshots of `day` for every zone, from node states (sorted by zone and
+/// cluster) taken as of that day.
+pub(crate) fn compute_all(
+    nodes: &[(String, [u8; 16], NodeLatest)],
+    day: i64,
+) -> BTreeMap<String, Snapshot> {
+    let mut out = BTreeMap::new();
+    let mut start = 0;
+    while start < nodes.len() {
+        let zone = &nodes[start].0;
+        let end = start + nodes[start..].partition_point(|(z, _, _)| z == zone);
+        let members = nodes[start..end].iter().filter_map(|(_, cluster, n)| {
+            n.as_of(day).map(|(last_day, version, status)| Member {
+                cluster: *cluster,
+                last_day,
+                version,
+                status,
+            })
+        });
+        out.insert(zone.clone(), compute(day, members));
+        start = end;
+    }
+    out
+}
+
+/// Replaces the stored snapshots of `day` with `snaps`.
+pub(crate) fn store(
+    tx: &Transaction<'_>,
+    day: i64,
+    snaps: &BTreeMap<String, Snapshot>,
+) -> Result<(), StoreError> {
+    for table in ["snapshot_versions", "snapshot_totals", "snapshot_activity"] {
+        tx.execute(&format!("DELETE FROM {table} WHERE day = ?1"), [day])?;
+    }
+    let mut version = tx.prepare_cached(
+        "INSERT INTO snapshot_versions (day, zone, window, version, clusters, share_mixed, nodes, min_clusters)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut totals = tx.prepare_cached(
+        "INSERT INTO snapshot_totals (day, zone, window, mixed_clusters, insecure_clusters, insecure_nodes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut activity = tx.prepare_cached(
+        "INSERT INTO snapshot_activity (day, zone, age, clusters, nodes) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    for (zone, snap) in snaps {
+        for (age, (clusters, nodes)) in snap.activity.iter().enumerate() {
+            if *clusters > 0 || *nodes > 0 {
+                activity.execute(params![day, zone, age as i64, n(*clusters), n(*nodes)])?;
+            }
+        }
+        for (w, figures) in WINDOWS.iter().zip(&snap.windows) {
+            totals.execute(params![
+                day,
+                zone,
+                w,
+                n(figures.mixed_clusters),
+                n(figures.insecure_clusters),
+                n(figures.insecure_nodes)
+            ])?;
+            for (name, v) in &figures.versions {
+                version.execute(params![
+                    day,
+                    zone,
+                    w,
+                    name,
+                    n(v.clusters),
+                    v.share_mixed,
+                    n(v.nodes),
+                    n(v.min_clusters)
+                ])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The stored snapshot of `day` for `zone`, if that day was closed.
+pub(crate) fn load(conn: &Connection, zone: &str, day: i64) -> Result<Option<Snapshot>, StoreError> {
+    let mut snap = Snapshot {
+        activity: vec![(0, 0); ACTIVITY_DAYS as usize],
+        windows: vec![WindowFigures::default(); WINDOWS.len()],
+    };
+    let mut found = false;
+    let mut stmt = conn.prepare_cached(
+        "SELECT window, mixed_clusters, insecure_clusters, insecure_nodes
+         FROM snapshot_totals WHERE day = ?1 AND zone = ?2",
+    )?;
+    let mut rows = stmt.query(params![day, zone])?;
+    while let Some(r) = rows.next()? {
+        found = true;
+        let w: i64 = r.get(0)?;
+        if let Some(f) = WINDOWS.iter().position(|x| *x == w).map(|i| &mut snap.windows[i]) {
+            f.mixed_clusters = r.get::<_, i64>(1)? as u64;
+            f.insecure_clusters = r.get::<_, i64>(2)? as u64;
+            f.insecure_nodes = r.get::<_, i64>(3)? as u64;
+        }
+    }
+    if !found {
+        return Ok(None);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT window, version, clusters, share_mixed, nodes, min_clusters
+         FROM snapshot_versions WHERE day = ?1 AND zone = ?2",
+    )?;
+    let mut rows = stmt.query(params![day, zone])?;
+    while let Some(r) = rows.next()? {
+        let w: i64 = r.get(0)?;
+        if let Some(f) = WINDOWS.iter().position(|x| *x == w).map(|i| &mut snap.windows[i]) {
+            f.versions.insert(
+                r.get(1)?,
+                VersionFigures {
+                    clusters: r.get::<_, i64>(2)? as u64,
+                    share_mixed: r.get(3)?,
+                    nodes: r.get::<_, i64>(4)? as u64,
+                    min_clusters: r.get::<_, i64>(5)? as u64,
+                },
+            );
+        }
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT age, clusters, nodes FROM snapshot_activity WHERE day = ?1 AND zone = ?2",
+    )?;
+    let mut rows = stmt.query(params![day, zone])?;
+    while let Some(r) = rows.next()? {
+        let age: i64 = r.get(0)?;
+        if let Some(slot) = usize::try_from(age).ok().and_then(|a| snap.activity.get_mut(a)) {
+            *slot = (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64);
+        }
+    }
+    Ok(Some(snap))
+}
