@@ -8,7 +8,7 @@
 //! burst grows the journal instead of dropping reports; a crash or a stop
 //! resumes exactly after the last committed batch.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -85,6 +85,7 @@ impl Default for ProcessorConfig {
 /// The running processor thread.
 pub struct Processor {
     stop: Arc<AtomicBool>,
+    drain_to: Arc<AtomicU64>,
     done: mpsc::Receiver<Position>,
     handle: JoinHandle<()>,
 }
@@ -100,8 +101,10 @@ impl Processor {
         config: ProcessorConfig,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        let drain_to = Arc::new(AtomicU64::new(u64::MAX));
         let (tx, done) = mpsc::channel();
         let flag = stop.clone();
+        let target = drain_to.clone();
         let handle = std::thread::Builder::new()
             .name("vcheckd-processor".into())
             .spawn(move || {
@@ -112,6 +115,7 @@ impl Processor {
                     metrics,
                     config,
                     stop: flag,
+                    drain_to: target,
                     committed: Position::ZERO,
                     persisted: Vec::new(),
                     last_flush: Instant::now(),
@@ -120,16 +124,32 @@ impl Processor {
                 run.main();
                 let _ = tx.send(run.committed);
             })?;
-        Ok(Processor { stop, done, handle })
+        Ok(Processor {
+            stop,
+            drain_to,
+            done,
+            handle,
+        })
     }
 
-    /// Stops after the batch in hand (committed if the database lets it
-    /// within `deadline`, else left in the journal for the next start).
-    /// Returns the position committed, or `None` if the thread did not
-    /// finish within the deadline.
-    pub fn stop(self, deadline: Duration) -> Option<Position> {
-        self.stop.store(true, Ordering::Relaxed);
-        let position = self.done.recv_timeout(deadline).ok();
+    /// Takes what the journal holds up to `end` into the database, for at
+    /// most `deadline`; then stops after the batch in hand (what is not
+    /// committed stays in the journal for the next start). Returns the
+    /// position committed, or `None` if the thread did not finish in time
+    /// (a database call that does not return).
+    pub fn stop(self, end: Position, deadline: Duration) -> Option<Position> {
+        let started = Instant::now();
+        self.drain_to.store(end.0, Ordering::Relaxed);
+        // Most of the bound for draining; the rest for a batch in hand.
+        let drain = deadline.saturating_sub(deadline / 5);
+        let mut position = self.done.recv_timeout(drain).ok();
+        if position.is_none() {
+            self.stop.store(true, Ordering::Relaxed);
+            position = self
+                .done
+                .recv_timeout(deadline.saturating_sub(started.elapsed()))
+                .ok();
+        }
         if position.is_some() {
             let _ = self.handle.join();
         }
@@ -144,6 +164,8 @@ struct Run {
     metrics: Arc<Metrics>,
     config: ProcessorConfig,
     stop: Arc<AtomicBool>,
+    /// Stop once the database holds everything before this position.
+    drain_to: Arc<AtomicU64>,
     /// The position the database holds.
     committed: Position,
     /// The answer-path counters as last persisted.
@@ -156,7 +178,9 @@ impl Run {
         let mut batch: Vec<ReceivedReport> = Vec::with_capacity(self.config.max_batch);
         let mut last_prune: Option<Instant> = None;
         let mut pruning = true;
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stop.load(Ordering::Relaxed)
+            && self.committed.0 < self.drain_to.load(Ordering::Relaxed)
+        {
             batch.clear();
             let mut damaged = 0u64;
             let read = self.reader.read_batch(
@@ -183,13 +207,15 @@ impl Run {
                 .journal_bytes
                 .store(stats.bytes_on_disk, Ordering::Relaxed);
             if damaged > 0 {
-                warn!(records = damaged, "journal records that do not decode were skipped");
+                warn!(
+                    records = damaged,
+                    "journal records that do not decode were skipped"
+                );
             }
             let moved = next != self.committed;
-            if moved || self.last_flush.elapsed() >= self.config.flush_interval {
-                if !self.commit(&batch, next) {
-                    return;
-                }
+            let due = moved || self.last_flush.elapsed() >= self.config.flush_interval;
+            if due && !self.commit(&batch, next) {
+                return;
             }
             if pruning || last_prune.is_none_or(|t| t.elapsed() >= self.config.prune_interval) {
                 pruning = self.prune_step();

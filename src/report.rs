@@ -67,9 +67,13 @@ impl ReceivedReport {
         if kind != KIND_V1 {
             return Err(RecordError::Kind(kind));
         }
-        let (at, rest) = rest.split_first_chunk::<8>().ok_or(RecordError::Truncated)?;
+        let (at, rest) = rest
+            .split_first_chunk::<8>()
+            .ok_or(RecordError::Truncated)?;
         let (&status, rest) = rest.split_first().ok_or(RecordError::Truncated)?;
-        let (id, rest) = rest.split_first_chunk::<12>().ok_or(RecordError::Truncated)?;
+        let (id, rest) = rest
+            .split_first_chunk::<12>()
+            .ok_or(RecordError::Truncated)?;
         let (&key_id, rest) = rest.split_first().ok_or(RecordError::Truncated)?;
         let (&zone_len, rest) = rest.split_first().ok_or(RecordError::Truncated)?;
         let (zone, payload) = rest
@@ -123,6 +127,9 @@ mod tests {
             assert!(ReceivedReport::from_record(&bytes[..cut]).is_err(), "{cut}");
         }
         bytes[0] = 9;
-        assert_eq!(ReceivedReport::from_record(&bytes), Err(RecordError::Kind(9)));
+        assert_eq!(
+            ReceivedReport::from_record(&bytes),
+            Err(RecordError::Kind(9))
+        );
     }
 }

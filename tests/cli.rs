@@ -130,7 +130,11 @@ fn embedded_default_quick_start() {
     assert!(server.stop().success());
     let out = vcheckd(dir.path(), &["stats", "--json"], &[]);
     assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // One result per zone with data: here the sample zone.
+    let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+    let v = &all[0];
+    assert_eq!(v["zone"], ZONE);
     assert_eq!(v["active_clusters"], 1);
     assert_eq!(v["active_nodes"], 1);
     // One node, whose latest report (2.4.1) places it; both reports counted.

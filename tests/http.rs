@@ -15,8 +15,9 @@ use http_support::*;
 use openmetrics_parser::{prometheus::parse_prometheus, PrometheusType, PrometheusValue};
 use vcheckd::config::Config;
 use vcheckd::dns::server::RunningServer;
+use vcheckd::protocol::ZoneName;
 use vcheckd::stats::{self, date_of_day, Bucket, Dataset, Scope};
-use vcheckd::store::Store;
+use vcheckd::store::reader::{SqliteReader, StatsReader};
 
 /// A Setup whose config has `[http]` on an ephemeral port.
 fn setup_with_http(top_versions: usize) -> Setup {
@@ -149,14 +150,12 @@ async fn metrics_count_live_traffic_and_parse() {
         })
         .sum();
     assert_eq!(rejected, 1.0);
-    assert_eq!(value(&m, "vcheckd_reports_queue_dropped_total", &[]), 0.0);
-    assert_eq!(
-        kind(&m, "vcheckd_report_queue_depth"),
-        PrometheusType::Gauge
-    );
-    assert_eq!(value(&m, "vcheckd_report_queue_depth", &[]), 0.0);
-    // The writer committed at least once: a histogram with a count.
-    let h = &m.families["vcheckd_writer_batch_duration_seconds"];
+    assert_eq!(value(&m, "vcheckd_reports_dropped_total", &[]), 0.0);
+    assert_eq!(kind(&m, "vcheckd_journal_lag_bytes"), PrometheusType::Gauge);
+    assert_eq!(value(&m, "vcheckd_journal_lag_bytes", &[]), 0.0);
+    assert!(value(&m, "vcheckd_journal_bytes", &[]) > 0.0);
+    // The processor committed at least once: a histogram with a count.
+    let h = &m.families["vcheckd_processor_batch_duration_seconds"];
     assert_eq!(h.family_type, PrometheusType::Histogram);
     let PrometheusValue::Histogram(hist) = &h.iter_samples().next().unwrap().value else {
         panic!("not a histogram")
@@ -165,11 +164,11 @@ async fn metrics_count_live_traffic_and_parse() {
     assert!(count >= 1, "{hist:?}");
     assert_eq!(hist.buckets.last().unwrap().count.as_f64(), count as f64);
     // The fleet: two clusters today, on 2.3.1 and 2.4.1.
-    assert_eq!(value(&m, "vcheckd_active_clusters", &["2.3.1"]), 1.0);
-    assert_eq!(value(&m, "vcheckd_active_clusters", &["2.4.1"]), 1.0);
-    assert_eq!(value(&m, "vcheckd_active_nodes", &["2.4.1"]), 1.0);
-    assert_eq!(value(&m, "vcheckd_active_clusters_all", &[]), 2.0);
-    assert_eq!(value(&m, "vcheckd_insecure_clusters", &[]), 0.0);
+    assert_eq!(value(&m, "vcheckd_active_clusters", &["2.3.1", ZONE]), 1.0);
+    assert_eq!(value(&m, "vcheckd_active_clusters", &["2.4.1", ZONE]), 1.0);
+    assert_eq!(value(&m, "vcheckd_active_nodes", &["2.4.1", ZONE]), 1.0);
+    assert_eq!(value(&m, "vcheckd_active_clusters_all", &[ZONE]), 2.0);
+    assert_eq!(value(&m, "vcheckd_insecure_clusters", &[ZONE]), 0.0);
     server.shutdown().await.unwrap();
 }
 
@@ -190,7 +189,8 @@ async fn fleet_gauges_are_bounded_and_agree_with_stats() {
             let PrometheusValue::Gauge(g) = s.value else {
                 panic!()
             };
-            let nodes = value(&m, "vcheckd_active_nodes", &[&v]);
+            assert_eq!(labels.get_label_value("zone"), Some(ZONE));
+            let nodes = value(&m, "vcheckd_active_nodes", &[&v, ZONE]);
             (v, (g.as_f64(), nodes))
         })
         .collect();
@@ -204,7 +204,7 @@ async fn fleet_gauges_are_bounded_and_agree_with_stats() {
     assert!((clusters_sum - truth.active_clusters(first, last) as f64).abs() < 1e-6);
     assert_eq!(nodes_sum, truth.active_nodes(first, last) as f64);
     assert_eq!(
-        value(&m, "vcheckd_active_clusters_all", &[]),
+        value(&m, "vcheckd_active_clusters_all", &[ZONE]),
         truth.active_clusters(first, last) as f64
     );
     let by_version = truth.nodes_by_version(first, last);
@@ -213,52 +213,49 @@ async fn fleet_gauges_are_bounded_and_agree_with_stats() {
             assert_eq!(*nodes, by_version[v] as f64, "{v}");
         }
     }
-    // And against vcheckd::stats.
-    let store = Store::open_read_only(&setup.db_path()).unwrap();
-    let data = Dataset::load(
-        std::slice::from_ref(&store),
-        &Scope {
-            first_day: first,
-            last_day: last,
-            zone: None,
-        },
-    )
-    .unwrap();
-    let v = stats::versions(&data, first, last);
+    // And against vcheckd::stats' exact path.
+    let v = stats::versions(&load(&setup.db_path(), first, last, ZONE), first, last);
     for row in v.grouped(4) {
         let (clusters, nodes) = versions[&row.version];
         assert!((clusters - row.cluster_share).abs() < 1e-9, "{row:?}");
         assert_eq!(nodes, row.nodes as f64);
     }
     assert_eq!(
-        value(&m, "vcheckd_mixed_clusters", &[]),
+        value(&m, "vcheckd_mixed_clusters", &[ZONE]),
         v.mixed_clusters as f64
     );
     assert!(v.mixed_clusters > 0, "the fleet upgrades node by node");
     assert_eq!(
-        value(&m, "vcheckd_insecure_clusters", &[]),
+        value(&m, "vcheckd_insecure_clusters", &[ZONE]),
         v.insecure_clusters as f64
     );
     assert_eq!(
-        value(&m, "vcheckd_insecure_nodes", &[]),
+        value(&m, "vcheckd_insecure_nodes", &[ZONE]),
         v.insecure_nodes as f64
     );
     assert!(v.insecure_nodes > 0);
     server.shutdown().await.unwrap();
 }
 
-/// `vcheckd::stats` on the database, as the CLI computes it.
-fn load(db: &std::path::Path, first: i64, last: i64, zone: Option<&str>) -> Dataset {
-    let store = Store::open_read_only(db).unwrap();
+/// The rows of one zone, read for `vcheckd::stats`' exact path (the one
+/// that merges node-days in memory): what the snapshots must agree with.
+fn load(db: &std::path::Path, first: i64, last: i64, zone: &str) -> Dataset {
+    let reader = SqliteReader::open(db).unwrap();
     Dataset::load(
-        std::slice::from_ref(&store),
+        &[&reader as &dyn StatsReader],
         &Scope {
             first_day: first,
             last_day: last,
-            zone: zone.map(str::to_string),
+            zone: ZoneName::new(zone).unwrap(),
         },
     )
     .unwrap()
+}
+
+const ORG: &str = "vc.example.org";
+
+fn per_zone<T: serde::Serialize>(f: impl Fn(&str) -> T) -> serde_json::Value {
+    json(&[ZONE, ORG].map(f))
 }
 
 fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
@@ -293,35 +290,58 @@ async fn api_equals_stats_for_the_same_data() {
     let db = setup.db_path();
     let today = today();
 
-    // versions: default window (7 days), then an explicit one with a zone.
+    // versions: default window (7 days, from the snapshots), one result
+    // per zone, equal to the exact path.
     let r = get(http, "/api/v1/versions").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
     let got = r.json();
-    let want = stats::versions(&load(&db, today - 6, today, None), today - 6, today);
-    assert_same(&got, &json(&want));
+    let want = per_zone(|z| stats::versions(&load(&db, today - 6, today, z), today - 6, today));
+    assert_same(&got, &want);
     // Numbers known from the generator, not from the code under test.
+    let zones = got.as_array().unwrap();
+    assert_eq!(zones[0]["zone"], ZONE);
+    assert_eq!(zones[1]["zone"], ORG);
+    let sum = |key: &str| zones.iter().map(|z| z[key].as_u64().unwrap()).sum::<u64>();
     assert_eq!(
-        got["active_clusters"],
+        sum("active_clusters"),
         truth.active_clusters(today - 6, today) as u64
     );
     assert_eq!(
-        got["active_nodes"],
+        sum("active_nodes"),
         truth.active_nodes(today - 6, today) as u64
     );
-    let nodes: BTreeMap<String, u64> = got["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["nodes"].as_u64().unwrap() > 0)
-        .map(|r| {
-            (
-                r["version"].as_str().unwrap().to_string(),
-                r["nodes"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let mut nodes: BTreeMap<String, u64> = BTreeMap::new();
+    for zone in zones {
+        for r in zone["rows"].as_array().unwrap() {
+            let n = r["nodes"].as_u64().unwrap();
+            if n > 0 {
+                *nodes
+                    .entry(r["version"].as_str().unwrap().to_string())
+                    .or_default() += n;
+            }
+        }
+    }
     assert_eq!(nodes, truth.nodes_by_version(today - 6, today));
+
+    // Closed days' snapshots: 1, 7 and 30-day windows ending in the past,
+    // against the exact path; and a window no snapshot keeps.
+    for (since, until) in [
+        (today - 9, today - 3),
+        (today - 32, today - 3),
+        (today - 4, today - 4),
+        (today - 20, today - 3),
+    ] {
+        let q = format!(
+            "since={}&until={}&zone=VC.Example.ORG.",
+            date_of_day(since),
+            date_of_day(until)
+        );
+        let got = get(http, &format!("/api/v1/versions?{q}")).await.json();
+        let want = stats::versions(&load(&db, since, until, ORG), since, until);
+        assert_same(&got, &json(&[&want]));
+        assert!(want.active_clusters > 0);
+    }
 
     let (since, until) = (today - 20, today - 3);
     let q = format!(
@@ -329,46 +349,39 @@ async fn api_equals_stats_for_the_same_data() {
         date_of_day(since),
         date_of_day(until)
     );
-    let got = get(http, &format!("/api/v1/versions?{q}")).await.json();
-    let want = stats::versions(
-        &load(&db, since, until, Some("vc.example.org")),
-        since,
-        until,
-    );
-    assert_same(&got, &json(&want));
-    assert!(want.active_clusters > 0);
-    assert!(want.active_clusters < truth.active_clusters(since, until) as u64);
-
-    // summary
+    // summary: snapshots for the window and the span before it.
     let got = get(http, &format!("/api/v1/summary?{q}")).await.json();
-    let store = Store::open_read_only(&db).unwrap();
-    let data = Dataset::load(
-        std::slice::from_ref(&store),
-        &stats::summary_scope(since, until, Some("vc.example.org".into())),
-    )
-    .unwrap();
-    assert_same(&got, &json(&stats::summary(&data, since, until)));
+    let summary_of = |z: &str, first: i64, last: i64| {
+        let reader = SqliteReader::open(&db).unwrap();
+        let data = Dataset::load(
+            &[&reader as &dyn StatsReader],
+            &stats::summary_scope(first, last, ZoneName::new(z).unwrap()),
+        )
+        .unwrap();
+        stats::summary(&data, first, last)
+    };
+    assert_same(&got, &json(&[summary_of(ORG, since, until)]));
     let got = get(http, "/api/v1/summary").await.json();
-    let data = Dataset::load(
-        std::slice::from_ref(&store),
-        &stats::summary_scope(today - 6, today, None),
-    )
-    .unwrap();
-    assert_same(&got, &json(&stats::summary(&data, today - 6, today)));
-    assert_eq!(got["anonymous_reports"], 3 * 7);
+    assert_same(&got, &per_zone(|z| summary_of(z, today - 6, today)));
+    assert_eq!(got[0]["anonymous_reports"], 3 * 7);
 
-    // trend: default 30 days by day, and by week.
+    // trend: default 30 days by day, and by (whole) week.
     let got = get(http, "/api/v1/trend").await.json();
-    let data = load(&db, today - 29, today, None);
-    assert_same(
-        &got,
-        &json(&stats::trend(&data, today - 29, today, Bucket::Day)),
-    );
+    let mut want = Vec::new();
+    for z in [ZONE, ORG] {
+        want.extend(stats::trend(
+            &load(&db, today - 29, today, z),
+            today - 29,
+            today,
+            Bucket::Day,
+        ));
+    }
+    assert_same(&got, &json(&want));
     assert_eq!(got.as_array().unwrap().first().unwrap()["day"], today - 29);
     let got = get(http, &format!("/api/v1/trend?{q}&by=week"))
         .await
         .json();
-    let data = load(&db, since, until, Some("vc.example.org"));
+    let data = load(&db, since - 6, until, ORG);
     assert_same(
         &got,
         &json(&stats::trend(&data, since, until, Bucket::Week)),
@@ -377,16 +390,13 @@ async fn api_equals_stats_for_the_same_data() {
     // adoption of the newest release, as `stats adoption 2.4.1` computes it.
     let got = get(http, "/api/v1/adoption/v2.4.1").await.json();
     let released = today - 8;
-    assert_eq!(got["released_day"], released);
-    let scope = vcheckd::stats::Scope {
-        first_day: released - stats::ADOPTION_WINDOW_DAYS + 1,
-        last_day: today,
-        zone: None,
-    };
-    let data = Dataset::load(std::slice::from_ref(&store), &scope).unwrap();
-    let want = stats::adoption(&data, &semver::Version::new(2, 4, 1), today);
-    assert_same(&got, &json(&want));
-    assert!(want.days_to_50.is_some());
+    assert_eq!(got[0]["released_day"], released);
+    let want = per_zone(|z| {
+        let data = load(&db, released - stats::ADOPTION_WINDOW_DAYS + 1, today, z);
+        stats::adoption(&data, &semver::Version::new(2, 4, 1), today)
+    });
+    assert_same(&got, &want);
+    assert!(got[0]["days_to_50"].is_number());
 
     // Errors: JSON with a reason, and the right status.
     for (path, status, needle) in [
@@ -410,6 +420,11 @@ async fn api_equals_stats_for_the_same_data() {
         ("/api/v1/trend?by=month", 400, "day or week"),
         ("/api/v1/adoption/9.9.9", 404, "no report"),
         ("/api/v1/adoption/latest", 400, "semver"),
+        (
+            "/api/v1/versions?zone=vc.example.net",
+            400,
+            "zones: vc.example.com, vc.example.org",
+        ),
     ] {
         let r = get(http, path).await;
         assert_eq!(r.status, status, "{path}: {}", r.body);
@@ -463,10 +478,10 @@ async fn dashboard_draws_the_charts_and_groups_the_tail() {
 
     // Data from the query string is escaped; a bad one is a 400 page.
     let r = get(http, "/?zone=%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 400);
     assert!(!r.body.contains("<script>alert"));
     assert!(r.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-    assert!(r.body.contains("No active clusters in this window"));
+    assert!(r.body.contains("zones: vc.example.com"), "{}", r.body);
     let r = get(http, "/?since=last-week").await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("expected YYYY-MM-DD"));
@@ -533,7 +548,8 @@ fn serve_flag_overrides_the_http_address() {
         .unwrap();
     let r = rt.block_on(get(addr, "/api/v1/summary"));
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["reports"], 0);
+    // No report yet: no zone has data.
+    assert_eq!(r.json(), serde_json::json!([]));
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

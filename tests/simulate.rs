@@ -15,7 +15,8 @@ use vcheckd::hint::{AdvisoryConfig, Releases, ReleasesConfig};
 use vcheckd::protocol::{Key, KeyId, ZoneName};
 use vcheckd::simulate::truth::{TruthSummary, TruthVersions};
 use vcheckd::simulate::{db, dns, Fleet, Release, SimConfig, SimReport, Truth};
-use vcheckd::stats::{self, Bucket, Dataset, Scope, Summary, Versions};
+use vcheckd::stats::{self, Bucket, Dataset, Scope, Source, Summary, Versions};
+use vcheckd::store::reader::{SqliteReader, StatsReader};
 use vcheckd::store::{day_of, Store};
 
 const DAY: i64 = 86_400;
@@ -76,14 +77,15 @@ fn written(fleet: &Fleet, dir: &Path) -> (Dataset, db::DbOutcome) {
     (load(&path, fleet.start_day - 70, fleet.end_day), out)
 }
 
+/// The exact path: node-days merged in memory.
 fn load(path: &Path, first_day: i64, last_day: i64) -> Dataset {
-    let store = Store::open_read_only(path).unwrap();
+    let reader = SqliteReader::open(path).unwrap();
     let scope = Scope {
         first_day,
         last_day,
-        zone: None,
+        zone: zone(),
     };
-    Dataset::load(&[store], &scope).unwrap()
+    Dataset::load(&[&reader as &dyn StatsReader], &scope).unwrap()
 }
 
 fn check_summary(got: &Summary, want: &TruthSummary) {
@@ -149,6 +151,7 @@ fn stats_agree_with_the_generators_truth() {
     let fleet = Fleet::generate(&config(11)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (data, out) = written(&fleet, dir.path());
+    let source = Source::open(&[dir.path().join("sim.sqlite")]).unwrap();
     let truth = Truth::of_history(&fleet);
     let (start, end) = (fleet.start_day, fleet.end_day);
 
@@ -180,18 +183,39 @@ fn stats_agree_with_the_generators_truth() {
             &stats::versions(&data, first, last),
             &truth.versions(first, last),
         );
+        // The daily snapshots (for the windows they keep) say the same.
+        check_summary(
+            &source.summary(&zone(), first, last).unwrap(),
+            &truth.summary(first, last),
+        );
+        check_versions(
+            &source.versions(&zone(), first, last).unwrap(),
+            &truth.versions(first, last),
+        );
+    }
+    for day in start..=end {
+        check_versions(
+            &source.versions(&zone(), day, day).unwrap(),
+            &truth.versions(day, day),
+        );
+        if day - 6 >= start {
+            check_versions(
+                &source.versions(&zone(), day - 6, day).unwrap(),
+                &truth.versions(day - 6, day),
+            );
+        }
     }
 
     // Trend: each bucket is the version distribution of its days.
-    for (bucket, first) in [(Bucket::Week, end - 27), (Bucket::Day, end - 9)] {
-        let points = stats::trend(&data, first, end, bucket);
+    // Weeks are whole: the oldest starts on or before `first`.
+    for (bucket, first) in [(Bucket::Week, end - 25), (Bucket::Day, end - 9)] {
         let step = bucket.days();
         let mut expected = Vec::new();
         let mut from = end - step + 1;
         while from + step > first {
-            let v = truth.versions(from.max(first), from + step - 1);
+            let v = truth.versions(from, from + step - 1);
             for r in v.rows.iter().filter(|r| r.nodes > 0) {
-                expected.push((from.max(first), r.version.clone(), r.cluster_share, r.nodes));
+                expected.push((from, r.version.clone(), r.cluster_share, r.nodes));
             }
             from -= step;
         }
@@ -199,13 +223,18 @@ fn stats_agree_with_the_generators_truth() {
             a.0.cmp(&b.0)
                 .then_with(|| stats::cmp_versions_desc(&a.1, &b.1))
         });
-        assert_eq!(points.len(), expected.len(), "{bucket:?} trend points");
-        for (p, (day, version, share, nodes)) in points.iter().zip(&expected) {
-            assert_eq!((p.day, &p.version, p.nodes), (*day, version, *nodes));
-            assert!(
-                (p.clusters - share).abs() < 1e-9,
-                "{bucket:?} {day} {version}"
-            );
+        for points in [
+            stats::trend(&data, first, end, bucket),
+            source.trend(&zone(), first, end, bucket).unwrap(),
+        ] {
+            assert_eq!(points.len(), expected.len(), "{bucket:?} trend points");
+            for (p, (day, version, share, nodes)) in points.iter().zip(&expected) {
+                assert_eq!((p.day, &p.version, p.nodes), (*day, version, *nodes));
+                assert!(
+                    (p.clusters - share).abs() < 1e-9,
+                    "{bucket:?} {day} {version}"
+                );
+            }
         }
     }
 
@@ -215,6 +244,12 @@ fn stats_agree_with_the_generators_truth() {
         let version = Version::parse(v).unwrap();
         let got = stats::adoption(&data, &version, end);
         let want = truth.adoption(&version, end);
+        let fast = source.adoption(&zone(), &version, end).unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(&fast).unwrap(),
+            serde_json::to_value(&got).unwrap(),
+            "{v}: adoption from snapshots"
+        );
         assert_eq!(got.released_day, want.released_day, "{v}: released day");
         assert_eq!(
             (got.days_to_50, got.days_to_90),
@@ -358,12 +393,13 @@ fn writing_the_same_history_twice_adds_only_duplicates() {
     let again = db::write(&fleet, &fleet.history, &key(), &zone(), &mut store).unwrap();
     assert_eq!(first.stored, fleet.history.len() as u64);
     assert_eq!((again.stored, again.duplicates), (0, first.deliveries));
-    let rows: i64 = store
-        .conn()
+    drop(store);
+    let rows: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
         .query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0))
         .unwrap();
     assert_eq!(rows as usize, fleet.history.len());
-    drop(store);
+
     let data = load(&path, fleet.start_day, fleet.end_day);
     let after = stats::versions(&data, fleet.start_day, fleet.end_day);
     assert_eq!(
@@ -543,6 +579,8 @@ fn cli_history_and_stats_agree() {
         "stats", "versions", "--db", db_arg, "--format", "json",
     ]))
     .unwrap();
+    // The simulated fleet has one zone: one result.
+    let stats = &stats[0];
     for field in [
         "first_day",
         "last_day",
@@ -565,6 +603,6 @@ fn cli_history_and_stats_agree() {
             })
             .collect()
     };
-    assert_eq!(rows(&stats), rows(truth));
+    assert_eq!(rows(stats), rows(truth));
     assert!(truth["active_clusters"].as_u64().unwrap() > 30);
 }

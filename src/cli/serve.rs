@@ -122,7 +122,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 _ = int.recv() => break,
             }
         }
-        info!("shutting down: draining the report queue");
+        info!("shutting down");
         server.shutdown().await?;
         Ok(ExitCode::SUCCESS)
     })

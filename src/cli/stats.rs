@@ -81,7 +81,11 @@ fn print<T: Serialize + Tabular>(values: &[T], format: Format) -> Result<()> {
         Format::Csv => {
             for (i, v) in values.iter().enumerate() {
                 let text = render::csv(v);
-                let skip = if i == 0 { 0 } else { text.find('\n').map_or(0, |n| n + 1) };
+                let skip = if i == 0 {
+                    0
+                } else {
+                    text.find('\n').map_or(0, |n| n + 1)
+                };
                 out.push_str(&text[skip..]);
             }
         }

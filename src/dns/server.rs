@@ -77,7 +77,10 @@ impl RunningServer {
         let reader = journal.subscribe(CONSUMER, from)?;
         let backlog = journal.records_between(reader.position(), journal.stats().durable_end)?;
         if backlog > 0 {
-            info!(reports = backlog, "taking the journal's unprocessed reports into the database");
+            info!(
+                reports = backlog,
+                "taking the journal's unprocessed reports into the database"
+            );
         }
         let processor = Processor::start(
             store,
@@ -165,9 +168,9 @@ impl RunningServer {
         Ok(())
     }
 
-    /// Stops listening, writes what the journal holds in memory, stops the
-    /// processor after its batch in hand, and logs what remains in the
-    /// journal for the next start. Returns within the configured shutdown
+    /// Stops listening, writes what the journal holds in memory, lets the
+    /// processor take the journal into the database while the bound allows,
+    /// and logs what remains in the journal for the next start. Returns within the configured shutdown
     /// bound, whatever the disk does.
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         let started = std::time::Instant::now();
@@ -181,7 +184,7 @@ impl RunningServer {
             // Half the bound for the last write, the rest for the processor.
             let closed = journal.close(bound / 2);
             let left = bound.saturating_sub(started.elapsed());
-            (closed, processor.stop(left))
+            (closed, processor.stop(closed.durable_end, left))
         })
         .await
         .map_err(|e| ServerError::Processor(io::Error::other(e.to_string())))?;
@@ -200,7 +203,10 @@ impl RunningServer {
         };
         match remaining {
             Some(0) => info!("stopped; every report is in the database"),
-            Some(n) => info!(reports = n, "stopped; reports remain in the journal for the next start"),
+            Some(n) => info!(
+                reports = n,
+                "stopped; reports remain in the journal for the next start"
+            ),
             None => info!("stopped; unprocessed reports remain in the journal for the next start"),
         }
         Ok(())

@@ -300,7 +300,8 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
                 );
             }
         }
-        let gauges: [(&str, &str, fn(&ZoneFleet) -> u64); 5] = [
+        type Gauge = (&'static str, &'static str, fn(&ZoneFleet) -> u64);
+        let gauges: [Gauge; 5] = [
             (
                 "vcheckd_active_clusters_all",
                 "Clusters active in the last 7 days (UTC).",

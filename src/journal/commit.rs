@@ -168,7 +168,9 @@ fn write_out(
         }
         done += take;
         active.len += take as u64;
-        shared.bytes_on_disk.fetch_add(take as u64, Ordering::Relaxed);
+        shared
+            .bytes_on_disk
+            .fetch_add(take as u64, Ordering::Relaxed);
         shared
             .unwritten_bytes
             .fetch_sub(take as u64, Ordering::Relaxed);

@@ -126,7 +126,8 @@ fn journal_appends_from_threads_read_back_in_order() {
     assert_eq!(stats.pending_bytes, 0);
     assert!(stats.commits >= 1);
     assert_eq!(
-        j.records_between(Position::ZERO, stats.durable_end).unwrap(),
+        j.records_between(Position::ZERO, stats.durable_end)
+            .unwrap(),
         (THREADS * EACH) as u64
     );
 }
@@ -234,7 +235,10 @@ fn assert_first_nine_survive(j: &Journal, last: u64) {
     assert_eq!(records[8].1, payload(2, 8));
     // Nothing past the cut, and the next append lands at the cut.
     j.append(b"next").unwrap();
-    assert_eq!(read_n(&mut reader, 1), vec![(Position(last), b"next".to_vec())]);
+    assert_eq!(
+        read_n(&mut reader, 1),
+        vec![(Position(last), b"next".to_vec())]
+    );
 }
 
 #[test]
@@ -330,9 +334,7 @@ fn journal_drops_and_counts_past_max_bytes() {
     // Durable bytes still count: full until a consumer frees segments.
     assert_eq!(j.append(&p), Err(AppendError::Full));
     let mut reader = j.subscribe("p", Position::ZERO).unwrap();
-    let end = reader
-        .read_batch(100, Duration::ZERO, |_, _| {})
-        .unwrap();
+    let end = reader.read_batch(100, Duration::ZERO, |_, _| {}).unwrap();
     assert_eq!(end.0, 972);
     reader.commit(end).unwrap();
     // Two records per 300-byte segment: all but the last one are deleted.
@@ -352,7 +354,9 @@ fn journal_refuses_empty_and_oversized_records() {
     let big = vec![0u8; MAX_RECORD + 1];
     assert_eq!(
         j.append(&big),
-        Err(AppendError::TooLarge { len: MAX_RECORD + 1 })
+        Err(AppendError::TooLarge {
+            len: MAX_RECORD + 1
+        })
     );
     j.append(&big[..MAX_RECORD]).unwrap();
     wait_durable(&j, framed(&big[..MAX_RECORD]));
@@ -480,7 +484,8 @@ fn journal_counts_records_between_positions() {
     assert_eq!(j.records_between(positions[60], positions[10]).unwrap(), 0);
     // `to` past the durable end is clamped.
     assert_eq!(
-        j.records_between(positions[100], Position(u64::MAX)).unwrap(),
+        j.records_between(positions[100], Position(u64::MAX))
+            .unwrap(),
         20
     );
 }
@@ -499,7 +504,10 @@ fn journal_close_returns_by_its_deadline_when_writes_fail() {
     let started = Instant::now();
     let out = j.close(deadline);
     let took = started.elapsed();
-    assert!(took < deadline + Duration::from_secs(2), "close took {took:?}");
+    assert!(
+        took < deadline + Duration::from_secs(2),
+        "close took {took:?}"
+    );
     assert_eq!(out.lost_records, 25);
     assert_eq!(out.durable_end, Position::ZERO);
     assert!(!untrimmed.load(Ordering::SeqCst));
@@ -559,7 +567,10 @@ fn journal_failed_writes_then_success_lose_nothing() {
     let out = j.close(PATIENCE);
     assert_eq!(out.lost_records, 0);
     assert_eq!(out.durable_end.0, end);
-    assert!(!untrimmed.load(Ordering::SeqCst), "a torn write was retried over");
+    assert!(
+        !untrimmed.load(Ordering::SeqCst),
+        "a torn write was retried over"
+    );
     assert_eq!(j.stats().dropped_records, 0);
     drop(j);
 

@@ -356,15 +356,17 @@ pub struct TrendPoint {
     pub nodes: u64,
 }
 
-/// Per bucket (day or week, ending on `last_day`), the version distribution
-/// of the clusters and nodes active in it.
+/// Per bucket (day or whole week, the newest ending on `last_day`; the
+/// oldest may start before `first_day`, so every bucket is comparable), the
+/// version distribution of the clusters and nodes active in it. `data`
+/// must cover the oldest bucket.
 pub fn trend(data: &Dataset, first_day: i64, last_day: i64, bucket: Bucket) -> Vec<TrendPoint> {
     let step = bucket.days();
     let mut points = Vec::new();
     // Buckets are aligned to end on last_day, so the newest one is whole.
     let mut start = last_day - step + 1;
     while start + step > first_day {
-        let from = start.max(first_day);
+        let from = start;
         let v = versions(data, from, start + step - 1);
         for r in v.rows.into_iter().filter(|r| r.nodes > 0) {
             points.push(TrendPoint {

@@ -71,14 +71,17 @@ impl Tabular for Summary {
     }
 
     fn rows(&self) -> Vec<Vec<String>> {
-        let mut rows = vec![vec!["zone".to_string(), self.zone.clone()], vec![
-            "window".to_string(),
-            format!(
-                "{}..{}",
-                date_of_day(self.first_day),
-                date_of_day(self.last_day)
-            ),
-        ]];
+        let mut rows = vec![
+            vec!["zone".to_string(), self.zone.clone()],
+            vec![
+                "window".to_string(),
+                format!(
+                    "{}..{}",
+                    date_of_day(self.first_day),
+                    date_of_day(self.last_day)
+                ),
+            ],
+        ];
         for a in &self.active {
             rows.push(vec![
                 format!("active_clusters_{}d", a.days),

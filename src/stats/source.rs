@@ -13,8 +13,8 @@ use semver::Version;
 use thiserror::Error;
 
 use super::{
-    summary_scope, Adoption, Bucket, Dataset, Scope, Summary, TrendPoint,
-    VersionRow, Versions, ADOPTION_WINDOW_DAYS,
+    summary_scope, Adoption, Bucket, Dataset, Scope, Summary, TrendPoint, VersionRow, Versions,
+    ADOPTION_WINDOW_DAYS,
 };
 use crate::clock::Day;
 use crate::protocol::ZoneName;
@@ -161,7 +161,11 @@ impl Source {
                 let snap = reader.snapshot(zone, Day(last))?;
                 versions_from(reader, &snap, zone, first, last)
             }
-            None => Ok(super::versions(&self.exact(zone, first, last)?, first, last)),
+            None => Ok(super::versions(
+                &self.exact(zone, first, last)?,
+                first,
+                last,
+            )),
         }
     }
 
@@ -184,13 +188,18 @@ impl Source {
         while end >= first {
             let snap = reader.snapshot(zone, Day(end))?;
             let v = versions_from(reader, &snap, zone, end - step + 1, end)?;
-            points.extend(v.rows.into_iter().filter(|r| r.nodes > 0).map(|r| TrendPoint {
-                zone: zone.as_str().to_string(),
-                day: end - step + 1,
-                version: r.version,
-                clusters: r.cluster_share,
-                nodes: r.nodes,
-            }));
+            points.extend(
+                v.rows
+                    .into_iter()
+                    .filter(|r| r.nodes > 0)
+                    .map(|r| TrendPoint {
+                        zone: zone.as_str().to_string(),
+                        day: end - step + 1,
+                        version: r.version,
+                        clusters: r.cluster_share,
+                        nodes: r.nodes,
+                    }),
+            );
             end -= step;
         }
         super::sort_trend(&mut points);

@@ -87,12 +87,20 @@ pub(crate) const SCHEMA: &str = r#"
 
 type NodeKey = (String, [u8; 16], [u8; 16]);
 
+/// One version's reports of one day in a batch.
+struct VersionDay {
+    reports: u64,
+    anonymous: u64,
+    /// Latest identified report; -1: none yet.
+    last_at: i64,
+    status: u8,
+}
+
 /// Per-batch aggregates, written once per key.
 #[derive(Default)]
 struct Pending {
     nodes: HashMap<NodeKey, NodeLatest>,
-    /// (day, zone, version) -> (reports, anonymous, last_at, status)
-    version_days: HashMap<(i64, String, String), (u64, u64, i64, u8)>,
+    version_days: HashMap<(i64, String, String), VersionDay>,
     /// (zone, cluster) -> (first_day, last_day)
     clusters: HashMap<(String, [u8; 16]), (i64, i64)>,
     /// (zone, version) -> first_day
@@ -102,7 +110,10 @@ struct Pending {
 /// Takes `batch` into the database; closes every day before the newest
 /// day seen into snapshots. Returns what was stored and what was already
 /// there.
-pub(crate) fn apply(tx: &Transaction<'_>, batch: &[ReceivedReport]) -> Result<BatchOutcome, StoreError> {
+pub(crate) fn apply(
+    tx: &Transaction<'_>,
+    batch: &[ReceivedReport],
+) -> Result<BatchOutcome, StoreError> {
     let mut outcome = BatchOutcome::default();
     let mut open: Option<i64> = tx
         .query_row("SELECT day FROM open_day", [], |r| r.get(0))
@@ -186,23 +197,28 @@ pub(crate) fn apply(tx: &Transaction<'_>, batch: &[ReceivedReport]) -> Result<Ba
         let vd = pending
             .version_days
             .entry((day, zone.to_string(), version.clone()))
-            .or_insert((0, 0, -1, status));
-        vd.0 += 1;
+            .or_insert(VersionDay {
+                reports: 0,
+                anonymous: 0,
+                last_at: -1,
+                status,
+            });
+        vd.reports += 1;
         pending
             .versions
             .entry((zone.to_string(), version.clone()))
             .and_modify(|d| *d = (*d).min(day))
             .or_insert(day);
         let (Some(cluster), Some(node)) = (cluster, node) else {
-            vd.1 += 1;
-            if vd.2 < 0 {
-                vd.3 = status;
+            vd.anonymous += 1;
+            if vd.last_at < 0 {
+                vd.status = status;
             }
             continue;
         };
-        if r.received_at >= vd.2 {
-            vd.2 = r.received_at;
-            vd.3 = status;
+        if r.received_at >= vd.last_at {
+            vd.last_at = r.received_at;
+            vd.status = status;
         }
         node_day.execute(params![
             day,
@@ -305,8 +321,16 @@ fn flush(tx: &Transaction<'_>, pending: &mut Pending) -> Result<(), StoreError> 
             status    = CASE WHEN excluded.last_at >= last_at THEN excluded.status ELSE status END,
             last_at   = MAX(last_at, excluded.last_at)",
     )?;
-    for ((day, zone, version), (reports, anon, last_at, status)) in pending.version_days.drain() {
-        up.execute(params![day, zone, version, n(reports), n(anon), last_at, status])?;
+    for ((day, zone, version), v) in pending.version_days.drain() {
+        up.execute(params![
+            day,
+            zone,
+            version,
+            n(v.reports),
+            n(v.anonymous),
+            v.last_at,
+            v.status
+        ])?;
     }
     let mut up = tx.prepare_cached(
         "INSERT INTO versions (zone, version, first_day) VALUES (?1, ?2, ?3)
@@ -375,7 +399,9 @@ pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), StoreError> {
             .map(|((z, c, n), l)| (z.clone(), *c, *n, l.clone()))
             .collect();
         v.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
-        v.into_iter().map(|(z, c, _, l)| (z, c, l)).collect::<Vec<_>>()
+        v.into_iter()
+            .map(|(z, c, _, l)| (z, c, l))
+            .collect::<Vec<_>>()
     };
     while let Some(r) = rows.next()? {
         let day: i64 = r.get(0)?;

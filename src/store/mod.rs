@@ -185,7 +185,10 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{AnonId, KeyId, Payload, ReportId};
+    use crate::clock::Day;
+    use crate::hint::Status;
+    use crate::protocol::{AnonId, Identity, KeyId, Payload, Report, ReportId, ZoneName};
+    use crate::store::reader::{SqliteReader, StatsReader};
 
     fn received(id: u8, identity: Identity) -> ReceivedReport {
         ReceivedReport {
@@ -221,14 +224,16 @@ mod tests {
             store.insert_batch(&batch).unwrap(),
             BatchOutcome {
                 stored: 2,
-                duplicates: 1
+                duplicates: 1,
+                late: 0
             }
         );
         assert_eq!(
             store.insert_batch(&batch[..1]).unwrap(),
             BatchOutcome {
                 stored: 0,
-                duplicates: 1
+                duplicates: 1,
+                late: 0
             }
         );
         let (rows, dups, anon): (i64, i64, i64) = store
@@ -267,9 +272,10 @@ mod tests {
     }
 
     #[test]
-    fn rollups_track_the_latest_version_and_backfill_agrees() {
+    fn rollups_track_the_latest_version_and_days_close_into_snapshots() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut store = Store::open(&path).unwrap();
         let known = Identity::Known {
             cluster: AnonId([1; 16]),
             node: AnonId([2; 16]),
@@ -286,37 +292,35 @@ mod tests {
         store
             .insert_batch(&[received(3, Identity::Withheld)])
             .unwrap();
-        let read = |store: &Store| -> Vec<(i64, String, i64, i64, i64)> {
-            let mut stmt = store
-                .conn()
-                .prepare(
-                    "SELECT day, version, last_at, reports, length(CAST(ids AS BLOB)) * (typeof(ids) = 'blob') FROM node_days
-                     UNION ALL SELECT day, version, 0, reports, 0 FROM anon_days ORDER BY 1, 2, 3",
-                )
-                .unwrap();
-            stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-        };
-        let live = read(&store);
+        let zone = ZoneName::new("vc.example.com").unwrap();
+        let reader = SqliteReader::open(&path).unwrap();
+        let days = reader.version_days(&zone, Day(0), Day(0)).unwrap();
+        let got: Vec<(String, u64, u64, Option<i64>)> = days
+            .iter()
+            .map(|v| (v.version.to_string(), v.reports, v.anonymous, v.last_at))
+            .collect();
         assert_eq!(
-            live,
+            got,
             vec![
-                (0, "2.4.1".to_string(), 0, 1, 0),
-                (0, "2.4.1".to_string(), 1_500, 1, 12),
-                (0, "2.5.0".to_string(), 2_000, 1, 12)
+                ("2.4.1".to_string(), 2, 1, Some(1_500)),
+                ("2.5.0".to_string(), 1, 0, Some(2_000))
             ]
         );
-        let tx = store.conn.transaction().unwrap();
-        tx.execute_batch(
-            "DELETE FROM node_days; DELETE FROM anon_days; DELETE FROM clusters; DELETE FROM versions;",
-        )
-        .unwrap();
-        rollup::backfill(&tx).unwrap();
-        tx.commit().unwrap();
-        assert_eq!(read(&store), live);
+        // Day 0 is still open: its snapshot is computed from node states.
+        let live = reader.snapshot(&zone, Day(0)).unwrap();
+        assert_eq!(live.active(1), Some((1, 1)));
+        assert_eq!(live.window(1).unwrap().versions["2.5.0"].nodes, 1);
+        drop(reader);
+        // A report of day 2 closes days 0 and 1; the stored snapshot of day
+        // 0 is the one computed live before.
+        let mut c = received(4, known);
+        c.received_at = 2 * 86_400 + 10;
+        store.insert_batch(&[c]).unwrap();
+        let reader = SqliteReader::open(&path).unwrap();
+        assert_eq!(reader.snapshot(&zone, Day(0)).unwrap(), live);
+        let day1 = reader.snapshot(&zone, Day(1)).unwrap();
+        assert_eq!(day1.active(1), Some((0, 0)));
+        assert_eq!(day1.active(2), Some((1, 1)));
+        assert_eq!(day1.window(7).unwrap().versions["2.5.0"].clusters, 1);
     }
 }

@@ -222,7 +222,9 @@ pub(crate) fn compute<'a>(day: i64, members: impl Iterator<Item = Member<'a>>) -
 
 /// Every zone's node states as stored in `node_latest`, sorted by zone and
 /// cluster (the table's key order).
-pub(crate) fn load_latest(conn: &Connection) -> Result<Vec<(String, [u8; 16], NodeLatest)>, StoreError> {
+pub(crate) fn load_latest(
+    conn: &Connection,
+) -> Result<Vec<(String, [u8; 16], NodeLatest)>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT zone, cluster, last_day, last_at, version, status, prev_day, prev_version, prev_status
          FROM node_latest ORDER BY zone, cluster, node",
@@ -342,7 +344,11 @@ pub(crate) fn store(
 }
 
 /// The stored snapshot of `day` for `zone`, if that day was closed.
-pub(crate) fn load(conn: &Connection, zone: &str, day: i64) -> Result<Option<Snapshot>, StoreError> {
+pub(crate) fn load(
+    conn: &Connection,
+    zone: &str,
+    day: i64,
+) -> Result<Option<Snapshot>, StoreError> {
     let mut snap = Snapshot {
         activity: vec![(0, 0); ACTIVITY_DAYS as usize],
         windows: vec![WindowFigures::default(); WINDOWS.len()],
@@ -356,7 +362,11 @@ pub(crate) fn load(conn: &Connection, zone: &str, day: i64) -> Result<Option<Sna
     while let Some(r) = rows.next()? {
         found = true;
         let w: i64 = r.get(0)?;
-        if let Some(f) = WINDOWS.iter().position(|x| *x == w).map(|i| &mut snap.windows[i]) {
+        if let Some(f) = WINDOWS
+            .iter()
+            .position(|x| *x == w)
+            .map(|i| &mut snap.windows[i])
+        {
             f.mixed_clusters = r.get::<_, i64>(1)? as u64;
             f.insecure_clusters = r.get::<_, i64>(2)? as u64;
             f.insecure_nodes = r.get::<_, i64>(3)? as u64;
@@ -372,7 +382,11 @@ pub(crate) fn load(conn: &Connection, zone: &str, day: i64) -> Result<Option<Sna
     let mut rows = stmt.query(params![day, zone])?;
     while let Some(r) = rows.next()? {
         let w: i64 = r.get(0)?;
-        if let Some(f) = WINDOWS.iter().position(|x| *x == w).map(|i| &mut snap.windows[i]) {
+        if let Some(f) = WINDOWS
+            .iter()
+            .position(|x| *x == w)
+            .map(|i| &mut snap.windows[i])
+        {
             f.versions.insert(
                 r.get(1)?,
                 VersionFigures {
@@ -390,7 +404,10 @@ pub(crate) fn load(conn: &Connection, zone: &str, day: i64) -> Result<Option<Sna
     let mut rows = stmt.query(params![day, zone])?;
     while let Some(r) = rows.next()? {
         let age: i64 = r.get(0)?;
-        if let Some(slot) = usize::try_from(age).ok().and_then(|a| snap.activity.get_mut(a)) {
+        if let Some(slot) = usize::try_from(age)
+            .ok()
+            .and_then(|a| snap.activity.get_mut(a))
+        {
             *slot = (r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64);
         }
     }

@@ -137,7 +137,7 @@ impl Setup {
 pub fn rows(db: &Path) -> Vec<(String, i64, bool)> {
     let conn = rusqlite::Connection::open(db).unwrap();
     let mut stmt = conn
-        .prepare("SELECT version, duplicates, cluster IS NULL FROM reports ORDER BY id")
+        .prepare("SELECT version, duplicates, cluster IS NULL FROM reports ORDER BY received_at, report_id")
         .unwrap();
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()

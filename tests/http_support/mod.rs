@@ -222,6 +222,8 @@ pub fn write_fleet(db: &Path, clusters: u32, long_tail: u32, zones: &[&str]) -> 
             truth.anonymous += 1;
         }
     }
+    // In the order the journal delivers them: by receive time.
+    batch.sort_by_key(|r| r.received_at);
     for chunk in batch.chunks(2_000) {
         store.insert_batch(chunk).unwrap();
     }
