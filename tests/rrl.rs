@@ -26,8 +26,8 @@ const FLOOD: u64 = 200;
 async fn start_limited() -> (Setup, RunningServer, SocketAddr) {
     let setup = Setup::new();
     let text = config_text(RELEASES).replace(
-        "[server]\n",
-        &format!("[server]\nrrl_rate = {RATE}\nrrl_slip = 2\n"),
+        "rrl_rate = 0\n",
+        &format!("rrl_rate = {RATE}\nrrl_slip = 2\n"),
     ) + &http_section(10);
     std::fs::write(setup.config_path(), text).unwrap();
     let config = Config::load(&setup.config_path()).unwrap();

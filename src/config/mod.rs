@@ -232,9 +232,22 @@ mod tests {
         let http = c.http.clone().unwrap();
         assert_eq!(http.listen, "127.0.0.1:8053".parse().unwrap());
         assert_eq!(http.top_versions, 10);
-        assert_eq!((c.server.rrl_rate, c.server.rrl_slip), (200, 2));
         assert_eq!(c.server.max_tcp_connections_per_source, 16);
         assert!(c.zone_text(&c.zones[0]).unwrap().contains("SOA"));
+    }
+
+    #[test]
+    fn abuse_limits_default_to_nsds() {
+        let text = DEFAULT_CONFIG
+            .lines()
+            .filter(|l| !l.starts_with("rrl_") && !l.starts_with("max_tcp"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&text, ConfigOrigin::Embedded).unwrap();
+        assert_eq!((c.server.rrl_rate, c.server.rrl_slip), (200, 2));
+        assert_eq!(c.server.max_tcp_connections_per_source, 16);
+        // The loopback demo turns rate limiting off (see default.toml).
+        assert_eq!(Config::embedded().unwrap().server.rrl_rate, 0);
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub fn config_text(releases: &str) -> String {
 listen = ["127.0.0.1:0"]
 database = "vcheckd.sqlite"
 queue_capacity = 100000
+# Load tests send from one loopback address; tests/rrl.rs turns it on.
+rrl_rate = 0
 
 [[zone]]
 name = "{ZONE}"
