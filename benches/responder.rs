@@ -54,7 +54,15 @@ impl Fixture {
     fn new(queue_capacity: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = Key::generate(KeyId(1));
-        std::fs::write(dir.path().join("bench.key"), key.to_token()).unwrap();
+        let key_path = dir.path().join("bench.key");
+        std::fs::write(&key_path, key.to_token()).unwrap();
+        // The server refuses key files others can read.
+        #[cfg(unix)]
+        std::fs::set_permissions(
+            &key_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("zone.txt"), SAMPLE_ZONE).unwrap();
         let config_path = dir.path().join("vcheckd.toml");
         std::fs::write(

@@ -43,6 +43,11 @@ pub struct Metrics {
     /// Packets too short for a DNS header, or responses sent to us: dropped
     /// without an answer.
     pub dropped_packets: AtomicU64,
+    /// UDP responses over the rate limit: sent truncated (slip) or not sent.
+    pub rrl_slipped: AtomicU64,
+    pub rrl_dropped: AtomicU64,
+    /// TCP connections closed at once: their source held its cap already.
+    pub tcp_refused_per_source: AtomicU64,
     rcodes: [AtomicU64; RCODES.len()],
     qtypes: [AtomicU64; QTYPES.len()],
     /// Processor commits: count, total microseconds, and per-bucket counts
@@ -152,6 +157,12 @@ impl Metrics {
             ("queries.udp".to_string(), get(&self.queries_udp)),
             ("queries.tcp".to_string(), get(&self.queries_tcp)),
             ("packets.dropped".to_string(), get(&self.dropped_packets)),
+            ("rrl.slip".to_string(), get(&self.rrl_slipped)),
+            ("rrl.drop".to_string(), get(&self.rrl_dropped)),
+            (
+                "tcp.refused_per_source".to_string(),
+                get(&self.tcp_refused_per_source),
+            ),
             ("reports.accepted".to_string(), get(&self.reports_accepted)),
             (
                 "reports.anonymous".to_string(),

@@ -61,6 +61,14 @@ pub fn write_key_file(path: &std::path::Path, key: &Key, force: bool) -> Result<
             path.display()
         )
     })?;
+    // The mode above applies to a new file only; a replaced one keeps its
+    // old mode unless set here, and the server refuses a key others can read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private (mode 0600)", path.display()))?;
+    }
     writeln!(
         file,
         "# vcheckd shared key (id {}); keep secret, give to clients and servers\n{}",

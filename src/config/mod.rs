@@ -74,6 +74,19 @@ pub struct ServerConfig {
     /// Connections beyond this wait in the kernel's accept queue.
     #[serde(default = "defaults::max_tcp_connections")]
     pub max_tcp_connections: usize,
+    /// Open TCP connections one source may hold (an IPv4 address, an IPv6
+    /// /56); more are closed at once, so no source can take every slot.
+    /// 0: no per-source cap.
+    #[serde(default = "defaults::max_tcp_connections_per_source")]
+    pub max_tcp_connections_per_source: usize,
+    /// UDP responses a second per client prefix (IPv4 /24, IPv6 /56)
+    /// before rate limiting starts; 0 turns it off.
+    #[serde(default = "defaults::rrl_rate")]
+    pub rrl_rate: u32,
+    /// Of the rate-limited responses, every `rrl_slip`-th is sent truncated
+    /// (so real resolvers retry over TCP) and the others dropped; 0: all dropped.
+    #[serde(default = "defaults::rrl_slip")]
+    pub rrl_slip: u32,
     /// UDP receive loops per listen address, on SO_REUSEPORT sockets.
     /// 0: one per CPU.
     #[serde(default)]
@@ -118,6 +131,16 @@ mod defaults {
     }
     pub fn max_tcp_connections() -> usize {
         512
+    }
+    pub fn max_tcp_connections_per_source() -> usize {
+        16
+    }
+    /// NSD's Debian package ships `rrl-ratelimit: 200` and `rrl-slip: 2`.
+    pub fn rrl_rate() -> u32 {
+        200
+    }
+    pub fn rrl_slip() -> u32 {
+        2
     }
     pub fn retention_days() -> u32 {
         30
@@ -242,7 +265,22 @@ mod tests {
         let http = c.http.clone().unwrap();
         assert_eq!(http.listen, "127.0.0.1:8053".parse().unwrap());
         assert_eq!(http.top_versions, 10);
+        assert_eq!(c.server.max_tcp_connections_per_source, 16);
         assert!(c.zone_text(&c.zones[0]).unwrap().contains("SOA"));
+    }
+
+    #[test]
+    fn abuse_limits_default_to_nsds() {
+        let text = DEFAULT_CONFIG
+            .lines()
+            .filter(|l| !l.starts_with("rrl_") && !l.starts_with("max_tcp"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&text, ConfigOrigin::Embedded).unwrap();
+        assert_eq!((c.server.rrl_rate, c.server.rrl_slip), (200, 2));
+        assert_eq!(c.server.max_tcp_connections_per_source, 16);
+        // The loopback demo turns rate limiting off (see default.toml).
+        assert_eq!(Config::embedded().unwrap().server.rrl_rate, 0);
     }
 
     #[test]

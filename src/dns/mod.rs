@@ -1,11 +1,12 @@
 //! The authoritative responder and its transports.
 //!
 //! [`responder`] turns one request's bytes into one response's bytes and
-//! knows nothing of sockets; [`udp`] and [`tcp`] move bytes; [`server`] binds
-//! them together with signals and shutdown.
+//! knows nothing of sockets; [`udp`] and [`tcp`] move bytes ([`rrl`] limits
+//! what UDP sends); [`server`] binds them together with signals and shutdown.
 
 pub mod catalog;
 pub mod responder;
+pub mod rrl;
 pub mod server;
 pub mod tcp;
 pub mod udp;

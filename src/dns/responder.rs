@@ -190,6 +190,10 @@ impl Responder {
 /// the asked type, gets NODATA with the SOA. Never NXDOMAIN: QNAME-minimising
 /// resolvers ask each ancestor of a payload name first, and NXDOMAIN there
 /// (RFC 8020) would stop them from ever asking the full name.
+///
+/// ANY gets one record (RFC 8482), so that it amplifies no more than asking
+/// for that one type: the SOA at the apex (as NSD does), elsewhere the
+/// name's first record.
 fn fixed_answer(
     zone: &Zone,
     records: Option<&[Record]>,
@@ -197,7 +201,14 @@ fn fixed_answer(
     qtype: RecordType,
     response: &mut Message,
 ) {
-    let records = records.unwrap_or(&[]);
+    let mut records = records.unwrap_or(&[]);
+    if qtype == RecordType::ANY {
+        let one = records
+            .iter()
+            .position(|r| r.record_type() == RecordType::SOA)
+            .unwrap_or(0);
+        records = records.get(one..=one).unwrap_or(&[]);
+    }
     let mut any = false;
     for r in records
         .iter()

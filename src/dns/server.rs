@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::catalog::{Catalog, CatalogError};
 use super::responder::Responder;
+use super::rrl::RateLimiter;
 use super::tcp::{self, TcpLimits};
 use super::udp;
 use crate::config::Config;
@@ -100,7 +101,12 @@ impl RunningServer {
         let limits = TcpLimits {
             idle_timeout: Duration::from_secs(config.server.tcp_idle_timeout_secs.max(1)),
             max_connections: config.server.max_tcp_connections,
+            max_per_source: config.server.max_tcp_connections_per_source,
         };
+        let limiter = Arc::new(RateLimiter::new(
+            config.server.rrl_rate,
+            config.server.rrl_slip,
+        ));
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
         let udp_workers = match config.server.udp_workers {
@@ -110,7 +116,12 @@ impl RunningServer {
         for want in &config.server.listen {
             let (udp_sockets, tcp_listener, addr) = bind_pair(*want, udp_workers)?;
             for socket in udp_sockets {
-                tasks.spawn(udp::serve(socket, responder.clone(), stopped.clone()));
+                tasks.spawn(udp::serve(
+                    socket,
+                    responder.clone(),
+                    limiter.clone(),
+                    stopped.clone(),
+                ));
             }
             tasks.spawn(tcp::serve(
                 tcp_listener,

@@ -9,11 +9,15 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::responder::{Responder, Transport};
+use super::rrl::{self, Action, RateLimiter};
+use crate::metrics::bump;
 
-/// Serves `socket` until `shutdown` turns true.
+/// Serves `socket` until `shutdown` turns true. Every response passes the
+/// rate limiter (shared by all UDP sockets) before it is sent.
 pub async fn serve(
     socket: UdpSocket,
     responder: Arc<Responder>,
+    limiter: Arc<RateLimiter>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut request = vec![0u8; 65_535];
@@ -36,11 +40,22 @@ pub async fn serve(
                 continue;
             }
         };
-        if responder.respond(&request[..len], Transport::Udp, &mut response) {
-            if let Err(e) = socket.send_to(&response, peer).await {
-                if !is_transient(&e) {
-                    warn!(error = %e, "UDP send failed");
-                }
+        if !responder.respond(&request[..len], Transport::Udp, &mut response) {
+            continue;
+        }
+        match limiter.check(peer.ip()) {
+            Action::Send => {}
+            Action::Slip if rrl::truncate_to_question(&mut response) => {
+                bump(&responder.metrics().rrl_slipped);
+            }
+            Action::Slip | Action::Drop => {
+                bump(&responder.metrics().rrl_dropped);
+                continue;
+            }
+        }
+        if let Err(e) = socket.send_to(&response, peer).await {
+            if !is_transient(&e) {
+                warn!(error = %e, "UDP send failed");
             }
         }
     }

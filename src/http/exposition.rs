@@ -183,6 +183,27 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
         "Packets dropped without an answer (too short for a DNS header, or responses).",
         m.dropped_packets.load(Relaxed),
     );
+    out.family(
+        "vcheckd_rrl_total",
+        "counter",
+        "UDP responses over the per-prefix rate limit: sent truncated (slip) or not sent (drop).",
+    );
+    out.sample(
+        "vcheckd_rrl_total",
+        &[("action", "slip")],
+        m.rrl_slipped.load(Relaxed),
+    );
+    out.sample(
+        "vcheckd_rrl_total",
+        &[("action", "drop")],
+        m.rrl_dropped.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_tcp_refused_per_source_total",
+        "counter",
+        "TCP connections closed at once because their source held its connection cap.",
+        m.tcp_refused_per_source.load(Relaxed),
+    );
 
     out.single(
         "vcheckd_reports_accepted_total",

@@ -108,6 +108,11 @@ pub enum KeyError {
         #[source]
         source: std::io::Error,
     },
+    /// The file's text, never echoed: it may be a key with a typo.
+    #[error("key file {path} does not hold a key: its text must look like 'vck1:<id 0-255>:<64 hex digits>'")]
+    Malformed { path: String },
+    #[error("key file {path} is accessible by group or others (mode {mode:04o}); a secret key must be private: run `chmod 600 {path}`")]
+    Permissions { path: String, mode: u32 },
     #[error("two keys share the id {0}")]
     DuplicateId(u8),
 }

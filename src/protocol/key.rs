@@ -81,12 +81,32 @@ impl Key {
         Ok(Key::new(KeyId(id), secret))
     }
 
+    /// Reads a key file. On unix, a file that group or others may access
+    /// in any way is refused: the key decrypts every report, and a server
+    /// that silently accepted a world-readable key would teach operators
+    /// that this is fine.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
-            path: path.display().to_string(),
+        let shown = || path.display().to_string();
+        let io = |source| KeyError::Io {
+            path: shown(),
             source,
-        })?;
-        Key::parse(&text)
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        // The mode of the file opened, not of whatever the path names later.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                return Err(KeyError::Permissions {
+                    path: shown(),
+                    mode,
+                });
+            }
+        }
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
+        Key::parse(&text).map_err(|_| KeyError::Malformed { path: shown() })
     }
 
     /// The token form, as `parse` reads it.
@@ -173,6 +193,47 @@ mod tests {
             Keyring::new(&[a, b]),
             Err(KeyError::DuplicateId(1))
         ));
+    }
+
+    #[cfg(unix)]
+    fn key_file(dir: &Path, mode: u32, text: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("k.key");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn load_refuses_keys_others_can_access() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::generate(KeyId(2));
+        for mode in [0o640, 0o604, 0o644, 0o620, 0o601] {
+            let path = key_file(dir.path(), mode, &key.to_token());
+            let err = Key::load(&path).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, KeyError::Permissions { .. }), "{mode:o}");
+            assert!(
+                text.contains(&format!("chmod 600 {}", path.display())),
+                "{text}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            let path = key_file(dir.path(), mode, &key.to_token());
+            assert_eq!(Key::load(&path).unwrap(), key, "{mode:o}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn malformed_key_file_is_named_and_not_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let hex = "0123456789abcdef".repeat(4);
+        let path = key_file(dir.path(), 0o600, &format!("vck1:1:{}", &hex[1..]));
+        let text = Key::load(&path).unwrap_err().to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(!text.contains(&hex[1..]), "{text}");
     }
 
     #[test]

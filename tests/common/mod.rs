@@ -66,6 +66,8 @@ pub fn config_text(releases: &str) -> String {
 listen = ["127.0.0.1:0"]
 database = "vcheckd.sqlite"
 journal_max_bytes = 268435456
+# Load tests send from one loopback address; tests/rrl.rs turns it on.
+rrl_rate = 0
 
 [[zone]]
 name = "{ZONE}"
@@ -97,7 +99,7 @@ impl Setup {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = Key::generate(KeyId(3));
-        std::fs::write(dir.path().join("test.key"), key.to_token()).unwrap();
+        write_private(&dir.path().join("test.key"), &key.to_token());
         std::fs::write(dir.path().join("zone.txt"), zone_file()).unwrap();
         std::fs::write(dir.path().join("config.toml"), config_text(RELEASES)).unwrap();
         Setup { dir, key }
@@ -131,6 +133,22 @@ impl Setup {
     pub fn name(&self, cluster: &str, node: &str, version: &str) -> String {
         self.check(cluster, node, version).prepare().unwrap().name
     }
+}
+
+/// Writes a secret file as the server wants it: mode 0600 (it refuses key
+/// files that group or others can read).
+pub fn write_private(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).unwrap();
+    // The mode above applies to new files only.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
 }
 
 /// Rows in the reports table: (version, duplicates, cluster is null).
