@@ -150,13 +150,14 @@ fn write_out(
         if done == unwritten.len() {
             break Ok(());
         }
-        // An empty segment takes at least one record, however large.
-        let room = if active.len == 0 {
-            u64::MAX
-        } else {
-            limit.saturating_sub(active.len)
-        };
-        let (take, records) = fitting(&unwritten[done..], room);
+        let (mut take, mut records) =
+            fitting(&unwritten[done..], limit.saturating_sub(active.len));
+        if take == 0 && active.len == 0 {
+            // An empty segment takes one record, however large, so that a
+            // record above `segment_bytes` cannot stall the log.
+            take = HEADER_LEN + segment::parse_header(&unwritten[done..]).0;
+            records = 1;
+        }
         if take == 0 {
             if let Err(e) = roll(shared, active) {
                 break Err(e);
