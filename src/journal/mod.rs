@@ -288,7 +288,12 @@ impl Shared {
     }
 
     fn refresh_min_committed(&self, segs: &Segments) {
-        let min = segs.consumers.values().min().copied().unwrap_or(NO_CONSUMER);
+        let min = segs
+            .consumers
+            .values()
+            .min()
+            .copied()
+            .unwrap_or(NO_CONSUMER);
         self.min_committed.store(min, Ordering::Relaxed);
     }
 
@@ -436,7 +441,10 @@ impl Journal {
             s.unwritten_records.fetch_add(1, Ordering::Relaxed);
             let before = p.buf.len();
             segment::frame_into(&mut p.buf, payload, crc);
-            (before == 0, before < WAKE_BYTES && p.buf.len() >= WAKE_BYTES)
+            (
+                before == 0,
+                before < WAKE_BYTES && p.buf.len() >= WAKE_BYTES,
+            )
         };
         s.appended.fetch_add(1, Ordering::Relaxed);
         if was_empty || crossed {
@@ -503,7 +511,8 @@ impl Journal {
             return outcome;
         }
         let s = &*self.shared;
-        let until = Instant::now() + deadline;
+        let now = Instant::now();
+        let until = now.checked_add(deadline).unwrap_or(now + DROP_DEADLINE);
         lock(&s.pending).closing = Some(until);
         s.wake.notify_all();
         let lost = {

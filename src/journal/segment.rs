@@ -285,7 +285,8 @@ pub(crate) fn count_records(
             .map_err(io_error("read journal segment", &path))?;
         let mut header = [0u8; HEADER_LEN];
         while pos < end {
-            let n = read_full(&mut r, &mut header).map_err(io_error("read journal segment", &path))?;
+            let n =
+                read_full(&mut r, &mut header).map_err(io_error("read journal segment", &path))?;
             let offset = pos - start;
             if n < HEADER_LEN {
                 return Err(JournalError::Corrupt {

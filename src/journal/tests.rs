@@ -1,8 +1,9 @@
 //! Journal tests on real files. Waiting is on the journal's own condvar or
 //! by polling with a generous deadline; nothing asserts timing.
 
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,8 +84,6 @@ fn install_fault(j: &Journal, failing: Arc<AtomicBool>, untrimmed: Arc<AtomicBoo
     }));
 }
 
-use std::os::unix::fs::FileExt;
-
 #[test]
 fn journal_appends_from_threads_read_back_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -126,7 +125,8 @@ fn journal_appends_from_threads_read_back_in_order() {
     assert_eq!(stats.pending_bytes, 0);
     assert!(stats.commits >= 1);
     assert_eq!(
-        j.records_between(Position::ZERO, stats.durable_end).unwrap(),
+        j.records_between(Position::ZERO, stats.durable_end)
+            .unwrap(),
         (THREADS * EACH) as u64
     );
 }
@@ -234,7 +234,10 @@ fn assert_first_nine_survive(j: &Journal, last: u64) {
     assert_eq!(records[8].1, payload(2, 8));
     // Nothing past the cut, and the next append lands at the cut.
     j.append(b"next").unwrap();
-    assert_eq!(read_n(&mut reader, 1), vec![(Position(last), b"next".to_vec())]);
+    assert_eq!(
+        read_n(&mut reader, 1),
+        vec![(Position(last), b"next".to_vec())]
+    );
 }
 
 #[test]
@@ -330,9 +333,7 @@ fn journal_drops_and_counts_past_max_bytes() {
     // Durable bytes still count: full until a consumer frees segments.
     assert_eq!(j.append(&p), Err(AppendError::Full));
     let mut reader = j.subscribe("p", Position::ZERO).unwrap();
-    let end = reader
-        .read_batch(100, Duration::ZERO, |_, _| {})
-        .unwrap();
+    let end = reader.read_batch(100, Duration::ZERO, |_, _| {}).unwrap();
     assert_eq!(end.0, 972);
     reader.commit(end).unwrap();
     // Two records per 300-byte segment: all but the last one are deleted.
@@ -352,7 +353,9 @@ fn journal_refuses_empty_and_oversized_records() {
     let big = vec![0u8; MAX_RECORD + 1];
     assert_eq!(
         j.append(&big),
-        Err(AppendError::TooLarge { len: MAX_RECORD + 1 })
+        Err(AppendError::TooLarge {
+            len: MAX_RECORD + 1
+        })
     );
     j.append(&big[..MAX_RECORD]).unwrap();
     wait_durable(&j, framed(&big[..MAX_RECORD]));
@@ -480,7 +483,8 @@ fn journal_counts_records_between_positions() {
     assert_eq!(j.records_between(positions[60], positions[10]).unwrap(), 0);
     // `to` past the durable end is clamped.
     assert_eq!(
-        j.records_between(positions[100], Position(u64::MAX)).unwrap(),
+        j.records_between(positions[100], Position(u64::MAX))
+            .unwrap(),
         20
     );
 }
@@ -499,7 +503,10 @@ fn journal_close_returns_by_its_deadline_when_writes_fail() {
     let started = Instant::now();
     let out = j.close(deadline);
     let took = started.elapsed();
-    assert!(took < deadline + Duration::from_secs(2), "close took {took:?}");
+    assert!(
+        took < deadline + Duration::from_secs(2),
+        "close took {took:?}"
+    );
     assert_eq!(out.lost_records, 25);
     assert_eq!(out.durable_end, Position::ZERO);
     assert!(!untrimmed.load(Ordering::SeqCst));
@@ -559,7 +566,10 @@ fn journal_failed_writes_then_success_lose_nothing() {
     let out = j.close(PATIENCE);
     assert_eq!(out.lost_records, 0);
     assert_eq!(out.durable_end.0, end);
-    assert!(!untrimmed.load(Ordering::SeqCst), "a torn write was retried over");
+    assert!(
+        !untrimmed.load(Ordering::SeqCst),
+        "a torn write was retried over"
+    );
     assert_eq!(j.stats().dropped_records, 0);
     drop(j);
 
@@ -576,4 +586,59 @@ fn journal_failed_writes_then_success_lose_nothing() {
     for (i, (_, p)) in records.iter().enumerate() {
         assert_eq!(*p, payload(8, i));
     }
+}
+
+#[test]
+fn journal_record_above_segment_bytes_gets_a_segment_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        segment_bytes: 100,
+        ..config(dir.path())
+    };
+    let j = Journal::open(cfg.clone()).unwrap();
+    let small = [1u8; 20];
+    let big = [2u8; 500];
+    for p in [&small[..], &big, &small, &big, &small] {
+        j.append(p).unwrap();
+    }
+    let end = 3 * framed(&small) + 2 * framed(&big);
+    wait_durable(&j, end);
+    let lens: Vec<u64> = segment_files(&cfg.dir)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .collect();
+    assert_eq!(lens, vec![28, 508, 28, 508, 28]);
+    let mut r = j.subscribe("p", Position::ZERO).unwrap();
+    let got = read_n(&mut r, 5);
+    assert_eq!(got[3], (Position(28 + 508 + 28), big.to_vec()));
+}
+
+#[test]
+fn journal_bounds_memory_while_writes_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        max_bytes: 10_000,
+        ..config(dir.path())
+    };
+    let j = Journal::open(cfg).unwrap();
+    let failing = Arc::new(AtomicBool::new(true));
+    install_fault(&j, failing.clone(), Arc::new(AtomicBool::new(false)));
+    let p = [3u8; 92]; // 100 bytes framed
+    let mut taken = 0u64;
+    for _ in 0..150 {
+        if j.append(&p).is_ok() {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 100);
+    let stats = j.stats();
+    assert_eq!(stats.dropped_records, 50);
+    assert_eq!(stats.pending_bytes, 10_000);
+    // Space comes back: everything taken is written, and room returns
+    // only as consumers free segments (none here), so still full.
+    failing.store(false, Ordering::SeqCst);
+    wait_durable(&j, 10_000);
+    assert_eq!(j.stats().pending_bytes, 0);
+    assert_eq!(j.append(&p), Err(AppendError::Full));
+    assert_eq!(j.close(PATIENCE).lost_records, 0);
 }
