@@ -1,6 +1,12 @@
 //! Append throughput of the journal: 100-byte records from two threads,
 //! with the group-commit thread writing and fsyncing to a temporary folder
-//! (so the figure includes the contention of the real commit path).
+//! concurrently (so the figure includes contention with the commit path).
+//!
+//! Only the appends are timed. After each sample, untimed, the commit
+//! thread is let catch up and a consumer commits, so segments are deleted
+//! and no append in the run is refused: the figure is the cost of a taken
+//! append, not of a dropped one. The disk's own sustained rate (what a
+//! long burst can keep) is printed at the end from the commit counters.
 //!
 //! Run: `cargo bench --bench journal`.
 
@@ -18,13 +24,15 @@ fn append_two_threads(c: &mut Criterion) {
     let journal = Arc::new(
         Journal::open(JournalConfig {
             dir: dir.path().join("journal"),
-            // Large enough that no append in the run is refused as full.
-            max_bytes: 64 << 30,
             ..JournalConfig::default()
         })
         .expect("open journal"),
     );
+    let consumer = journal
+        .subscribe("bench", vcheckd::journal::Position::ZERO)
+        .expect("subscribe");
     let record = [0x5au8; 100];
+    let mut write_time = Duration::ZERO;
     let mut group = c.benchmark_group("journal");
     group.throughput(Throughput::Elements(THREADS));
     group.bench_function("append_100B_2_threads", |b| {
@@ -41,19 +49,31 @@ fn append_two_threads(c: &mut Criterion) {
                     });
                 }
             });
-            start.elapsed()
+            let elapsed = start.elapsed();
+            // Untimed: let the disk catch up, then free the segments.
+            let drain = Instant::now();
+            while journal.stats().pending_bytes > 0 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            write_time += drain.elapsed() + elapsed;
+            let _ = consumer.commit(journal.stats().durable_end);
+            elapsed
         })
     });
     group.finish();
     let stats = journal.stats();
     let out = journal.close(Duration::from_secs(10));
     eprintln!(
-        "journal: appended {} dropped {} commits {} durable_end {} lost {}",
+        "journal: appended {} dropped {} commits {} failures {} durable bytes {} lost {}; \
+         durable rate ~{:.0} records/s ({:.0} MB/s) over the appends plus drains",
         stats.appended_records,
         stats.dropped_records,
         stats.commits,
+        stats.commit_failures,
         out.durable_end,
-        out.lost_records
+        out.lost_records,
+        stats.appended_records as f64 / write_time.as_secs_f64(),
+        out.durable_end.0 as f64 / write_time.as_secs_f64() / 1e6,
     );
 }
 
