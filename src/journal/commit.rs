@@ -28,7 +28,10 @@ const KEEP_CAPACITY: usize = 4 * WAKE_BYTES;
 pub(crate) fn run(shared: Arc<Shared>, mut active: ActiveSegment) {
     let interval = shared.config.commit_interval;
     let mut unwritten: Vec<u8> = Vec::new();
-    let mut last_commit = Instant::now() - interval;
+    // The first record is written as soon as it comes.
+    let mut last_commit = Instant::now()
+        .checked_sub(interval)
+        .unwrap_or_else(Instant::now);
     let mut backoff = FIRST_BACKOFF;
     let mut retry_at: Option<Instant> = None;
     let mut failing_since: Option<Instant> = None;
@@ -150,13 +153,13 @@ fn write_out(
         if done == unwritten.len() {
             break Ok(());
         }
-        // An empty segment takes at least one record, however large.
-        let room = if active.len == 0 {
-            u64::MAX
-        } else {
-            limit.saturating_sub(active.len)
-        };
-        let (take, records) = fitting(&unwritten[done..], room);
+        let (mut take, mut records) = fitting(&unwritten[done..], limit.saturating_sub(active.len));
+        if take == 0 && active.len == 0 {
+            // An empty segment takes one record, however large, so that a
+            // record above `segment_bytes` cannot stall the log.
+            take = HEADER_LEN + segment::parse_header(&unwritten[done..]).0;
+            records = 1;
+        }
         if take == 0 {
             if let Err(e) = roll(shared, active) {
                 break Err(e);

@@ -511,7 +511,8 @@ impl Journal {
             return outcome;
         }
         let s = &*self.shared;
-        let until = Instant::now() + deadline;
+        let now = Instant::now();
+        let until = now.checked_add(deadline).unwrap_or(now + DROP_DEADLINE);
         lock(&s.pending).closing = Some(until);
         s.wake.notify_all();
         let lost = {
