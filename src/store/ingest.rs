@@ -1,16 +1,25 @@
-//! Taking a batch of received reports into the database: deduplication,
-//! the raw rows, the daily rollups, each node's latest state, and closing
-//! days into snapshots. All of it in the caller's transaction, so a batch
-//! is in the database whole or not at all.
+//! Taking a batch of received reports into the database, and closing days.
 //!
-//! Work is aggregated per batch in memory first (versions, clusters and
-//! per-version day totals take one write per key and batch, a node's
-//! latest state one read and one write), which is what lets one thread
-//! keep up with the answer path.
+//! Per report, one row: the raw report, keyed by client time and report id,
+//! which is the deduplication (a second delivery of an id conflicts) and
+//! lands near the end of the table (client times are close to now), plus an
+//! append to the receive-time index. Per batch, a handful of aggregate rows
+//! (per-version day totals, first days of versions and clusters).
+//!
+//! The per-node rollups are built when a day closes (the processor takes in
+//! the first report of a later day): the day's raw rows are grouped into
+//! node-days in one sorted pass, folded into each node's latest state, and
+//! the day's fleet snapshot is computed. That is one bulk pass a day instead
+//! of three random writes per report, which is what lets one thread keep far
+//! ahead of the answer path. The open day is read from the raw rows
+//! ([`open_node_days`], [`open_states`]).
+//!
+//! Everything happens in the caller's transaction: a batch, and a day
+//! close, are in the database whole or not at all.
 
 use std::collections::HashMap;
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::latest::NodeLatest;
 use super::rollup::IDS_PER_NODE_DAY;
@@ -19,11 +28,10 @@ use crate::protocol::Identity;
 
 pub(crate) const SCHEMA: &str = r#"
     CREATE TABLE reports_v3 (
-        client_day  INTEGER NOT NULL,          -- UTC day of the client's timestamp
+        client_time INTEGER NOT NULL,          -- client clock, unix seconds
         report_id   BLOB    NOT NULL,          -- the frame nonce, 12 bytes
         zone        TEXT    NOT NULL,
         received_at INTEGER NOT NULL,          -- server clock, unix seconds
-        client_time INTEGER NOT NULL,          -- client clock, unix seconds
         key_id      INTEGER NOT NULL,
         cluster     BLOB,                      -- 16 bytes; NULL when withheld
         node        BLOB,                      -- 16 bytes; NULL when withheld
@@ -31,14 +39,15 @@ pub(crate) const SCHEMA: &str = r#"
         flags       INTEGER NOT NULL,
         status      INTEGER NOT NULL,          -- the hint status answered
         duplicates  INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (client_day, report_id)
+        PRIMARY KEY (client_time, report_id)
     ) WITHOUT ROWID;
     INSERT OR IGNORE INTO reports_v3
-        SELECT client_time / 86400, report_id, zone, received_at, client_time, key_id,
+        SELECT client_time, report_id, zone, received_at, key_id,
                cluster, node, version, flags, status, duplicates
         FROM reports;
     DROP TABLE reports;
     ALTER TABLE reports_v3 RENAME TO reports;
+    CREATE INDEX reports_received_at ON reports(received_at);
 
     CREATE TABLE version_days (
         day       INTEGER NOT NULL,
@@ -59,6 +68,7 @@ pub(crate) const SCHEMA: &str = r#"
             reports = reports + excluded.reports, anonymous = anonymous + excluded.anonymous;
     DROP TABLE anon_days;
 
+    -- Each node's latest state as of the last closed day.
     CREATE TABLE node_latest (
         zone         TEXT    NOT NULL,
         cluster      BLOB    NOT NULL,
@@ -78,14 +88,12 @@ pub(crate) const SCHEMA: &str = r#"
         name     TEXT PRIMARY KEY,
         position INTEGER NOT NULL
     ) WITHOUT ROWID;
-    -- The newest day a report was taken in for; days before it are closed.
+    -- The newest day a report was received on; days before it are closed.
     CREATE TABLE open_day (
         one INTEGER PRIMARY KEY CHECK (one = 1),
         day INTEGER NOT NULL
     );
 "#;
-
-type NodeKey = (String, [u8; 16], [u8; 16]);
 
 /// One version's reports of one day in a batch.
 struct VersionDay {
@@ -99,100 +107,84 @@ struct VersionDay {
 /// Per-batch aggregates, written once per key.
 #[derive(Default)]
 struct Pending {
-    nodes: HashMap<NodeKey, NodeLatest>,
     version_days: HashMap<(i64, String, String), VersionDay>,
     /// (zone, cluster) -> (first_day, last_day)
     clusters: HashMap<(String, [u8; 16]), (i64, i64)>,
     /// (zone, version) -> first_day
     versions: HashMap<(String, String), i64>,
+    /// Per receive day: (stored, duplicates), persisted as the day's
+    /// counters in this same transaction, so they always equal the rows.
+    counted: HashMap<i64, (u64, u64)>,
 }
 
-/// Takes `batch` into the database; closes every day before the newest
-/// day seen into snapshots. Returns what was stored and what was already
+/// The open day (the newest receive day taken in), if any report was.
+pub(crate) fn open_day(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row("SELECT day FROM open_day", [], |r| r.get(0))
+        .optional()?)
+}
+
+/// Takes `batch` into the database, then closes every day before the
+/// newest receive day seen. Returns what was stored and what was already
 /// there.
 pub(crate) fn apply(
     tx: &Transaction<'_>,
     batch: &[ReceivedReport],
 ) -> Result<BatchOutcome, StoreError> {
     let mut outcome = BatchOutcome::default();
-    let mut open: Option<i64> = tx
-        .query_row("SELECT day FROM open_day", [], |r| r.get(0))
-        .optional()?;
+    let open = open_day(tx)?;
     let mut pending = Pending::default();
-    let mut reclose: Option<i64> = None;
-    // Per receive day: (stored, duplicates), persisted as the day's
-    // counters in this same transaction, so they always equal the rows.
-    let mut counted: HashMap<i64, (u64, u64)> = HashMap::new();
+    let mut newest = open;
+    let mut straggled = false;
     let mut insert = tx.prepare_cached(
-        "INSERT INTO reports (client_day, report_id, zone, received_at, client_time, key_id,
+        "INSERT INTO reports (client_time, report_id, zone, received_at, key_id,
                               cluster, node, version, flags, status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (client_day, report_id) DO NOTHING",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (client_time, report_id) DO NOTHING",
     )?;
     let mut dup = tx.prepare_cached(
-        "UPDATE reports SET duplicates = duplicates + 1 WHERE client_day = ?1 AND report_id = ?2",
+        "UPDATE reports SET duplicates = duplicates + 1 WHERE client_time = ?1 AND report_id = ?2",
     )?;
-    let mut node_day = tx.prepare_cached(
-        "INSERT INTO node_days (day, zone, cluster, node, version, status, last_at, reports, ids)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8)
-         ON CONFLICT (day, zone, cluster, node, version) DO UPDATE SET
-            status  = CASE WHEN excluded.last_at >= last_at THEN excluded.status ELSE status END,
-            last_at = MAX(last_at, excluded.last_at),
-            reports = reports + 1,
-            ids     = CASE WHEN length(ids) < ?9 THEN unhex(hex(ids) || hex(excluded.ids)) ELSE ids END",
-    )?;
+    let mut version_text: HashMap<&semver::Version, String> = HashMap::new();
     for r in batch {
         let p = &r.report.payload;
         // Stored as i64: a client clock past 2^63 is nonsense, clamp it.
         let client_time = i64::try_from(p.timestamp).unwrap_or(i64::MAX);
-        let client_day = day_of(client_time);
         let (cluster, node) = match p.identity {
             Identity::Withheld => (None, None),
             Identity::Known { cluster, node } => (Some(cluster.0), Some(node.0)),
         };
-        let version = p.version.to_string();
+        let version = version_text
+            .entry(&p.version)
+            .or_insert_with(|| p.version.to_string());
         let zone = r.zone.as_str();
         let inserted = insert.execute(params![
-            client_day,
+            client_time,
             &r.report.id.0[..],
             zone,
             r.received_at,
-            client_time,
             r.report.key_id.0,
             cluster.as_ref().map(|c| &c[..]),
             node.as_ref().map(|n| &n[..]),
-            version,
+            version.as_str(),
             p.flags(),
             r.status.code(),
         ])?;
         let day = day_of(r.received_at);
         if inserted == 0 {
-            dup.execute(params![client_day, &r.report.id.0[..]])?;
+            dup.execute(params![client_time, &r.report.id.0[..]])?;
             outcome.duplicates += 1;
-            counted.entry(day).or_default().1 += 1;
+            pending.counted.entry(day).or_default().1 += 1;
             continue;
         }
         outcome.stored += 1;
-        counted.entry(day).or_default().0 += 1;
+        pending.counted.entry(day).or_default().0 += 1;
         match open {
-            Some(o) if day > o => {
-                flush(tx, &mut pending)?;
-                close_days(tx, o, day - 1)?;
-                open = Some(day);
-            }
-            Some(o) if day < o => {
-                if day == o - 1 {
-                    // A straggler of the day that just closed (reports
-                    // stamped before midnight, taken in after one stamped
-                    // after it): that day's snapshot is made again.
-                    reclose = Some(day);
-                } else {
-                    outcome.late += 1;
-                }
-            }
-            Some(_) => {}
-            None => open = Some(day),
+            Some(o) if day == o - 1 => straggled = true,
+            Some(o) if day < o => outcome.late += 1,
+            _ => {}
         }
+        newest = Some(newest.map_or(day, |n| n.max(day)));
         let status = r.status.code();
         let vd = pending
             .version_days
@@ -209,7 +201,7 @@ pub(crate) fn apply(
             .entry((zone.to_string(), version.clone()))
             .and_modify(|d| *d = (*d).min(day))
             .or_insert(day);
-        let (Some(cluster), Some(node)) = (cluster, node) else {
+        let Some(cluster) = cluster else {
             vd.anonymous += 1;
             if vd.last_at < 0 {
                 vd.status = status;
@@ -220,17 +212,6 @@ pub(crate) fn apply(
             vd.last_at = r.received_at;
             vd.status = status;
         }
-        node_day.execute(params![
-            day,
-            zone,
-            &cluster[..],
-            &node[..],
-            version,
-            status,
-            r.received_at,
-            &r.report.id.0[..],
-            (IDS_PER_NODE_DAY * 12) as i64,
-        ])?;
         pending
             .clusters
             .entry((zone.to_string(), cluster))
@@ -239,78 +220,28 @@ pub(crate) fn apply(
                 *last = (*last).max(day);
             })
             .or_insert((day, day));
-        let key = (zone.to_string(), cluster, node);
-        match pending.nodes.get_mut(&key) {
-            Some(n) => n.observe(day, r.received_at, &p.version, status),
-            None => {
-                let latest = match load_node(tx, &key)? {
-                    Some(mut n) => {
-                        n.observe(day, r.received_at, &p.version, status);
-                        n
-                    }
-                    None => NodeLatest::new(day, r.received_at, &p.version, status),
-                };
-                pending.nodes.insert(key, latest);
-            }
-        }
     }
-    flush(tx, &mut pending)?;
-    if let Some(day) = open {
+    write_pending(tx, pending)?;
+    if let Some(newest) = newest {
         tx.execute(
             "INSERT INTO open_day (one, day) VALUES (1, ?1)
              ON CONFLICT (one) DO UPDATE SET day = excluded.day",
-            [day],
+            [newest],
         )?;
-    }
-    if let Some(day) = reclose {
-        close_days(tx, day, day)?;
-    }
-    let mut up = tx.prepare_cached(
-        "INSERT INTO counters (day, name, value) VALUES (?1, ?2, ?3)
-         ON CONFLICT (day, name) DO UPDATE SET value = value + excluded.value",
-    )?;
-    for (day, (stored, dups)) in counted {
-        for (name, n) in [("reports.stored", stored), ("reports.duplicate", dups)] {
-            if n > 0 {
-                up.execute(params![day, name, i64::try_from(n).unwrap_or(i64::MAX)])?;
-            }
+        match open {
+            Some(o) if newest > o => close_days(tx, o, newest - 1)?,
+            // A straggler of the day that just closed (stamped before
+            // midnight, taken in after one stamped after it): that day is
+            // closed again, now with it.
+            Some(o) if straggled => close_days(tx, o - 1, o - 1)?,
+            _ => {}
         }
     }
     Ok(outcome)
 }
 
-fn load_node(tx: &Transaction<'_>, key: &NodeKey) -> Result<Option<NodeLatest>, StoreError> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT last_day, last_at, version, status, prev_day, prev_version, prev_status
-             FROM node_latest WHERE zone = ?1 AND cluster = ?2 AND node = ?3",
-        )?
-        .query_row(params![key.0, &key.1[..], &key.2[..]], |r| {
-            let prev = match (
-                r.get::<_, Option<i64>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<u8>>(6)?,
-            ) {
-                (Some(day), Some(version), Some(status)) => Some(super::latest::DayState {
-                    day,
-                    version,
-                    status,
-                }),
-                _ => None,
-            };
-            Ok(NodeLatest {
-                last_day: r.get(0)?,
-                last_at: r.get(1)?,
-                version: r.get(2)?,
-                status: r.get(3)?,
-                prev,
-            })
-        })
-        .optional()?)
-}
-
-/// Writes the batch's aggregates so far.
-fn flush(tx: &Transaction<'_>, pending: &mut Pending) -> Result<(), StoreError> {
+/// Writes the batch's aggregates.
+fn write_pending(tx: &Transaction<'_>, pending: Pending) -> Result<(), StoreError> {
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let mut up = tx.prepare_cached(
         "INSERT INTO version_days (day, zone, version, reports, anonymous, last_at, status)
@@ -321,7 +252,7 @@ fn flush(tx: &Transaction<'_>, pending: &mut Pending) -> Result<(), StoreError> 
             status    = CASE WHEN excluded.last_at >= last_at THEN excluded.status ELSE status END,
             last_at   = MAX(last_at, excluded.last_at)",
     )?;
-    for ((day, zone, version), v) in pending.version_days.drain() {
+    for ((day, zone, version), v) in pending.version_days {
         up.execute(params![
             day,
             zone,
@@ -336,7 +267,7 @@ fn flush(tx: &Transaction<'_>, pending: &mut Pending) -> Result<(), StoreError> 
         "INSERT INTO versions (zone, version, first_day) VALUES (?1, ?2, ?3)
          ON CONFLICT (zone, version) DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
     )?;
-    for ((zone, version), day) in pending.versions.drain() {
+    for ((zone, version), day) in pending.versions {
         up.execute(params![zone, version, day])?;
     }
     let mut up = tx.prepare_cached(
@@ -345,15 +276,227 @@ fn flush(tx: &Transaction<'_>, pending: &mut Pending) -> Result<(), StoreError> 
             first_day = MIN(first_day, excluded.first_day),
             last_day  = MAX(last_day, excluded.last_day)",
     )?;
-    for ((zone, cluster), (first, last)) in pending.clusters.drain() {
+    for ((zone, cluster), (first, last)) in pending.clusters {
         up.execute(params![zone, &cluster[..], first, last])?;
     }
     let mut up = tx.prepare_cached(
-        "INSERT OR REPLACE INTO node_latest
+        "INSERT INTO counters (day, name, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (day, name) DO UPDATE SET value = value + excluded.value",
+    )?;
+    for (day, (stored, dups)) in pending.counted {
+        for (name, count) in [("reports.stored", stored), ("reports.duplicate", dups)] {
+            if count > 0 {
+                up.execute(params![day, name, n(count)])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One node's reports of one version on one day, grouped from raw rows.
+pub(crate) struct GroupedNodeDay {
+    pub day: i64,
+    pub zone: String,
+    pub cluster: [u8; 16],
+    pub node: [u8; 16],
+    pub version: String,
+    pub status: u8,
+    pub last_at: i64,
+    pub reports: i64,
+    pub ids: Vec<u8>,
+}
+
+/// Node-days of the days `first..=last` grouped from the raw rows (in
+/// receive-time order of their latest report), for the days not closed yet
+/// and for closing a day. `zone`: only that zone.
+pub(crate) fn group_node_days(
+    conn: &Connection,
+    first: i64,
+    last: i64,
+    zone: Option<&str>,
+) -> Result<Vec<GroupedNodeDay>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT received_at / 86400 AS day, zone, cluster, node, version,
+                status, MAX(received_at), COUNT(*),
+                unhex(substr(group_concat(hex(report_id), ''), 1, ?4))
+         FROM reports
+         WHERE received_at >= ?1 * 86400 AND received_at < (?2 + 1) * 86400
+           AND cluster IS NOT NULL AND (?3 IS NULL OR zone = ?3)
+         GROUP BY day, zone, cluster, node, version
+         ORDER BY 7",
+    )?;
+    let rows = stmt.query_map(
+        params![first, last, zone, (IDS_PER_NODE_DAY * 24) as i64],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, u8>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+                r.get::<_, Vec<u8>>(8)?,
+            ))
+        },
+    )?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (day, zone, cluster, node, version, status, last_at, reports, ids) = row?;
+        if let (Ok(cluster), Ok(node)) = (<[u8; 16]>::try_from(cluster), <[u8; 16]>::try_from(node))
+        {
+            out.push(GroupedNodeDay {
+                day,
+                zone,
+                cluster,
+                node,
+                version,
+                status,
+                last_at,
+                reports,
+                ids,
+            });
+        }
+    }
+    Ok(out)
+}
+
+type NodeKey = (String, [u8; 16], [u8; 16]);
+
+/// Folds grouped node-days (latest last) into node states.
+fn fold(states: &mut HashMap<NodeKey, NodeLatest>, rows: &[GroupedNodeDay]) {
+    for r in rows {
+        let Ok(version) = semver::Version::parse(&r.version) else {
+            continue;
+        };
+        states
+            .entry((r.zone.clone(), r.cluster, r.node))
+            .and_modify(|n| n.observe(r.day, r.last_at, &version, r.status))
+            .or_insert_with(|| NodeLatest::new(r.day, r.last_at, &version, r.status));
+    }
+}
+
+/// Every node's state as of the last closed day, keyed.
+fn load_states(conn: &Connection) -> Result<HashMap<NodeKey, NodeLatest>, StoreError> {
+    Ok(snapshot::load_latest(conn)?
+        .into_iter()
+        .map(|(zone, cluster, node, latest)| ((zone, cluster, node), latest))
+        .collect())
+}
+
+/// Node states sorted by zone and cluster, as snapshots take them.
+fn sorted(states: &HashMap<NodeKey, NodeLatest>) -> Vec<(String, [u8; 16], NodeLatest)> {
+    let mut v: Vec<(&NodeKey, &NodeLatest)> = states.iter().collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v.into_iter()
+        .map(|((zone, cluster, _), l)| (zone.clone(), *cluster, l.clone()))
+        .collect()
+}
+
+/// Node states as of now: the closed days' states with the open day's raw
+/// rows folded in. Sorted by zone and cluster.
+pub(crate) fn open_states(
+    conn: &Connection,
+) -> Result<Vec<(String, [u8; 16], NodeLatest)>, StoreError> {
+    let mut states = load_states(conn)?;
+    if let Some(open) = open_day(conn)? {
+        fold(&mut states, &group_node_days(conn, open, open, None)?);
+    }
+    Ok(sorted(&states))
+}
+
+/// Closes days `first..=last`: groups each day's raw rows into node-days,
+/// folds them into the node states, and stores the day's snapshot.
+pub(crate) fn close_days(tx: &Transaction<'_>, first: i64, last: i64) -> Result<(), StoreError> {
+    if first > last {
+        return Ok(());
+    }
+    let mut states = load_states(tx)?;
+    let mut changed: HashMap<NodeKey, ()> = HashMap::new();
+    for day in first..=last {
+        let mut rows = group_node_days(tx, day, day, None)?;
+        tx.execute("DELETE FROM node_days WHERE day = ?1", [day])?;
+        // Inserted in key order (sequential pages), folded in time order.
+        let mut by_key: Vec<&GroupedNodeDay> = rows.iter().collect();
+        by_key.sort_by(|a, b| {
+            (&a.zone, a.cluster, a.node, &a.version).cmp(&(&b.zone, b.cluster, b.node, &b.version))
+        });
+        let mut put = tx.prepare_cached(
+            "INSERT INTO node_days (day, zone, cluster, node, version, status, last_at, reports, ids)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for r in by_key {
+            put.execute(params![
+                r.day,
+                r.zone,
+                &r.cluster[..],
+                &r.node[..],
+                r.version,
+                r.status,
+                r.last_at,
+                r.reports,
+                r.ids
+            ])?;
+            changed.insert((r.zone.clone(), r.cluster, r.node), ());
+        }
+        fold(&mut states, &rows);
+        rows.clear();
+        snapshot::store(tx, day, &snapshot::compute_all(&sorted(&states), day))?;
+    }
+    let mut changed: Vec<&NodeKey> = changed.keys().collect();
+    changed.sort();
+    let mut up = tx.prepare_cached(
+        "INSERT INTO node_latest
+            (zone, cluster, node, last_day, last_at, version, status, prev_day, prev_version, prev_status)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (zone, cluster, node) DO UPDATE SET
+            last_day = excluded.last_day, last_at = excluded.last_at,
+            version = excluded.version, status = excluded.status,
+            prev_day = excluded.prev_day, prev_version = excluded.prev_version,
+            prev_status = excluded.prev_status",
+    )?;
+    for key in changed {
+        let Some(l) = states.get(key) else { continue };
+        let prev = l.prev.as_ref();
+        up.execute(params![
+            key.0,
+            &key.1[..],
+            &key.2[..],
+            l.last_day,
+            l.last_at,
+            l.version,
+            l.status,
+            prev.map(|p| p.day),
+            prev.map(|p| p.version.as_str()),
+            prev.map(|p| p.status),
+        ])?;
+    }
+    Ok(())
+}
+
+/// Backfill for the schema upgrade: node states and snapshots from the
+/// node-day rollups, replayed day by day through the same code. The newest
+/// day stays open: its node-days are regrouped from the raw rows when it
+/// closes.
+pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let newest: Option<i64> = tx.query_row("SELECT MAX(day) FROM node_days", [], |r| r.get(0))?;
+    let Some(newest) = newest else {
+        return Ok(());
+    };
+    let oldest: i64 = tx.query_row("SELECT MIN(day) FROM node_days", [], |r| r.get(0))?;
+    let mut states: HashMap<NodeKey, NodeLatest> = HashMap::new();
+    for day in oldest..newest {
+        let rows = stored_node_days(tx, day)?;
+        fold(&mut states, &rows);
+        snapshot::store(tx, day, &snapshot::compute_all(&sorted(&states), day))?;
+    }
+    let mut up = tx.prepare(
+        "INSERT INTO node_latest
             (zone, cluster, node, last_day, last_at, version, status, prev_day, prev_version, prev_status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
-    for ((zone, cluster, node), l) in pending.nodes.drain() {
+    for ((zone, cluster, node), l) in &states {
         let prev = l.prev.as_ref();
         up.execute(params![
             zone,
@@ -368,72 +511,44 @@ fn flush(tx: &Transaction<'_>, pending: &mut Pending) -> Result<(), StoreError> 
             prev.map(|p| p.status),
         ])?;
     }
+    tx.execute("INSERT INTO open_day (one, day) VALUES (1, ?1)", [newest])?;
     Ok(())
 }
 
-/// Computes and stores the snapshots of days `first..=last` from the node
-/// states (one read of `node_latest` for all of them).
-pub(crate) fn close_days(tx: &Transaction<'_>, first: i64, last: i64) -> Result<(), StoreError> {
-    if first > last {
-        return Ok(());
-    }
-    let nodes = snapshot::load_latest(tx)?;
-    for day in first..=last {
-        snapshot::store(tx, day, &snapshot::compute_all(&nodes, day))?;
-    }
-    Ok(())
-}
-
-/// Backfill for the schema upgrade: node states and snapshots from the
-/// node-day rollups, replayed day by day through the same code.
-pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    let mut stmt = tx.prepare(
-        "SELECT day, zone, cluster, node, version, status, last_at FROM node_days ORDER BY day, last_at",
+/// A closed day's stored node-days, latest last.
+fn stored_node_days(conn: &Connection, day: i64) -> Result<Vec<GroupedNodeDay>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT zone, cluster, node, version, status, last_at, reports FROM node_days
+         WHERE day = ?1 ORDER BY last_at",
     )?;
-    let mut rows = stmt.query([])?;
-    let mut nodes: HashMap<NodeKey, NodeLatest> = HashMap::new();
-    let mut open: Option<i64> = None;
-    let sorted = |nodes: &HashMap<NodeKey, NodeLatest>| {
-        let mut v: Vec<(String, [u8; 16], [u8; 16], NodeLatest)> = nodes
-            .iter()
-            .map(|((z, c, n), l)| (z.clone(), *c, *n, l.clone()))
-            .collect();
-        v.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
-        v.into_iter()
-            .map(|(z, c, _, l)| (z, c, l))
-            .collect::<Vec<_>>()
-    };
-    while let Some(r) = rows.next()? {
-        let day: i64 = r.get(0)?;
-        let (Ok(cluster), Ok(node)) = (
-            <[u8; 16]>::try_from(r.get::<_, Vec<u8>>(2)?),
-            <[u8; 16]>::try_from(r.get::<_, Vec<u8>>(3)?),
-        ) else {
-            continue;
-        };
-        let Ok(version) = semver::Version::parse(&r.get::<_, String>(4)?) else {
-            continue;
-        };
-        if let Some(o) = open.filter(|o| day > *o) {
-            let all = sorted(&nodes);
-            for d in o..day {
-                snapshot::store(tx, d, &snapshot::compute_all(&all, d))?;
-            }
+    let rows = stmt.query_map([day], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, u8>(4)?,
+            r.get::<_, i64>(5)?,
+            r.get::<_, i64>(6)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (zone, cluster, node, version, status, last_at, reports) = row?;
+        if let (Ok(cluster), Ok(node)) = (<[u8; 16]>::try_from(cluster), <[u8; 16]>::try_from(node))
+        {
+            out.push(GroupedNodeDay {
+                day,
+                zone,
+                cluster,
+                node,
+                version,
+                status,
+                last_at,
+                reports,
+                ids: Vec::new(),
+            });
         }
-        open = Some(open.map_or(day, |o| o.max(day)));
-        let (status, at): (u8, i64) = (r.get(5)?, r.get(6)?);
-        nodes
-            .entry((r.get(1)?, cluster, node))
-            .and_modify(|n| n.observe(day, at, &version, status))
-            .or_insert_with(|| NodeLatest::new(day, at, &version, status));
     }
-    let mut pending = Pending {
-        nodes,
-        ..Pending::default()
-    };
-    flush(tx, &mut pending)?;
-    if let Some(day) = open {
-        tx.execute("INSERT INTO open_day (one, day) VALUES (1, ?1)", [day])?;
-    }
-    Ok(())
+    Ok(out)
 }

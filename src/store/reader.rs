@@ -5,9 +5,10 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 use semver::Version;
 
+use super::ingest;
 use super::latest::NodeLatest;
 use super::snapshot::{self, Snapshot};
 use super::{Store, StoreError};
@@ -102,11 +103,7 @@ impl SqliteReader {
     }
 
     fn open_day(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self
-            .store
-            .conn
-            .query_row("SELECT day FROM open_day", [], |r| r.get(0))
-            .optional()?)
+        ingest::open_day(&self.store.conn)
     }
 }
 
@@ -142,7 +139,7 @@ impl StatsReader for SqliteReader {
         let mut live = self.live.borrow_mut();
         if live.is_none() {
             *live = Some(LiveState {
-                nodes: snapshot::load_latest(&self.store.conn)?,
+                nodes: ingest::open_states(&self.store.conn)?,
                 snapshots: HashMap::new(),
             });
         }
@@ -201,47 +198,64 @@ impl StatsReader for SqliteReader {
         last: Day,
         with_ids: bool,
     ) -> Result<Vec<NodeDayRow>, StoreError> {
+        let mut out = Vec::new();
+        // Closed days from the rollup; the open day grouped from raw rows.
+        let open = self.open_day()?.unwrap_or(i64::MAX);
         let mut stmt = self.store.conn.prepare_cached(
-            "SELECT day, cluster, node, version, status, last_at, reports,
+            "SELECT day, zone, cluster, node, version, status, last_at, reports,
                     CASE WHEN ?4 THEN ids ELSE x'' END
              FROM node_days WHERE day BETWEEN ?2 AND ?3 AND zone = ?1",
         )?;
-        let rows = stmt.query_map(params![zone.as_str(), first.0, last.0, with_ids], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Vec<u8>>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, u8>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, Vec<u8>>(7)?,
-            ))
-        })?;
-        let mut out = Vec::new();
+        let rows = stmt.query_map(
+            params![zone.as_str(), first.0, last.0.min(open - 1), with_ids],
+            |r| {
+                Ok(ingest::GroupedNodeDay {
+                    day: r.get(0)?,
+                    zone: r.get(1)?,
+                    cluster: <[u8; 16]>::try_from(r.get::<_, Vec<u8>>(2)?).unwrap_or_default(),
+                    node: <[u8; 16]>::try_from(r.get::<_, Vec<u8>>(3)?).unwrap_or_default(),
+                    version: r.get(4)?,
+                    status: r.get(5)?,
+                    last_at: r.get(6)?,
+                    reports: r.get(7)?,
+                    ids: r.get(8)?,
+                })
+            },
+        )?;
+        let mut grouped = Vec::new();
         for row in rows {
-            let (day, cluster, node, version, status, last_at, reports, ids) = row?;
-            let (Ok(cluster), Ok(node), Some(version), Some(status)) = (
-                <[u8; 16]>::try_from(cluster),
-                <[u8; 16]>::try_from(node),
-                version_of(version),
-                Status::from_code(status),
-            ) else {
-                continue;
-            };
-            out.push(NodeDayRow {
-                day: Day(day),
-                cluster,
-                node,
-                version,
-                status,
-                last_at,
-                reports: count(reports),
-                ids: ids
-                    .chunks_exact(12)
-                    .filter_map(|c| c.try_into().ok())
-                    .collect(),
-            });
+            grouped.push(row?);
+        }
+        if last.0 >= open {
+            grouped.extend(ingest::group_node_days(
+                &self.store.conn,
+                first.0.max(open),
+                last.0,
+                Some(zone.as_str()),
+            )?);
+        }
+        for g in grouped {
+            if let (Some(version), Some(status)) =
+                (version_of(g.version), Status::from_code(g.status))
+            {
+                out.push(NodeDayRow {
+                    day: Day(g.day),
+                    cluster: g.cluster,
+                    node: g.node,
+                    version,
+                    status,
+                    last_at: g.last_at,
+                    reports: count(g.reports),
+                    ids: if with_ids {
+                        g.ids
+                            .chunks_exact(12)
+                            .filter_map(|c| c.try_into().ok())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                });
+            }
         }
         Ok(out)
     }

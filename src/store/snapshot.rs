@@ -220,17 +220,20 @@ pub(crate) fn compute<'a>(day: i64, members: impl Iterator<Item = Member<'a>>) -
     snap
 }
 
-/// Every zone's node states as stored in `node_latest`, sorted by zone and
-/// cluster (the table's key order).
-pub(crate) fn load_latest(
-    conn: &Connection,
-) -> Result<Vec<(String, [u8; 16], NodeLatest)>, StoreError> {
+/// A node's key and state: zone, cluster, node.
+pub(crate) type NodeRow = (String, [u8; 16], [u8; 16], NodeLatest);
+
+/// Every zone's node states as stored in `node_latest` (as of the last
+/// closed day), in key order.
+pub(crate) fn load_latest(conn: &Connection) -> Result<Vec<NodeRow>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT zone, cluster, last_day, last_at, version, status, prev_day, prev_version, prev_status
+        "SELECT zone, cluster, last_day, last_at, version, status, prev_day, prev_version, prev_status,
+                node
          FROM node_latest ORDER BY zone, cluster, node",
     )?;
     let rows = stmt.query_map([], |r| {
         let cluster: Vec<u8> = r.get(1)?;
+        let node: Vec<u8> = r.get(9)?;
         let prev = match (
             r.get::<_, Option<i64>>(6)?,
             r.get::<_, Option<String>>(7)?,
@@ -246,6 +249,7 @@ pub(crate) fn load_latest(
         Ok((
             r.get::<_, String>(0)?,
             cluster,
+            node,
             NodeLatest {
                 last_day: r.get(2)?,
                 last_at: r.get(3)?,
@@ -257,9 +261,10 @@ pub(crate) fn load_latest(
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (zone, cluster, latest) = row?;
-        if let Ok(cluster) = <[u8; 16]>::try_from(cluster) {
-            out.push((zone, cluster, latest));
+        let (zone, cluster, node, latest) = row?;
+        if let (Ok(cluster), Ok(node)) = (<[u8; 16]>::try_from(cluster), <[u8; 16]>::try_from(node))
+        {
+            out.push((zone, cluster, node, latest));
         }
     }
     Ok(out)
