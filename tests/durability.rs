@@ -26,6 +26,17 @@ use vcheckd::protocol::{Key, KeyId, ZoneName};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vcheckd");
 
+/// These tests run one at a time: they measure a loss window and fill
+/// disks, and side by side on a small machine they would measure the
+/// scheduler instead.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 // ---------------------------------------------------------------------------
 // A `vcheckd serve` process and its log.
 
@@ -568,14 +579,21 @@ fn vcheckd(cwd: &Path, args: &[&str]) -> Output {
 /// last group commit before the kill.
 #[test]
 fn kill_9_under_load_loses_at_most_the_last_group_commit() {
+    let _serial = one_at_a_time();
     // The loss bound asserted. A record becomes durable at the group commit
-    // after its answer left: within `journal_commit_ms` (2 ms) plus one write
-    // and fdatasync. On this shared, oversubscribed machine an fdatasync and
-    // the scheduling around it can take tens of milliseconds, so the bound
-    // is the answers received in the last 500 ms before the kill (or after
-    // it): 250 commit intervals, yet a small fraction of the load.
+    // after its answer left: within `journal_commit_ms` (2 ms) plus one
+    // write and fdatasync, plus the time the commit thread waits for a CPU.
+    // Measured here (debug build, 2 shared cores, load average about 5):
+    // often under 5 ms, but often 100-140 ms too, when the fdatasync of the
+    // growing segment waits for the filesystem's journal commit, which first
+    // writes SQLite's dirty pages on the same disk. So the bound is
+    // time-based and generous, for CI: every lost report was answered within
+    // the last 500 ms before the kill (or after it), and no more were lost
+    // than were answered in that window. The exact, timing-free check is the
+    // other one: every record the journal holds after the kill is a row.
     const WINDOW: Duration = Duration::from_millis(500);
-    const REPORTS: usize = 6_000;
+    const REPORTS: usize = 16_000;
+    const KILL_AFTER: usize = 12_000;
 
     let dir = tempfile::tempdir().unwrap();
     let zone = Zone::new("vc.example.com", 3, RELEASES);
@@ -590,9 +608,9 @@ fn kill_9_under_load_loses_at_most_the_last_group_commit() {
     let killed = AtomicBool::new(false);
     let (answers, kill_at) = std::thread::scope(|scope| {
         let load = scope.spawn(|| send_load(addr, &names, 2, 32, &answered));
-        // Mid-load: once half of the reports are answered.
+        // Mid-load: a few seconds into it, with a quarter still to send.
         let deadline = Instant::now() + Duration::from_secs(120);
-        while answered.load(Ordering::Relaxed) < REPORTS / 2 {
+        while answered.load(Ordering::Relaxed) < KILL_AFTER {
             assert!(Instant::now() < deadline, "the load did not get half way");
             assert!(!load.is_finished(), "the load ended before the kill");
             std::thread::sleep(Duration::from_millis(1));
@@ -635,6 +653,12 @@ fn kill_9_under_load_loses_at_most_the_last_group_commit() {
         state.stored_counter, state.rows as i64,
         "reports.stored != rows"
     );
+    // The restart resumed exactly after the last commit: each record that
+    // was durable in the journal at the kill is one row, none missing.
+    assert_eq!(
+        state.rows, journaled as u64,
+        "rows after the restart != records the journal held after the kill"
+    );
 
     let sent: HashMap<[u8; 12], usize> = reports
         .iter()
@@ -667,13 +691,6 @@ fn kill_9_under_load_loses_at_most_the_last_group_commit() {
         .iter()
         .map(|a| kill_at.saturating_duration_since(a.at))
         .max();
-    for ms in [5u64, 20, 50, 100, 200] {
-        let n = answers
-            .iter()
-            .filter(|a| a.at + Duration::from_millis(ms) >= kill_at)
-            .count();
-        println!("kill -9: {n} answers in the last {ms} ms or after");
-    }
     println!("kill -9: {journaled} whole records in the journal after the kill");
     println!(
         "kill -9: {} answered, {} rows ({} of them unanswered, in flight), {} replayed from \
@@ -703,6 +720,7 @@ fn kill_9_under_load_loses_at_most_the_last_group_commit() {
 /// in the journal, and the next start stores every one of them.
 #[test]
 fn sigterm_with_a_full_database_volume_keeps_every_report_for_the_next_start() {
+    let _serial = one_at_a_time();
     const TEST: &str = "sigterm_with_a_full_database_volume";
     let dir = tempfile::tempdir().unwrap();
     let Some(volume) = tmpfs_or_skip(&dir.path().join("dbvol"), "4m", TEST) else {
@@ -818,6 +836,7 @@ fn sigterm_with_a_full_database_volume_keeps_every_report_for_the_next_start() {
 /// report is stored or counted as dropped.
 #[test]
 fn two_mib_volume_keeps_answering_and_recovers() {
+    let _serial = one_at_a_time();
     const TEST: &str = "two_mib_volume_keeps_answering_and_recovers";
     let dir = tempfile::tempdir().unwrap();
     let Some(volume) = tmpfs_or_skip(&dir.path().join("vol"), "2m", TEST) else {
@@ -963,6 +982,7 @@ fn two_mib_volume_keeps_answering_and_recovers() {
 /// status in each, and stats and metrics keep them apart.
 #[test]
 fn two_zones_are_never_merged() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     // 2.4.0 is behind 2.4.1 in the first product, the latest in the second.
     let a = Zone::new("vc.example.com", 3, RELEASES);
