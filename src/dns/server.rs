@@ -72,14 +72,13 @@ impl RunningServer {
         // with the default 64 MiB segments and a smaller `journal_max_bytes`,
         // the one segment would reach the bound and every later report be
         // dropped, however far the processor had read.
-        let defaults = JournalConfig::default();
+        let max_segment = JournalConfig::default().segment_bytes;
         let max_bytes = config.server.journal_max_bytes;
         let journal = Arc::new(Journal::open(JournalConfig {
             dir: config.journal_dir(),
             max_bytes,
-            segment_bytes: (max_bytes / 8).clamp(4096, defaults.segment_bytes),
+            segment_bytes: (max_bytes / 8).clamp(4096, max_segment),
             commit_interval: Duration::from_millis(config.server.journal_commit_ms.max(1)),
-            ..defaults
         })?);
         let from = crate::journal::Position(store.consumer_position(CONSUMER)?);
         let reader = journal.subscribe(CONSUMER, from)?;
