@@ -68,11 +68,18 @@ impl RunningServer {
         let database = config.resolve(&config.server.database);
         let store = Store::open(&database)?;
         let metrics = Arc::new(Metrics::default());
+        // Only whole segments other than the one being written are deleted
+        // once consumed, so a segment must be a small part of the bound:
+        // with the default 64 MiB segments and a smaller `journal_max_bytes`,
+        // the one segment would reach the bound and every later report be
+        // dropped, however far the processor had read.
+        let max_segment = JournalConfig::default().segment_bytes;
+        let max_bytes = config.server.journal_max_bytes;
         let journal = Arc::new(Journal::open(JournalConfig {
             dir: config.journal_dir(),
-            max_bytes: config.server.journal_max_bytes,
+            max_bytes,
+            segment_bytes: (max_bytes / 8).clamp(4096, max_segment),
             commit_interval: Duration::from_millis(config.server.journal_commit_ms.max(1)),
-            ..JournalConfig::default()
         })?);
         let from = crate::journal::Position(store.consumer_position(CONSUMER)?);
         let reader = journal.subscribe(CONSUMER, from)?;
