@@ -135,6 +135,7 @@ pub(crate) fn apply(
     let open = open_day(tx)?;
     let mut pending = Pending::default();
     let mut newest = open;
+    let mut oldest: Option<i64> = None;
     let mut straggled = false;
     let mut insert = tx.prepare_cached(
         "INSERT INTO reports (client_time, report_id, zone, received_at, key_id,
@@ -185,6 +186,7 @@ pub(crate) fn apply(
             _ => {}
         }
         newest = Some(newest.map_or(day, |n| n.max(day)));
+        oldest = Some(oldest.map_or(day, |o| o.min(day)));
         let status = r.status.code();
         let vd = pending
             .version_days
@@ -229,6 +231,8 @@ pub(crate) fn apply(
             [newest],
         )?;
         match open {
+            // The first reports ever: every day of the batch but its newest.
+            None => close_days(tx, oldest.unwrap_or(newest), newest - 1)?,
             Some(o) if newest > o => close_days(tx, o, newest - 1)?,
             // A straggler of the day that just closed (stamped before
             // midnight, taken in after one stamped after it): that day is
