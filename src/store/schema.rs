@@ -53,8 +53,8 @@ const MIGRATIONS: &[Migration] = &[
         backfill: Some(rollup::backfill),
     },
     // 3: the journal's processor: raw reports keyed for deduplication by
-    // client day, per-version day totals, each node's latest state, daily
-    // snapshots, consumer positions.
+    // client time (with a receive-time index), per-version day totals, each
+    // node's latest state, daily snapshots, consumer positions.
     Migration {
         sql: &[ingest::SCHEMA, snapshot::SCHEMA],
         backfill: Some(ingest::backfill),
@@ -64,6 +64,11 @@ const MIGRATIONS: &[Migration] = &[
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, CURRENT_VERSION)
+}
+
+/// Migrates up to schema `target` (tests build older databases with it).
+fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > CURRENT_VERSION {
         return Err(StoreError::TooNew {
@@ -71,7 +76,12 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             known: CURRENT_VERSION,
         });
     }
-    for (i, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (i, m) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(found as usize)
+    {
         let tx = conn.transaction()?;
         for sql in m.sql {
             tx.execute_batch(sql)?;
@@ -83,4 +93,118 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Day;
+    use crate::hint::Status;
+    use crate::protocol::{AnonId, Identity, KeyId, Payload, Report, ReportId, ZoneName};
+    use crate::store::reader::{SqliteReader, StatsReader};
+    use crate::store::{ReceivedReport, Store};
+
+    /// A database of schema 2, written as vcheckd of that schema wrote it
+    /// (raw rows, then rollups by `rollup::add`), upgraded to the current
+    /// schema: the same node-days and per-version totals, and snapshots of
+    /// the closed days.
+    #[test]
+    fn a_schema_2_database_upgrades_with_its_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&mut conn, 2).unwrap();
+        let zone = ZoneName::new("vc.example.com").unwrap();
+        let tx = conn.transaction().unwrap();
+        for (i, day, node, version, identity) in [
+            (1u8, 10i64, 1u8, "2.3.1", true),
+            (2, 11, 1, "2.4.1", true),
+            (3, 11, 2, "2.3.1", true),
+            (4, 12, 2, "2.4.1", true),
+            (5, 12, 0, "2.4.1", false),
+        ] {
+            let r = ReceivedReport {
+                report: Report {
+                    id: ReportId([i; 12]),
+                    key_id: KeyId(1),
+                    payload: Payload {
+                        timestamp: (day * 86_400 + 100) as u64,
+                        identity: if identity {
+                            Identity::Known {
+                                cluster: AnonId([7; 16]),
+                                node: AnonId([node; 16]),
+                            }
+                        } else {
+                            Identity::Withheld
+                        },
+                        version: semver::Version::parse(version).unwrap(),
+                    },
+                },
+                zone: zone.clone(),
+                received_at: day * 86_400 + 100 + i64::from(i),
+                status: Status::UpToDate,
+            };
+            let (cluster, node) = match r.report.payload.identity {
+                Identity::Known { cluster, node } => {
+                    (Some(cluster.0.to_vec()), Some(node.0.to_vec()))
+                }
+                Identity::Withheld => (None, None),
+            };
+            tx.execute(
+                "INSERT INTO reports (report_id, zone, received_at, client_time, key_id, cluster, node, version, flags, status)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8, 1)",
+                rusqlite::params![
+                    &r.report.id.0[..],
+                    zone.as_str(),
+                    r.received_at,
+                    r.report.payload.timestamp as i64,
+                    cluster,
+                    node,
+                    version,
+                    r.report.payload.flags()
+                ],
+            )
+            .unwrap();
+            rollup::add(&tx, &r).unwrap();
+        }
+        tx.commit().unwrap();
+        drop(conn);
+
+        drop(Store::open(&path).unwrap());
+        let reader = SqliteReader::open(&path).unwrap();
+        let nodes = reader.node_days(&zone, Day(10), Day(12), false).unwrap();
+        assert_eq!(nodes.len(), 4);
+        let totals: Vec<(i64, String, u64, u64)> = reader
+            .version_days(&zone, Day(10), Day(12))
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.day.0, v.version.to_string(), v.reports, v.anonymous))
+            .collect();
+        assert_eq!(
+            totals,
+            vec![
+                (10, "2.3.1".into(), 1, 0),
+                (11, "2.3.1".into(), 1, 0),
+                (11, "2.4.1".into(), 1, 0),
+                (12, "2.4.1".into(), 2, 1)
+            ]
+        );
+        // Days 10 and 11 closed in the upgrade; 12 is open (read live).
+        let day11 = reader.snapshot(&zone, Day(11)).unwrap();
+        assert_eq!(day11.active(2), Some((1, 2)));
+        let w = day11.window(1).unwrap();
+        assert_eq!(w.mixed_clusters, 1);
+        assert_eq!(
+            (w.versions["2.4.1"].nodes, w.versions["2.3.1"].nodes),
+            (1, 1)
+        );
+        let day12 = reader.snapshot(&zone, Day(12)).unwrap();
+        assert_eq!(day12.window(7).unwrap().versions["2.4.1"].clusters, 1);
+        // The raw rows came along, keyed for deduplication.
+        let rows: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM reports", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 5);
+    }
 }
