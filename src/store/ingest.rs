@@ -17,7 +17,7 @@
 //! Everything happens in the caller's transaction: a batch, and a day
 //! close, are in the database whole or not at all.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -130,6 +130,7 @@ pub(crate) fn open_day(conn: &Connection) -> Result<Option<i64>, StoreError> {
 pub(crate) fn apply(
     tx: &Transaction<'_>,
     batch: &[ReceivedReport],
+    cache: &mut Option<States>,
 ) -> Result<BatchOutcome, StoreError> {
     let mut outcome = BatchOutcome::default();
     let open = open_day(tx)?;
@@ -232,12 +233,12 @@ pub(crate) fn apply(
         )?;
         match open {
             // The first reports ever: every day of the batch but its newest.
-            None => close_days(tx, oldest.unwrap_or(newest), newest - 1)?,
-            Some(o) if newest > o => close_days(tx, o, newest - 1)?,
+            None => close_days(tx, oldest.unwrap_or(newest), newest - 1, cache)?,
+            Some(o) if newest > o => close_days(tx, o, newest - 1, cache)?,
             // A straggler of the day that just closed (stamped before
             // midnight, taken in after one stamped after it): that day is
             // closed again, now with it.
-            Some(o) if straggled => close_days(tx, o - 1, o - 1)?,
+            Some(o) if straggled => close_days(tx, o - 1, o - 1, cache)?,
             _ => {}
         }
     }
@@ -310,9 +311,11 @@ pub(crate) struct GroupedNodeDay {
     pub ids: Vec<u8>,
 }
 
-/// Node-days of the days `first..=last` grouped from the raw rows (in
-/// receive-time order of their latest report), for the days not closed yet
-/// and for closing a day. `zone`: only that zone.
+/// Node-days of the days `first..=last` grouped from the raw rows (sorted
+/// by the receive time of their latest report), for the days not closed
+/// yet and for closing a day. `zone`: only that zone. The rows are read in
+/// receive-time order (an index range) and grouped here, which is several
+/// times faster than SQL's sort-based GROUP BY.
 pub(crate) fn group_node_days(
     conn: &Connection,
     first: i64,
@@ -320,106 +323,125 @@ pub(crate) fn group_node_days(
     zone: Option<&str>,
 ) -> Result<Vec<GroupedNodeDay>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT received_at / 86400 AS day, zone, cluster, node, version,
-                status, MAX(received_at), COUNT(*),
-                unhex(substr(group_concat(hex(report_id), ''), 1, ?4))
+        "SELECT received_at, zone, cluster, node, version, status, report_id
          FROM reports
          WHERE received_at >= ?1 * 86400 AND received_at < (?2 + 1) * 86400
            AND cluster IS NOT NULL AND (?3 IS NULL OR zone = ?3)
-         GROUP BY day, zone, cluster, node, version
-         ORDER BY 7",
+         ORDER BY received_at",
     )?;
-    let rows = stmt.query_map(
-        params![first, last, zone, (IDS_PER_NODE_DAY * 24) as i64],
-        |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Vec<u8>>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, u8>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, i64>(7)?,
-                r.get::<_, Vec<u8>>(8)?,
-            ))
-        },
-    )?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (day, zone, cluster, node, version, status, last_at, reports, ids) = row?;
-        if let (Ok(cluster), Ok(node)) = (<[u8; 16]>::try_from(cluster), <[u8; 16]>::try_from(node))
-        {
-            out.push(GroupedNodeDay {
-                day,
-                zone,
-                cluster,
-                node,
-                version,
-                status,
-                last_at,
-                reports,
-                ids,
-            });
+    let mut rows = stmt.query(params![first, last, zone])?;
+    let mut index: HashMap<(i64, String, [u8; 16], [u8; 16], String), usize> = HashMap::new();
+    let mut out: Vec<GroupedNodeDay> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let at: i64 = r.get(0)?;
+        let blob = |i: usize| r.get_ref(i).map(|v| v.as_blob().unwrap_or_default());
+        let (Ok(cluster), Ok(node)) = (
+            <[u8; 16]>::try_from(blob(2)?),
+            <[u8; 16]>::try_from(blob(3)?),
+        ) else {
+            continue;
+        };
+        let key = (day_of(at), r.get(1)?, cluster, node, r.get(4)?);
+        let status: u8 = r.get(5)?;
+        let id = blob(6)?;
+        match index.get(&key) {
+            Some(&i) => {
+                let g = &mut out[i];
+                // Rows come in receive order: the later one is the latest.
+                g.last_at = at;
+                g.status = status;
+                g.reports += 1;
+                if g.ids.len() < IDS_PER_NODE_DAY * 12 {
+                    g.ids.extend_from_slice(id);
+                }
+            }
+            None => {
+                index.insert(key.clone(), out.len());
+                out.push(GroupedNodeDay {
+                    day: key.0,
+                    zone: key.1,
+                    cluster,
+                    node,
+                    version: key.4,
+                    status,
+                    last_at: at,
+                    reports: 1,
+                    ids: id.to_vec(),
+                });
+            }
         }
     }
+    out.sort_by_key(|g| g.last_at);
     Ok(out)
 }
 
 type NodeKey = (String, [u8; 16], [u8; 16]);
 
+/// Every node's state, in key order (zone, cluster, node): the order
+/// snapshots take clusters in.
+pub(crate) type States = BTreeMap<NodeKey, NodeLatest>;
+
 /// Folds grouped node-days (latest last) into node states.
-fn fold(states: &mut HashMap<NodeKey, NodeLatest>, rows: &[GroupedNodeDay]) {
+fn fold(states: &mut States, rows: &[GroupedNodeDay]) {
+    let mut parsed: HashMap<&str, Option<semver::Version>> = HashMap::new();
     for r in rows {
-        let Ok(version) = semver::Version::parse(&r.version) else {
+        let Some(version) = parsed
+            .entry(&r.version)
+            .or_insert_with(|| semver::Version::parse(&r.version).ok())
+        else {
             continue;
         };
-        states
-            .entry((r.zone.clone(), r.cluster, r.node))
-            .and_modify(|n| n.observe(r.day, r.last_at, &version, r.status))
-            .or_insert_with(|| NodeLatest::new(r.day, r.last_at, &version, r.status));
+        match states.get_mut(&(r.zone.clone(), r.cluster, r.node)) {
+            Some(n) => n.observe(r.day, r.last_at, version, r.status),
+            None => {
+                states.insert(
+                    (r.zone.clone(), r.cluster, r.node),
+                    NodeLatest::new(r.day, r.last_at, version, r.status),
+                );
+            }
+        }
     }
 }
 
-/// Every node's state as of the last closed day, keyed.
-fn load_states(conn: &Connection) -> Result<HashMap<NodeKey, NodeLatest>, StoreError> {
+/// Every node's state as of the last closed day.
+fn load_states(conn: &Connection) -> Result<States, StoreError> {
     Ok(snapshot::load_latest(conn)?
         .into_iter()
         .map(|(zone, cluster, node, latest)| ((zone, cluster, node), latest))
         .collect())
 }
 
-/// Node states sorted by zone and cluster, as snapshots take them.
-fn sorted(states: &HashMap<NodeKey, NodeLatest>) -> Vec<(String, [u8; 16], NodeLatest)> {
-    let mut v: Vec<(&NodeKey, &NodeLatest)> = states.iter().collect();
-    v.sort_by(|a, b| a.0.cmp(b.0));
-    v.into_iter()
-        .map(|((zone, cluster, _), l)| (zone.clone(), *cluster, l.clone()))
-        .collect()
-}
-
 /// Node states as of now: the closed days' states with the open day's raw
-/// rows folded in. Sorted by zone and cluster.
-pub(crate) fn open_states(
-    conn: &Connection,
-) -> Result<Vec<(String, [u8; 16], NodeLatest)>, StoreError> {
+/// rows folded in.
+pub(crate) fn open_states(conn: &Connection) -> Result<States, StoreError> {
     let mut states = load_states(conn)?;
     if let Some(open) = open_day(conn)? {
         fold(&mut states, &group_node_days(conn, open, open, None)?);
     }
-    Ok(sorted(&states))
+    Ok(states)
 }
 
 /// Closes days `first..=last`: groups each day's raw rows into node-days,
 /// folds them into the node states, and stores the day's snapshot.
-pub(crate) fn close_days(tx: &Transaction<'_>, first: i64, last: i64) -> Result<(), StoreError> {
+/// `cache`: the node states as of the last close, kept by the one writer
+/// between batches (loaded when empty); left empty if this fails, since
+/// the transaction will not commit.
+pub(crate) fn close_days(
+    tx: &Transaction<'_>,
+    first: i64,
+    last: i64,
+    cache: &mut Option<States>,
+) -> Result<(), StoreError> {
     if first > last {
         return Ok(());
     }
-    let mut states = load_states(tx)?;
-    let mut changed: HashMap<NodeKey, ()> = HashMap::new();
+    let mut states = match cache.take() {
+        Some(states) => states,
+        None => load_states(tx)?,
+    };
+    let mut changed: Vec<NodeKey> = Vec::new();
     for day in first..=last {
-        let mut rows = group_node_days(tx, day, day, None)?;
+        let rows = group_node_days(tx, day, day, None)?;
         tx.execute("DELETE FROM node_days WHERE day = ?1", [day])?;
         // Inserted in key order (sequential pages), folded in time order.
         let mut by_key: Vec<&GroupedNodeDay> = rows.iter().collect();
@@ -442,14 +464,19 @@ pub(crate) fn close_days(tx: &Transaction<'_>, first: i64, last: i64) -> Result<
                 r.reports,
                 r.ids
             ])?;
-            changed.insert((r.zone.clone(), r.cluster, r.node), ());
+            changed.push((r.zone.clone(), r.cluster, r.node));
         }
         fold(&mut states, &rows);
-        rows.clear();
-        snapshot::store(tx, day, &snapshot::compute_all(&sorted(&states), day))?;
+        snapshot::store(tx, day, &snapshot::compute_all(&states, day))?;
     }
-    let mut changed: Vec<&NodeKey> = changed.keys().collect();
     changed.sort();
+    changed.dedup();
+    // Most nodes report daily: rewriting the table in key order is then
+    // cheaper than updating each row in place.
+    let rewrite = changed.len() > states.len() / 4;
+    if rewrite {
+        tx.execute("DELETE FROM node_latest", [])?;
+    }
     let mut up = tx.prepare_cached(
         "INSERT INTO node_latest
             (zone, cluster, node, last_day, last_at, version, status, prev_day, prev_version, prev_status)
@@ -460,8 +487,7 @@ pub(crate) fn close_days(tx: &Transaction<'_>, first: i64, last: i64) -> Result<
             prev_day = excluded.prev_day, prev_version = excluded.prev_version,
             prev_status = excluded.prev_status",
     )?;
-    for key in changed {
-        let Some(l) = states.get(key) else { continue };
+    let mut write = |key: &NodeKey, l: &NodeLatest| -> Result<(), StoreError> {
         let prev = l.prev.as_ref();
         up.execute(params![
             key.0,
@@ -475,7 +501,20 @@ pub(crate) fn close_days(tx: &Transaction<'_>, first: i64, last: i64) -> Result<
             prev.map(|p| p.version.as_str()),
             prev.map(|p| p.status),
         ])?;
+        Ok(())
+    };
+    if rewrite {
+        for (key, l) in &states {
+            write(key, l)?;
+        }
+    } else {
+        for key in &changed {
+            if let Some(l) = states.get(key) {
+                write(key, l)?;
+            }
+        }
     }
+    *cache = Some(states);
     Ok(())
 }
 
@@ -489,11 +528,11 @@ pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), StoreError> {
         return Ok(());
     };
     let oldest: i64 = tx.query_row("SELECT MIN(day) FROM node_days", [], |r| r.get(0))?;
-    let mut states: HashMap<NodeKey, NodeLatest> = HashMap::new();
+    let mut states = States::new();
     for day in oldest..newest {
         let rows = stored_node_days(tx, day)?;
         fold(&mut states, &rows);
-        snapshot::store(tx, day, &snapshot::compute_all(&sorted(&states), day))?;
+        snapshot::store(tx, day, &snapshot::compute_all(&states, day))?;
     }
     let mut up = tx.prepare(
         "INSERT INTO node_latest

@@ -59,6 +59,9 @@ pub struct CounterDelta {
 
 pub struct Store {
     conn: Connection,
+    /// Node states as of the last closed day, kept between commits by the
+    /// one writer (empty for readers, and after a failed commit).
+    states: Option<ingest::States>,
 }
 
 impl Store {
@@ -85,7 +88,7 @@ impl Store {
         // after every few batches.
         conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
         schema::migrate(&mut conn)?;
-        Ok(Store { conn })
+        Ok(Store { conn, states: None })
     }
 
     /// Opens an existing database for reading only (stats); never creates
@@ -103,7 +106,7 @@ impl Store {
                 known: SCHEMA_VERSION,
             });
         }
-        Ok(Store { conn })
+        Ok(Store { conn, states: None })
     }
 
     pub fn conn(&self) -> &Connection {
@@ -125,8 +128,11 @@ impl Store {
         counters: &[CounterDelta],
         consumer: Option<(&str, u64)>,
     ) -> Result<BatchOutcome, StoreError> {
+        // Whatever fails below, the cached states may be ahead of the
+        // database: drop them unless the transaction commits.
+        let mut states = self.states.take();
         let tx = self.conn.transaction()?;
-        let outcome = ingest::apply(&tx, batch)?;
+        let outcome = ingest::apply(&tx, batch, &mut states)?;
         {
             let mut up = tx.prepare_cached(
                 "INSERT INTO counters (day, name, value) VALUES (?1, ?2, ?3)
@@ -148,6 +154,7 @@ impl Store {
             .execute(params![name, i64::try_from(position).unwrap_or(i64::MAX)])?;
         }
         tx.commit()?;
+        self.states = states;
         Ok(outcome)
     }
 

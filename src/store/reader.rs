@@ -9,7 +9,6 @@ use rusqlite::params;
 use semver::Version;
 
 use super::ingest;
-use super::latest::NodeLatest;
 use super::snapshot::{self, Snapshot};
 use super::{Store, StoreError};
 use crate::clock::Day;
@@ -85,7 +84,7 @@ pub struct SqliteReader {
 }
 
 struct LiveState {
-    nodes: Vec<(String, [u8; 16], NodeLatest)>,
+    nodes: ingest::States,
     snapshots: HashMap<i64, BTreeMap<String, Snapshot>>,
 }
 

@@ -270,27 +270,25 @@ pub(crate) fn load_latest(conn: &Connection) -> Result<Vec<NodeRow>, StoreError>
     Ok(out)
 }
 
-/// Snapshots of `day` for every zone, from node states (sorted by zone and
-/// cluster) taken as of that day.
-pub(crate) fn compute_all(
-    nodes: &[(String, [u8; 16], NodeLatest)],
-    day: i64,
-) -> BTreeMap<String, Snapshot> {
+/// Snapshots of `day` for every zone, from node states (in key order)
+/// taken as of that day.
+pub(crate) fn compute_all(nodes: &super::ingest::States, day: i64) -> BTreeMap<String, Snapshot> {
     let mut out = BTreeMap::new();
-    let mut start = 0;
-    while start < nodes.len() {
-        let zone = &nodes[start].0;
-        let end = start + nodes[start..].partition_point(|(z, _, _)| z == zone);
-        let members = nodes[start..end].iter().filter_map(|(_, cluster, n)| {
-            n.as_of(day).map(|(last_day, version, status)| Member {
-                cluster: *cluster,
-                last_day,
-                version,
-                status,
-            })
-        });
-        out.insert(zone.clone(), compute(day, members));
-        start = end;
+    let mut zones = nodes.iter().peekable();
+    while let Some(((zone, _, _), _)) = zones.peek() {
+        let zone = zone.clone();
+        let members = std::iter::from_fn(|| zones.next_if(|((z, _, _), _)| *z == zone)).filter_map(
+            |((_, cluster, _), n)| {
+                n.as_of(day).map(|(last_day, version, status)| Member {
+                    cluster: *cluster,
+                    last_day,
+                    version,
+                    status,
+                })
+            },
+        );
+        let snap = compute(day, members);
+        out.insert(zone, snap);
     }
     out
 }
