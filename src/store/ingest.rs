@@ -311,6 +311,10 @@ pub(crate) struct GroupedNodeDay {
     pub ids: Vec<u8>,
 }
 
+type NodeKey = (String, [u8; 16], [u8; 16]);
+/// A node-day's key: day, zone, cluster, node, version.
+type NodeDayKey = (i64, String, [u8; 16], [u8; 16], String);
+
 /// Node-days of the days `first..=last` grouped from the raw rows (sorted
 /// by the receive time of their latest report), for the days not closed
 /// yet and for closing a day. `zone`: only that zone. The rows are read in
@@ -330,7 +334,7 @@ pub(crate) fn group_node_days(
          ORDER BY received_at",
     )?;
     let mut rows = stmt.query(params![first, last, zone])?;
-    let mut index: HashMap<(i64, String, [u8; 16], [u8; 16], String), usize> = HashMap::new();
+    let mut index: HashMap<NodeDayKey, usize> = HashMap::new();
     let mut out: Vec<GroupedNodeDay> = Vec::new();
     while let Some(r) = rows.next()? {
         let at: i64 = r.get(0)?;
@@ -374,8 +378,6 @@ pub(crate) fn group_node_days(
     out.sort_by_key(|g| g.last_at);
     Ok(out)
 }
-
-type NodeKey = (String, [u8; 16], [u8; 16]);
 
 /// Every node's state, in key order (zone, cluster, node): the order
 /// snapshots take clusters in.
