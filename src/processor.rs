@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::dns::ReportSink;
-use crate::journal::{AppendError, Journal, Position, Reader};
+use crate::journal::{Journal, Position, Reader};
 use crate::metrics::{bump, Metrics};
 use crate::report::ReceivedReport;
 use crate::store::{BatchOutcome, CounterDelta, Store};
@@ -47,12 +47,10 @@ impl ReportSink for JournalSink {
             report.to_record(buf).ok()?;
             Some(self.journal.append(buf))
         });
-        match appended {
-            Some(Ok(())) => {}
-            // Full: the journal counts and logs it; it is a drop for us.
-            Some(Err(AppendError::Full | AppendError::Closed)) | Some(Err(_)) | None => {
-                bump(&self.metrics.reports_dropped)
-            }
+        // A full journal counts and logs its drops; every report it did
+        // not take (full, closing, or one that cannot be encoded) is a drop.
+        if !matches!(appended, Some(Ok(()))) {
+            bump(&self.metrics.reports_dropped);
         }
     }
 }

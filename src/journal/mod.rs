@@ -105,6 +105,28 @@ pub enum JournalError {
     },
     #[error("cannot start the journal commit thread")]
     Thread(#[source] std::io::Error),
+    #[error("journal folder {} is in use by another process (it holds {}); run one vcheckd per journal_dir", .dir.display(), .lock.display())]
+    InUse { dir: PathBuf, lock: PathBuf },
+}
+
+/// Takes the folder's lock file (creating the folder if needed).
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, JournalError> {
+    std::fs::create_dir_all(dir).map_err(segment::io_error("create the journal folder", dir))?;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(segment::io_error("open the journal lock file", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::InUse {
+            dir: dir.to_path_buf(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(segment::io_error("lock the journal lock file", &path)(e)),
+    }
 }
 
 /// Why a record was not taken. The answer path counts these and moves on:
@@ -342,6 +364,9 @@ impl Shared {
 /// appender; consumers [`subscribe`](Journal::subscribe).
 pub struct Journal {
     shared: Arc<Shared>,
+    /// Held while open: a second process on the same folder would
+    /// interleave writes into one segment.
+    _lock: std::fs::File,
     thread: Mutex<Option<JoinHandle<()>>>,
     closed: Mutex<Option<CloseOutcome>>,
 }
@@ -350,6 +375,7 @@ impl Journal {
     /// Opens (creating if needed) the journal folder, cuts a torn tail off
     /// the last segment, and starts the group-commit thread.
     pub fn open(config: JournalConfig) -> Result<Journal, JournalError> {
+        let lock = lock_dir(&config.dir)?;
         let recovered = segment::recover(&config.dir)?;
         let durable_end = recovered.active.end();
         let oldest = recovered.starts.first().copied().unwrap_or(durable_end);
@@ -404,6 +430,7 @@ impl Journal {
             .map_err(JournalError::Thread)?;
         Ok(Journal {
             shared,
+            _lock: lock,
             thread: Mutex::new(Some(handle)),
             closed: Mutex::new(None),
         })

@@ -642,3 +642,16 @@ fn journal_bounds_memory_while_writes_fail() {
     assert_eq!(j.append(&p), Err(AppendError::Full));
     assert_eq!(j.close(PATIENCE).lost_records, 0);
 }
+
+#[test]
+fn journal_a_second_opener_of_the_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Journal::open(config(dir.path())).unwrap();
+    match Journal::open(config(dir.path())) {
+        Err(JournalError::InUse { dir: d, lock }) => assert_eq!(lock, d.join("lock")),
+        other => panic!("expected InUse, got {:?}", other.map(|_| ())),
+    }
+    drop(first);
+    // Released with the first journal: the folder opens again.
+    Journal::open(config(dir.path())).unwrap();
+}
