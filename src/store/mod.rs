@@ -109,10 +109,6 @@ impl Store {
         Ok(Store { conn, states: None })
     }
 
-    pub fn conn(&self) -> &Connection {
-        &self.conn
-    }
-
     /// Stores a batch in one transaction. A report id seen before is not
     /// stored again; its row's `duplicates` count goes up instead.
     pub fn insert_batch(&mut self, batch: &[ReceivedReport]) -> Result<BatchOutcome, StoreError> {
@@ -251,7 +247,7 @@ mod tests {
             }
         );
         let (rows, dups, anon): (i64, i64, i64) = store
-            .conn()
+            .conn
             .query_row(
                 "SELECT COUNT(*), SUM(duplicates), SUM(cluster IS NULL) FROM reports",
                 [],
@@ -269,12 +265,12 @@ mod tests {
         // Reopening an up-to-date database migrates nothing and keeps data.
         let store = Store::open(&path).unwrap();
         let v: i64 = store
-            .conn()
+            .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         store
-            .conn()
+            .conn
             .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         drop(store);
