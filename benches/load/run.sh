@@ -147,7 +147,7 @@ EOF2
 # as dnsperf lines `NAME TXT`.
 NAMES_MADE=0
 make_names() {
-    local file=$1 n=$2 tag=$3 per_job count start secs got
+    local file=$1 n=$2 tag=$3 per_job count start secs got pids=() pid
     start=$(date +%s.%N)
     per_job=$(( (n + JOBS - 1) / JOBS ))
     for job in $(seq "$JOBS"); do
@@ -155,9 +155,14 @@ make_names() {
         if [ "$count" -gt "$per_job" ]; then count=$per_job; fi
         if [ "$count" -le 0 ]; then continue; fi
         "$BIN" encode --zone "$ZONE" --key "$TMP/vcheckd/load.key" --count "$count" \
-            --version "$VERSION" --cluster-id "load-$tag-$job" --node-id "load-node-1" &
-    done >"$file.names"
-    wait
+            --version "$VERSION" --cluster-id "load-$tag-$job" --node-id "load-node-1" \
+            >"$file.part$job" &
+        pids+=($!)
+    done
+    # Only the encoders: a bare `wait` would wait for the servers too.
+    for pid in "${pids[@]}"; do wait "$pid"; done
+    cat "$file".part* >"$file.names"
+    rm -f "$file".part*
     got=$(grep -c "\.$ZONE\.\$" "$file.names" || true)
     if [ "$got" != "$n" ]; then
         say "error: expected $n names in $file, got $got" >&2
@@ -251,7 +256,7 @@ proc_ticks() { # pid
                 print s + 0
             }'
 }
-thread_ticks() { # pid comm
+thread_ticks() { # pid comm (the kernel keeps 15 characters of a thread name)
     local t
     for t in /proc/"$1"/task/*; do
         if [ "$(cat "$t/comm" 2>/dev/null || true)" = "$2" ]; then
@@ -295,13 +300,13 @@ dnsperf_run() {
     limit=$(( $(wc -l <"$file") / 1000 + 60 ))
     [ -n "$qps_cap" ] && limit=$(( $(wc -l <"$file") / qps_cap + 60 ))
     t0=$(proc_ticks "$pid")
-    p0=$(thread_ticks "$pid" vcheckd-processor)
+    p0=$(thread_ticks "$pid" vcheckd-process)
     timeout $((limit + 30)) dnsperf -s 127.0.0.1 -p "$port" -d "$file" -n 1 -l "$limit" \
         -t "$TIMEOUT" -c "$CLIENTS" -T "$THREADS" -q "$OUTSTANDING" "${edns_flag[@]}" "${rate_flag[@]}" \
         >"$out" 2>&1 || true
     R_END=$(now)
     t1=$(proc_ticks "$pid")
-    p1=$(thread_ticks "$pid" vcheckd-processor)
+    p1=$(thread_ticks "$pid" vcheckd-process)
     check_alive "$name" "$pid"
     R_QPS=$(awk '/Queries per second:/ { print $4 }' "$out")
     R_SENT=$(awk '/Queries sent:/ { print $3 }' "$out")
