@@ -11,10 +11,13 @@
 //!    `benches/stats/run.sh` makes). The build is timed (generation and
 //!    writing apart) and cached: a later run reuses the file and prints
 //!    the figure recorded when it was built.
-//! 2. `REPORTS` (default 1,000,000) new reports with distinct random ids:
+//! 2. `REPORTS` new reports with distinct random ids (default: 4 per node
+//!    of the fleet, at most 1,000,000: about 1,000,000 at 250,000 nodes):
 //!    existing nodes (read from the database's node states) reporting on
-//!    the database's open day with their current version, spread over the
-//!    day and sorted by receive time; `ANON_SHARE` of them anonymous.
+//!    the database's open day with their current version, each node in
+//!    turn, spread over the day and sorted by receive time; `ANON_SHARE`
+//!    (5%) of them anonymous. Reports per node matter: each one of a node
+//!    already seen that day extends its node-day row.
 //! 3. `Store::commit` alone, in batches of `BATCH` (default 8192, the
 //!    processor's `max_batch`), each with a consumer position as the
 //!    processor commits it, on a copy of the fleet database.
@@ -30,7 +33,7 @@
 //! the default 30-day retention keeps, so the figure errs on the slow side.
 //!
 //! Run: `cargo bench --bench processor` (scaled down:
-//! `FLEET_CLUSTERS=2000 FLEET_DAYS=30 REPORTS=200000 cargo bench --bench processor`).
+//! `FLEET_CLUSTERS=6700 cargo bench --bench processor`: ~25,000 nodes).
 //! Prints figures; asserts nothing about speed.
 
 use std::path::{Path, PathBuf};
@@ -240,7 +243,6 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing else is taken.
     let clusters: u32 = env_or("FLEET_CLUSTERS", 67_000);
     let days: u32 = env_or("FLEET_DAYS", 90);
-    let n: usize = env_or("REPORTS", 1_000_000);
     let batch: usize = env_or("BATCH", 8_192);
     let anon_share: f64 = env_or("ANON_SHARE", 0.05);
     let root = PathBuf::from(
@@ -252,6 +254,8 @@ fn main() {
     println!("fleet: {}", fleet_db(&fleet, clusters, days));
     let before = rows(&fleet, "SELECT count(*) FROM reports");
 
+    let nodes = rows(&fleet, "SELECT count(*) FROM node_latest") as usize;
+    let n: usize = env_or("REPORTS", (4 * nodes).min(1_000_000));
     let (reports, day, nodes) = todays_reports(&fleet, n, anon_share);
     println!(
         "load: {n} new reports with distinct ids from {nodes} nodes on day {day} (the open day), \
