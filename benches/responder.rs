@@ -1,25 +1,31 @@
 //! `Responder::respond`, the whole per-query work of the server minus the
 //! socket calls: parse the request, find the zone, decode the payload,
-//! compute the hint, queue the report, encode the answer.
+//! compute the hint, append the report to the journal, encode the answer.
 //!
-//! The responder is built as `vcheckd serve` builds it: a TOML config and
-//! a key file in a temp folder, the sample zone file, a real SQLite file and
-//! the real writer thread behind the report queue.
+//! The responder is built as `RunningServer::start` builds it: a TOML
+//! config and a key file in a temp folder, the sample zone file, a real
+//! journal (`Journal::open` in the temp folder, with its group-commit
+//! thread writing and fsyncing every `journal_commit_ms`) and the
+//! `JournalSink` in front of it. No processor runs: the figure is the
+//! answer path's, and the records stay in the journal.
 //!
-//! The queue: a valid query submits one report. If the writer thread fell
-//! behind and the queue filled up, `submit` would take its cheaper
-//! "drop and count" branch and the figure would no longer be the one of a
-//! query whose report is kept. So the main fixture uses a queue of
-//! `QUEUE_CAPACITY` reports, more than a default-length run submits, and
-//! the bench prints how many reports were dropped at the end; a second,
-//! separate fixture with a one-slot queue measures the drop path on purpose
-//! (`valid_txt_queue_full`).
+//! The journal: a valid query appends one record. If the journal were
+//! full, `append` would take its cheaper "refuse and count" branch and the
+//! figure would no longer be the one of a query whose report is kept. So
+//! the main fixture's journal may grow to `JOURNAL_MAX_BYTES` (8 GiB, far
+//! more than a default-length run appends; the records go to the temp
+//! folder, about 100 bytes each), and the bench prints how many reports
+//! were dropped at the end; a second, separate fixture whose journal has
+//! room for one record measures the drop path on purpose
+//! (`valid_txt_journal_full`).
 //!
 //! Run: `cargo bench --bench responder` (add `-- --warm-up-time 1
 //! --measurement-time 3` for a quick pass).
 
 use std::hint::black_box;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
@@ -29,29 +35,33 @@ use hickory_proto::serialize::binary::BinEncodable;
 use vcheckd::client::{Check, Reporter};
 use vcheckd::config::{Config, SAMPLE_ZONE};
 use vcheckd::dns::{Catalog, Responder, Transport};
+use vcheckd::journal::{Journal, JournalConfig};
 use vcheckd::metrics::Metrics;
+use vcheckd::processor::JournalSink;
 use vcheckd::protocol::{Key, KeyId, ZoneName};
-use vcheckd::store::recorder::{self, Writer, WriterConfig};
-use vcheckd::store::Store;
 
 const ZONE: &str = "vc.example.com";
-/// Room for every report a `--measurement-time 3` run submits (a few
-/// hundred thousand per second at most), so no submit meets a full queue.
-const QUEUE_CAPACITY: usize = 1 << 21;
-/// Distinct valid names cycled through, so the store sees new report ids.
+/// Room for every record a default run appends (a few hundred thousand
+/// per second at most, about 100 bytes each), so no append meets a full
+/// journal.
+const JOURNAL_MAX_BYTES: u64 = 8 << 30;
+/// Room for one record and not two: every append after the first is
+/// refused as full.
+const ONE_RECORD_BYTES: u64 = 160;
+/// Distinct valid names cycled through.
 const POOL: usize = 4096;
 
-/// The responder, the writer behind it, and the temp folder they live in.
+/// The responder, the journal behind it, and the temp folder they live in.
 struct Fixture {
     responder: Responder,
     metrics: Arc<Metrics>,
-    writer: Writer,
+    journal: Arc<Journal>,
     key: Key,
     _dir: tempfile::TempDir,
 }
 
 impl Fixture {
-    fn new(queue_capacity: usize) -> Self {
+    fn new(journal_max_bytes: u64) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = Key::generate(KeyId(1));
         let key_path = dir.path().join("bench.key");
@@ -71,7 +81,7 @@ impl Fixture {
                 r#"[server]
 listen = ["127.0.0.1:0"]
 database = "bench.sqlite"
-queue_capacity = {queue_capacity}
+journal_max_bytes = {journal_max_bytes}
 
 [[zone]]
 name = "{ZONE}"
@@ -92,15 +102,22 @@ fixed = ["2.3.1", "2.4.1"]
         .unwrap();
         let config = Config::load(&config_path).expect("config loads");
         let catalog = Catalog::build(&config).expect("catalog builds");
-        let store = Store::open(&config.resolve(&config.server.database)).expect("store opens");
         let metrics = Arc::new(Metrics::default());
-        // As RunningServer::start does.
-        let (recorder, writer) =
-            recorder::start(store, WriterConfig::from(&config.server), metrics.clone());
+        // As RunningServer::start does (minus the store and the processor).
+        let journal = Arc::new(
+            Journal::open(JournalConfig {
+                dir: config.journal_dir(),
+                max_bytes: config.server.journal_max_bytes,
+                commit_interval: Duration::from_millis(config.server.journal_commit_ms.max(1)),
+                ..JournalConfig::default()
+            })
+            .expect("journal opens"),
+        );
+        let sink = Arc::new(JournalSink::new(journal.clone(), metrics.clone()));
         Fixture {
-            responder: Responder::new(catalog, recorder, metrics.clone()),
+            responder: Responder::new(catalog, sink, metrics.clone()),
             metrics,
-            writer,
+            journal,
             key,
             _dir: dir,
         }
@@ -122,38 +139,32 @@ fixed = ["2.3.1", "2.4.1"]
         .name
     }
 
-    fn counter(&self, name: &str) -> u64 {
-        self.metrics
-            .snapshot()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, v)| v)
+    fn dropped(&self) -> u64 {
+        self.metrics.reports_dropped.load(Ordering::Relaxed)
     }
 
-    /// Stops the writer (it drains the queue first) and prints what the
-    /// queue did during the run.
+    /// Closes the journal (it writes what is pending first) and prints
+    /// what the answer path and the journal did during the run.
     fn finish(self, what: &str) {
         let Fixture {
             responder,
             metrics,
-            writer,
+            journal,
             ..
         } = self;
         drop(responder);
-        writer.join().expect("writer stops cleanly");
-        let get = |name: &str| {
-            metrics
-                .snapshot()
-                .into_iter()
-                .find(|(n, _)| n == name)
-                .map_or(0, |(_, v)| v)
-        };
+        let stats = journal.stats();
+        let closed = journal.close(Duration::from_secs(30));
         eprintln!(
-            "{what}: reports accepted {}, queue_dropped {}, stored {}, duplicate {}",
-            get("reports.accepted"),
-            get("reports.queue_dropped"),
-            get("reports.stored"),
-            get("reports.duplicate"),
+            "{what}: reports accepted {}, dropped {}; journal appended {}, refused {}, \
+             {} group commits, {} bytes durable, lost at close {}",
+            metrics.reports_accepted.load(Ordering::Relaxed),
+            metrics.reports_dropped.load(Ordering::Relaxed),
+            stats.appended_records,
+            stats.dropped_records,
+            stats.commits,
+            closed.durable_end,
+            closed.lost_records,
         );
     }
 }
@@ -190,7 +201,7 @@ fn check_answer(
 fn main() {
     let mut c = Criterion::default().configure_from_args();
 
-    let f = Fixture::new(QUEUE_CAPACITY);
+    let f = Fixture::new(JOURNAL_MAX_BYTES);
     let valid: Vec<Vec<u8>> = (0..POOL)
         .map(|i| query(&f.payload_name(i), RecordType::TXT))
         .collect();
@@ -204,6 +215,11 @@ fn main() {
     let out_of_zone = query("www.example.org.", RecordType::TXT);
 
     check_answer(&f, &valid[0], ResponseCode::NoError, 1, 0);
+    assert_eq!(
+        f.journal.stats().appended_records,
+        1,
+        "the report is journaled"
+    );
     check_answer(&f, &qmin, ResponseCode::NoError, 0, 1);
     check_answer(&f, &garbage, ResponseCode::NoError, 0, 1);
     check_answer(&f, &out_of_zone, ResponseCode::Refused, 0, 0);
@@ -231,22 +247,34 @@ fn main() {
             })
         });
     }
-    let dropped = f.counter("reports.queue_dropped");
+    let dropped = f.dropped();
     if dropped > 0 {
         eprintln!(
-            "WARNING: {dropped} reports met a full queue during valid_txt: \
-             its figure mixes the queued and the dropped path"
+            "WARNING: {dropped} reports met a full journal during valid_txt: \
+             its figure mixes the journaled and the dropped path"
         );
     }
-    f.finish("valid_txt fixture (queue capacity 2^21)");
+    f.finish("valid_txt fixture (journal_max_bytes 8 GiB)");
 
-    // The same query when the queue is full: with one slot, nearly every
-    // submit is dropped and counted.
-    let full = Fixture::new(1);
+    // The same query when the journal is full: it has room for one record,
+    // so every append after the first is refused and counted.
+    let full = Fixture::new(ONE_RECORD_BYTES);
     let valid_full: Vec<Vec<u8>> = (0..POOL)
         .map(|i| query(&full.payload_name(i), RecordType::TXT))
         .collect();
-    g.bench_function("valid_txt_queue_full", |b| {
+    check_answer(&full, &valid_full[0], ResponseCode::NoError, 1, 0);
+    check_answer(&full, &valid_full[1], ResponseCode::NoError, 1, 0);
+    let stats = full.journal.stats();
+    assert_eq!(
+        (
+            stats.appended_records,
+            stats.dropped_records,
+            full.dropped()
+        ),
+        (1, 1, 1),
+        "the one-record journal takes one report and refuses the next"
+    );
+    g.bench_function("valid_txt_journal_full", |b| {
         b.iter(|| {
             i = (i + 1) % POOL;
             full.responder
@@ -254,7 +282,7 @@ fn main() {
         })
     });
     g.finish();
-    full.finish("valid_txt_queue_full fixture (queue capacity 1)");
+    full.finish("valid_txt_journal_full fixture (journal_max_bytes 160)");
 
     c.final_summary();
 }

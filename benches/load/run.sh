@@ -1,27 +1,51 @@
 #!/usr/bin/env bash
 # Load test: queries per second of a running vcheckd (release build) next to
 # NSD serving a static wildcard TXT record, measured with dnsperf in one run,
-# alternating the two servers. Traffic goes to 127.0.0.1 only.
+# alternating the two servers, with DISTINCT payload names (every query is
+# a new report, as real clients send them). Traffic goes to 127.0.0.1 only.
 #
-# Usage: benches/load/run.sh            (after `cargo build --release`)
-# Settings (environment): see benches/load/README.md.
+# Usage: benches/load/run.sh [--max-only] [--rate-percent P] [--rate QPS]
+#   (default)           max rate, then P% (80) of vcheckd's max rate for DURATION s
+#   --max-only          only the max-rate runs
+#   --rate-percent P    the sustained run at P% of the max rate measured first
+#   --rate QPS          the sustained run at QPS, without the max-rate runs
+# After `cargo build --release`. Settings (environment): benches/load/README.md.
 #
-# Installs nothing: without dnsperf or nsd it says so and exits 0 ("skipped").
+# Needs dnsperf, nsd and curl; fails with a message naming what is missing.
 set -eEuo pipefail
 trap 'echo "error: run.sh line $LINENO failed (exit status $?)" >&2' ERR
 
-N=${N:-20000}                 # distinct payload names in the query file
-DURATION=${DURATION:-10}      # seconds per dnsperf run
-ROUNDS=${ROUNDS:-2}           # vcheckd, NSD, vcheckd, NSD, ... (ROUNDS pairs)
-SETTLE=${SETTLE:-2}           # seconds of pause after each run
+N=${N:-200000}                # distinct names per max-rate run (each run its own)
+DURATION=${DURATION:-60}      # seconds of the sustained run
+RATE_PERCENT=${RATE_PERCENT:-80}
+ROUNDS=${ROUNDS:-1}           # max-rate rounds: vcheckd, NSD, vcheckd, NSD, ...
+SETTLE=${SETTLE:-1}           # seconds of pause after each run
 CLIENTS=${CLIENTS:-4}         # dnsperf -c
 THREADS=${THREADS:-1}         # dnsperf -T
 OUTSTANDING=${OUTSTANDING:-100} # dnsperf -q
+TIMEOUT=${TIMEOUT:-2}         # dnsperf -t: seconds before a query counts as lost
 EDNS=${EDNS:-1}               # 1: queries carry EDNS0 (dnsperf -e), as resolvers send
 VERSION=${VERSION:-2.3.1}     # software version inside every report
 NSD_SERVERS=${NSD_SERVERS:-1} # NSD server-count (vcheckd: udp_workers, default one UDP loop per CPU)
-QUEUE_CAPACITY=${QUEUE_CAPACITY:-65536} # vcheckd [server] queue_capacity (its default)
+JOURNAL_MAX_BYTES=${JOURNAL_MAX_BYTES:-1073741824} # vcheckd [server] journal_max_bytes (its default)
+JOURNAL_COMMIT_MS=${JOURNAL_COMMIT_MS:-2}          # vcheckd [server] journal_commit_ms (its default)
+MAX_BATCH=${MAX_BATCH:-8192}                       # vcheckd [server] max_batch (its default)
+CATCHUP_TIMEOUT=${CATCHUP_TIMEOUT:-600} # seconds to wait for the processor to catch up
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)} # parallel `vcheckd encode --count` processes
+
+MODE=both
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --max-only) MODE=max ;;
+        --rate-percent) RATE_PERCENT=${2:?--rate-percent needs a number}; shift ;;
+        --rate-percent=*) RATE_PERCENT=${1#*=} ;;
+        --rate) FIXED_RATE=${2:?--rate needs queries per second}; MODE=rate; shift ;;
+        --rate=*) FIXED_RATE=${1#*=}; MODE=rate ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${VCHECKD_BIN:-$ROOT/target/release/vcheckd}
@@ -31,13 +55,13 @@ say() { printf '%s\n' "$*"; }
 
 missing=()
 command -v dnsperf >/dev/null 2>&1 || missing+=(dnsperf)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 NSD=$(command -v nsd 2>/dev/null || true)
 [ -z "$NSD" ] && [ -x /usr/sbin/nsd ] && NSD=/usr/sbin/nsd
 [ -z "$NSD" ] && missing+=(nsd)
 if [ ${#missing[@]} -gt 0 ]; then
-    say "load test skipped: ${missing[*]} not installed (Debian: apt-get install -y dnsperf nsd)"
-    say "skipped"
-    exit 0
+    say "error: load test needs ${missing[*]}, not installed (Debian: apt-get install -y dnsperf nsd curl)" >&2
+    exit 1
 fi
 if [ ! -x "$BIN" ]; then
     say "error: $BIN not found: run 'cargo build --release' first (or set VCHECKD_BIN)" >&2
@@ -75,7 +99,7 @@ free_port() {
     local p
     for _ in $(seq 200); do
         p=$((20000 + RANDOM % 40000))
-        if [ "$p" != "${1:-}" ] && ! port_in_use "$p"; then
+        if [ "$p" != "${1:-}" ] && [ "$p" != "${2:-}" ] && ! port_in_use "$p"; then
             echo "$p"
             return
         fi
@@ -85,16 +109,22 @@ free_port() {
 }
 
 # --- vcheckd: key, zone, config --------------------------------------------
-mkdir -p "$TMP/vcheckd" "$TMP/nsd"
+mkdir -p "$TMP/vcheckd" "$TMP/nsd" "$TMP/names"
 "$BIN" keygen --out "$TMP/vcheckd/load.key" >/dev/null 2>&1
 cp "$ROOT/zones/$ZONE.zone" "$TMP/vcheckd/zone.txt"
 VC_PORT=$(free_port)
 NSD_PORT=$(free_port "$VC_PORT")
-cat >"$TMP/vcheckd/vcheckd.toml" <<EOF
+HTTP_PORT=$(free_port "$VC_PORT" "$NSD_PORT")
+cat >"$TMP/vcheckd/vcheckd.toml" <<EOF2
 [server]
 listen = ["127.0.0.1:$VC_PORT"]
 database = "load.sqlite"
-queue_capacity = $QUEUE_CAPACITY
+journal_max_bytes = $JOURNAL_MAX_BYTES
+journal_commit_ms = $JOURNAL_COMMIT_MS
+max_batch = $MAX_BATCH
+
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
 
 [[zone]]
 name = "$ZONE"
@@ -109,29 +139,41 @@ end_of_life = ["1", "2.2"]
 [[zone.releases.advisory]]
 id = "CVE-2026-0001"
 fixed = ["2.3.1", "2.4.1"]
-EOF
+EOF2
 
-# --- the query file: N distinct payload names --------------------------------
-# JOBS processes, each making its share of the names with `encode --count`
-# for its own cluster (a fresh nonce per name: each name is its own report).
-start=$(date +%s.%N)
-per_job=$(( (N + JOBS - 1) / JOBS ))
-for job in $(seq "$JOBS"); do
-    count=$(( N - (job - 1) * per_job ))
-    if [ "$count" -gt "$per_job" ]; then count=$per_job; fi
-    if [ "$count" -le 0 ]; then continue; fi
-    "$BIN" encode --zone "$ZONE" --key "$TMP/vcheckd/load.key" --count "$count" \
-        --version "$VERSION" --cluster-id "load-cluster-$job" --node-id "load-node-1" &
-done >"$TMP/names.txt"
-wait
-distinct=$(grep -c "\.$ZONE\.\$" "$TMP/names.txt" || true)
-if [ "$(sort -u "$TMP/names.txt" | grep -c "\.$ZONE\.\$")" != "$N" ] || [ "$distinct" != "$N" ]; then
-    say "error: expected $N distinct names, got $distinct lines ($(sort -u "$TMP/names.txt" | wc -l) distinct)" >&2
-    exit 1
-fi
-sed 's/$/ TXT/' "$TMP/names.txt" >"$TMP/queries.txt"
-gen_secs=$(echo "$start $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }')
-say "query file: $N distinct payload names (TXT), made in ${gen_secs}s by $JOBS 'vcheckd encode --count'"
+# --- query files: distinct payload names ---------------------------------------
+# make_names FILE COUNT TAG: COUNT new names (JOBS `encode --count` processes,
+# each for its own cluster; a fresh nonce per name: each is its own report),
+# as dnsperf lines `NAME TXT`.
+NAMES_MADE=0
+make_names() {
+    local file=$1 n=$2 tag=$3 per_job count start secs got pids=() pid
+    start=$(date +%s.%N)
+    per_job=$(( (n + JOBS - 1) / JOBS ))
+    for job in $(seq "$JOBS"); do
+        count=$(( n - (job - 1) * per_job ))
+        if [ "$count" -gt "$per_job" ]; then count=$per_job; fi
+        if [ "$count" -le 0 ]; then continue; fi
+        "$BIN" encode --zone "$ZONE" --key "$TMP/vcheckd/load.key" --count "$count" \
+            --version "$VERSION" --cluster-id "load-$tag-$job" --node-id "load-node-1" \
+            >"$file.part$job" &
+        pids+=($!)
+    done
+    # Only the encoders: a bare `wait` would wait for the servers too.
+    for pid in "${pids[@]}"; do wait "$pid"; done
+    cat "$file".part* >"$file.names"
+    rm -f "$file".part*
+    got=$(grep -c "\.$ZONE\.\$" "$file.names" || true)
+    if [ "$got" != "$n" ]; then
+        say "error: expected $n names in $file, got $got" >&2
+        exit 1
+    fi
+    sed 's/$/ TXT/' "$file.names" >"$file"
+    rm -f "$file.names"
+    NAMES_MADE=$((NAMES_MADE + n))
+    secs=$(echo "$start $(date +%s.%N)" | awk '{ printf "%.1f", $2 - $1 }')
+    say "query file $(basename "$file"): $n distinct payload names (TXT), made in ${secs}s by $JOBS 'vcheckd encode --count'"
+}
 printf '%s SOA\n' "$ZONE." >"$TMP/probe.txt"
 
 # --- NSD: the same zone plus a wildcard TXT ----------------------------------
@@ -140,7 +182,7 @@ HINT_TXT='v=vc1 status=2 latest=2.4.1 msg=2.4.1 is available' # what vcheckd ans
     cat "$ROOT/zones/$ZONE.zone"
     printf '*       IN TXT  "%s"\n' "$HINT_TXT"
 } >"$TMP/nsd/$ZONE.zone"
-cat >"$TMP/nsd/nsd.conf" <<EOF
+cat >"$TMP/nsd/nsd.conf" <<EOF2
 server:
     ip-address: 127.0.0.1@$NSD_PORT
     port: $NSD_PORT
@@ -162,7 +204,7 @@ remote-control:
 zone:
     name: "$ZONE"
     zonefile: "$ZONE.zone"
-EOF
+EOF2
 CHECKCONF=$(command -v nsd-checkconf 2>/dev/null || echo "$(dirname "$NSD")/nsd-checkconf")
 if [ -x "$CHECKCONF" ] && ! "$CHECKCONF" "$TMP/nsd/nsd.conf" >"$TMP/nsd/checkconf.log" 2>&1; then
     say "error: NSD rejects its configuration:" >&2
@@ -193,13 +235,13 @@ VC_PID=$!
 NSD_PID=$!
 wait_ready vcheckd "$VC_PORT" "$VC_PID"
 wait_ready nsd "$NSD_PORT" "$NSD_PID"
-say "vcheckd $("$BIN" --version | awk '{ print $2 }') on 127.0.0.1:$VC_PORT (queue_capacity $QUEUE_CAPACITY), NSD $("$NSD" -v 2>&1 | awk 'NR == 1 { print $3 }') on 127.0.0.1:$NSD_PORT (server-count $NSD_SERVERS, rrl-ratelimit 0)"
-say "dnsperf: $DURATION s per run, -c $CLIENTS -T $THREADS -q $OUTSTANDING$([ "$EDNS" = 1 ] && echo ' -e'), $ROUNDS rounds, $(nproc) CPUs shared by servers and dnsperf (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
+say "vcheckd $("$BIN" --version | awk '{ print $2 }') on 127.0.0.1:$VC_PORT (journal_max_bytes $JOURNAL_MAX_BYTES, journal_commit_ms $JOURNAL_COMMIT_MS, max_batch $MAX_BATCH; /metrics on 127.0.0.1:$HTTP_PORT), NSD $("$NSD" -v 2>&1 | awk 'NR == 1 { print $3 }') on 127.0.0.1:$NSD_PORT (server-count $NSD_SERVERS, rrl-ratelimit 0)"
+say "dnsperf -n 1 (each name sent once) -c $CLIENTS -T $THREADS -q $OUTSTANDING -t $TIMEOUT$([ "$EDNS" = 1 ] && echo ' -e'); $(nproc) CPUs shared by servers and dnsperf (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
 
-# --- measure -----------------------------------------------------------------
+# --- measuring helpers ---------------------------------------------------------
 # CPU time of a server: user + system ticks of the process and all its
 # descendants (NSD forks xfrd -> main -> server processes), and of
-# vcheckd's writer thread alone.
+# vcheckd's processor thread alone.
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 proc_ticks() { # pid
     # Processes come and go while this reads: a vanished one is no error.
@@ -214,10 +256,10 @@ proc_ticks() { # pid
                 print s + 0
             }'
 }
-writer_ticks() { # pid
+thread_ticks() { # pid comm (the kernel keeps 15 characters of a thread name)
     local t
     for t in /proc/"$1"/task/*; do
-        if [ "$(cat "$t/comm" 2>/dev/null || true)" = vcheckd-writer ]; then
+        if [ "$(cat "$t/comm" 2>/dev/null || true)" = "$2" ]; then
             { sed 's/^.*) //' "$t/stat" 2>/dev/null || true; } | awk '{ print $12 + $13 } END { if (NR == 0) print 0 }'
             return
         fi
@@ -233,67 +275,170 @@ check_alive() { # name pid
         exit 1
     fi
 }
+# metric NAME: a sample without labels from the last /metrics read.
+METRICS=""
+read_metrics() {
+    METRICS=$(curl -sf --max-time 5 "http://127.0.0.1:$HTTP_PORT/metrics") || {
+        say "error: cannot read http://127.0.0.1:$HTTP_PORT/metrics" >&2
+        exit 1
+    }
+}
+metric() {
+    awk -v n="$1" '$1 == n { printf "%.0f", $2; found = 1 } END { if (!found) print 0 }' <<<"$METRICS"
+}
+now() { date +%s.%N; }
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+
 edns_flag=()
 [ "$EDNS" = 1 ] && edns_flag=(-e)
-VC_QPS=()
-NSD_QPS=()
-VC_CPU=()
-NSD_CPU=()
-VC_SENT=0
-VC_DONE=0
-run_one() { # name port round pid
-    local out="$TMP/dnsperf-$1-$3.txt" t0 w0 t1 w1
-    t0=$(proc_ticks "$4")
-    w0=$(writer_ticks "$4")
-    timeout $((DURATION + 30)) dnsperf -s 127.0.0.1 -p "$2" -d "$TMP/queries.txt" \
-        -l "$DURATION" -c "$CLIENTS" -T "$THREADS" -q "$OUTSTANDING" "${edns_flag[@]}" >"$out" 2>&1 || true
-    t1=$(proc_ticks "$4")
-    w1=$(writer_ticks "$4")
-    check_alive "$1" "$4"
-    local qps sent completed lost codes cpu us writer=""
-    qps=$(awk '/Queries per second:/ { print $4 }' "$out")
-    sent=$(awk '/Queries sent:/ { print $3 }' "$out")
-    completed=$(awk '/Queries completed:/ { print $3 }' "$out")
-    lost=$(awk '/Queries lost:/ { print $3 }' "$out")
-    codes=$(awk -F': *' '/Response codes:/ { print $2 }' "$out")
-    if [ -z "$qps" ] || [ -z "$completed" ] || [ "$completed" = 0 ]; then
-        say "error: dnsperf against $1 got no answers; its output:" >&2
+
+# dnsperf_run NAME PORT PID FILE LABEL [QPS]: one pass over FILE; sets R_*.
+dnsperf_run() {
+    local name=$1 port=$2 pid=$3 file=$4 label=$5 qps_cap=${6:-} out t0 t1 p0 p1 limit rate_flag=()
+    out="$TMP/dnsperf-$name-$label.txt"
+    [ -n "$qps_cap" ] && rate_flag=(-Q "$qps_cap")
+    limit=$(( $(wc -l <"$file") / 1000 + 60 ))
+    [ -n "$qps_cap" ] && limit=$(( $(wc -l <"$file") / qps_cap + 60 ))
+    t0=$(proc_ticks "$pid")
+    p0=$(thread_ticks "$pid" vcheckd-process)
+    timeout $((limit + 30)) dnsperf -s 127.0.0.1 -p "$port" -d "$file" -n 1 -l "$limit" \
+        -t "$TIMEOUT" -c "$CLIENTS" -T "$THREADS" -q "$OUTSTANDING" "${edns_flag[@]}" "${rate_flag[@]}" \
+        >"$out" 2>&1 || true
+    R_END=$(now)
+    t1=$(proc_ticks "$pid")
+    p1=$(thread_ticks "$pid" vcheckd-process)
+    check_alive "$name" "$pid"
+    R_QPS=$(awk '/Queries per second:/ { print $4 }' "$out")
+    R_SENT=$(awk '/Queries sent:/ { print $3 }' "$out")
+    R_DONE=$(awk '/Queries completed:/ { print $3 }' "$out")
+    R_LOST=$(awk '/Queries lost:/ { print $3 }' "$out")
+    R_SECS=$(awk '/Run time \(s\):/ { print $4 }' "$out")
+    R_CODES=$(awk -F': *' '/Response codes:/ { print $2 }' "$out")
+    if [ -z "$R_QPS" ] || [ -z "$R_DONE" ] || [ "$R_DONE" = 0 ]; then
+        say "error: dnsperf against $name got no answers; its output:" >&2
         cat "$out" >&2
         exit 1
     fi
-    cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')
-    us=$(awk -v c="$cpu" -v n="$completed" 'BEGIN { printf "%.1f", c * 1e6 / n }')
-    if [ "$1" = vcheckd ]; then
-        writer=$(awk -v a="$w0" -v b="$w1" -v hz="$CLK_TCK" 'BEGIN { printf ", writer thread %.2f s", (b - a) / hz }')
+    R_CPU=$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / hz }')
+    R_US=$(awk -v c="$R_CPU" -v n="$R_DONE" 'BEGIN { printf "%.1f", c * 1e6 / n }')
+    R_PROC=""
+    if [ "$name" = vcheckd ]; then
+        R_PROC=$(awk -v a="$p0" -v b="$p1" -v hz="$CLK_TCK" 'BEGIN { printf ", processor thread %.2f s", (b - a) / hz }')
     fi
-    printf '  round %s  %-8s %8.0f q/s  server CPU %s s%s = %s us/query  (sent %s, completed %s, lost %s; %s)\n' \
-        "$3" "$1" "$qps" "$cpu" "$writer" "$us" "$sent" "$completed" "$lost" "$codes"
-    RESULT_QPS=$qps RESULT_SENT=$sent RESULT_DONE=$completed RESULT_US=$us
-    sleep "$SETTLE"
+    printf '  %-9s %-8s %8.0f q/s answered over %s s  server CPU %s s%s = %s us/query  (sent %s, completed %s, lost %s; %s)\n' \
+        "$label" "$name" "$R_QPS" "$R_SECS" "$R_CPU" "$R_PROC" "$R_US" "$R_SENT" "$R_DONE" "$R_LOST" "$R_CODES"
 }
-for round in $(seq "$ROUNDS"); do
-    run_one vcheckd "$VC_PORT" "$round" "$VC_PID"
-    VC_QPS+=("$RESULT_QPS")
-    VC_CPU+=("$RESULT_US")
-    VC_SENT=$((VC_SENT + RESULT_SENT))
-    VC_DONE=$((VC_DONE + RESULT_DONE))
-    run_one nsd "$NSD_PORT" "$round" "$NSD_PID"
-    NSD_QPS+=("$RESULT_QPS")
-    NSD_CPU+=("$RESULT_US")
-done
 
+# After a vcheckd run: what reached SQLite, from /metrics, as deltas since
+# the run started (BASE_* read before it). Polls until the processor caught
+# up: lag 0 and either every accepted report accounted for or the stored
+# counter still for 2 s.
+VC_BASE() {
+    read_metrics
+    B_ACC=$(metric vcheckd_reports_accepted_total)
+    B_STO=$(metric vcheckd_reports_stored_total)
+    B_DUP=$(metric vcheckd_reports_duplicate_total)
+    B_DRP=$(metric vcheckd_reports_dropped_total)
+}
+catch_up() { # label
+    local t_end=$R_END acc sto dup drp lag lag_end sto_end dup_end last_sto last_move t caught="" rows
+    read_metrics
+    lag_end=$(metric vcheckd_journal_lag_bytes)
+    sto_end=$(metric vcheckd_reports_stored_total)
+    dup_end=$(metric vcheckd_reports_duplicate_total)
+    last_sto=-1
+    last_move=$(now)
+    while :; do
+        read_metrics
+        t=$(now)
+        acc=$(( $(metric vcheckd_reports_accepted_total) - B_ACC ))
+        sto=$(( $(metric vcheckd_reports_stored_total) - B_STO ))
+        dup=$(( $(metric vcheckd_reports_duplicate_total) - B_DUP ))
+        drp=$(( $(metric vcheckd_reports_dropped_total) - B_DRP ))
+        lag=$(metric vcheckd_journal_lag_bytes)
+        if [ "$sto" != "$last_sto" ]; then last_sto=$sto; last_move=$t; fi
+        if [ "$lag" = 0 ]; then
+            if [ $((sto + dup + drp)) -ge "$acc" ]; then caught=$t; break; fi
+            if awk -v a="$t" -v b="$last_move" 'BEGIN { exit !(a - b >= 2) }'; then caught=$last_move; break; fi
+        fi
+        if awk -v a="$t" -v b="$t_end" -v m="$CATCHUP_TIMEOUT" 'BEGIN { exit !(a - b >= m) }'; then
+            say "  warning: processor not caught up $CATCHUP_TIMEOUT s after the load (lag $lag bytes)"
+            caught=$t
+            break
+        fi
+        sleep 0.2
+    done
+    check_alive vcheckd "$VC_PID"
+    local secs rate lost unexplained
+    secs=$(fsub "$caught" "$t_end")
+    awk -v s="$secs" 'BEGIN { exit !(s < 0) }' && secs=0.00
+    rate=$(awk -v n="$(( $(metric vcheckd_reports_stored_total) + $(metric vcheckd_reports_duplicate_total) - sto_end - dup_end ))" \
+        -v s="$secs" 'BEGIN { if (s > 0.2) printf "%.0f reports/s", n / s; else printf "n/a (nothing left to take in)" }')
+    lost=$((acc - sto - dup))
+    unexplained=$((lost - drp))
+    rows=$(sqlite_rows)
+    say "  $1 vcheckd reports: accepted $acc, stored $sto, duplicates $dup, dropped (journal full) $drp; lost $lost (accepted - stored - duplicates: answered, not in the database; $drp of them dropped, $unexplained otherwise)"
+    say "  $1 vcheckd processor: journal lag at the end of the load $lag_end bytes; caught up ${secs} s after the load, $rate during catch-up; rows in reports now: $rows"
+    C_LOST=$lost C_SECS=$secs C_LAG=$lag_end C_RATE=$rate
+}
+sqlite_rows() {
+    local db="$TMP/vcheckd/load.sqlite"
+    if command -v sqlite3 >/dev/null 2>&1; then
+        sqlite3 -batch -noheader "file:$db?mode=ro" "SELECT count(*) FROM reports" 2>/dev/null || echo "?"
+    else
+        echo "? (no sqlite3)"
+    fi
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "n/a" }'; }
 mean() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.1f", s / NR }'; }
-vc_mean=$(mean "${VC_QPS[@]}")
-nsd_mean=$(mean "${NSD_QPS[@]}")
-ratio=$(awk -v a="$vc_mean" -v b="$nsd_mean" 'BEGIN { printf "%.3f", a / b }')
-say ""
-say "vcheckd: ${vc_mean%.*} q/s, $(mean "${VC_CPU[@]}") us CPU/query (runs: ${VC_QPS[*]%.*})"
-say "NSD:     ${nsd_mean%.*} q/s, $(mean "${NSD_CPU[@]}") us CPU/query (runs: ${NSD_QPS[*]%.*})"
-say "ratio vcheckd/NSD: $ratio"
 
-# --- what reached SQLite -------------------------------------------------------
-# SIGTERM makes vcheckd drain its queue, commit and persist its counters.
-check_alive vcheckd "$VC_PID"
+# --- max rate ------------------------------------------------------------------
+VC_MAX=""
+if [ "$MODE" != rate ]; then
+    say ""
+    say "== max rate: $ROUNDS round(s), $N distinct names per round (vcheckd gets new names each round; NSD the same ones) =="
+    VC_QPS=()
+    NSD_QPS=()
+    for round in $(seq "$ROUNDS"); do
+        make_names "$TMP/names/max-$round.txt" "$N" "max$round"
+        VC_BASE
+        dnsperf_run vcheckd "$VC_PORT" "$VC_PID" "$TMP/names/max-$round.txt" "max#$round"
+        VC_QPS+=("$R_QPS")
+        catch_up "max#$round"
+        sleep "$SETTLE"
+        dnsperf_run nsd "$NSD_PORT" "$NSD_PID" "$TMP/names/max-$round.txt" "max#$round"
+        NSD_QPS+=("$R_QPS")
+        sleep "$SETTLE"
+    done
+    VC_MAX=$(mean "${VC_QPS[@]}")
+    nsd_mean=$(mean "${NSD_QPS[@]}")
+    say "max rate: vcheckd ${VC_MAX%.*} q/s, NSD ${nsd_mean%.*} q/s, ratio vcheckd/NSD $(ratio "$VC_MAX" "$nsd_mean") (runs: vcheckd ${VC_QPS[*]%.*}; NSD ${NSD_QPS[*]%.*})"
+fi
+
+# --- sustained rate --------------------------------------------------------------
+if [ "$MODE" != max ]; then
+    if [ "$MODE" = rate ]; then
+        RATE=$FIXED_RATE
+        why="--rate"
+    else
+        RATE=$(awk -v m="$VC_MAX" -v p="$RATE_PERCENT" 'BEGIN { printf "%d", m * p / 100 }')
+        why="$RATE_PERCENT% of vcheckd's max rate"
+    fi
+    count=$((RATE * DURATION))
+    say ""
+    say "== sustained: $RATE q/s ($why) for $DURATION s: $count distinct names =="
+    make_names "$TMP/names/sustained.txt" "$count" sustained
+    VC_BASE
+    dnsperf_run vcheckd "$VC_PORT" "$VC_PID" "$TMP/names/sustained.txt" sustained "$RATE"
+    vc_s=$R_QPS vc_lost_q=$R_LOST
+    catch_up sustained
+    sleep "$SETTLE"
+    dnsperf_run nsd "$NSD_PORT" "$NSD_PID" "$TMP/names/sustained.txt" sustained "$RATE"
+    say "sustained at $RATE q/s: vcheckd answered ${vc_s%.*} q/s (lost queries $vc_lost_q), NSD ${R_QPS%.*} q/s (lost $R_LOST), ratio vcheckd/NSD $(ratio "$vc_s" "$R_QPS"); reports lost $C_LOST, journal lag at the end $C_LAG bytes, catch-up ${C_SECS} s"
+fi
+
+# --- stop ------------------------------------------------------------------------
 check_alive nsd "$NSD_PID"
 kill -TERM "$VC_PID"
 for _ in $(seq 300); do
@@ -301,37 +446,12 @@ for _ in $(seq 300); do
     sleep 0.1
 done
 if kill -0 "$VC_PID" 2>/dev/null; then
-    say "warning: vcheckd still draining after 30 s; figures below may be partial"
+    say "warning: vcheckd still running 30 s after SIGTERM"
 else
-    wait "$VC_PID" || say "warning: vcheckd exited with status $?"
+    status=0
+    wait "$VC_PID" || status=$?
+    [ "$status" = 0 ] || say "warning: vcheckd exited with status $status"
     VC_PID=""
 fi
-DB="$TMP/vcheckd/load.sqlite"
-sql() {
-    if command -v sqlite3 >/dev/null 2>&1; then
-        sqlite3 -batch -noheader -separator ' ' "$DB" "$1"
-    elif command -v python3 >/dev/null 2>&1; then
-        python3 -c 'import sqlite3, sys
-for row in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]):
-    print(" ".join(str(v) for v in row))' "$DB" "$1"
-    else
-        return 1
-    fi
-}
-if rows=$(sql "SELECT count(*), coalesce(sum(duplicates), 0) FROM reports"); then
-    read -r nrows ndup <<<"$rows"
-    counter() { sql "SELECT coalesce(sum(value), 0) FROM counters WHERE name = '$1'"; }
-    accepted=$(counter reports.accepted)
-    dropped=$(counter reports.queue_dropped)
-    stored=$(counter reports.stored)
-    duplicate=$(counter reports.duplicate)
-    udp=$(counter queries.udp)
-    say ""
-    say "SQLite ($DB):"
-    say "  queries sent to vcheckd by dnsperf: $VC_SENT (completed $VC_DONE), server counted queries.udp $udp (incl. readiness probes)"
-    say "  reports.accepted $accepted = stored $stored + duplicate $duplicate + queue_dropped $dropped"
-    say "  rows in reports: $nrows distinct reports (of $N distinct names), sum(duplicates) $ndup"
-    awk -v d="$dropped" -v a="$accepted" 'BEGIN { if (a > 0) printf "  dropped by the full queue: %.1f%% of accepted reports\n", 100 * d / a }'
-else
-    say "(neither sqlite3 nor python3: cannot read $DB)"
-fi
+say ""
+say "names made: $NAMES_MADE; rows in reports after SIGTERM: $(sqlite_rows)"

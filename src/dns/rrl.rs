@@ -96,7 +96,7 @@ impl RateLimiter {
             return Action::Send;
         }
         let over = count - self.rate;
-        if self.slip != 0 && over % self.slip == 0 {
+        if self.slip != 0 && over.is_multiple_of(self.slip) {
             Action::Slip
         } else {
             Action::Drop

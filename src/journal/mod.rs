@@ -125,7 +125,9 @@ fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, JournalError> {
             dir: dir.to_path_buf(),
             lock: path,
         }),
-        Err(std::fs::TryLockError::Error(e)) => Err(segment::io_error("lock the journal lock file", &path)(e)),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(segment::io_error("lock the journal lock file", &path)(e))
+        }
     }
 }
 
