@@ -173,6 +173,11 @@ struct Run {
 
 impl Run {
     fn main(&mut self) {
+        self.work();
+        self.flush_open_day();
+    }
+
+    fn work(&mut self) {
         let mut batch: Vec<ReceivedReport> = Vec::with_capacity(self.config.max_batch);
         let mut last_prune: Option<Instant> = None;
         let mut pruning = true;
@@ -215,10 +220,22 @@ impl Run {
             if due && !self.commit(&batch, next) {
                 return;
             }
+            if !moved {
+                // Idle: the open day's snapshot catches up with the last
+                // batches (a large fleet's commits write it only now and
+                // then).
+                self.flush_open_day();
+            }
             if pruning || last_prune.is_none_or(|t| t.elapsed() >= self.config.prune_interval) {
                 pruning = self.prune_step();
                 last_prune = Some(Instant::now());
             }
+        }
+    }
+
+    fn flush_open_day(&mut self) {
+        if let Err(e) = self.store.flush_open_day() {
+            warn!(error = %e, "cannot write the open day's snapshot");
         }
     }
 

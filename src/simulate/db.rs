@@ -126,5 +126,6 @@ pub fn write(
         outcome.duplicates += counts.duplicates;
         outcome.anonymous += counts.anonymous;
     }
+    store.flush_open_day()?;
     Ok(outcome)
 }

@@ -130,7 +130,7 @@ pub(crate) fn open_day(conn: &Connection) -> Result<Option<i64>, StoreError> {
 pub(crate) fn apply(
     tx: &Transaction<'_>,
     batch: &[ReceivedReport],
-    cache: &mut Option<States>,
+    writer: &mut WriterState,
 ) -> Result<BatchOutcome, StoreError> {
     let mut outcome = BatchOutcome::default();
     let open = open_day(tx)?;
@@ -138,6 +138,8 @@ pub(crate) fn apply(
     let mut newest = open;
     let mut oldest: Option<i64> = None;
     let mut straggled = false;
+    // Stored reports with an identity: they move their node's state.
+    let mut fresh: Vec<(&ReceivedReport, [u8; 16], [u8; 16])> = Vec::new();
     let mut insert = tx.prepare_cached(
         "INSERT INTO reports (client_time, report_id, zone, received_at, key_id,
                               cluster, node, version, flags, status)
@@ -204,7 +206,7 @@ pub(crate) fn apply(
             .entry((zone.to_string(), version.clone()))
             .and_modify(|d| *d = (*d).min(day))
             .or_insert(day);
-        let Some(cluster) = cluster else {
+        let (Some(cluster), Some(node)) = (cluster, node) else {
             vd.anonymous += 1;
             if vd.last_at < 0 {
                 vd.status = status;
@@ -215,6 +217,7 @@ pub(crate) fn apply(
             vd.last_at = r.received_at;
             vd.status = status;
         }
+        fresh.push((r, cluster, node));
         pending
             .clusters
             .entry((zone.to_string(), cluster))
@@ -233,16 +236,91 @@ pub(crate) fn apply(
         )?;
         match open {
             // The first reports ever: every day of the batch but its newest.
-            None => close_days(tx, oldest.unwrap_or(newest), newest - 1, cache)?,
-            Some(o) if newest > o => close_days(tx, o, newest - 1, cache)?,
+            None => close_days(tx, oldest.unwrap_or(newest), newest - 1, &mut writer.states)?,
+            Some(o) if newest > o => close_days(tx, o, newest - 1, &mut writer.states)?,
             // A straggler of the day that just closed (stamped before
             // midnight, taken in after one stamped after it): that day is
             // closed again, now with it.
-            Some(o) if straggled => close_days(tx, o - 1, o - 1, cache)?,
+            Some(o) if straggled => close_days(tx, o - 1, o - 1, &mut writer.states)?,
             _ => {}
         }
+        follow_open_day(tx, writer, newest, &fresh)?;
     }
     Ok(outcome)
+}
+
+/// Keeps the open day's node states current: rebuilt from its raw rows when
+/// the open day changes (or after a restart), else moved by the batch's
+/// fresh reports of that day.
+fn follow_open_day(
+    tx: &Transaction<'_>,
+    writer: &mut WriterState,
+    open: i64,
+    fresh: &[(&ReceivedReport, [u8; 16], [u8; 16])],
+) -> Result<(), StoreError> {
+    if writer.states.is_none() {
+        writer.states = Some(load_states(tx)?);
+    }
+    let states = writer.states.as_ref().unwrap_or_else(|| unreachable!());
+    match &mut writer.open {
+        Some((day, today)) if *day == open => {
+            for (r, cluster, node) in fresh {
+                if day_of(r.received_at) != open {
+                    continue;
+                }
+                let key = (r.zone.as_str().to_string(), *cluster, *node);
+                let p = &r.report.payload;
+                let status = r.status.code();
+                match today.get_mut(&key) {
+                    Some(n) => n.observe(open, r.received_at, &p.version, status),
+                    None => {
+                        let mut n = states.get(&key).cloned().unwrap_or_else(|| {
+                            NodeLatest::new(open, r.received_at, &p.version, status)
+                        });
+                        n.observe(open, r.received_at, &p.version, status);
+                        today.insert(key, n);
+                    }
+                }
+                writer.dirty = true;
+            }
+        }
+        _ => {
+            let mut today = States::new();
+            for g in group_node_days(tx, open, open, None)? {
+                let key = (g.zone.clone(), g.cluster, g.node);
+                if !today.contains_key(&key) {
+                    if let Some(n) = states.get(&key) {
+                        today.insert(key, n.clone());
+                    }
+                }
+                fold(&mut today, std::slice::from_ref(&g));
+            }
+            writer.open = Some((open, today));
+            writer.dirty = true;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the open day's snapshot from the writer's states, if it changed:
+/// readers then take it as they take a closed day's.
+pub(crate) fn write_open_snapshot(
+    tx: &Transaction<'_>,
+    writer: &mut WriterState,
+) -> Result<(), StoreError> {
+    let (Some(states), Some((day, today))) = (&writer.states, &writer.open) else {
+        return Ok(());
+    };
+    if !writer.dirty {
+        return Ok(());
+    }
+    snapshot::store(
+        tx,
+        *day,
+        &snapshot::compute_all(merged(states, today), *day),
+    )?;
+    writer.dirty = false;
+    Ok(())
 }
 
 /// Writes the batch's aggregates.
@@ -383,6 +461,41 @@ pub(crate) fn group_node_days(
 /// snapshots take clusters in.
 pub(crate) type States = BTreeMap<NodeKey, NodeLatest>;
 
+/// What the one writer keeps between commits, so that neither a day's close
+/// nor the open day's snapshot reads every node's row again. Emptied when a
+/// commit fails (it may be ahead of the database); rebuilt from the tables.
+#[derive(Default)]
+pub(crate) struct WriterState {
+    /// Node states as of the last closed day.
+    states: Option<States>,
+    /// The open day, and the states of the nodes that reported on it.
+    open: Option<(i64, States)>,
+    /// The open day changed since its snapshot was last written.
+    dirty: bool,
+}
+
+/// Node states with the open day's folded in, in key order: a merge of the
+/// two sorted maps.
+fn merged<'a>(
+    states: &'a States,
+    open: &'a States,
+) -> impl Iterator<Item = (&'a NodeKey, &'a NodeLatest)> {
+    let mut a = states.iter().peekable();
+    let mut b = open.iter().peekable();
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((ka, _)), Some((kb, _))) => match ka.cmp(kb) {
+            std::cmp::Ordering::Less => a.next(),
+            std::cmp::Ordering::Greater => b.next(),
+            std::cmp::Ordering::Equal => {
+                a.next();
+                b.next()
+            }
+        },
+        (Some(_), None) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
 /// Folds grouped node-days (latest last) into node states.
 fn fold(states: &mut States, rows: &[GroupedNodeDay]) {
     let mut parsed: HashMap<&str, Option<semver::Version>> = HashMap::new();
@@ -469,7 +582,7 @@ pub(crate) fn close_days(
             changed.push((r.zone.clone(), r.cluster, r.node));
         }
         fold(&mut states, &rows);
-        snapshot::store(tx, day, &snapshot::compute_all(&states, day))?;
+        snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
     }
     changed.sort();
     changed.dedup();
@@ -534,7 +647,7 @@ pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), StoreError> {
     for day in oldest..newest {
         let rows = stored_node_days(tx, day)?;
         fold(&mut states, &rows);
-        snapshot::store(tx, day, &snapshot::compute_all(&states, day))?;
+        snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
     }
     let mut up = tx.prepare(
         "INSERT INTO node_latest

@@ -59,9 +59,13 @@ pub struct CounterDelta {
 
 pub struct Store {
     conn: Connection,
-    /// Node states as of the last closed day, kept between commits by the
-    /// one writer (empty for readers, and after a failed commit).
-    states: Option<ingest::States>,
+    /// What the one writer keeps between commits (empty for readers).
+    writer: ingest::WriterState,
+    /// When the open day's snapshot was last written, and how long that
+    /// took: commits write it again once ten times that has passed, so it
+    /// is current with every commit for a small fleet and costs at most a
+    /// tenth of the writer's time for a large one (seconds behind then).
+    open_written: Option<(std::time::Instant, std::time::Duration)>,
 }
 
 impl Store {
@@ -88,7 +92,11 @@ impl Store {
         // after every few batches.
         conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
         schema::migrate(&mut conn)?;
-        Ok(Store { conn, states: None })
+        Ok(Store {
+            conn,
+            writer: ingest::WriterState::default(),
+            open_written: None,
+        })
     }
 
     /// Opens an existing database for reading only (stats); never creates
@@ -106,7 +114,11 @@ impl Store {
                 known: SCHEMA_VERSION,
             });
         }
-        Ok(Store { conn, states: None })
+        Ok(Store {
+            conn,
+            writer: ingest::WriterState::default(),
+            open_written: None,
+        })
     }
 
     /// Stores a batch in one transaction. A report id seen before is not
@@ -124,11 +136,19 @@ impl Store {
         counters: &[CounterDelta],
         consumer: Option<(&str, u64)>,
     ) -> Result<BatchOutcome, StoreError> {
-        // Whatever fails below, the cached states may be ahead of the
-        // database: drop them unless the transaction commits.
-        let mut states = self.states.take();
+        // Whatever fails below, the writer's states may be ahead of the
+        // database: they are kept only if the transaction commits.
+        let mut writer = std::mem::take(&mut self.writer);
         let tx = self.conn.transaction()?;
-        let outcome = ingest::apply(&tx, batch, &mut states)?;
+        let outcome = ingest::apply(&tx, batch, &mut writer)?;
+        let due = self
+            .open_written
+            .is_none_or(|(at, took)| at.elapsed() >= took * 10);
+        if due {
+            let started = std::time::Instant::now();
+            ingest::write_open_snapshot(&tx, &mut writer)?;
+            self.open_written = Some((std::time::Instant::now(), started.elapsed()));
+        }
         {
             let mut up = tx.prepare_cached(
                 "INSERT INTO counters (day, name, value) VALUES (?1, ?2, ?3)
@@ -150,8 +170,20 @@ impl Store {
             .execute(params![name, i64::try_from(position).unwrap_or(i64::MAX)])?;
         }
         tx.commit()?;
-        self.states = states;
+        self.writer = writer;
         Ok(outcome)
+    }
+
+    /// Writes the open day's snapshot now if it changed since it was last
+    /// written: when the writer goes idle or stops, or at the end of a bulk
+    /// load.
+    pub fn flush_open_day(&mut self) -> Result<(), StoreError> {
+        let mut writer = std::mem::take(&mut self.writer);
+        let tx = self.conn.transaction()?;
+        ingest::write_open_snapshot(&tx, &mut writer)?;
+        tx.commit()?;
+        self.writer = writer;
+        Ok(())
     }
 
     /// The journal position a consumer committed last (0: never).

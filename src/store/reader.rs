@@ -135,6 +135,13 @@ impl StatsReader for SqliteReader {
         if open.is_none_or(|o| day.0 < o) {
             return Ok(snapshot::load(&self.store.conn, zone.as_str(), day.0)?.unwrap_or_default());
         }
+        // The open day's snapshot, as the processor last wrote it (within
+        // a few seconds of its latest batch).
+        if open == Some(day.0) {
+            if let Some(snap) = snapshot::load(&self.store.conn, zone.as_str(), day.0)? {
+                return Ok(snap);
+            }
+        }
         let mut live = self.live.borrow_mut();
         if live.is_none() {
             *live = Some(LiveState {
@@ -148,7 +155,7 @@ impl StatsReader for SqliteReader {
         let LiveState { nodes, snapshots } = state;
         let all = snapshots
             .entry(day.0)
-            .or_insert_with(|| snapshot::compute_all(nodes, day.0));
+            .or_insert_with(|| snapshot::compute_all(nodes.iter(), day.0));
         Ok(all.get(zone.as_str()).cloned().unwrap_or_default())
     }
 

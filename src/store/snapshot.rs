@@ -272,9 +272,12 @@ pub(crate) fn load_latest(conn: &Connection) -> Result<Vec<NodeRow>, StoreError>
 
 /// Snapshots of `day` for every zone, from node states (in key order)
 /// taken as of that day.
-pub(crate) fn compute_all(nodes: &super::ingest::States, day: i64) -> BTreeMap<String, Snapshot> {
+pub(crate) fn compute_all<'a>(
+    nodes: impl Iterator<Item = (&'a (String, [u8; 16], [u8; 16]), &'a NodeLatest)>,
+    day: i64,
+) -> BTreeMap<String, Snapshot> {
     let mut out = BTreeMap::new();
-    let mut zones = nodes.iter().peekable();
+    let mut zones = nodes.peekable();
     while let Some(((zone, _, _), _)) = zones.peek() {
         let zone = zone.clone();
         let members = std::iter::from_fn(|| zones.next_if(|((z, _, _), _)| *z == zone)).filter_map(

@@ -227,6 +227,7 @@ pub fn write_fleet(db: &Path, clusters: u32, long_tail: u32, zones: &[&str]) -> 
     for chunk in batch.chunks(2_000) {
         store.insert_batch(chunk).unwrap();
     }
+    store.flush_open_day().unwrap();
     truth
 }
 
