@@ -121,6 +121,8 @@ listen = ["127.0.0.1:$VC_PORT"]
 database = "load.sqlite"
 journal_max_bytes = $JOURNAL_MAX_BYTES
 journal_commit_ms = $JOURNAL_COMMIT_MS
+# dnsperf sends from one address: rate limiting off, as rrl-ratelimit 0 for NSD.
+rrl_rate = 0
 max_batch = $MAX_BATCH
 
 [http]
