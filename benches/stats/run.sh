@@ -179,8 +179,9 @@ time_get "/api/v1/trend" /api/v1/trend
 time_get "/api/v1/trend?by=week" "/api/v1/trend?by=week"
 time_get "/api/v1/adoption/$ADOPTION_VERSION" "/api/v1/adoption/$ADOPTION_VERSION"
 time_get "/ (dashboard, first)" /
-time_get "/?top=9 (other params: uncached)" "/?top=9"
 time_get "/ (again within 30 s: cached)" /
+# The page cache holds one page: other parameters are computed again.
+time_get "/?top=9 (other params: uncached)" "/?top=9"
 time_get "/metrics (fleet gauges, first)" /metrics
 time_get "/api/v1/summary (second)" /api/v1/summary
 hwm=$(awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$SRV_PID/status")
