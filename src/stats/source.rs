@@ -1,8 +1,8 @@
 //! Where statistics come from, and which way they are computed.
 //!
 //! One database: from the daily snapshots (one small read per day, however
-//! large the fleet), for the windows snapshots keep (1, 7 and 30 days
-//! ending on any day, active counts up to 92 days). Several databases (one
+//! large the fleet), for the windows snapshots keep (1 to 92 days ending on
+//! any day). Several databases (one
 //! per name server), or another window: the exact path, node-days merged
 //! in memory ([`Dataset`]). Both give the same figures (a test holds them
 //! to it); the exact path's cost grows with nodes times days.
@@ -19,7 +19,7 @@ use super::{
 use crate::clock::Day;
 use crate::protocol::ZoneName;
 use crate::store::reader::{SqliteReader, StatsReader};
-use crate::store::snapshot::{Snapshot, ACTIVITY_DAYS, WINDOWS};
+use crate::store::snapshot::{Snapshot, ACTIVITY_DAYS, MAX_WINDOW};
 use crate::store::StoreError;
 
 #[derive(Debug, Error)]
@@ -156,7 +156,7 @@ impl Source {
 
     pub fn versions(&self, zone: &ZoneName, first: i64, last: i64) -> Result<Versions, StoreError> {
         let len = last - first + 1;
-        match self.single().filter(|_| WINDOWS.contains(&len)) {
+        match self.single().filter(|_| (1..=MAX_WINDOW).contains(&len)) {
             Some(reader) => {
                 let snap = reader.snapshot(zone, Day(last))?;
                 versions_from(reader, &snap, zone, first, last)

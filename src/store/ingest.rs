@@ -288,9 +288,10 @@ fn follow_open_day(
             let mut today = States::new();
             for g in group_node_days(tx, open, open, None)? {
                 let key = (g.zone.clone(), g.cluster, g.node);
-                if let (std::collections::btree_map::Entry::Vacant(slot), Some(n)) =
-                    (today.entry(key), states.get(&(g.zone.clone(), g.cluster, g.node)))
-                {
+                if let (std::collections::btree_map::Entry::Vacant(slot), Some(n)) = (
+                    today.entry(key),
+                    states.get(&(g.zone.clone(), g.cluster, g.node)),
+                ) {
                     slot.insert(n.clone());
                 }
                 fold(&mut today, std::slice::from_ref(&g));

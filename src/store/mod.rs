@@ -62,9 +62,10 @@ pub struct Store {
     /// What the one writer keeps between commits (empty for readers).
     writer: ingest::WriterState,
     /// When the open day's snapshot was last written, and how long that
-    /// took: commits write it again once ten times that has passed, so it
-    /// is current with every commit for a small fleet and costs at most a
-    /// tenth of the writer's time for a large one (seconds behind then).
+    /// took: a commit writes it again if that took under 5 ms (a small
+    /// fleet: current with every commit) or once ten times that has passed
+    /// (a large fleet: at most a tenth of the writer's time, seconds
+    /// behind).
     open_written: Option<(std::time::Instant, std::time::Duration)>,
 }
 
@@ -141,9 +142,9 @@ impl Store {
         let mut writer = std::mem::take(&mut self.writer);
         let tx = self.conn.transaction()?;
         let outcome = ingest::apply(&tx, batch, &mut writer)?;
-        let due = self
-            .open_written
-            .is_none_or(|(at, took)| at.elapsed() >= took * 10);
+        let due = self.open_written.is_none_or(|(at, took)| {
+            took < std::time::Duration::from_millis(5) || at.elapsed() >= took * 10
+        });
         if due {
             let started = std::time::Instant::now();
             ingest::write_open_snapshot(&tx, &mut writer)?;

@@ -2,8 +2,8 @@
 //! a day, and on which versions, computed once from each node's latest
 //! state (one row per node) when the day closes.
 //!
-//! A snapshot answers, for a window of `W` days ending on its day (W in
-//! [`WINDOWS`]), everything the counting model (docs/STATS.md) derives from
+//! A snapshot answers, for a window of `W` days ending on its day (W from 1
+//! to [`MAX_WINDOW`]), everything the counting model (docs/STATS.md) derives from
 //! node states: clusters by version (whole, and by node share), nodes by
 //! version, mixed and insecure clusters, and each cluster's oldest version
 //! (adoption). It also keeps, for up to [`ACTIVITY_DAYS`], how many clusters
@@ -18,12 +18,14 @@ use semver::Version;
 use super::latest::{DayState, NodeLatest};
 use super::StoreError;
 
-/// Window lengths (days) whose composition is kept per day.
-pub const WINDOWS: [i64; 3] = [1, 7, 30];
+/// Windows (days) whose composition is kept per day: every length from 1
+/// to this.
+pub const MAX_WINDOW: i64 = 92;
 
 /// Ages (days since last active) counted per day: active counts are exact
-/// for windows up to this length, ending on any snapshot day.
-pub const ACTIVITY_DAYS: i64 = 92;
+/// for windows up to this length, ending on any snapshot day (twice the
+/// longest window, for "gone" clusters: active in the span before it).
+pub const ACTIVITY_DAYS: i64 = 2 * MAX_WINDOW;
 
 /// Status code of "upgrade required" (security fix or end of life).
 const INSECURE: u8 = 3;
@@ -85,7 +87,7 @@ pub struct Snapshot {
     /// Index = age in days; (clusters, nodes) last active that many days
     /// before the snapshot's day.
     pub activity: Vec<(u64, u64)>,
-    /// Per entry of [`WINDOWS`].
+    /// Index `W - 1`: the window of `W` days ending on the snapshot's day.
     pub windows: Vec<WindowFigures>,
 }
 
@@ -105,9 +107,8 @@ impl Snapshot {
     }
 
     pub fn window(&self, days: i64) -> Option<&WindowFigures> {
-        WINDOWS
-            .iter()
-            .position(|w| *w == days)
+        usize::try_from(days - 1)
+            .ok()
             .and_then(|i| self.windows.get(i))
     }
 }
@@ -131,93 +132,172 @@ fn cmp_oldest(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
+/// One cluster's part in one window: what it adds to each figure.
+#[derive(Default)]
+struct Part {
+    /// (version index, nodes on it)
+    nodes: Vec<(usize, u64)>,
+    /// The one version of a cluster not mixed.
+    whole: Option<usize>,
+    /// Node-share fractions of a mixed cluster, by version index, in
+    /// version order (so sums are the same on every run).
+    shares: Vec<(usize, f64)>,
+    oldest: Option<usize>,
+    insecure_nodes: u64,
+}
+
 /// Computes one zone's snapshot of `day` from its nodes, given sorted by
-/// cluster (the order the exact computation also sums fractions in).
+/// cluster (the order the exact computation also sums fractions in), for
+/// every window of 1 to [`MAX_WINDOW`] days.
 pub(crate) fn compute<'a>(day: i64, members: impl Iterator<Item = Member<'a>>) -> Snapshot {
-    let mut snap = Snapshot {
-        activity: vec![(0, 0); ACTIVITY_DAYS as usize],
-        windows: vec![WindowFigures::default(); WINDOWS.len()],
-    };
-    let mut oldest_cache: HashMap<(&str, &str), std::cmp::Ordering> = HashMap::new();
-    let mut cluster: Vec<Member<'a>> = Vec::new();
-    let mut flush = |cluster: &mut Vec<Member<'a>>, snap: &mut Snapshot| {
+    let windows = MAX_WINDOW as usize;
+    let mut activity = vec![(0u64, 0u64); ACTIVITY_DAYS as usize];
+    // Versions by index, so that the per-window sums are array slots.
+    let mut names: Vec<&'a str> = Vec::new();
+    let mut index: HashMap<&'a str, usize> = HashMap::new();
+    let mut oldest_cache: HashMap<(usize, usize), std::cmp::Ordering> = HashMap::new();
+    // Per window: per version (clusters, share_mixed, nodes, min_clusters),
+    // and (mixed, insecure clusters, insecure nodes).
+    let mut per_version: Vec<Vec<VersionFigures>> = vec![Vec::new(); windows];
+    let mut totals = vec![(0u64, 0u64, 0u64); windows];
+    let mut cluster: Vec<(i64, usize, u8)> = Vec::new();
+    let mut current: Option<[u8; 16]> = None;
+    let flush = |cluster: &mut Vec<(i64, usize, u8)>,
+                 names: &Vec<&'a str>,
+                 per_version: &mut Vec<Vec<VersionFigures>>,
+                 totals: &mut Vec<(u64, u64, u64)>,
+                 activity: &mut Vec<(u64, u64)>,
+                 oldest_cache: &mut HashMap<(usize, usize), std::cmp::Ordering>| {
         if cluster.is_empty() {
             return;
         }
-        let youngest = cluster.iter().map(|m| day - m.last_day).min().unwrap_or(0);
-        if let Some(slot) = snap.activity.get_mut(youngest as usize) {
+        // Youngest first: a window of W days holds the members younger
+        // than W, a prefix of this order.
+        cluster.sort_by_key(|m| m.0);
+        if let Some(slot) = activity.get_mut(cluster[0].0 as usize) {
             slot.0 += 1;
         }
         for m in cluster.iter() {
-            if let Some(slot) = snap.activity.get_mut((day - m.last_day) as usize) {
+            if let Some(slot) = activity.get_mut(m.0 as usize) {
                 slot.1 += 1;
             }
         }
-        for (w, figures) in WINDOWS.iter().zip(snap.windows.iter_mut()) {
-            let active: Vec<&Member<'a>> =
-                cluster.iter().filter(|m| day - m.last_day < *w).collect();
-            if active.is_empty() {
+        let mut part = Part::default();
+        let mut taken = 0;
+        for w in 0..windows {
+            let mut k = taken;
+            while k < cluster.len() && cluster[k].0 <= w as i64 {
+                k += 1;
+            }
+            if k == 0 {
                 continue;
             }
-            let mut per_version: BTreeMap<&str, usize> = BTreeMap::new();
-            for m in &active {
-                *per_version.entry(m.version).or_default() += 1;
-                figures
-                    .versions
-                    .entry(m.version.to_string())
-                    .or_default()
-                    .nodes += 1;
-                if m.status == INSECURE {
-                    figures.insecure_nodes += 1;
+            if k != taken {
+                taken = k;
+                part = Part::default();
+                let mut counts: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+                for m in &cluster[..k] {
+                    counts.entry(names[m.1]).or_insert((m.1, 0)).1 += 1;
+                    if m.2 == INSECURE {
+                        part.insecure_nodes += 1;
+                    }
                 }
-            }
-            if per_version.len() == 1 {
-                figures
-                    .versions
-                    .entry(active[0].version.to_string())
-                    .or_default()
-                    .clusters += 1;
-            } else {
-                figures.mixed_clusters += 1;
-                for (version, count) in &per_version {
-                    figures
-                        .versions
-                        .entry(version.to_string())
-                        .or_default()
-                        .share_mixed += *count as f64 / active.len() as f64;
+                for (v, n) in counts.values() {
+                    part.nodes.push((*v, *n as u64));
                 }
-            }
-            if active.iter().any(|m| m.status == INSECURE) {
-                figures.insecure_clusters += 1;
-            }
-            let oldest = per_version.keys().copied().reduce(|a, b| {
-                let order = *oldest_cache
-                    .entry((a, b))
-                    .or_insert_with(|| cmp_oldest(a, b));
-                if order == std::cmp::Ordering::Greater {
-                    b
+                if counts.len() == 1 {
+                    part.whole = Some(cluster[0].1);
                 } else {
-                    a
+                    part.shares = counts
+                        .values()
+                        .map(|(v, n)| (*v, *n as f64 / k as f64))
+                        .collect();
                 }
-            });
-            if let Some(oldest) = oldest {
-                figures
-                    .versions
-                    .entry(oldest.to_string())
-                    .or_default()
-                    .min_clusters += 1;
+                part.oldest = counts.values().map(|(v, _)| *v).reduce(|a, b| {
+                    let order = *oldest_cache
+                        .entry((a, b))
+                        .or_insert_with(|| cmp_oldest(names[a], names[b]));
+                    if order == std::cmp::Ordering::Greater {
+                        b
+                    } else {
+                        a
+                    }
+                });
+            }
+            let figures = &mut per_version[w];
+            if figures.len() < names.len() {
+                figures.resize(names.len(), VersionFigures::default());
+            }
+            for (v, n) in &part.nodes {
+                figures[*v].nodes += n;
+            }
+            match part.whole {
+                Some(v) => figures[v].clusters += 1,
+                None => {
+                    totals[w].0 += 1;
+                    for (v, f) in &part.shares {
+                        figures[*v].share_mixed += f;
+                    }
+                }
+            }
+            if let Some(v) = part.oldest {
+                figures[v].min_clusters += 1;
+            }
+            if part.insecure_nodes > 0 {
+                totals[w].1 += 1;
+                totals[w].2 += part.insecure_nodes;
             }
         }
         cluster.clear();
     };
     for m in members {
-        if cluster.last().is_some_and(|c| c.cluster != m.cluster) {
-            flush(&mut cluster, &mut snap);
+        if current.is_some_and(|c| c != m.cluster) {
+            flush(
+                &mut cluster,
+                &names,
+                &mut per_version,
+                &mut totals,
+                &mut activity,
+                &mut oldest_cache,
+            );
         }
-        cluster.push(m);
+        current = Some(m.cluster);
+        let v = match index.get(m.version) {
+            Some(v) => *v,
+            None => {
+                names.push(m.version);
+                index.insert(m.version, names.len() - 1);
+                names.len() - 1
+            }
+        };
+        cluster.push((day - m.last_day, v, m.status));
     }
-    flush(&mut cluster, &mut snap);
-    snap
+    flush(
+        &mut cluster,
+        &names,
+        &mut per_version,
+        &mut totals,
+        &mut activity,
+        &mut oldest_cache,
+    );
+    let windows = per_version
+        .into_iter()
+        .zip(totals)
+        .map(
+            |(figures, (mixed, insecure_clusters, insecure_nodes))| WindowFigures {
+                mixed_clusters: mixed,
+                insecure_clusters,
+                insecure_nodes,
+                versions: figures
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.nodes > 0)
+                    .map(|(v, f)| (names[v].to_string(), f))
+                    .collect(),
+            },
+        )
+        .collect();
+    Snapshot { activity, windows }
 }
 
 /// A node's key and state: zone, cluster, node.
@@ -323,7 +403,7 @@ pub(crate) fn store(
                 activity.execute(params![day, zone, age as i64, n(*clusters), n(*nodes)])?;
             }
         }
-        for (w, figures) in WINDOWS.iter().zip(&snap.windows) {
+        for (w, figures) in (1..=MAX_WINDOW).zip(&snap.windows) {
             totals.execute(params![
                 day,
                 zone,
@@ -357,7 +437,7 @@ pub(crate) fn load(
 ) -> Result<Option<Snapshot>, StoreError> {
     let mut snap = Snapshot {
         activity: vec![(0, 0); ACTIVITY_DAYS as usize],
-        windows: vec![WindowFigures::default(); WINDOWS.len()],
+        windows: vec![WindowFigures::default(); MAX_WINDOW as usize],
     };
     let mut found = false;
     let mut stmt = conn.prepare_cached(
@@ -368,10 +448,9 @@ pub(crate) fn load(
     while let Some(r) = rows.next()? {
         found = true;
         let w: i64 = r.get(0)?;
-        if let Some(f) = WINDOWS
-            .iter()
-            .position(|x| *x == w)
-            .map(|i| &mut snap.windows[i])
+        if let Some(f) = usize::try_from(w - 1)
+            .ok()
+            .and_then(|i| snap.windows.get_mut(i))
         {
             f.mixed_clusters = r.get::<_, i64>(1)? as u64;
             f.insecure_clusters = r.get::<_, i64>(2)? as u64;
@@ -388,10 +467,9 @@ pub(crate) fn load(
     let mut rows = stmt.query(params![day, zone])?;
     while let Some(r) = rows.next()? {
         let w: i64 = r.get(0)?;
-        if let Some(f) = WINDOWS
-            .iter()
-            .position(|x| *x == w)
-            .map(|i| &mut snap.windows[i])
+        if let Some(f) = usize::try_from(w - 1)
+            .ok()
+            .and_then(|i| snap.windows.get_mut(i))
         {
             f.versions.insert(
                 r.get(1)?,
