@@ -593,6 +593,23 @@ pub(crate) fn close_days(
     if rewrite {
         tx.execute("DELETE FROM node_latest", [])?;
     }
+    if rewrite {
+        put_node_states(tx, states.iter())?;
+    } else {
+        put_node_states(
+            tx,
+            changed.iter().filter_map(|key| states.get_key_value(key)),
+        )?;
+    }
+    *cache = Some(states);
+    Ok(())
+}
+
+/// Writes node states to `node_latest` (inserted, or replacing the row).
+fn put_node_states<'a>(
+    tx: &Transaction<'_>,
+    states: impl Iterator<Item = (&'a NodeKey, &'a NodeLatest)>,
+) -> Result<(), StoreError> {
     let mut up = tx.prepare_cached(
         "INSERT INTO node_latest
             (zone, cluster, node, last_day, last_at, version, status, prev_day, prev_version, prev_status)
@@ -603,12 +620,12 @@ pub(crate) fn close_days(
             prev_day = excluded.prev_day, prev_version = excluded.prev_version,
             prev_status = excluded.prev_status",
     )?;
-    let mut write = |key: &NodeKey, l: &NodeLatest| -> Result<(), StoreError> {
+    for ((zone, cluster, node), l) in states {
         let prev = l.prev.as_ref();
         up.execute(params![
-            key.0,
-            &key.1[..],
-            &key.2[..],
+            zone,
+            &cluster[..],
+            &node[..],
             l.last_day,
             l.last_at,
             l.version,
@@ -617,20 +634,7 @@ pub(crate) fn close_days(
             prev.map(|p| p.version.as_str()),
             prev.map(|p| p.status),
         ])?;
-        Ok(())
-    };
-    if rewrite {
-        for (key, l) in &states {
-            write(key, l)?;
-        }
-    } else {
-        for key in &changed {
-            if let Some(l) = states.get(key) {
-                write(key, l)?;
-            }
-        }
     }
-    *cache = Some(states);
     Ok(())
 }
 
@@ -650,26 +654,7 @@ pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), StoreError> {
         fold(&mut states, &rows);
         snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
     }
-    let mut up = tx.prepare(
-        "INSERT INTO node_latest
-            (zone, cluster, node, last_day, last_at, version, status, prev_day, prev_version, prev_status)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    for ((zone, cluster, node), l) in &states {
-        let prev = l.prev.as_ref();
-        up.execute(params![
-            zone,
-            &cluster[..],
-            &node[..],
-            l.last_day,
-            l.last_at,
-            l.version,
-            l.status,
-            prev.map(|p| p.day),
-            prev.map(|p| p.version.as_str()),
-            prev.map(|p| p.status),
-        ])?;
-    }
+    put_node_states(tx, states.iter())?;
     tx.execute("INSERT INTO open_day (one, day) VALUES (1, ?1)", [newest])?;
     Ok(())
 }

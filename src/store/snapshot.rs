@@ -161,7 +161,6 @@ pub(crate) fn compute<'a>(day: i64, members: impl Iterator<Item = Member<'a>>) -
     let mut per_version: Vec<Vec<VersionFigures>> = vec![Vec::new(); windows];
     let mut totals = vec![(0u64, 0u64, 0u64); windows];
     let mut cluster: Vec<(i64, usize, u8)> = Vec::new();
-    let mut current: Option<[u8; 16]> = None;
     let flush = |cluster: &mut Vec<(i64, usize, u8)>,
                  names: &Vec<&'a str>,
                  per_version: &mut Vec<Vec<VersionFigures>>,
@@ -250,18 +249,8 @@ pub(crate) fn compute<'a>(day: i64, members: impl Iterator<Item = Member<'a>>) -
         }
         cluster.clear();
     };
-    for m in members {
-        if current.is_some_and(|c| c != m.cluster) {
-            flush(
-                &mut cluster,
-                &names,
-                &mut per_version,
-                &mut totals,
-                &mut activity,
-                &mut oldest_cache,
-            );
-        }
-        current = Some(m.cluster);
+    let mut members = members.peekable();
+    while let Some(m) = members.next() {
         let v = match index.get(m.version) {
             Some(v) => *v,
             None => {
@@ -271,15 +260,17 @@ pub(crate) fn compute<'a>(day: i64, members: impl Iterator<Item = Member<'a>>) -
             }
         };
         cluster.push((day - m.last_day, v, m.status));
+        if members.peek().is_none_or(|next| next.cluster != m.cluster) {
+            flush(
+                &mut cluster,
+                &names,
+                &mut per_version,
+                &mut totals,
+                &mut activity,
+                &mut oldest_cache,
+            );
+        }
     }
-    flush(
-        &mut cluster,
-        &names,
-        &mut per_version,
-        &mut totals,
-        &mut activity,
-        &mut oldest_cache,
-    );
     let windows = per_version
         .into_iter()
         .zip(totals)
