@@ -324,13 +324,15 @@ async fn api_equals_stats_for_the_same_data() {
     }
     assert_eq!(nodes, truth.nodes_by_version(today - 6, today));
 
-    // Closed days' snapshots: 1, 7 and 30-day windows ending in the past,
-    // against the exact path; and a window no snapshot keeps.
+    // Closed days' snapshots (windows of 1 to 92 days ending in the past),
+    // and a longer window ending today (from the node states), against the
+    // exact path.
     for (since, until) in [
         (today - 9, today - 3),
         (today - 32, today - 3),
         (today - 4, today - 4),
         (today - 20, today - 3),
+        (today - 120, today),
     ] {
         let q = format!(
             "since={}&until={}&zone=VC.Example.ORG.",
@@ -364,6 +366,9 @@ async fn api_equals_stats_for_the_same_data() {
     let got = get(http, "/api/v1/summary").await.json();
     assert_same(&got, &per_zone(|z| summary_of(z, today - 6, today)));
     assert_eq!(got[0]["anonymous_reports"], 3 * 7);
+    let q120 = format!("since={}", date_of_day(today - 119));
+    let got = get(http, &format!("/api/v1/summary?{q120}")).await.json();
+    assert_same(&got, &per_zone(|z| summary_of(z, today - 119, today)));
 
     // trend: default 30 days by day, and by (whole) week.
     let got = get(http, "/api/v1/trend").await.json();

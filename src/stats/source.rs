@@ -2,7 +2,8 @@
 //!
 //! One database: from the daily snapshots (one small read per day, however
 //! large the fleet), for the windows snapshots keep (1 to 92 days ending on
-//! any day). Several databases (one
+//! any day), and for longer windows ending today from each node's current
+//! state. Several databases (one
 //! per name server), or another window: the exact path, node-days merged
 //! in memory ([`Dataset`]). Both give the same figures (a test holds them
 //! to it); the exact path's cost grows with nodes times days.

@@ -52,6 +52,15 @@ pub trait StatsReader {
     /// the day closed, or computed now from each node's latest state for
     /// the days still open.
     fn snapshot(&self, zone: &ZoneName, day: Day) -> Result<Snapshot, StoreError>;
+    /// The fleet of `zone` in a window of `days` (longer than snapshots
+    /// keep) ending on `day`, when today's node states can say it: `day`
+    /// is the open day or later. `None` otherwise.
+    fn long_window(
+        &self,
+        zone: &ZoneName,
+        day: Day,
+        days: i64,
+    ) -> Result<Option<Snapshot>, StoreError>;
     fn version_days(
         &self,
         zone: &ZoneName,
@@ -157,6 +166,29 @@ impl StatsReader for SqliteReader {
             .entry(day.0)
             .or_insert_with(|| snapshot::compute_all(nodes.iter(), day.0));
         Ok(all.get(zone.as_str()).cloned().unwrap_or_default())
+    }
+
+    fn long_window(
+        &self,
+        zone: &ZoneName,
+        day: Day,
+        days: i64,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        if self.open_day()?.is_some_and(|o| day.0 < o) {
+            return Ok(None);
+        }
+        let mut live = self.live.borrow_mut();
+        if live.is_none() {
+            *live = Some(LiveState {
+                nodes: ingest::open_states(&self.store.conn)?,
+                snapshots: HashMap::new(),
+            });
+        }
+        let Some(state) = live.as_ref() else {
+            return Ok(None);
+        };
+        let all = snapshot::compute_windows(state.nodes.iter(), day.0, &[days]);
+        Ok(Some(all.get(zone.as_str()).cloned().unwrap_or_default()))
     }
 
     fn version_days(

@@ -23,9 +23,10 @@ use super::StoreError;
 pub const MAX_WINDOW: i64 = 92;
 
 /// Ages (days since last active) counted per day: active counts are exact
-/// for windows up to this length, ending on any snapshot day (twice the
-/// longest window, for "gone" clusters: active in the span before it).
-pub const ACTIVITY_DAYS: i64 = 2 * MAX_WINDOW;
+/// for windows up to this length, ending on any snapshot day. Twice the
+/// longest window a statistic may cover (ten years), for "gone" clusters:
+/// active in the span before the window. Only ages that occur are stored.
+pub const ACTIVITY_DAYS: i64 = 2 * 3_660;
 
 /// Status code of "upgrade required" (security fix or end of life).
 const INSECURE: u8 = 3;
@@ -87,7 +88,9 @@ pub struct Snapshot {
     /// Index = age in days; (clusters, nodes) last active that many days
     /// before the snapshot's day.
     pub activity: Vec<(u64, u64)>,
-    /// Index `W - 1`: the window of `W` days ending on the snapshot's day.
+    /// The windows' lengths (days, ending on the snapshot's day): 1 to
+    /// [`MAX_WINDOW`] for a stored snapshot.
+    pub lengths: Vec<i64>,
     pub windows: Vec<WindowFigures>,
 }
 
@@ -107,8 +110,9 @@ impl Snapshot {
     }
 
     pub fn window(&self, days: i64) -> Option<&WindowFigures> {
-        usize::try_from(days - 1)
-            .ok()
+        self.lengths
+            .iter()
+            .position(|l| *l == days)
             .and_then(|i| self.windows.get(i))
     }
 }
@@ -148,9 +152,13 @@ struct Part {
 
 /// Computes one zone's snapshot of `day` from its nodes, given sorted by
 /// cluster (the order the exact computation also sums fractions in), for
-/// every window of 1 to [`MAX_WINDOW`] days.
-pub(crate) fn compute<'a>(day: i64, members: impl Iterator<Item = Member<'a>>) -> Snapshot {
-    let windows = MAX_WINDOW as usize;
+/// windows of the `lengths` given (ascending).
+pub(crate) fn compute<'a>(
+    day: i64,
+    members: impl Iterator<Item = Member<'a>>,
+    lengths: &[i64],
+) -> Snapshot {
+    let windows = lengths.len();
     let mut activity = vec![(0u64, 0u64); ACTIVITY_DAYS as usize];
     // Versions by index, so that the per-window sums are array slots.
     let mut names: Vec<&'a str> = Vec::new();
@@ -183,9 +191,9 @@ pub(crate) fn compute<'a>(day: i64, members: impl Iterator<Item = Member<'a>>) -
         }
         let mut part = Part::default();
         let mut taken = 0;
-        for w in 0..windows {
+        for (w, length) in lengths.iter().enumerate() {
             let mut k = taken;
-            while k < cluster.len() && cluster[k].0 <= w as i64 {
+            while k < cluster.len() && cluster[k].0 < *length {
                 k += 1;
             }
             if k == 0 {
@@ -288,7 +296,11 @@ pub(crate) fn compute<'a>(day: i64, members: impl Iterator<Item = Member<'a>>) -
             },
         )
         .collect();
-    Snapshot { activity, windows }
+    Snapshot {
+        activity,
+        lengths: lengths.to_vec(),
+        windows,
+    }
 }
 
 /// A node's key and state: zone, cluster, node.
@@ -347,6 +359,16 @@ pub(crate) fn compute_all<'a>(
     nodes: impl Iterator<Item = (&'a (String, [u8; 16], [u8; 16]), &'a NodeLatest)>,
     day: i64,
 ) -> BTreeMap<String, Snapshot> {
+    let lengths: Vec<i64> = (1..=MAX_WINDOW).collect();
+    compute_windows(nodes, day, &lengths)
+}
+
+/// [`compute_all`] for the windows of the `lengths` given (ascending).
+pub(crate) fn compute_windows<'a>(
+    nodes: impl Iterator<Item = (&'a (String, [u8; 16], [u8; 16]), &'a NodeLatest)>,
+    day: i64,
+    lengths: &[i64],
+) -> BTreeMap<String, Snapshot> {
     let mut out = BTreeMap::new();
     let mut zones = nodes.peekable();
     while let Some(((zone, _, _), _)) = zones.peek() {
@@ -361,7 +383,7 @@ pub(crate) fn compute_all<'a>(
                 })
             },
         );
-        let snap = compute(day, members);
+        let snap = compute(day, members, lengths);
         out.insert(zone, snap);
     }
     out
@@ -394,7 +416,7 @@ pub(crate) fn store(
                 activity.execute(params![day, zone, age as i64, n(*clusters), n(*nodes)])?;
             }
         }
-        for (w, figures) in (1..=MAX_WINDOW).zip(&snap.windows) {
+        for (w, figures) in snap.lengths.iter().zip(&snap.windows) {
             totals.execute(params![
                 day,
                 zone,
@@ -428,6 +450,7 @@ pub(crate) fn load(
 ) -> Result<Option<Snapshot>, StoreError> {
     let mut snap = Snapshot {
         activity: vec![(0, 0); ACTIVITY_DAYS as usize],
+        lengths: (1..=MAX_WINDOW).collect(),
         windows: vec![WindowFigures::default(); MAX_WINDOW as usize],
     };
     let mut found = false;
