@@ -2,7 +2,7 @@
 //! tables, so that `src/stats` holds no SQL and a second backend (for
 //! example an analytics database) can answer the same questions.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::params;
@@ -89,19 +89,18 @@ pub trait StatsReader {
 /// once (for the open days' snapshots).
 pub struct SqliteReader {
     store: Store,
-    live: RefCell<Option<LiveState>>,
-}
-
-struct LiveState {
-    nodes: ingest::States,
-    snapshots: HashMap<i64, BTreeMap<String, Snapshot>>,
+    /// Every node's state as of now, read once (for windows no stored
+    /// snapshot answers), and the snapshots computed from it, by day.
+    nodes_now: OnceCell<ingest::States>,
+    live_snapshots: RefCell<HashMap<i64, BTreeMap<String, Snapshot>>>,
 }
 
 impl SqliteReader {
     pub fn new(store: Store) -> Self {
         SqliteReader {
             store,
-            live: RefCell::new(None),
+            nodes_now: OnceCell::new(),
+            live_snapshots: RefCell::new(HashMap::new()),
         }
     }
 
@@ -112,6 +111,14 @@ impl SqliteReader {
 
     fn open_day(&self) -> Result<Option<i64>, StoreError> {
         ingest::open_day(&self.store.conn)
+    }
+
+    fn nodes_now(&self) -> Result<&ingest::States, StoreError> {
+        if let Some(nodes) = self.nodes_now.get() {
+            return Ok(nodes);
+        }
+        let nodes = ingest::open_states(&self.store.conn)?;
+        Ok(self.nodes_now.get_or_init(|| nodes))
     }
 }
 
@@ -151,17 +158,8 @@ impl StatsReader for SqliteReader {
                 return Ok(snap);
             }
         }
-        let mut live = self.live.borrow_mut();
-        if live.is_none() {
-            *live = Some(LiveState {
-                nodes: ingest::open_states(&self.store.conn)?,
-                snapshots: HashMap::new(),
-            });
-        }
-        let Some(state) = live.as_mut() else {
-            return Ok(Snapshot::default());
-        };
-        let LiveState { nodes, snapshots } = state;
+        let nodes = self.nodes_now()?;
+        let mut snapshots = self.live_snapshots.borrow_mut();
         let all = snapshots
             .entry(day.0)
             .or_insert_with(|| snapshot::compute_all(nodes.iter(), day.0));
@@ -177,17 +175,7 @@ impl StatsReader for SqliteReader {
         if self.open_day()?.is_some_and(|o| day.0 < o) {
             return Ok(None);
         }
-        let mut live = self.live.borrow_mut();
-        if live.is_none() {
-            *live = Some(LiveState {
-                nodes: ingest::open_states(&self.store.conn)?,
-                snapshots: HashMap::new(),
-            });
-        }
-        let Some(state) = live.as_ref() else {
-            return Ok(None);
-        };
-        let all = snapshot::compute_windows(state.nodes.iter(), day.0, &[days]);
+        let all = snapshot::compute_windows(self.nodes_now()?.iter(), day.0, &[days]);
         Ok(Some(all.get(zone.as_str()).cloned().unwrap_or_default()))
     }
 
