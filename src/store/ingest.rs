@@ -93,6 +93,13 @@ pub(crate) const SCHEMA: &str = r#"
         one INTEGER PRIMARY KEY CHECK (one = 1),
         day INTEGER NOT NULL
     );
+    -- Reports taken in for days long closed (history written into a
+    -- database that already has later days): node states and snapshots
+    -- from this day on are made again from the node-days.
+    CREATE TABLE stale_from (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        day INTEGER NOT NULL
+    );
 "#;
 
 /// One version's reports of one day in a batch.
@@ -138,6 +145,7 @@ pub(crate) fn apply(
     let mut newest = open;
     let mut oldest: Option<i64> = None;
     let mut straggled = false;
+    let mut late_days: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
     // Stored reports with an identity: they move their node's state.
     let mut fresh: Vec<(&ReceivedReport, [u8; 16], [u8; 16])> = Vec::new();
     let mut insert = tx.prepare_cached(
@@ -185,7 +193,10 @@ pub(crate) fn apply(
         pending.counted.entry(day).or_default().0 += 1;
         match open {
             Some(o) if day == o - 1 => straggled = true,
-            Some(o) if day < o => outcome.late += 1,
+            Some(o) if day < o => {
+                outcome.late += 1;
+                late_days.insert(day);
+            }
             _ => {}
         }
         newest = Some(newest.map_or(day, |n| n.max(day)));
@@ -245,6 +256,16 @@ pub(crate) fn apply(
             _ => {}
         }
         follow_open_day(tx, writer, newest, &fresh)?;
+    }
+    if let Some(&first) = late_days.first() {
+        for &day in &late_days {
+            regroup_day(tx, day)?;
+        }
+        tx.execute(
+            "INSERT INTO stale_from (one, day) VALUES (1, ?1)
+             ON CONFLICT (one) DO UPDATE SET day = MIN(day, excluded.day)",
+            [first],
+        )?;
     }
     Ok(outcome)
 }
@@ -557,31 +578,8 @@ pub(crate) fn close_days(
     };
     let mut changed: Vec<NodeKey> = Vec::new();
     for day in first..=last {
-        let rows = group_node_days(tx, day, day, None)?;
-        tx.execute("DELETE FROM node_days WHERE day = ?1", [day])?;
-        // Inserted in key order (sequential pages), folded in time order.
-        let mut by_key: Vec<&GroupedNodeDay> = rows.iter().collect();
-        by_key.sort_by(|a, b| {
-            (&a.zone, a.cluster, a.node, &a.version).cmp(&(&b.zone, b.cluster, b.node, &b.version))
-        });
-        let mut put = tx.prepare_cached(
-            "INSERT INTO node_days (day, zone, cluster, node, version, status, last_at, reports, ids)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        for r in by_key {
-            put.execute(params![
-                r.day,
-                r.zone,
-                &r.cluster[..],
-                &r.node[..],
-                r.version,
-                r.status,
-                r.last_at,
-                r.reports,
-                r.ids
-            ])?;
-            changed.push((r.zone.clone(), r.cluster, r.node));
-        }
+        let rows = regroup_day(tx, day)?;
+        changed.extend(rows.iter().map(|r| (r.zone.clone(), r.cluster, r.node)));
         fold(&mut states, &rows);
         snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
     }
@@ -602,6 +600,71 @@ pub(crate) fn close_days(
         )?;
     }
     *cache = Some(states);
+    Ok(())
+}
+
+/// A day's node-days grouped again from its raw rows and stored in place of
+/// the old ones; returned in time order.
+fn regroup_day(tx: &Transaction<'_>, day: i64) -> Result<Vec<GroupedNodeDay>, StoreError> {
+    let rows = group_node_days(tx, day, day, None)?;
+    tx.execute("DELETE FROM node_days WHERE day = ?1", [day])?;
+    // Inserted in key order (sequential pages).
+    let mut by_key: Vec<&GroupedNodeDay> = rows.iter().collect();
+    by_key.sort_by(|a, b| {
+        (&a.zone, a.cluster, a.node, &a.version).cmp(&(&b.zone, b.cluster, b.node, &b.version))
+    });
+    let mut put = tx.prepare_cached(
+        "INSERT INTO node_days (day, zone, cluster, node, version, status, last_at, reports, ids)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for r in by_key {
+        put.execute(params![
+            r.day,
+            r.zone,
+            &r.cluster[..],
+            &r.node[..],
+            r.version,
+            r.status,
+            r.last_at,
+            r.reports,
+            r.ids
+        ])?;
+    }
+    Ok(rows)
+}
+
+/// Makes node states and snapshots again from the stored node-days, day by
+/// day from the first, for the closed days before `open`: after history
+/// was taken in for days long closed, and for the schema upgrade. Returns
+/// the node states as of the last closed day.
+fn replay(tx: &Transaction<'_>, open: i64) -> Result<States, StoreError> {
+    let oldest: Option<i64> = tx.query_row("SELECT MIN(day) FROM node_days", [], |r| r.get(0))?;
+    let mut states = States::new();
+    for day in oldest.unwrap_or(open)..open {
+        fold(&mut states, &stored_node_days(tx, day)?);
+        snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
+    }
+    tx.execute("DELETE FROM node_latest", [])?;
+    put_node_states(tx, states.iter())?;
+    tx.execute("DELETE FROM stale_from", [])?;
+    Ok(states)
+}
+
+/// If history was taken in for days long closed, makes node states and
+/// snapshots again (see [`replay`]) and resets what the writer kept.
+pub(crate) fn repair_stale(
+    tx: &Transaction<'_>,
+    writer: &mut WriterState,
+) -> Result<(), StoreError> {
+    let stale: Option<i64> = tx
+        .query_row("SELECT day FROM stale_from", [], |r| r.get(0))
+        .optional()?;
+    let (Some(_), Some(open)) = (stale, open_day(tx)?) else {
+        return Ok(());
+    };
+    writer.states = Some(replay(tx, open)?);
+    writer.open = None;
+    follow_open_day(tx, writer, open, &[])?;
     Ok(())
 }
 
@@ -647,14 +710,7 @@ pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), StoreError> {
     let Some(newest) = newest else {
         return Ok(());
     };
-    let oldest: i64 = tx.query_row("SELECT MIN(day) FROM node_days", [], |r| r.get(0))?;
-    let mut states = States::new();
-    for day in oldest..newest {
-        let rows = stored_node_days(tx, day)?;
-        fold(&mut states, &rows);
-        snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
-    }
-    put_node_states(tx, states.iter())?;
+    replay(tx, newest)?;
     tx.execute("INSERT INTO open_day (one, day) VALUES (1, ?1)", [newest])?;
     Ok(())
 }

@@ -67,6 +67,9 @@ pub struct Store {
     /// (a large fleet: at most a tenth of the writer's time, seconds
     /// behind).
     open_written: Option<(std::time::Instant, std::time::Duration)>,
+    /// SQLite's `data_version` at this writer's last commit: a change means
+    /// another connection wrote, and the writer's states are read again.
+    data_version: Option<i64>,
 }
 
 impl Store {
@@ -97,6 +100,7 @@ impl Store {
             conn,
             writer: ingest::WriterState::default(),
             open_written: None,
+            data_version: None,
         })
     }
 
@@ -119,6 +123,7 @@ impl Store {
             conn,
             writer: ingest::WriterState::default(),
             open_written: None,
+            data_version: None,
         })
     }
 
@@ -140,7 +145,13 @@ impl Store {
         // Whatever fails below, the writer's states may be ahead of the
         // database: they are kept only if the transaction commits.
         let mut writer = std::mem::take(&mut self.writer);
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
+        // Another process wrote (`vcheckd simulate --db` into a running
+        // server's file): what this writer kept may be stale.
+        let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.data_version.is_some_and(|v| v != version) {
+            writer = ingest::WriterState::default();
+        }
         let outcome = ingest::apply(&tx, batch, &mut writer)?;
         let due = self.open_written.is_none_or(|(at, took)| {
             took < std::time::Duration::from_millis(5) || at.elapsed() >= took * 10
@@ -172,18 +183,26 @@ impl Store {
         }
         tx.commit()?;
         self.writer = writer;
+        self.data_version = Some(version);
         Ok(outcome)
     }
 
     /// Writes the open day's snapshot now if it changed since it was last
-    /// written: when the writer goes idle or stops, or at the end of a bulk
-    /// load.
+    /// written, after making node states and snapshots again if history was
+    /// taken in for days long closed: when the writer goes idle or stops,
+    /// or at the end of a bulk load.
     pub fn flush_open_day(&mut self) -> Result<(), StoreError> {
         let mut writer = std::mem::take(&mut self.writer);
-        let tx = self.conn.transaction()?;
+        let tx = write_transaction(&mut self.conn)?;
+        let version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.data_version.is_some_and(|v| v != version) {
+            writer = ingest::WriterState::default();
+        }
+        ingest::repair_stale(&tx, &mut writer)?;
         ingest::write_open_snapshot(&tx, &mut writer)?;
         tx.commit()?;
         self.writer = writer;
+        self.data_version = Some(version);
         Ok(())
     }
 
@@ -223,6 +242,13 @@ impl Store {
             params![before_day, limit as i64, open],
         )?)
     }
+}
+
+/// A write transaction that takes the write lock at its start: waiting (up
+/// to the busy timeout) for another writer, rather than failing at once
+/// when a read inside it would have to become a write.
+fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
 }
 
 #[cfg(test)]
@@ -365,5 +391,62 @@ mod tests {
         assert_eq!(day1.active(1), Some((0, 0)));
         assert_eq!(day1.active(2), Some((1, 1)));
         assert_eq!(day1.window(7).unwrap().versions["2.5.0"].clusters, 1);
+    }
+
+    /// History written into a database that already holds a later day
+    /// (`vcheckd simulate --db` into a running server's file) ends in the
+    /// same snapshots as the same reports taken in in time order.
+    #[test]
+    fn history_taken_in_late_ends_as_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let zone = ZoneName::new("vc.example.com").unwrap();
+        let report = |id: u8, day: i64, node: u8, version: (u64, u64, u64)| {
+            let mut r = received(
+                id,
+                Identity::Known {
+                    cluster: AnonId([node / 2; 16]),
+                    node: AnonId([node; 16]),
+                },
+            );
+            r.received_at = day * 86_400 + 100 + i64::from(id);
+            r.report.payload.timestamp = r.received_at as u64;
+            r.report.payload.version = semver::Version::new(version.0, version.1, version.2);
+            r
+        };
+        let today = report(1, 20, 1, (2, 5, 0));
+        let history: Vec<ReceivedReport> = (0..20u8)
+            .flat_map(|i| {
+                let day = 5 + i64::from(i / 2);
+                [
+                    report(10 + i, day, 2 + i % 4, (2, 4, u64::from(i % 3))),
+                    report(40 + i, day, 3, (2, 3, 0)),
+                ]
+            })
+            .collect();
+        let in_order = dir.path().join("in-order.sqlite");
+        let mut store = Store::open(&in_order).unwrap();
+        store.insert_batch(&history).unwrap();
+        store.insert_batch(std::slice::from_ref(&today)).unwrap();
+        store.flush_open_day().unwrap();
+        drop(store);
+        let late = dir.path().join("late.sqlite");
+        let mut store = Store::open(&late).unwrap();
+        store.insert_batch(std::slice::from_ref(&today)).unwrap();
+        let outcome = store.insert_batch(&history).unwrap();
+        assert!(outcome.late > 0);
+        store.flush_open_day().unwrap();
+        drop(store);
+        let (a, b) = (
+            SqliteReader::open(&in_order).unwrap(),
+            SqliteReader::open(&late).unwrap(),
+        );
+        for day in 4..=20 {
+            assert_eq!(
+                a.snapshot(&zone, Day(day)).unwrap(),
+                b.snapshot(&zone, Day(day)).unwrap(),
+                "day {day}"
+            );
+        }
+        assert!(a.snapshot(&zone, Day(12)).unwrap().active(3).unwrap().1 > 0);
     }
 }
