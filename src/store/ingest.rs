@@ -111,14 +111,15 @@ struct VersionDay {
     status: u8,
 }
 
-/// Per-batch aggregates, written once per key.
+/// Per-batch aggregates, written once per key; keyed by what the batch
+/// holds (no allocation per report).
 #[derive(Default)]
-struct Pending {
-    version_days: HashMap<(i64, String, String), VersionDay>,
+struct Pending<'b> {
+    version_days: HashMap<(i64, &'b str, &'b semver::Version), VersionDay>,
     /// (zone, cluster) -> (first_day, last_day)
-    clusters: HashMap<(String, [u8; 16]), (i64, i64)>,
+    clusters: HashMap<(&'b str, [u8; 16]), (i64, i64)>,
     /// (zone, version) -> first_day
-    versions: HashMap<(String, String), i64>,
+    versions: HashMap<(&'b str, &'b semver::Version), i64>,
     /// Per receive day: (stored, duplicates), persisted as the day's
     /// counters in this same transaction, so they always equal the rows.
     counted: HashMap<i64, (u64, u64)>,
@@ -204,7 +205,7 @@ pub(crate) fn apply(
         let status = r.status.code();
         let vd = pending
             .version_days
-            .entry((day, zone.to_string(), version.clone()))
+            .entry((day, zone, &p.version))
             .or_insert(VersionDay {
                 reports: 0,
                 anonymous: 0,
@@ -214,7 +215,7 @@ pub(crate) fn apply(
         vd.reports += 1;
         pending
             .versions
-            .entry((zone.to_string(), version.clone()))
+            .entry((zone, &p.version))
             .and_modify(|d| *d = (*d).min(day))
             .or_insert(day);
         let (Some(cluster), Some(node)) = (cluster, node) else {
@@ -231,7 +232,7 @@ pub(crate) fn apply(
         fresh.push((r, cluster, node));
         pending
             .clusters
-            .entry((zone.to_string(), cluster))
+            .entry((zone, cluster))
             .and_modify(|(first, last)| {
                 *first = (*first).min(day);
                 *last = (*last).max(day);
@@ -285,11 +286,16 @@ fn follow_open_day(
     let states = writer.states.as_ref().unwrap_or_else(|| unreachable!());
     match &mut writer.open {
         Some((day, today)) if *day == open => {
+            // One key, refilled per report: no allocation unless a node
+            // is new today.
+            let mut key: NodeKey = (String::new(), [0; 16], [0; 16]);
             for (r, cluster, node) in fresh {
                 if day_of(r.received_at) != open {
                     continue;
                 }
-                let key = (r.zone.as_str().to_string(), *cluster, *node);
+                key.0.clear();
+                key.0.push_str(r.zone.as_str());
+                (key.1, key.2) = (*cluster, *node);
                 let p = &r.report.payload;
                 let status = r.status.code();
                 match today.get_mut(&key) {
@@ -299,7 +305,7 @@ fn follow_open_day(
                             NodeLatest::new(open, r.received_at, &p.version, status)
                         });
                         n.observe(open, r.received_at, &p.version, status);
-                        today.insert(key, n);
+                        today.insert(key.clone(), n);
                     }
                 }
                 writer.dirty = true;
@@ -346,7 +352,7 @@ pub(crate) fn write_open_snapshot(
 }
 
 /// Writes the batch's aggregates.
-fn write_pending(tx: &Transaction<'_>, pending: Pending) -> Result<(), StoreError> {
+fn write_pending(tx: &Transaction<'_>, pending: Pending<'_>) -> Result<(), StoreError> {
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let mut up = tx.prepare_cached(
         "INSERT INTO version_days (day, zone, version, reports, anonymous, last_at, status)
@@ -361,7 +367,7 @@ fn write_pending(tx: &Transaction<'_>, pending: Pending) -> Result<(), StoreErro
         up.execute(params![
             day,
             zone,
-            version,
+            version.to_string(),
             n(v.reports),
             n(v.anonymous),
             v.last_at,
@@ -373,7 +379,7 @@ fn write_pending(tx: &Transaction<'_>, pending: Pending) -> Result<(), StoreErro
          ON CONFLICT (zone, version) DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
     )?;
     for ((zone, version), day) in pending.versions {
-        up.execute(params![zone, version, day])?;
+        up.execute(params![zone, version.to_string(), day])?;
     }
     let mut up = tx.prepare_cached(
         "INSERT INTO clusters (zone, cluster, first_day, last_day) VALUES (?1, ?2, ?3, ?4)
