@@ -48,7 +48,8 @@ pub enum ServerError {
 }
 
 /// A started server. Dropping it without [`RunningServer::shutdown`] stops
-/// the listeners but does not wait for the queue to drain.
+/// the listeners but does not wait for the processor: what it has not taken
+/// in stays in the journal for the next start.
 pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     http_addr: Option<SocketAddr>,

@@ -1,7 +1,7 @@
 //! A durable, append-only, segmented log of opaque byte records.
 //!
-//! The answer path appends each report's bytes here instead of handing them
-//! to a bounded in-memory queue: [`Journal::append`] only copies the framed
+//! The answer path appends each report's bytes here, and never waits for
+//! the disk: [`Journal::append`] only copies the framed
 //! record into a pending buffer under a mutex, and a group-commit thread
 //! writes and fsyncs that buffer every `commit_interval` (or sooner when it
 //! passes 1 MiB), then publishes the new *durable end*. Consumers (the
