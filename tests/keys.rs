@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -23,25 +22,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_vcheckd");
 
 /// `vcheckd serve ARGS` in `cwd` at trace level, its stderr lines on a channel.
 fn serve(cwd: &Path, args: &[&str]) -> (std::process::Child, Receiver<String>) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(args)
-        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .current_dir(cwd)
-        .env("RUST_LOG", "trace")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
+    let args = [args, &["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]].concat();
+    spawn_serve_logging(cwd, &args, "trace")
 }
 
 /// Lines up to and including the first that contains `needle`.

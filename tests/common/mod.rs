@@ -24,13 +24,23 @@ pub fn spawn_serve(
     cwd: &Path,
     args: &[&str],
 ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    spawn_serve_logging(cwd, args, "info")
+}
+
+/// [`spawn_serve`] at the log level `level` (`RUST_LOG`).
+pub fn spawn_serve_logging(
+    cwd: &Path,
+    args: &[&str],
+    level: &str,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vcheckd"))
         .arg("serve")
         .args(args)
         .current_dir(cwd)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", level)
         .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
