@@ -4,6 +4,7 @@
 //! address), so that the server's encoder and the client's parser cannot
 //! drift apart.
 
+mod compact;
 mod releases;
 
 use std::fmt;
@@ -12,6 +13,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use semver::Version;
 use thiserror::Error;
 
+pub use compact::CompactError;
 pub use releases::{Advisory, AdvisoryConfig, Line, Releases, ReleasesConfig, ReleasesError};
 
 /// A version as people type it: semver, with an optional leading "v"

@@ -32,7 +32,7 @@ pub enum ReleasesError {
 }
 
 /// A release line: every `MAJOR.*` or every `MAJOR.MINOR.*`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Line {
     pub major: u64,
     pub minor: Option<u64>,
@@ -118,10 +118,11 @@ pub struct AdvisoryConfig {
 /// Validated release information for one zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Releases {
-    versions: Vec<Version>,
+    /// Sorted, without build metadata.
+    pub(super) versions: Vec<Version>,
     latest: Version,
-    end_of_life: Vec<Line>,
-    advisories: Vec<Advisory>,
+    pub(super) end_of_life: Vec<Line>,
+    pub(super) advisories: Vec<Advisory>,
 }
 
 /// Build metadata (`+build.5`) does not make a different release (semver
@@ -143,21 +144,11 @@ impl TryFrom<&ReleasesConfig> for Releases {
     type Error = ReleasesError;
 
     fn try_from(c: &ReleasesConfig) -> Result<Self, Self::Error> {
-        let mut versions = c
+        let versions = c
             .versions
             .iter()
             .map(|v| parse_version(v))
             .collect::<Result<Vec<_>, _>>()?;
-        versions.sort();
-        // Pre-releases are listed so that they count as known, but the
-        // newest stable release is what everybody is pointed to.
-        let latest = versions
-            .iter()
-            .rev()
-            .find(|v| v.pre.is_empty())
-            .or(versions.last())
-            .cloned()
-            .ok_or(ReleasesError::Empty)?;
         let end_of_life = c
             .end_of_life
             .iter()
@@ -167,21 +158,51 @@ impl TryFrom<&ReleasesConfig> for Releases {
             .advisory
             .iter()
             .map(|a| {
-                let mut fixed = a
-                    .fixed
-                    .iter()
-                    .map(|v| parse_version(v))
-                    .collect::<Result<Vec<_>, _>>()?;
-                fixed.sort();
-                if fixed.is_empty() {
-                    return Err(ReleasesError::AdvisoryWithoutFix(a.id.clone()));
-                }
                 Ok(Advisory {
                     id: a.id.clone(),
-                    fixed,
+                    fixed: a
+                        .fixed
+                        .iter()
+                        .map(|v| parse_version(v))
+                        .collect::<Result<Vec<_>, _>>()?,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        Releases::new(versions, end_of_life, advisories)
+    }
+}
+
+impl Releases {
+    /// Validates and normalises release information, from the configuration
+    /// or from a compiled policy alike, so that both run the same rule.
+    pub(super) fn new(
+        mut versions: Vec<Version>,
+        end_of_life: Vec<Line>,
+        mut advisories: Vec<Advisory>,
+    ) -> Result<Self, ReleasesError> {
+        for v in &mut versions {
+            *v = release_of(v);
+        }
+        versions.sort();
+        versions.dedup();
+        // Pre-releases are listed so that they count as known, but the
+        // newest stable release is what everybody is pointed to.
+        let latest = versions
+            .iter()
+            .rev()
+            .find(|v| v.pre.is_empty())
+            .or(versions.last())
+            .cloned()
+            .ok_or(ReleasesError::Empty)?;
+        for a in &mut advisories {
+            for f in &mut a.fixed {
+                *f = release_of(f);
+            }
+            a.fixed.sort();
+            if a.fixed.is_empty() {
+                return Err(ReleasesError::AdvisoryWithoutFix(a.id.clone()));
+            }
+        }
         Ok(Releases {
             versions,
             latest,

@@ -109,10 +109,19 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// The file's text, never echoed: it may be a key with a typo.
-    #[error("key file {path} does not hold a key: its text must look like 'vck1:<id 0-255>:<64 hex digits>'")]
-    Malformed { path: String },
+    #[error("key file {path} does not hold a key: its text must look like '{expected}'")]
+    Malformed {
+        path: String,
+        expected: &'static str,
+    },
     #[error("key file {path} is accessible by group or others (mode {mode:04o}); a secret key must be private: run `chmod 600 {path}`")]
     Permissions { path: String, mode: u32 },
     #[error("two keys share the id {0}")]
     DuplicateId(u8),
+    #[error("key file {path} holds a {found} key; {expected} key expected here")]
+    Kind {
+        path: String,
+        found: &'static str,
+        expected: &'static str,
+    },
 }

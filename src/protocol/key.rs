@@ -14,6 +14,43 @@ use rand::RngCore;
 use super::error::KeyError;
 
 const PREFIX: &str = "vck1";
+/// What a v1 key's text looks like, for error messages.
+pub(crate) const FORMAT_HINT: &str = "vck1:<id 0-255>:<64 hex digits>";
+
+/// Reads a file that holds secret key material. On unix, a file that group
+/// or others may access in any way is refused: the key decrypts every
+/// report, and a server that silently accepted a world-readable key would
+/// teach operators that this is fine.
+pub(crate) fn read_private_file(path: &Path) -> Result<String, KeyError> {
+    let shown = || path.display().to_string();
+    let io = |source| KeyError::Io {
+        path: shown(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    // The mode of the file opened, not of whatever the path names later.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(KeyError::Permissions {
+                path: shown(),
+                mode,
+            });
+        }
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
+    Ok(text)
+}
+
+/// The first line of a key file that is neither blank nor a `#` comment.
+pub(crate) fn token_line(text: &str) -> Option<&str> {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+}
 
 /// The one-byte key identifier carried in each frame's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,11 +96,7 @@ impl Key {
     /// Parses the `vck1:<id>:<hex>` token; surrounding whitespace and
     /// `#` comment lines (as in a key file) are ignored.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        let token = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .ok_or(KeyError::Format)?;
+        let token = token_line(text).ok_or(KeyError::Format)?;
         let mut parts = token.split(':');
         let (Some(PREFIX), Some(id), Some(hex), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -81,32 +114,13 @@ impl Key {
         Ok(Key::new(KeyId(id), secret))
     }
 
-    /// Reads a key file. On unix, a file that group or others may access
-    /// in any way is refused: the key decrypts every report, and a server
-    /// that silently accepted a world-readable key would teach operators
-    /// that this is fine.
+    /// Reads a key file (see [`read_private_file`]).
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let shown = || path.display().to_string();
-        let io = |source| KeyError::Io {
-            path: shown(),
-            source,
-        };
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        // The mode of the file opened, not of whatever the path names later.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = file.metadata().map_err(io)?.permissions().mode() & 0o7777;
-            if mode & 0o077 != 0 {
-                return Err(KeyError::Permissions {
-                    path: shown(),
-                    mode,
-                });
-            }
-        }
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
-        Key::parse(&text).map_err(|_| KeyError::Malformed { path: shown() })
+        let text = read_private_file(path)?;
+        Key::parse(&text).map_err(|_| KeyError::Malformed {
+            path: path.display().to_string(),
+            expected: FORMAT_HINT,
+        })
     }
 
     /// The token form, as `parse` reads it.

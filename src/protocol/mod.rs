@@ -14,6 +14,7 @@ pub mod frame;
 pub mod key;
 pub mod name;
 pub mod payload;
+pub mod v2;
 
 pub use anon::{anonymize, IdKind};
 pub use error::{DecodeError, EncodeError, KeyError};

@@ -128,8 +128,12 @@ pub fn query_name(
     id: ReportId,
     payload: &Payload,
 ) -> Result<String, EncodeError> {
-    let frame = frame::seal(key, zone, id, payload)?;
-    let labels = frame_to_labels(&frame)?;
+    frame_to_name(&frame::seal(key, zone, id, payload)?, zone)
+}
+
+/// The absolute query name (trailing dot) that carries `frame` under `zone`.
+pub fn frame_to_name(frame: &[u8], zone: &ZoneName) -> Result<String, EncodeError> {
+    let labels = frame_to_labels(frame)?;
     let mut name = labels.join(".");
     name.push('.');
     name.push_str(zone.as_str());
@@ -141,6 +145,20 @@ pub fn query_name(
     }
     name.push('.');
     Ok(name)
+}
+
+/// The payload labels of a whole name given as text (CLI and tests), which
+/// must end in `zone`.
+pub fn payload_labels<'a>(zone: &ZoneName, name: &'a str) -> Result<Vec<&'a [u8]>, DecodeError> {
+    let name = name.trim_end_matches('.').as_bytes();
+    let zone_len = zone.as_str().len();
+    let Some(split) = name.len().checked_sub(zone_len + 1) else {
+        return Err(DecodeError::LabelCount(0));
+    };
+    if name[split] != b'.' || !name[split + 1..].eq_ignore_ascii_case(zone.as_str().as_bytes()) {
+        return Err(DecodeError::LabelCount(0));
+    }
+    Ok(name[..split].split(|b| *b == b'.').collect())
 }
 
 /// Decodes the payload labels of a name received under `zone`.
@@ -158,14 +176,5 @@ pub fn decode_query_name(
     zone: &ZoneName,
     name: &str,
 ) -> Result<Report, DecodeError> {
-    let name = name.trim_end_matches('.').as_bytes();
-    let zone_len = zone.as_str().len();
-    let Some(split) = name.len().checked_sub(zone_len + 1) else {
-        return Err(DecodeError::LabelCount(0));
-    };
-    if name[split] != b'.' || !name[split + 1..].eq_ignore_ascii_case(zone.as_str().as_bytes()) {
-        return Err(DecodeError::LabelCount(0));
-    }
-    let labels: Vec<&[u8]> = name[..split].split(|b| *b == b'.').collect();
-    decode_labels(keyring, zone, &labels)
+    decode_labels(keyring, zone, &payload_labels(zone, name)?)
 }
