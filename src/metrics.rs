@@ -55,8 +55,12 @@ pub struct Metrics {
     pub batches: AtomicU64,
     pub batch_micros: AtomicU64,
     batch_buckets: [AtomicU64; BATCH_SECONDS_BUCKETS.len() + 1],
-    /// Valid payload names, before deduplication.
+    /// Valid payload names, before deduplication: v1 names decrypted, and
+    /// v2 names of the right shape (opened later, by the processor).
     pub reports_accepted: AtomicU64,
+    /// Of those, by protocol version.
+    pub reports_v1: AtomicU64,
+    pub reports_v2: AtomicU64,
     pub reports_anonymous: AtomicU64,
     /// Answered reports the journal could not take (it was full).
     pub reports_dropped: AtomicU64,
@@ -164,6 +168,8 @@ impl Metrics {
                 get(&self.tcp_refused_per_source),
             ),
             ("reports.accepted".to_string(), get(&self.reports_accepted)),
+            ("reports.v1".to_string(), get(&self.reports_v1)),
+            ("reports.v2".to_string(), get(&self.reports_v2)),
             (
                 "reports.anonymous".to_string(),
                 get(&self.reports_anonymous),

@@ -1,14 +1,136 @@
 //! A report as the server received it, and its form in the journal.
 //!
-//! The answer path turns each valid report into a [`ReceivedReport`] and
-//! writes it to the journal as bytes; the processor reads them back. The
-//! record reuses the protocol's plaintext encoding for the payload, so
-//! there is one encoding of a report's fields, not two.
+//! The answer path hands each report it answered to the journal as an
+//! [`Incoming`]: a protocol v1 report it had to decrypt anyway (the answer
+//! depends on the version), or a protocol v2 frame it only checked for
+//! shape. Every journal consumer turns a record back into a
+//! [`ReceivedReport`] with one call, [`decode`]: v2 frames are opened
+//! there, with the zone's private key, off the answer path. The record
+//! reuses the protocol's plaintext encoding, so there is one encoding of a
+//! report's fields, not two.
+
+use std::collections::HashMap;
 
 use thiserror::Error;
 
-use crate::hint::Status;
+use crate::hint::{Releases, Status};
+use crate::protocol::v2::{self, PrivateKeyring};
 use crate::protocol::{DecodeError, KeyId, Payload, Report, ReportId, ZoneName};
+
+/// What the answer path hands to the journal.
+#[derive(Debug, Clone, Copy)]
+pub enum Incoming<'a> {
+    /// Protocol v1: decoded and authenticated already.
+    V1(&'a ReceivedReport),
+    /// Protocol v2: a frame of the right shape, still sealed.
+    V2 {
+        zone: &'a ZoneName,
+        /// Server clock, unix seconds.
+        received_at: i64,
+        frame: &'a [u8],
+    },
+}
+
+/// Record kind: a protocol v2 frame, still sealed.
+const KIND_V2: u8 = 2;
+
+impl Incoming<'_> {
+    /// The journal record. A v2 record: kind, receive time, zone
+    /// (length-prefixed), then the frame as received.
+    pub fn to_record(&self, out: &mut Vec<u8>) -> Result<(), RecordError> {
+        match self {
+            Incoming::V1(report) => report.to_record(out),
+            Incoming::V2 {
+                zone,
+                received_at,
+                frame,
+            } => {
+                out.clear();
+                let zone = zone.as_str().as_bytes();
+                out.push(KIND_V2);
+                out.extend_from_slice(&received_at.to_be_bytes());
+                out.push(u8::try_from(zone.len()).map_err(|_| RecordError::Field)?);
+                out.extend_from_slice(zone);
+                out.extend_from_slice(frame);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What opens v2 frames: each zone's private keys, and its releases to
+/// compute the status the client computed from the policy.
+#[derive(Debug, Default)]
+pub struct Opener {
+    zones: HashMap<ZoneName, (PrivateKeyring, Releases)>,
+}
+
+impl Opener {
+    pub fn insert(&mut self, zone: ZoneName, keys: PrivateKeyring, releases: Releases) {
+        self.zones.insert(zone, (keys, releases));
+    }
+
+    /// Opens a v2 frame received under `zone`. A zone no longer served
+    /// counts as an unknown key: the server holds none for it.
+    fn open(&self, zone: &ZoneName, frame: &[u8]) -> Result<(Report, Status), DecodeError> {
+        let (keys, releases) = self
+            .zones
+            .get(zone)
+            .ok_or(DecodeError::UnknownKey(frame.get(1).copied().unwrap_or(0)))?;
+        let report = v2::frame::open(keys, zone, frame)?;
+        let status = releases.hint_for(&report.payload.version).status;
+        Ok((report, status))
+    }
+}
+
+/// Why a journal record gave no report.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum Undecodable {
+    /// The record itself is damaged (or from a newer version of vcheckd).
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// A well-formed v2 record whose frame does not open: counted by
+    /// reason, as names rejected on the answer path are.
+    #[error("report rejected: {0}")]
+    Rejected(DecodeError),
+}
+
+/// Whether a record holds a frame still to open (costly: keep it off the
+/// answer path and spread it over threads).
+pub fn is_sealed(record: &[u8]) -> bool {
+    record.first() == Some(&KIND_V2)
+}
+
+/// A journal record back to the report it holds: the one decoding every
+/// journal consumer calls.
+pub fn decode(record: &[u8], opener: &Opener) -> Result<ReceivedReport, Undecodable> {
+    if !is_sealed(record) {
+        return Ok(ReceivedReport::from_record(record)?);
+    }
+    let rest = &record[1..];
+    let (at, rest) = rest
+        .split_first_chunk::<8>()
+        .ok_or(RecordError::Truncated)?;
+    let (&zone_len, rest) = rest.split_first().ok_or(RecordError::Truncated)?;
+    let (zone, frame) = rest
+        .split_at_checked(usize::from(zone_len))
+        .ok_or(RecordError::Truncated)?;
+    let zone = zone_name(zone)?;
+    let (report, status) = opener.open(&zone, frame).map_err(Undecodable::Rejected)?;
+    Ok(ReceivedReport {
+        report,
+        zone,
+        received_at: i64::from_be_bytes(*at),
+        status,
+    })
+}
+
+fn zone_name(bytes: &[u8]) -> Result<ZoneName, RecordError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|z| ZoneName::new(z).ok())
+        .ok_or(RecordError::Field)
+}
 
 /// A report as the server received it: what the store keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,10 +201,7 @@ impl ReceivedReport {
         let (zone, payload) = rest
             .split_at_checked(usize::from(zone_len))
             .ok_or(RecordError::Truncated)?;
-        let zone = std::str::from_utf8(zone)
-            .ok()
-            .and_then(|z| ZoneName::new(z).ok())
-            .ok_or(RecordError::Field)?;
+        let zone = zone_name(zone)?;
         Ok(ReceivedReport {
             report: Report {
                 id: ReportId(*id),
@@ -131,5 +250,60 @@ mod tests {
             ReceivedReport::from_record(&bytes),
             Err(RecordError::Kind(9))
         );
+    }
+
+    #[test]
+    fn v2_records_open_in_decode_and_count_failures_by_reason() {
+        use crate::hint::ReleasesConfig;
+        use crate::protocol::v2::PrivateKey;
+        let zone = ZoneName::new("vc.example.com").unwrap();
+        let key = PrivateKey::generate(KeyId(2));
+        let releases = Releases::try_from(&ReleasesConfig {
+            versions: vec!["2.4.0".into(), "2.4.1".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let mut opener = Opener::default();
+        opener.insert(
+            zone.clone(),
+            PrivateKeyring::new(vec![key.clone()]).unwrap(),
+            releases,
+        );
+        let payload = Payload {
+            timestamp: 1_700_000_000,
+            identity: Identity::Withheld,
+            version: semver::Version::parse("2.4.0").unwrap(),
+        };
+        let frame = v2::frame::seal(&key.public(), &zone, &payload).unwrap();
+        let mut record = Vec::new();
+        Incoming::V2 {
+            zone: &zone,
+            received_at: 1_700_000_009,
+            frame: &frame,
+        }
+        .to_record(&mut record)
+        .unwrap();
+        assert!(is_sealed(&record));
+        let r = decode(&record, &opener).unwrap();
+        assert_eq!(
+            (r.report.payload, r.received_at, r.status, r.zone.clone()),
+            (payload, 1_700_000_009, Status::UpgradeAvailable, zone)
+        );
+        let last = record.len() - 1;
+        record[last] ^= 1;
+        assert_eq!(
+            decode(&record, &opener),
+            Err(Undecodable::Rejected(DecodeError::Authentication))
+        );
+        assert_eq!(
+            decode(&record, &Opener::default()),
+            Err(Undecodable::Rejected(DecodeError::UnknownKey(2)))
+        );
+        for cut in 1..11 {
+            assert!(matches!(
+                decode(&record[..cut], &opener),
+                Err(Undecodable::Record(_))
+            ));
+        }
     }
 }

@@ -148,6 +148,12 @@ mod defaults {
     pub fn answer_ttl() -> u32 {
         60
     }
+    pub fn accept_v1() -> bool {
+        true
+    }
+    pub fn policy_validity_secs() -> u64 {
+        7 * 86_400
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,8 +162,23 @@ pub struct ZoneConfig {
     pub name: String,
     /// Zone file with the apex SOA and NS (and any fixed names).
     pub file: PathBuf,
-    /// Key files (`vck1:<id>:<hex>`); several for key rollover.
+    /// Protocol v1 shared key files (`vck1:<id>:<hex>`); several for key
+    /// rollover. Needed while `accept_v1` is on.
+    #[serde(default)]
     pub keys: Vec<PathBuf>,
+    /// Protocol v2 private key files (`vck2-private:...`, made by `vcheckd
+    /// keygen`); several ids for rotation. Must be private (mode 0600).
+    #[serde(default)]
+    pub private_keys: Vec<PathBuf>,
+    /// Whether protocol v1 report names are still answered and recorded
+    /// (fleets already in the field); turn off once they have upgraded.
+    #[serde(default = "defaults::accept_v1")]
+    pub accept_v1: bool,
+    /// How long a signed v2 policy stays valid; the server signs it anew
+    /// every seventh of this, so clients never see it expire while the
+    /// server runs.
+    #[serde(default = "defaults::policy_validity_secs")]
+    pub policy_validity_secs: u64,
     /// TTL of synthesized hint answers.
     #[serde(default = "defaults::answer_ttl")]
     pub answer_ttl: u32,

@@ -11,8 +11,10 @@ use hickory_proto::serialize::txt::Parser;
 use thiserror::Error;
 
 use crate::config::{Config, ConfigError};
-use crate::hint::{Releases, ReleasesError};
+use crate::hint::{CompactError, Releases, ReleasesError};
+use crate::protocol::v2::{PrivateKey, PrivateKeyring, ServedPolicy};
 use crate::protocol::{Key, KeyError, Keyring, ZoneName};
+use crate::report::Opener;
 
 #[derive(Debug, Error)]
 pub enum CatalogError {
@@ -32,8 +34,16 @@ pub enum CatalogError {
         #[source]
         source: KeyError,
     },
-    #[error("zone {zone}: no keys configured")]
+    #[error("zone {zone}: no keys configured: list v2 private_keys (make them with `vcheckd keygen --private FILE --public FILE`), or v1 keys with accept_v1 = true")]
     NoKeys { zone: String },
+    #[error("zone {zone}: accept_v1 is on but `keys` lists no v1 key: list the v1 keys, or set accept_v1 = false")]
+    NoV1Keys { zone: String },
+    #[error("zone {zone}: the release policy cannot be compiled")]
+    Policy {
+        zone: String,
+        #[source]
+        source: CompactError,
+    },
     #[error("zone {zone}: releases")]
     Releases {
         zone: String,
@@ -45,7 +55,7 @@ pub enum CatalogError {
 }
 
 /// One served zone.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Zone {
     pub name: ZoneName,
     /// Labels of the origin, lower case, root excluded.
@@ -55,7 +65,11 @@ pub struct Zone {
     negative_ttl: u32,
     /// Fixed names from the zone file, by owner.
     records: HashMap<LowerName, Vec<Record>>,
+    /// Protocol v1 keys; empty when v1 is not accepted.
     pub keyring: Keyring,
+    pub accept_v1: bool,
+    /// Protocol v2: private keys and the signed policy, if configured.
+    pub v2: Option<ServedPolicy>,
     pub releases: Releases,
     pub answer_ttl: u32,
 }
@@ -70,6 +84,14 @@ impl Zone {
         let mut soa = self.soa.clone();
         soa.ttl = self.negative_ttl;
         soa
+    }
+
+    /// The SOA serial of the zone file.
+    pub fn soa_serial(&self) -> u32 {
+        match &self.soa.data {
+            RData::SOA(s) => s.serial,
+            _ => 0,
+        }
     }
 
     /// The zone file's records at `name` (any case), or `None` if the name
@@ -88,14 +110,16 @@ impl Zone {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Catalog {
     /// Longest origin first, so the first match is the most specific zone.
     zones: Vec<Zone>,
 }
 
 impl Catalog {
-    pub fn build(config: &Config) -> Result<Self, CatalogError> {
+    /// Builds the zones of `config`, signing v2 policies as of `now`
+    /// (unix seconds).
+    pub fn build(config: &Config, now: u64) -> Result<Self, CatalogError> {
         let mut zones: Vec<Zone> = Vec::with_capacity(config.zones.len());
         for zc in &config.zones {
             let zone_err = || zc.name.clone();
@@ -105,38 +129,112 @@ impl Catalog {
                 return Err(CatalogError::Duplicate(name.to_string()));
             }
             let text = config.zone_text(zc)?;
-            let keys = zc
-                .keys
-                .iter()
-                .map(|p| Key::load(&config.resolve(p)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|source| CatalogError::Key {
-                    zone: zone_err(),
-                    source,
-                })?;
-            if keys.is_empty() {
-                return Err(CatalogError::NoKeys { zone: zone_err() });
-            }
-            let keyring = Keyring::new(&keys).map_err(|source| CatalogError::Key {
+            let key_err = |source| CatalogError::Key {
                 zone: zone_err(),
                 source,
-            })?;
+            };
+            let v1_keys = if zc.accept_v1 {
+                zc.keys
+                    .iter()
+                    .map(|p| Key::load(&config.resolve(p)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(key_err)?
+            } else {
+                Vec::new()
+            };
+            let v2_keys = zc
+                .private_keys
+                .iter()
+                .map(|p| PrivateKey::load(&config.resolve(p)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(key_err)?;
+            if v1_keys.is_empty() && v2_keys.is_empty() {
+                return Err(CatalogError::NoKeys { zone: zone_err() });
+            }
+            if zc.accept_v1 && v1_keys.is_empty() {
+                return Err(CatalogError::NoV1Keys { zone: zone_err() });
+            }
+            let keyring = Keyring::new(&v1_keys).map_err(key_err)?;
+            let v2_keys = PrivateKeyring::new(v2_keys).map_err(key_err)?;
             let releases =
                 Releases::try_from(&zc.releases).map_err(|source| CatalogError::Releases {
                     zone: zone_err(),
                     source,
                 })?;
-            zones.push(parse_zone(
+            let mut zone = parse_zone(
                 name,
                 &text,
                 &config.resolve(&zc.file),
                 keyring,
                 releases,
                 zc.answer_ttl,
-            )?);
+            )?;
+            zone.accept_v1 = zc.accept_v1;
+            if !v2_keys.is_empty() {
+                // The policy's serial is the zone's SOA serial: every name
+                // server of the zone serves the same one, and operators
+                // already raise it when the zone changes.
+                zone.v2 = Some(
+                    ServedPolicy::sign(
+                        &zone.name,
+                        v2_keys,
+                        zone.releases.clone(),
+                        zone.soa_serial(),
+                        now,
+                        zc.policy_validity_secs.max(1),
+                    )
+                    .map_err(|source| CatalogError::Policy {
+                        zone: zone_err(),
+                        source,
+                    })?,
+                );
+            }
+            zones.push(zone);
         }
         zones.sort_by_key(|z| std::cmp::Reverse(z.labels.len()));
         Ok(Catalog { zones })
+    }
+
+    /// The same zones with every v2 policy signed anew at `now`.
+    pub fn resign(&self, now: u64) -> Result<Self, CatalogError> {
+        let mut next = self.clone();
+        for zone in &mut next.zones {
+            if let Some(policy) = &zone.v2 {
+                zone.v2 = Some(policy.resign(&zone.name, now).map_err(|source| {
+                    CatalogError::Policy {
+                        zone: zone.name.to_string(),
+                        source,
+                    }
+                })?);
+            }
+        }
+        Ok(next)
+    }
+
+    /// How often policies must be signed anew: a seventh of the shortest
+    /// validity, so that a client whose clock runs ahead still accepts.
+    pub fn resign_interval(&self) -> Option<std::time::Duration> {
+        self.zones
+            .iter()
+            .filter_map(|z| z.v2.as_ref())
+            .map(|p| (p.content.expires.saturating_sub(p.content.issued) / 7).max(1))
+            .min()
+            .map(std::time::Duration::from_secs)
+    }
+
+    /// What the processor needs to open v2 frames of these zones.
+    pub fn opener(&self) -> Opener {
+        let mut opener = Opener::default();
+        for zone in &self.zones {
+            if let Some(policy) = &zone.v2 {
+                opener.insert(
+                    zone.name.clone(),
+                    policy.keys.clone(),
+                    zone.releases.clone(),
+                );
+            }
+        }
+        opener
     }
 
     /// The most specific zone that contains the name with these labels.
@@ -212,6 +310,8 @@ fn parse_zone(
         negative_ttl,
         records,
         keyring,
+        accept_v1: true,
+        v2: None,
         releases,
         answer_ttl,
     })

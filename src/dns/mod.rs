@@ -18,7 +18,7 @@ pub use responder::{Responder, Transport};
 /// path for every report, so it must never block (the journal's append
 /// copies into memory; a full journal drops and counts).
 pub trait ReportSink: Send + Sync {
-    fn accept(&self, report: crate::report::ReceivedReport);
+    fn accept(&self, report: crate::report::Incoming<'_>);
 }
 
 /// Largest UDP answer we send, whatever the client offers (DNS Flag Day 2020).

@@ -14,10 +14,12 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, B
 
 use super::catalog::{Catalog, Zone};
 use super::MAX_UDP_PAYLOAD;
+use crate::hint::Hint;
 use crate::metrics::{bump, Metrics};
-use crate::protocol::name::decode_labels;
-use crate::protocol::Identity;
-use crate::report::ReceivedReport;
+use crate::protocol::name::labels_to_frame;
+use crate::protocol::v2::{self, policy::to_txt_strings};
+use crate::protocol::{frame, DecodeError, Identity, KeyId};
+use crate::report::{Incoming, ReceivedReport};
 
 use super::ReportSink;
 
@@ -48,6 +50,25 @@ impl Responder {
     /// Replaces the zones; queries in flight finish on the old ones.
     pub fn swap_catalog(&self, catalog: Catalog) {
         self.catalog.store(Arc::new(catalog));
+    }
+
+    /// How often the policies must be signed anew (see [`Catalog::resign_interval`]).
+    pub fn resign_interval(&self) -> Option<std::time::Duration> {
+        self.catalog.load().resign_interval()
+    }
+
+    /// Signs every v2 policy anew at `now`, keeping everything else. Returns
+    /// when to do it again (a seventh of the shortest validity), or `None`
+    /// when no zone serves v2.
+    pub fn resign_policies(&self, now: u64) -> Option<std::time::Duration> {
+        self.catalog.rcu(|current| match current.resign(now) {
+            Ok(next) => Arc::new(next),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign the v2 policies anew; serving the old ones");
+                current.clone()
+            }
+        });
+        self.catalog.load().resign_interval()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -140,50 +161,162 @@ impl Responder {
             fixed_answer(zone, zone.fixed_records(qname), qname, qtype, response);
             return max_size;
         }
-        match decode_labels(&zone.keyring, &zone.name, payload_labels) {
-            Ok(report) => {
-                let hint = zone.releases.hint_for(&report.payload.version);
-                let rdata = match qtype {
-                    RecordType::TXT | RecordType::ANY => {
-                        Some(RData::TXT(TXT::new(hint.to_txt_strings())))
-                    }
-                    RecordType::A => Some(RData::A(A(hint.to_a()))),
-                    RecordType::AAAA => Some(RData::AAAA(AAAA(hint.to_aaaa()))),
-                    _ => None,
-                };
-                match rdata {
-                    Some(rdata) => {
-                        response.add_answer(Record::from_rdata(
-                            qname.clone(),
-                            zone.answer_ttl,
-                            rdata,
-                        ));
-                    }
-                    None => {
-                        response.add_authority(zone.negative_soa());
-                    }
-                }
-                bump(&self.metrics.reports_accepted);
-                if report.payload.identity == Identity::Withheld {
-                    bump(&self.metrics.reports_anonymous);
-                }
-                self.sink.accept(ReceivedReport {
-                    report,
-                    zone: zone.name.clone(),
-                    received_at: crate::clock::unix_now(),
-                    status: hint.status,
-                });
+        if let Some(txt) = policy_name(zone, payload_labels) {
+            // `<key id>._policy.<zone>`: the signed policy without a report
+            // (what a client's dry run verifies).
+            match qtype {
+                RecordType::TXT | RecordType::ANY => response.add_answer(Record::from_rdata(
+                    qname.clone(),
+                    zone.answer_ttl,
+                    RData::TXT(txt),
+                )),
+                _ => response.add_authority(zone.negative_soa()),
+            };
+            return max_size;
+        }
+        let frame = labels_to_frame(payload_labels);
+        match frame.as_deref().map(|f| (f.first().copied(), f)) {
+            Ok((Some(v2::FORMAT_V2), frame)) if zone.v2.is_some() => {
+                self.answer_v2(zone, frame, qname, qtype, response)
             }
-            Err(why) => {
-                let fixed = zone.fixed_records(qname);
-                if fixed.is_none() {
-                    self.metrics.count_rejected(&why);
+            Ok((_, frame)) if zone.accept_v1 => match frame::open(&zone.keyring, &zone.name, frame)
+            {
+                Ok(report) => {
+                    let hint = zone.releases.hint_for(&report.payload.version);
+                    let rdata = match qtype {
+                        RecordType::TXT | RecordType::ANY => {
+                            Some(RData::TXT(TXT::new(hint.to_txt_strings())))
+                        }
+                        RecordType::A => Some(RData::A(A(hint.to_a()))),
+                        RecordType::AAAA => Some(RData::AAAA(AAAA(hint.to_aaaa()))),
+                        _ => None,
+                    };
+                    match rdata {
+                        Some(rdata) => {
+                            response.add_answer(Record::from_rdata(
+                                qname.clone(),
+                                zone.answer_ttl,
+                                rdata,
+                            ));
+                        }
+                        None => {
+                            response.add_authority(zone.negative_soa());
+                        }
+                    }
+                    bump(&self.metrics.reports_accepted);
+                    bump(&self.metrics.reports_v1);
+                    if report.payload.identity == Identity::Withheld {
+                        bump(&self.metrics.reports_anonymous);
+                    }
+                    self.sink.accept(Incoming::V1(&ReceivedReport {
+                        report,
+                        zone: zone.name.clone(),
+                        received_at: crate::clock::unix_now(),
+                        status: hint.status,
+                    }));
                 }
-                fixed_answer(zone, fixed, qname, qtype, response);
-            }
+                Err(why) => self.reject(zone, qname, qtype, response, why),
+            },
+            Ok((format, _)) => self.reject(
+                zone,
+                qname,
+                qtype,
+                response,
+                DecodeError::UnknownFormat(format.unwrap_or(0)),
+            ),
+            Err(why) => self.reject(zone, qname, qtype, response, *why),
         }
         max_size
     }
+
+    /// A v2 report name: only its shape is checked (no cryptography on
+    /// the answer path); every client gets the zone's signed policy, and
+    /// the frame goes to the journal to be opened by the processor.
+    fn answer_v2(
+        &self,
+        zone: &Zone,
+        frame: &[u8],
+        qname: &Name,
+        qtype: RecordType,
+        response: &mut Message,
+    ) {
+        let Some(policy) = zone.v2.as_ref() else {
+            return self.reject(
+                zone,
+                qname,
+                qtype,
+                response,
+                DecodeError::UnknownFormat(v2::FORMAT_V2),
+            );
+        };
+        let key_id = match v2::frame::check_shape(frame, |id| policy.wire(id).is_some()) {
+            Ok(id) => id,
+            Err(why) => return self.reject(zone, qname, qtype, response, why),
+        };
+        // A and AAAA carry the latest version only: the status needs the
+        // client's version, which only the client (and the processor) knows.
+        let latest = Hint {
+            status: crate::hint::Status::Unknown,
+            latest: zone.releases.latest().clone(),
+            message: String::new(),
+        };
+        let rdata = match qtype {
+            RecordType::TXT | RecordType::ANY => policy.wire(key_id).map(|w| {
+                RData::TXT(TXT::from_bytes(
+                    to_txt_strings(w).iter().map(Vec::as_slice).collect(),
+                ))
+            }),
+            RecordType::A => Some(RData::A(A(latest.to_a()))),
+            RecordType::AAAA => Some(RData::AAAA(AAAA(latest.to_aaaa()))),
+            _ => None,
+        };
+        match rdata {
+            Some(rdata) => {
+                response.add_answer(Record::from_rdata(qname.clone(), zone.answer_ttl, rdata))
+            }
+            None => response.add_authority(zone.negative_soa()),
+        };
+        bump(&self.metrics.reports_accepted);
+        bump(&self.metrics.reports_v2);
+        self.sink.accept(Incoming::V2 {
+            zone: &zone.name,
+            received_at: crate::clock::unix_now(),
+            frame,
+        });
+    }
+
+    /// A name under the zone that is no report: the zone file's records if
+    /// it has any (then not counted as rejected), else NODATA.
+    fn reject(
+        &self,
+        zone: &Zone,
+        qname: &Name,
+        qtype: RecordType,
+        response: &mut Message,
+        why: DecodeError,
+    ) {
+        let fixed = zone.fixed_records(qname);
+        if fixed.is_none() {
+            self.metrics.count_rejected(&why);
+        }
+        fixed_answer(zone, fixed, qname, qtype, response);
+    }
+}
+
+/// The TXT of `<key id>._policy.<zone>`, if the labels name it and the
+/// zone signs a policy with that key id.
+fn policy_name(zone: &Zone, labels: &[&[u8]]) -> Option<TXT> {
+    let [id, policy] = labels else {
+        return None;
+    };
+    if !policy.eq_ignore_ascii_case(b"_policy") {
+        return None;
+    }
+    let id: u8 = std::str::from_utf8(id).ok()?.parse().ok()?;
+    let wire = zone.v2.as_ref()?.wire(KeyId(id))?;
+    Some(TXT::from_bytes(
+        to_txt_strings(wire).iter().map(Vec::as_slice).collect(),
+    ))
 }
 
 /// Answers from the zone file's records; a name without them, or without

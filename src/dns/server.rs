@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use thiserror::Error;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
@@ -21,6 +22,7 @@ use crate::config::Config;
 use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::metrics::Metrics;
 use crate::processor::{JournalSink, Processor, ProcessorConfig, CONSUMER};
+use crate::report::Opener;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Error)]
@@ -58,6 +60,8 @@ pub struct RunningServer {
     tasks: JoinSet<()>,
     journal: Arc<Journal>,
     processor: Processor,
+    /// Opens v2 frames in the processor; swapped with the catalog.
+    opener: Arc<ArcSwap<Opener>>,
     shutdown_timeout: Duration,
 }
 
@@ -65,7 +69,8 @@ impl RunningServer {
     /// Opens the database, loads the zones and binds every listen address
     /// (UDP and TCP on the same port; port 0 picks a free one).
     pub async fn start(config: &Config) -> Result<Self, ServerError> {
-        let catalog = Catalog::build(config)?;
+        let catalog = Catalog::build(config, u64::try_from(crate::clock::unix_now()).unwrap_or(0))?;
+        let opener = Arc::new(ArcSwap::from_pointee(catalog.opener()));
         let database = config.resolve(&config.server.database);
         let store = Store::open(&database)?;
         let metrics = Arc::new(Metrics::default());
@@ -95,6 +100,7 @@ impl RunningServer {
             store,
             journal.clone(),
             reader,
+            opener.clone(),
             metrics.clone(),
             ProcessorConfig {
                 max_batch: config.server.max_batch.max(1),
@@ -140,6 +146,24 @@ impl RunningServer {
             info!(%addr, "listening on UDP and TCP");
             addrs.push(addr);
         }
+        {
+            // v2 policies expire: sign them anew well before (a reload
+            // signs them too).
+            let responder = responder.clone();
+            let mut stopped = stopped.clone();
+            let mut every = responder.resign_interval();
+            tasks.spawn(async move {
+                loop {
+                    let wait = every.unwrap_or(Duration::from_secs(3_600));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stopped.wait_for(|stop| *stop) => return,
+                    }
+                    every = responder
+                        .resign_policies(u64::try_from(crate::clock::unix_now()).unwrap_or(0));
+                }
+            });
+        }
         let mut http_addr = None;
         if let Some(http) = &config.http {
             let bind_err = |source| ServerError::HttpBind {
@@ -162,6 +186,7 @@ impl RunningServer {
             tasks,
             journal,
             processor,
+            opener,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs.max(1)),
         })
     }
@@ -182,7 +207,8 @@ impl RunningServer {
 
     /// Re-reads zones, keys and releases; on error the old ones stay.
     pub fn reload(&self, config: &Config) -> Result<(), ServerError> {
-        let catalog = Catalog::build(config)?;
+        let catalog = Catalog::build(config, u64::try_from(crate::clock::unix_now()).unwrap_or(0))?;
+        self.opener.store(Arc::new(catalog.opener()));
         self.responder.swap_catalog(catalog);
         Ok(())
     }

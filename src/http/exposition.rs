@@ -211,6 +211,21 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
         "Valid report names, before deduplication.",
         m.reports_accepted.load(Relaxed),
     );
+    out.family(
+        "vcheckd_reports_by_protocol_total",
+        "counter",
+        "Valid report names by protocol version (v2 frames are opened later, by the processor).",
+    );
+    out.sample(
+        "vcheckd_reports_by_protocol_total",
+        &[("protocol", "1")],
+        m.reports_v1.load(Relaxed),
+    );
+    out.sample(
+        "vcheckd_reports_by_protocol_total",
+        &[("protocol", "2")],
+        m.reports_v2.load(Relaxed),
+    );
     out.single(
         "vcheckd_reports_anonymous_total",
         "counter",

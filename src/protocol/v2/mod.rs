@@ -24,7 +24,7 @@ use super::name::{frame_to_name, ZoneName};
 use super::{AnonId, EncodeError, Payload, ReportId};
 
 pub use keys::{PrivateKey, PrivateKeyring, PublicKey};
-pub use policy::{PolicyError, SignedPolicy};
+pub use policy::{PolicyError, ServedPolicy, SignedPolicy};
 
 /// The frame format byte of protocol v2.
 pub const FORMAT_V2: u8 = 2;

@@ -20,7 +20,7 @@
 use ed25519_dalek::{Signature, Signer, Verifier};
 use thiserror::Error;
 
-use super::keys::{PrivateKey, PublicKey};
+use super::keys::{PrivateKey, PrivateKeyring, PublicKey};
 use crate::hint::{CompactError, Releases};
 use crate::protocol::{KeyId, ZoneName};
 
@@ -135,6 +135,84 @@ impl SignedPolicy {
             });
         }
         Ok(policy)
+    }
+}
+
+/// What a zone's name servers serve for protocol v2: the private keys and,
+/// for each key id, the policy signed with that key (a client carries the
+/// public key of one id, and the report name says which). Built when the
+/// configuration is loaded, and signed anew before it expires, never per
+/// query.
+#[derive(Debug, Clone)]
+pub struct ServedPolicy {
+    pub keys: PrivateKeyring,
+    pub content: SignedPolicyContent,
+    signed: Vec<(KeyId, Vec<u8>)>,
+}
+
+/// The part of a policy every key id's copy shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPolicyContent {
+    pub serial: u32,
+    pub issued: u64,
+    pub expires: u64,
+    pub releases: Releases,
+}
+
+impl ServedPolicy {
+    pub fn sign(
+        zone: &ZoneName,
+        keys: PrivateKeyring,
+        releases: Releases,
+        serial: u32,
+        now: u64,
+        validity_secs: u64,
+    ) -> Result<Self, CompactError> {
+        let content = SignedPolicyContent {
+            serial,
+            issued: now,
+            expires: now.saturating_add(validity_secs),
+            releases,
+        };
+        let signed = keys
+            .iter()
+            .map(|key| {
+                let policy = SignedPolicy {
+                    key_id: key.id,
+                    serial,
+                    issued: content.issued,
+                    expires: content.expires,
+                    releases: content.releases.clone(),
+                };
+                Ok((key.id, policy.sign(key, zone)?))
+            })
+            .collect::<Result<_, CompactError>>()?;
+        Ok(ServedPolicy {
+            keys,
+            content,
+            signed,
+        })
+    }
+
+    /// The same policy signed anew at `now` (before the old one expires).
+    pub fn resign(&self, zone: &ZoneName, now: u64) -> Result<Self, CompactError> {
+        let c = &self.content;
+        Self::sign(
+            zone,
+            self.keys.clone(),
+            c.releases.clone(),
+            c.serial,
+            now,
+            c.expires.saturating_sub(c.issued),
+        )
+    }
+
+    /// The wire form signed with key `id`, if the zone has that key.
+    pub fn wire(&self, id: KeyId) -> Option<&[u8]> {
+        self.signed
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map(|(_, w)| w.as_slice())
     }
 }
 
