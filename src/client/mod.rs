@@ -6,6 +6,7 @@
 
 pub mod policy;
 pub mod resolve;
+pub mod v2;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,6 +19,7 @@ use thiserror::Error;
 use crate::hint::{Hint, HintError};
 use crate::protocol::anon::IdKind;
 use crate::protocol::name::encode_query_name;
+use crate::protocol::v2::PolicyError;
 use crate::protocol::{anonymize, EncodeError, Identity, Key, Payload, ReportId, ZoneName};
 
 pub use policy::Policy;
@@ -38,6 +40,8 @@ pub enum CheckError {
     },
     #[error("{0} answered without a vcheckd hint (is the zone delegated to vcheckd?)")]
     NoHint(SocketAddr),
+    #[error(transparent)]
+    Policy(#[from] crate::protocol::v2::PolicyError),
     #[error("bad hint from {server}")]
     BadHint {
         server: SocketAddr,
@@ -75,6 +79,10 @@ impl CheckError {
             } => 6,
             CheckError::Rcode { .. } => 7,
             CheckError::NoHint(_) | CheckError::BadHint { .. } => 8,
+            CheckError::Policy(PolicyError::Expired { .. }) => 10,
+            CheckError::Policy(PolicyError::Rollback { .. }) => 11,
+            CheckError::Policy(PolicyError::Missing) => 8,
+            CheckError::Policy(_) => 9,
         }
     }
 }
