@@ -342,6 +342,10 @@ fn main() {
         store,
         journal.clone(),
         reader,
+        // v1 records only: nothing to open.
+        Arc::new(arc_swap::ArcSwap::from_pointee(
+            vcheckd::report::Opener::default(),
+        )),
         metrics.clone(),
         ProcessorConfig {
             max_batch: batch,

@@ -101,7 +101,7 @@ fixed = ["2.3.1", "2.4.1"]
         )
         .unwrap();
         let config = Config::load(&config_path).expect("config loads");
-        let catalog = Catalog::build(&config).expect("catalog builds");
+        let catalog = Catalog::build(&config, 0).expect("catalog builds");
         let metrics = Arc::new(Metrics::default());
         // As RunningServer::start does (minus the store and the processor).
         let journal = Arc::new(
