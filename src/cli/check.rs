@@ -10,13 +10,19 @@ use clap::Args;
 use serde_json::json;
 
 use super::{chain, print_report, report_json, ReportArgs};
-use vcheckd::client::{self, Policy, Prepared};
+use vcheckd::client::v2::SerialState;
+use vcheckd::client::versioned::{Sealed, VersionCheck};
+use vcheckd::client::{self, CheckError, Policy};
 use vcheckd::protocol::name::decode_query_name;
-use vcheckd::protocol::{Key, Keyring, ZoneName};
+use vcheckd::protocol::v2::SignedPolicy;
+use vcheckd::protocol::{Keyring, Report};
 
 const EXIT_HELP: &str = "Exit codes: 0 hint received (or checks disabled), 1 usage or key error, \
 2 cannot build the name or no name server, 3 timeout, 4 network error, 5 SERVFAIL, \
-6 REFUSED, 7 other DNS error, 8 answer without a vcheckd hint.\n\
+6 REFUSED, 7 other DNS error, 8 answer without a vcheckd hint or policy, \
+9 policy refused: bad signature, unknown key id or malformed (v2), 10 policy expired (v2), \
+11 policy rollback: a serial lower than one accepted before (v2).\n\
+Protocol: the key file decides: a v2 public key (vck2-public:...) speaks v2, a v1 key v1.\n\
 Environment: DISABLE_VERSION_CHECK=1 sends nothing; DISABLE_TELEMETRY=1 sends no cluster or node identity.";
 
 #[derive(Debug, Args)]
@@ -33,9 +39,16 @@ pub struct CheckArgs {
     /// Print JSON instead of a sentence.
     #[arg(long)]
     json: bool,
-    /// Print the exact query name and its decoded plaintext; send nothing.
+    /// Print the exact query name and its plaintext; send no report (v2:
+    /// also fetch and verify the zone's policy and show the status it gives).
     #[arg(long)]
     dry_run: bool,
+    /// Protocol v2: the file keeping the highest policy serial accepted
+    /// per zone, so that an older policy replayed later is refused
+    /// (default: $XDG_STATE_HOME/vcheckd/policy-serials or
+    /// ~/.local/state/vcheckd/policy-serials).
+    #[arg(long, env = "VCHECKD_STATE")]
+    state: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -73,15 +86,26 @@ fn parse_server(text: &str) -> Result<Vec<SocketAddr>> {
     Ok(addrs)
 }
 
-/// The plaintext of `prepared`, decoded back from the name with the key:
+/// What `sealed` carries. v1: decoded back from the name with the key, so
 /// the preview shows what the server will read, not what we meant to send.
-fn preview_json(prepared: &Prepared, args: &ReportArgs) -> Result<serde_json::Value> {
-    let key = Key::load(&args.key)?;
-    let zone = ZoneName::new(&args.zone)?;
-    let report = decode_query_name(&Keyring::new(&[key])?, &zone, &prepared.name)
-        .context("the name just built does not decode (please report this bug)")?;
+/// v2: the plaintext as sealed (only the zone's private key opens it).
+fn preview_json(sealed: &Sealed, check: &VersionCheck) -> Result<serde_json::Value> {
+    let report = match check {
+        VersionCheck::V1(c) => decode_query_name(
+            &Keyring::new(std::slice::from_ref(&c.key))?,
+            &c.zone,
+            &sealed.name,
+        )
+        .context("the name just built does not decode (please report this bug)")?,
+        VersionCheck::V2(c) => Report {
+            id: sealed.id,
+            key_id: c.key.id,
+            payload: sealed.payload.clone(),
+        },
+    };
     let mut v = report_json(&report);
-    v["query_name"] = json!(prepared.name);
+    v["query_name"] = json!(sealed.name);
+    v["protocol"] = json!(sealed.protocol);
     Ok(v)
 }
 
@@ -95,8 +119,26 @@ fn print_preview(v: &serde_json::Value, json: bool) {
         v["query_name"].as_str().unwrap_or_default()
     );
     println!("query type: TXT");
-    println!("decoded plaintext (what the server reads):");
+    println!("protocol:   {}", v["protocol"]);
+    println!("plaintext (what the server reads):");
     print_report(v);
+    if let Some(p) = v.get("policy") {
+        println!(
+            "verified policy: key id {}, serial {}, expires {} (unix), latest {}",
+            p["key_id"],
+            p["serial"],
+            p["expires"],
+            p["latest"].as_str().unwrap_or_default()
+        );
+    }
+    if let Some(c) = v.get("computed") {
+        println!(
+            "status from the policy: {} ({}): {}",
+            c["status"],
+            c["status_name"].as_str().unwrap_or_default(),
+            c["message"].as_str().unwrap_or_default()
+        );
+    }
 }
 
 fn disabled(json: bool) -> ExitCode {
@@ -111,60 +153,122 @@ fn disabled(json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn policy_json(policy: &SignedPolicy) -> serde_json::Value {
+    json!({
+        "key_id": policy.key_id.0,
+        "serial": policy.serial,
+        "issued": policy.issued,
+        "expires": policy.expires,
+        "latest": policy.releases.latest().to_string(),
+    })
+}
+
+fn unix_now() -> u64 {
+    u64::try_from(vcheckd::clock::unix_now()).unwrap_or(0)
+}
+
+fn servers(args: &CheckArgs) -> Result<Vec<std::net::SocketAddr>> {
+    if args.server.is_empty() {
+        return Ok(client::system_servers());
+    }
+    let mut all = Vec::new();
+    for s in &args.server {
+        all.extend(parse_server(s)?);
+    }
+    Ok(all)
+}
+
+fn serial_state(args: &CheckArgs) -> Result<SerialState> {
+    match args.state.clone().or_else(SerialState::default_path) {
+        Some(path) => SerialState::load(&path)
+            .with_context(|| format!("cannot read the policy state file {}", path.display())),
+        None => Ok(SerialState::in_memory()),
+    }
+}
+
+/// Reports a failed check on stderr (and as JSON), and its exit code.
+fn failed(e: &CheckError, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            json!({"status": "error", "error": chain(e), "exit_code": e.exit_code()})
+        );
+    }
+    eprintln!("vcheckd: version check failed: {}", chain(e));
+    ExitCode::from(e.exit_code())
+}
+
 pub fn run_check(args: CheckArgs) -> Result<ExitCode> {
     let Some(check) = args.report.check(Policy::from_env())? else {
         return Ok(disabled(args.json));
-    };
-    let prepared = check.prepare()?;
-    if args.dry_run {
-        print_preview(&preview_json(&prepared, &args.report)?, args.json);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let servers = if args.server.is_empty() {
-        client::system_servers()
-    } else {
-        let mut all = Vec::new();
-        for s in &args.server {
-            all.extend(parse_server(s)?);
-        }
-        all
     };
     if !(args.timeout > 0.0 && args.timeout <= 3600.0) {
         bail!("--timeout must be a number of seconds above 0 and at most 3600");
     }
     let timeout = Duration::from_secs_f64(args.timeout);
+    let sealed = check.prepare()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    match runtime.block_on(client::resolve_hint(&prepared, &servers, timeout)) {
-        Ok(hint) => {
+    if args.dry_run {
+        let mut preview = preview_json(&sealed, &check)?;
+        if let VersionCheck::V2(c) = &check {
+            // The policy without a report: verified as a real check would.
+            let servers = servers(&args)?;
+            let mut state = serial_state(&args)?;
+            let verified = runtime
+                .block_on(client::v2::resolve_policy(
+                    &c.policy_name(),
+                    &servers,
+                    timeout,
+                ))
+                .and_then(|wire| Ok(c.verify(&wire, &mut state, unix_now())?));
+            match verified {
+                Ok(v) => {
+                    preview["policy"] = policy_json(&v.policy);
+                    preview["computed"] = json!({
+                        "status": v.hint.status.code(),
+                        "status_name": v.hint.status.name(),
+                        "message": v.hint.message,
+                    });
+                }
+                Err(e) => {
+                    print_preview(&preview, args.json);
+                    return Ok(failed(&e, args.json));
+                }
+            }
+        }
+        print_preview(&preview, args.json);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let servers = servers(&args)?;
+    let mut state = serial_state(&args)?;
+    match runtime.block_on(check.send(&sealed, &servers, timeout, &mut state, unix_now())) {
+        Ok(answer) => {
+            if let Err(e) = state.save() {
+                eprintln!("vcheckd: warning: cannot save the policy state file: {e}");
+            }
+            let hint = &answer.hint;
             if args.json {
-                println!(
-                    "{}",
-                    json!({
-                        "status": hint.status.code(),
-                        "status_name": hint.status.name(),
-                        "latest": hint.latest.to_string(),
-                        "running": check.version.to_string(),
-                        "message": hint.message,
-                        "report_id": prepared.id.to_hex(),
-                    })
-                );
+                let mut v = json!({
+                    "status": hint.status.code(),
+                    "status_name": hint.status.name(),
+                    "latest": hint.latest.to_string(),
+                    "running": check.version().to_string(),
+                    "message": hint.message,
+                    "report_id": sealed.id.to_hex(),
+                    "protocol": sealed.protocol,
+                });
+                if let Some(verified) = &answer.verified {
+                    v["policy"] = policy_json(&verified.policy);
+                }
+                println!("{v}");
             } else {
-                println!("{}", client::describe(&hint, &check.version));
+                println!("{}", client::describe(hint, check.version()));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            if args.json {
-                println!(
-                    "{}",
-                    json!({"status": "error", "error": chain(&e), "exit_code": e.exit_code()})
-                );
-            }
-            eprintln!("vcheckd: version check failed: {}", chain(&e));
-            Ok(ExitCode::from(e.exit_code()))
-        }
+        Err(e) => Ok(failed(&e, args.json)),
     }
 }
 
@@ -175,11 +279,11 @@ pub fn run_encode(args: EncodeArgs) -> Result<ExitCode> {
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for _ in 0..args.count {
-        let prepared = check.prepare()?;
+        let sealed = check.prepare()?;
         if args.json {
-            writeln!(out, "{}", preview_json(&prepared, &args.report)?)?;
+            writeln!(out, "{}", preview_json(&sealed, &check)?)?;
         } else {
-            writeln!(out, "{}", prepared.name)?;
+            writeln!(out, "{}", sealed.name)?;
         }
     }
     out.flush()?;

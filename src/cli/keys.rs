@@ -1,4 +1,4 @@
-//! `vcheckd keygen` and `vcheckd decode`.
+//! `vcheckd keygen` and `vcheckd decode`, in both protocols.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,19 +7,35 @@ use std::process::ExitCode;
 use super::{print_report, report_json};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use vcheckd::protocol::name::decode_query_name;
-use vcheckd::protocol::{Key, KeyId, Keyring, ZoneName};
+use vcheckd::protocol::name::{labels_to_frame, payload_labels};
+use vcheckd::protocol::v2::{self, PrivateKey, PrivateKeyring};
+use vcheckd::protocol::{Key, KeyError, KeyId, Keyring, ZoneName};
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Protocol v2 (default): `vcheckd keygen --id 1 --private zone.v2.private --public zone.v2.public`; \
+the private file (mode 0600) goes to every name server (`private_keys`), the public one into the client software.\n\
+Protocol v1: `vcheckd keygen --v1 --id 1 --out zone.key`: one shared secret for servers and clients."
+)]
 pub struct KeygenArgs {
     /// Key id (0-255), carried in clear in every report; give each new key
     /// a new id so that old and new keys can be served side by side.
     #[arg(long, default_value_t = 1)]
     id: u8,
-    /// Write the key to this file (mode 0600) instead of standard output.
+    /// Protocol v2: write the private key (for the name servers) here.
+    #[arg(long, conflicts_with = "v1", requires = "public")]
+    private: Option<PathBuf>,
+    /// Protocol v2: write the public key (for clients) here.
+    #[arg(long, conflicts_with = "v1", requires = "private")]
+    public: Option<PathBuf>,
+    /// Make a protocol v1 shared key instead (every client carries it).
     #[arg(long)]
+    v1: bool,
+    /// Protocol v1: write the key to this file (mode 0600) instead of
+    /// standard output.
+    #[arg(long, requires = "v1")]
     out: Option<PathBuf>,
-    /// Overwrite --out if it exists.
+    /// Overwrite existing files.
     #[arg(long)]
     force: bool,
 }
@@ -30,16 +46,16 @@ pub struct DecodeArgs {
     name: String,
     #[arg(long, env = "VCHECKD_ZONE")]
     zone: String,
-    /// Key file; repeat for several keys.
+    /// Key file: a v2 private key or a v1 shared key; repeat for several.
     #[arg(long, env = "VCHECKD_KEY", required = true)]
     key: Vec<PathBuf>,
     #[arg(long)]
     json: bool,
 }
 
-/// Writes a secret file readable by its owner only, never replacing an
-/// existing file unless asked.
-pub fn write_key_file(path: &std::path::Path, key: &Key, force: bool) -> Result<()> {
+/// Writes a file, never replacing an existing one unless asked; a secret
+/// file is readable by its owner only.
+fn write_file(path: &std::path::Path, text: &str, secret: bool, force: bool) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -50,10 +66,11 @@ pub fn write_key_file(path: &std::path::Path, key: &Key, force: bool) -> Result<
     } else {
         options.create_new(true);
     }
+    let mode = if secret { 0o600 } else { 0o644 };
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(mode);
     }
     let mut file = options.open(path).with_context(|| {
         format!(
@@ -66,42 +83,110 @@ pub fn write_key_file(path: &std::path::Path, key: &Key, force: bool) -> Result<
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("cannot make {} private (mode 0600)", path.display()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set the mode of {} to {mode:o}", path.display()))?;
     }
-    writeln!(
-        file,
-        "# vcheckd shared key (id {}); keep secret, give to clients and servers\n{}",
-        key.id,
-        key.to_token()
-    )?;
+    file.write_all(text.as_bytes())?;
     Ok(())
 }
 
+/// Writes a v1 shared key file (mode 0600).
+pub fn write_key_file(path: &std::path::Path, key: &Key, force: bool) -> Result<()> {
+    let text = format!(
+        "# vcheckd shared key (id {}); keep secret, give to clients and servers\n{}\n",
+        key.id,
+        key.to_token()
+    );
+    write_file(path, &text, true, force)
+}
+
+/// Writes a v2 key pair: the private file (mode 0600) and the public one.
+pub fn write_key_pair(
+    private: &std::path::Path,
+    public: &std::path::Path,
+    key: &PrivateKey,
+    force: bool,
+) -> Result<()> {
+    let private_text = format!(
+        "# vcheckd v2 private key (id {}): name servers only (private_keys); keep secret\n{}\n",
+        key.id,
+        key.to_token()
+    );
+    let public_text = format!(
+        "# vcheckd v2 public key (id {}): for clients; not secret\n{}\n",
+        key.id,
+        key.public().to_token()
+    );
+    write_file(private, &private_text, true, force)?;
+    write_file(public, &public_text, false, force)
+}
+
 pub fn run_keygen(args: KeygenArgs) -> Result<ExitCode> {
-    let key = Key::generate(KeyId(args.id));
-    match args.out {
-        Some(path) => {
-            write_key_file(&path, &key, args.force)?;
-            eprintln!("vcheckd: wrote key id {} to {}", key.id, path.display());
+    if args.v1 {
+        let key = Key::generate(KeyId(args.id));
+        match args.out {
+            Some(path) => {
+                write_key_file(&path, &key, args.force)?;
+                eprintln!("vcheckd: wrote v1 key id {} to {}", key.id, path.display());
+            }
+            None => println!("{}", key.to_token()),
         }
-        None => println!("{}", key.to_token()),
+        return Ok(ExitCode::SUCCESS);
     }
+    let (Some(private), Some(public)) = (&args.private, &args.public) else {
+        bail!("keygen needs --private FILE and --public FILE (protocol v2), or --v1 for a v1 shared key");
+    };
+    let key = PrivateKey::generate(KeyId(args.id));
+    write_key_pair(private, public, &key, args.force)?;
+    eprintln!(
+        "vcheckd: wrote v2 key id {}: private {} (name servers only), public {} (clients)",
+        key.id,
+        private.display(),
+        public.display()
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A server-side key, as `decode` is given it.
+enum ServerKey {
+    V1(Key),
+    V2(PrivateKey),
+}
+
+fn load_server_key(path: &std::path::Path) -> Result<ServerKey> {
+    match PrivateKey::load(path) {
+        Ok(k) => Ok(ServerKey::V2(k)),
+        Err(KeyError::Kind {
+            found: "v1 shared", ..
+        }) => Ok(ServerKey::V1(Key::load(path)?)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn run_decode(args: DecodeArgs) -> Result<ExitCode> {
     let zone = ZoneName::new(&args.zone)?;
-    let keys = args
-        .key
-        .iter()
-        .map(|p| Key::load(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let report = match decode_query_name(&Keyring::new(&keys)?, &zone, &args.name) {
+    let (mut v1, mut v2) = (Vec::new(), Vec::new());
+    for path in &args.key {
+        match load_server_key(path)? {
+            ServerKey::V1(k) => v1.push(k),
+            ServerKey::V2(k) => v2.push(k),
+        }
+    }
+    let labels = payload_labels(&zone, &args.name)
+        .map_err(|e| anyhow::anyhow!("{} does not decode: {e}", args.name))?;
+    let frame = labels_to_frame(&labels)
+        .map_err(|e| anyhow::anyhow!("{} does not decode: {e}", args.name))?;
+    let decoded = if frame.first() == Some(&v2::FORMAT_V2) {
+        v2::frame::open(&PrivateKeyring::new(v2)?, &zone, &frame)
+    } else {
+        vcheckd::protocol::frame::open(&Keyring::new(&v1)?, &zone, &frame)
+    };
+    let report = match decoded {
         Ok(r) => r,
         Err(e) => bail!("{} does not decode: {e}", args.name),
     };
-    let v = report_json(&report);
+    let mut v = report_json(&report);
+    v["protocol"] = serde_json::json!(frame.first().copied().unwrap_or(0));
     if args.json {
         println!("{v}");
     } else {

@@ -2,6 +2,7 @@
 
 mod check;
 mod keys;
+mod policy;
 mod serve;
 mod simulate;
 mod stats;
@@ -13,8 +14,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use serde_json::json;
-use vcheckd::client::{Check, Policy, Reporter};
-use vcheckd::protocol::{Identity, Key, Report, ZoneName};
+use vcheckd::client::versioned::{ClientKey, VersionCheck};
+use vcheckd::client::{Policy, Reporter};
+use vcheckd::protocol::{Identity, Report, ZoneName};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,8 +39,11 @@ enum Command {
     Encode(check::EncodeArgs),
     /// Decode a query name with the key, as the server would.
     Decode(keys::DecodeArgs),
-    /// Create a new shared key.
+    /// Create a new key pair (protocol v2), or a v1 shared key.
     Keygen(keys::KeygenArgs),
+    /// The zones' compiled, signed release policies (protocol v2).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Version statistics from the database.
     Stats(stats::StatsArgs),
     /// Generate a realistic fleet's reports: weeks of history into a
@@ -52,7 +57,8 @@ pub struct ReportArgs {
     /// The delegated telemetry zone, e.g. vc.example.com.
     #[arg(long, env = "VCHECKD_ZONE")]
     zone: String,
-    /// Key file (`vck1:<id>:<hex>`), as made by `vcheckd keygen`.
+    /// The zone's key file, as made by `vcheckd keygen`: a v2 public key
+    /// (`vck2-public:...`: protocol v2) or a v1 shared key (`vck1:...`).
     #[arg(long, env = "VCHECKD_KEY")]
     key: PathBuf,
     /// The real cluster id; only its keyed hash is sent.
@@ -68,13 +74,13 @@ pub struct ReportArgs {
 
 impl ReportArgs {
     /// Builds the check the environment allows (`None`: checks disabled).
-    fn check(&self, policy: Policy) -> Result<Option<Check>> {
+    fn check(&self, policy: Policy) -> Result<Option<VersionCheck>> {
         // Disabled means nothing is done at all: not even a key is read.
         if policy == Policy::Disabled {
             return Ok(None);
         }
         let zone = ZoneName::new(&self.zone).with_context(|| format!("--zone {:?}", self.zone))?;
-        let key = Key::load(&self.key)?;
+        let key = ClientKey::load(&self.key)?;
         let version = vcheckd::hint::parse_version(&self.software_version).with_context(|| {
             format!(
                 "--version {:?} is not a semver version (like 2.4.1)",
@@ -93,12 +99,7 @@ impl ReportArgs {
                 )?,
             }),
         };
-        Ok(Some(Check {
-            zone,
-            key,
-            version,
-            reporter,
-        }))
+        Ok(Some(VersionCheck::new(zone, key, version, reporter)))
     }
 }
 
@@ -109,6 +110,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Encode(a) => check::run_encode(a),
         Command::Decode(a) => keys::run_decode(a),
         Command::Keygen(a) => keys::run_keygen(a),
+        Command::Policy(c) => policy::run(c),
         Command::Stats(a) => stats::run(a),
         Command::Simulate(a) => simulate::run(a),
     }

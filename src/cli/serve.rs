@@ -10,9 +10,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
-use super::keys::write_key_file;
+use super::keys::{write_key_file, write_key_pair};
 use vcheckd::config::{Config, ConfigOrigin, DEFAULT_CONFIG};
 use vcheckd::dns::server::RunningServer;
+use vcheckd::protocol::v2::PrivateKey;
 use vcheckd::protocol::{Key, KeyId};
 
 #[derive(Debug, Args)]
@@ -48,14 +49,33 @@ fn ensure_demo_keys(config: &Config) -> Result<()> {
                 write_key_file(&path, &Key::generate(KeyId(1)), false)?;
                 warn!(
                     path = %path.display(),
-                    "created a DEMO key for zone {}: for trying vcheckd only; \
-                     make a real one with `vcheckd keygen --out FILE` and a config file",
+                    "created a DEMO v1 key for zone {}: for trying vcheckd only",
+                    zone.name
+                );
+            }
+        }
+        for path in &zone.private_keys {
+            let path = config.resolve(path);
+            if !path.exists() {
+                let public = demo_public_path(&path);
+                write_key_pair(&path, &public, &PrivateKey::generate(KeyId(1)), false)?;
+                warn!(
+                    private = %path.display(),
+                    public = %public.display(),
+                    "created a DEMO v2 key pair for zone {}: for trying vcheckd only; \
+                     make real ones with `vcheckd keygen --private FILE --public FILE` and a config file",
                     zone.name
                 );
             }
         }
     }
     Ok(())
+}
+
+/// Where the demo's public key goes: beside the private one, `.public`
+/// instead of `.private`.
+pub fn demo_public_path(private: &std::path::Path) -> std::path::PathBuf {
+    private.with_extension("public")
 }
 
 fn load(args: &ServeArgs) -> Result<Config> {

@@ -7,6 +7,7 @@
 pub mod policy;
 pub mod resolve;
 pub mod v2;
+pub mod versioned;
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -213,6 +213,11 @@ impl Releases {
 }
 
 impl Releases {
+    /// The listed releases, sorted.
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
     pub fn latest(&self) -> &Version {
         &self.latest
     }
