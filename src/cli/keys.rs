@@ -150,12 +150,12 @@ pub fn run_keygen(args: KeygenArgs) -> Result<ExitCode> {
 /// A server-side key, as `decode` is given it.
 enum ServerKey {
     V1(Key),
-    V2(PrivateKey),
+    V2(Box<PrivateKey>),
 }
 
 fn load_server_key(path: &std::path::Path) -> Result<ServerKey> {
     match PrivateKey::load(path) {
-        Ok(k) => Ok(ServerKey::V2(k)),
+        Ok(k) => Ok(ServerKey::V2(Box::new(k))),
         Err(KeyError::Kind {
             found: "v1 shared", ..
         }) => Ok(ServerKey::V1(Key::load(path)?)),
@@ -169,7 +169,7 @@ pub fn run_decode(args: DecodeArgs) -> Result<ExitCode> {
     for path in &args.key {
         match load_server_key(path)? {
             ServerKey::V1(k) => v1.push(k),
-            ServerKey::V2(k) => v2.push(k),
+            ServerKey::V2(k) => v2.push(*k),
         }
     }
     let labels = payload_labels(&zone, &args.name)
