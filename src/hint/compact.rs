@@ -7,13 +7,13 @@
 //!
 //! ```text
 //! releases   count, then per version: major, minor, patch * 2 + (1 if a pre-release tag
-//!            follows) (varints), [pre-release tag (len u8, text)]
+//!            follows) (varints), [pre-release tag (text)]
 //! eol lines  count, then per line: major (varint), minor + 1 (varint; 0 = whole major)
-//! advisories count, then per advisory: id (len u8, text), fix count, per fix:
+//! advisories count, then per advisory: id (text), fix count, per fix:
 //!            index into releases (varint), or count-of-releases followed by a version inline
 //! ```
 //!
-//! Build metadata is never carried (it does not make a release, semver §10).
+//! A text is a varint length, then UTF-8. Build metadata is never carried (it does not make a release, semver §10).
 
 use semver::{Prerelease, Version};
 use thiserror::Error;
@@ -30,8 +30,8 @@ pub enum CompactError {
     Invalid(&'static str),
     #[error("compiled release list: {0}")]
     Releases(#[from] ReleasesError),
-    #[error("{what} is too long for a compiled release list ({len} bytes, at most 255)")]
-    TooLong { what: &'static str, len: usize },
+    #[error("{0} is too large for a compiled release list")]
+    TooLarge(&'static str),
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
@@ -42,21 +42,16 @@ fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-fn put_text(out: &mut Vec<u8>, what: &'static str, text: &str) -> Result<(), CompactError> {
-    let len = u8::try_from(text.len()).map_err(|_| CompactError::TooLong {
-        what,
-        len: text.len(),
-    })?;
-    out.push(len);
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    put_varint(out, count(text.len()));
     out.extend_from_slice(text.as_bytes());
-    Ok(())
 }
 
 fn put_version(out: &mut Vec<u8>, v: &Version) -> Result<(), CompactError> {
-    let patch = v.patch.checked_mul(2).ok_or(CompactError::TooLong {
-        what: "a patch number",
-        len: 8,
-    })?;
+    let patch = v
+        .patch
+        .checked_mul(2)
+        .ok_or(CompactError::TooLarge("a patch number"))?;
     put_varint(out, v.major);
     put_varint(out, v.minor);
     if v.pre.is_empty() {
@@ -64,7 +59,8 @@ fn put_version(out: &mut Vec<u8>, v: &Version) -> Result<(), CompactError> {
         Ok(())
     } else {
         put_varint(out, patch | 1);
-        put_text(out, "a pre-release tag", v.pre.as_str())
+        put_text(out, v.pre.as_str());
+        Ok(())
     }
 }
 
@@ -87,7 +83,7 @@ impl Releases {
         }
         put_varint(out, count(self.advisories.len()));
         for a in &self.advisories {
-            put_text(out, "an advisory id", &a.id)?;
+            put_text(out, &a.id);
             put_varint(out, count(a.fixed.len()));
             for fix in &a.fixed {
                 match self.versions.binary_search(fix) {
@@ -176,10 +172,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn text(&mut self) -> Result<&'a str, CompactError> {
-        let len = usize::from(self.byte()?);
-        if self.0.len() < len {
-            return Err(CompactError::Truncated);
-        }
+        let len = self.len()?;
         let (text, rest) = self.0.split_at(len);
         self.0 = rest;
         std::str::from_utf8(text).map_err(|_| CompactError::Invalid("text"))

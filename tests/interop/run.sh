@@ -242,6 +242,7 @@ render() {
 render root.zone root.zone
 render example.com.zone example.com.zone
 render vc.example.com.zone vc.example.com.zone
+render v2.example.com.zone v2.example.com.zone
 render root.hints root.hints
 render vcheckd.toml vcheckd.toml
 
@@ -394,8 +395,12 @@ except Exception: print("")' "$1"; }
 
 # --------------------------------------------------------------- vcheckd up
 
-vc keygen --id 9 --out "$WORK/vc.example.com.key" >/dev/null 2>&1 ||
-    say "# keygen failed"
+vc keygen --v1 --id 9 --out "$WORK/vc.example.com.key" >/dev/null 2>&1 ||
+    say "# keygen --v1 failed"
+vc keygen --id 4 --private "$WORK/vc.example.com.v2.private" \
+    --public "$WORK/vc.example.com.v2.public" >/dev/null 2>&1 || say "# keygen failed"
+vc keygen --id 5 --private "$WORK/v2.example.com.v2.private" \
+    --public "$WORK/v2.example.com.v2.public" >/dev/null 2>&1 || say "# keygen failed"
 start vcheckd env RUST_LOG=info NO_COLOR=1 "$VCHECKD" serve --config "$WORK/vcheckd.toml"
 
 # wait_up NAME ADDR QNAME SECONDS: until ADDR answers QNAME SOA with NOERROR.
@@ -692,6 +697,49 @@ check_via() {
         --version "$3" --timeout 15 --json 2>&1
 }
 
+# check_v2_via GROUP ADDR ZONE VERSION CLUSTER: a protocol v2 check through
+# the resolver (the key file makes it v2), with its own policy state.
+check_v2_via() {
+    timeout 40 "$VCHECKD" check --server "$2:53" --zone "$3" \
+        --key "$WORK/$3.v2.public" --cluster-id "$5" --node-id node-1 \
+        --version "$4" --timeout 15 --json --state "$WORK/state-$1" 2>&1
+}
+
+# Protocol v2 through the resolver: the signed policy arrives (over UDP in
+# v2.example.com, over TCP in vc.example.com, whose long advisory makes it
+# too big for UDP), the client verifies it and computes the status, and the
+# processor opens the frame and records the report once.
+resolver_v2_cases() {
+    local g=$1 addr=$2 json status proto rid row zone tcp0 tcp1
+    for zone in v2.example.com vc.example.com; do
+        tcp0=$(db counter queries.tcp)
+        json=$(check_v2_via "$g" "$addr" "$zone" 2.3.1 "interop-v2-$g")
+        status=$(json_field status <<<"$json")
+        proto=$(json_field protocol <<<"$json")
+        rid=$(json_field report_id <<<"$json")
+        if [[ $status == 2 && $proto == 2 ]]; then
+            pass "$g" "v2-policy-verified-$zone"
+        else
+            fail "$g" "v2-policy-verified-$zone" "vcheckd check (v2) through $g: expected status 2, protocol 2" "$json"
+        fi
+        [[ -n $rid ]] || continue
+        row=$(wait_report "$rid" 1 10)
+        if [[ ${row%% *} == 1 && $(cut -d' ' -f3 <<<"$row") == 2.3.1 && $(cut -d' ' -f4 <<<"$row") == 2 ]]; then
+            pass "$g" "v2-recorded-once-$zone"
+        else
+            fail "$g" "v2-recorded-once-$zone" "rows for report $rid: $row (count duplicates version status)"
+        fi
+        if [[ $zone == vc.example.com ]]; then
+            tcp1=$(wait_counter queries.tcp "$tcp0" 6)
+            if ((tcp1 > tcp0)); then
+                pass "$g" v2-large-policy-over-tcp
+            else
+                fail "$g" v2-large-policy-over-tcp "TCP queries at vcheckd $tcp0 -> $tcp1 (want more)"
+            fi
+        fi
+    done
+}
+
 # The cases run through every resolver.
 resolver_cases() {
     local g=$1 addr=$2 out row json
@@ -824,6 +872,9 @@ resolver_cases() {
             fail "$g" tc-recorded-once-over-tcp "rows ${row%% *} (want 1), TCP queries at vcheckd $tcp0 -> $tcp1 (want more)"
         fi
     fi
+
+    # 7. Protocol v2.
+    resolver_v2_cases "$g" "$addr"
 }
 
 # Resolvers configured to use TCP for every upstream query.
