@@ -46,7 +46,8 @@ const COLUMNS: &str = "
     status      UInt8,             -- the hint status answered
     key_id      UInt8,
     server      String,            -- the name server that received it
-    keep        UInt32             -- larger for an earlier delivery";
+    keep        UInt32             -- larger for an earlier delivery
+";
 
 /// Deliveries of one report share the key: a merge keeps one of them, the
 /// one received first (largest `keep`). Queries never rely on merges
