@@ -271,7 +271,7 @@ fn compare(client: &Client, topology: &Topology) {
             .iter()
             .enumerate()
             .filter(|(i, _)| i % 3 != skip)
-            .map(|(_, r)| r.clone())
+            .map(|(_, r)| *r)
             .collect();
         let path = dir.path().join(format!("{name}.sqlite"));
         let mut store = Store::open(&path).unwrap();

@@ -8,7 +8,7 @@
 //! exactly as it counts SQLite's.
 //!
 //! Only SQL and HTTP features present in both ClickHouse 18.16 (Debian's
-//! package) and current releases are used: see docs/DEPLOY.md §8.
+//! package) and current releases are used: see docs/DEPLOY.md §9.
 //!
 //! [`StatsReader`]: crate::store::reader::StatsReader
 

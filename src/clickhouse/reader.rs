@@ -42,13 +42,16 @@ impl From<ClickHouseError> for StoreError {
 /// version and status answered.
 type NodeState = ([u8; 16], [u8; 16], i64, String, u8);
 
+/// Node states of a zone as of a day, by (zone, day).
+type StateCache = HashMap<(String, i64), Arc<Vec<NodeState>>>;
+
 /// Reads statistics from a ClickHouse database (a single server's
 /// `reports`, or a cluster's Distributed `reports`).
 pub struct ClickHouseReader {
     client: Client,
     /// Node states by (zone, day), read at most once per reader (a trend
     /// or adoption asks for many days' snapshots).
-    states: RefCell<HashMap<(String, i64), Arc<Vec<NodeState>>>>,
+    states: RefCell<StateCache>,
 }
 
 /// `text` as a ClickHouse string literal.

@@ -6,7 +6,7 @@
 //! `reports`, a Distributed table over them, sharded by cluster id (so all
 //! deliveries of a report, and every node of a cluster, land on one
 //! shard). Replication is the cluster's business: make `reports_local` a
-//! ReplicatedMergeTree by hand before the first start (docs/DEPLOY.md §8).
+//! ReplicatedMergeTree by hand before the first start (docs/DEPLOY.md §9).
 //!
 //! `vcheckd_schema` holds the versions applied. Every statement is
 //! idempotent (`IF NOT EXISTS`), so a migration cut short is simply run

@@ -1,5 +1,5 @@
 //! The `[clickhouse]` section: shipping reports to ClickHouse, and reading
-//! statistics from it (docs/DEPLOY.md §7 and §8).
+//! statistics from it (docs/DEPLOY.md §7 and §9).
 
 use std::time::Duration;
 
