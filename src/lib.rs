@@ -5,6 +5,7 @@
 //! ([`store`]) and answers with the latest-version [`hint`]. The [`client`]
 //! module is the other side, used by `vcheckd check` and embeddable.
 
+pub mod clickhouse;
 pub mod client;
 pub mod clock;
 pub mod config;

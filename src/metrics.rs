@@ -6,7 +6,7 @@
 //! the transaction that writes them. An HTTP exporter reads the same
 //! values; nothing here does I/O.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -75,6 +75,13 @@ pub struct Metrics {
     pub journal_end: AtomicU64,
     pub processed_position: AtomicU64,
     pub journal_bytes: AtomicU64,
+    /// The ClickHouse shipper, when configured: the position ClickHouse
+    /// holds everything before, reports shipped (deliveries, copies
+    /// included) and failed requests (each retried).
+    pub clickhouse_enabled: AtomicBool,
+    pub shipped_position: AtomicU64,
+    pub shipped_reports: AtomicU64,
+    pub ship_errors: AtomicU64,
     /// Names under a zone that are neither static records nor reports,
     /// by reason. QNAME-minimisation partial names land here.
     rejected: [AtomicU64; DecodeError::REASONS.len()],

@@ -17,8 +17,9 @@ use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
 use crate::dns::ReportSink;
-use crate::journal::{Journal, Position, Reader};
+use crate::journal::{Journal, JournalError, Position, Reader};
 use crate::metrics::{bump, Metrics};
+use crate::protocol::DecodeError;
 use crate::report::{self, Incoming, Opener, ReceivedReport, Undecodable};
 use crate::store::{BatchOutcome, CounterDelta, Store};
 
@@ -79,6 +80,54 @@ impl Default for ProcessorConfig {
             flush_interval: Duration::from_secs(1),
         }
     }
+}
+
+/// One batch of the journal, as reports.
+pub(crate) struct ReadReports {
+    /// The position after the records read.
+    pub next: Position,
+    /// Records that do not decode (damaged, or from a newer vcheckd).
+    pub damaged: u64,
+    /// v2 frames that do not open, by reason.
+    pub rejected: Vec<DecodeError>,
+}
+
+/// Reads up to `max` records (waiting up to `wait` for the first) into
+/// `batch` (cleared first), v1 decoded and v2 opened: what every journal
+/// consumer (the SQLite processor, the ClickHouse shipper) reads.
+pub(crate) fn read_reports(
+    reader: &mut Reader,
+    max: usize,
+    wait: Duration,
+    opener: &Opener,
+    batch: &mut Vec<ReceivedReport>,
+) -> Result<ReadReports, JournalError> {
+    batch.clear();
+    let mut sealed: Vec<Vec<u8>> = Vec::new();
+    let mut damaged = 0u64;
+    let next = reader.read_batch(max, wait, |_, bytes| {
+        if report::is_sealed(bytes) {
+            sealed.push(bytes.to_vec());
+        } else {
+            match report::decode(bytes, opener) {
+                Ok(r) => batch.push(r),
+                Err(_) => damaged += 1,
+            }
+        }
+    })?;
+    let mut rejected = Vec::new();
+    for result in open_sealed(&sealed, opener) {
+        match result {
+            Ok(r) => batch.push(r),
+            Err(Undecodable::Rejected(why)) => rejected.push(why),
+            Err(Undecodable::Record(_)) => damaged += 1,
+        }
+    }
+    Ok(ReadReports {
+        next,
+        damaged,
+        rejected,
+    })
 }
 
 /// Opens sealed (protocol v2) records, spread over the machine's cores:
@@ -222,39 +271,26 @@ impl Run {
 
     fn work(&mut self) {
         let mut batch: Vec<ReceivedReport> = Vec::with_capacity(self.config.max_batch);
-        let mut sealed: Vec<Vec<u8>> = Vec::new();
         let mut last_prune: Option<Instant> = None;
         let mut pruning = true;
         while !self.stop.load(Ordering::Relaxed)
             && self.committed.0 < self.drain_to.load(Ordering::Relaxed)
         {
-            batch.clear();
-            sealed.clear();
-            let mut damaged = 0u64;
             let opener = self.opener.load();
-            let read = self.reader.read_batch(
+            let read = read_reports(
+                &mut self.reader,
                 self.config.max_batch,
                 Duration::from_millis(100),
-                |_, bytes| {
-                    if report::is_sealed(bytes) {
-                        sealed.push(bytes.to_vec());
-                    } else {
-                        match report::decode(bytes, &opener) {
-                            Ok(r) => batch.push(r),
-                            Err(_) => damaged += 1,
-                        }
-                    }
-                },
+                &opener,
+                &mut batch,
             );
-            for result in open_sealed(&sealed, &opener) {
-                match result {
-                    Ok(r) => batch.push(r),
-                    Err(Undecodable::Rejected(why)) => self.metrics.count_rejected(&why),
-                    Err(Undecodable::Record(_)) => damaged += 1,
+            let (next, damaged) = match read {
+                Ok(read) => {
+                    for why in &read.rejected {
+                        self.metrics.count_rejected(why);
+                    }
+                    (read.next, read.damaged)
                 }
-            }
-            let next = match read {
-                Ok(next) => next,
                 Err(e) => {
                     error!(error = %e, "cannot read the journal; will retry");
                     self.pause(Duration::from_secs(1));

@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and one module per command.
 
 mod check;
+mod clickhouse;
 mod keys;
 mod policy;
 mod serve;
@@ -49,6 +50,9 @@ enum Command {
     /// Generate a realistic fleet's reports: weeks of history into a
     /// database file, or today's reports as queries to a running server.
     Simulate(simulate::SimulateArgs),
+    /// The ClickHouse schema (`migrate`).
+    #[command(name = "clickhouse")]
+    ClickHouse(clickhouse::ClickHouseArgs),
 }
 
 /// What a report is made of; shared by `check` and `encode`.
@@ -113,6 +117,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Policy(c) => policy::run(c),
         Command::Stats(a) => stats::run(a),
         Command::Simulate(a) => simulate::run(a),
+        Command::ClickHouse(a) => clickhouse::run(a),
     }
 }
 

@@ -23,6 +23,10 @@ pub struct StatsArgs {
         global = true
     )]
     db: Vec<PathBuf>,
+    /// Read from ClickHouse instead: clickhouse://HOST:PORT/DATABASE (its
+    /// HTTP interface), where name servers ship their reports.
+    #[arg(long, env = "VCHECKD_STORE", global = true, conflicts_with = "db")]
+    store: Option<vcheckd::clickhouse::ClickHouseUrl>,
     /// First day, YYYY-MM-DD (UTC). Default: 7 days before --until (30 for trend).
     #[arg(long, global = true)]
     since: Option<String>,
@@ -106,8 +110,8 @@ fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
-pub fn run(args: StatsArgs) -> Result<ExitCode> {
-    for db in &args.db {
+fn open_databases(dbs: &[PathBuf]) -> Result<Source> {
+    for db in dbs {
         if !db.exists() {
             bail!(
                 "no database at {} (start the server first, or pass --db)",
@@ -115,10 +119,20 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
             );
         }
     }
-    let source = Source::open(&args.db).with_context(|| {
-        let names: Vec<String> = args.db.iter().map(|d| d.display().to_string()).collect();
+    Source::open(dbs).with_context(|| {
+        let names: Vec<String> = dbs.iter().map(|d| d.display().to_string()).collect();
         format!("opening {}", names.join(", "))
-    })?;
+    })
+}
+
+/// A ClickHouse query of the statistics may read a row per node.
+const CLICKHOUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+pub fn run(args: StatsArgs) -> Result<ExitCode> {
+    let source = match &args.store {
+        Some(url) => Source::clickhouse(url, CLICKHOUSE_TIMEOUT),
+        None => open_databases(&args.db)?,
+    };
     let today = vcheckd::clock::today();
     let until = match &args.until {
         Some(t) => parse_day("--until", t)?,

@@ -11,6 +11,9 @@ use thiserror::Error;
 
 use crate::hint::ReleasesConfig;
 
+mod clickhouse;
+pub use clickhouse::ClickHouseConfig;
+
 /// The embedded default configuration's text.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 /// The sample zone the embedded default serves, compiled in so that the
@@ -36,6 +39,8 @@ pub enum ConfigError {
     NoZones,
     #[error("config lists no listen address")]
     NoListen,
+    #[error("config [clickhouse]: {0}")]
+    ClickHouse(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +196,8 @@ struct ConfigFile {
     server: ServerConfig,
     /// Absent: no HTTP listener.
     http: Option<HttpConfig>,
+    /// Absent: no shipping, statistics from SQLite.
+    clickhouse: Option<ClickHouseConfig>,
     #[serde(rename = "zone", default)]
     zones: Vec<ZoneConfig>,
 }
@@ -199,6 +206,7 @@ struct ConfigFile {
 pub struct Config {
     pub server: ServerConfig,
     pub http: Option<HttpConfig>,
+    pub clickhouse: Option<ClickHouseConfig>,
     pub zones: Vec<ZoneConfig>,
     pub origin: ConfigOrigin,
 }
@@ -230,9 +238,13 @@ impl Config {
         if file.server.listen.is_empty() {
             return Err(ConfigError::NoListen);
         }
+        if let Some(c) = &file.clickhouse {
+            c.check()?;
+        }
         Ok(Config {
             server: file.server,
             http: file.http,
+            clickhouse: file.clickhouse,
             zones: file.zones,
             origin,
         })
@@ -302,6 +314,36 @@ mod tests {
         assert_eq!(c.server.max_tcp_connections_per_source, 16);
         // The loopback demo turns rate limiting off (see default.toml).
         assert_eq!(Config::embedded().unwrap().server.rrl_rate, 0);
+    }
+
+    #[test]
+    fn clickhouse_section_parses_and_is_checked() {
+        let with = |section: &str| {
+            Config::parse(
+                &format!("{DEFAULT_CONFIG}\n[clickhouse]\n{section}"),
+                ConfigOrigin::Embedded,
+            )
+        };
+        let c = with("url = \"clickhouse://127.0.0.1:8123/vc\"").unwrap();
+        let ch = c.clickhouse.unwrap();
+        assert!(ch.ship && !ch.stats);
+        assert_eq!(ch.topology(), crate::clickhouse::Topology::Single);
+        assert_eq!(ch.shipper().max_batch, 10_000);
+        let c = with(
+            "url = \"clickhouse://127.0.0.1:1/vc\"\ncluster = \"two\"\nnodes = [\"clickhouse://127.0.0.1:1/vc\", \"clickhouse://127.0.0.1:2/vc\"]",
+        )
+        .unwrap();
+        assert!(
+            matches!(c.clickhouse.unwrap().topology(), crate::clickhouse::Topology::Cluster { nodes, .. } if nodes.len() == 2)
+        );
+        for bad in [
+            "url = \"http://x/vc\"",
+            "url = \"clickhouse://h:1/vc\"\ncluster = \"two\"",
+            "url = \"clickhouse://h:1/vc\"\ncluster = \"a;b\"\nnodes = [\"clickhouse://h:1/vc\"]",
+            "url = \"clickhouse://h:1/vc\"\nserver_name = \"a b\"",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

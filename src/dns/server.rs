@@ -60,8 +60,10 @@ pub struct RunningServer {
     tasks: JoinSet<()>,
     journal: Arc<Journal>,
     processor: Processor,
-    /// Opens v2 frames in the processor; swapped with the catalog.
+    /// Opens v2 frames in the processor and the shipper; swapped with the
+    /// catalog.
     opener: Arc<ArcSwap<Opener>>,
+    shipper: Option<crate::clickhouse::Shipper>,
     shutdown_timeout: Duration,
 }
 
@@ -87,6 +89,17 @@ impl RunningServer {
             segment_bytes: (max_bytes / 8).clamp(4096, max_segment),
             commit_interval: Duration::from_millis(config.server.journal_commit_ms.max(1)),
         })?);
+        // Before the processor can release segments the shipper still needs.
+        let shipper = match &config.clickhouse {
+            Some(ch) if ch.ship => Some(crate::clickhouse::Shipper::start(
+                journal.clone(),
+                config.journal_dir(),
+                opener.clone(),
+                metrics.clone(),
+                ch.shipper(),
+            )?),
+            _ => None,
+        };
         let from = crate::journal::Position(store.consumer_position(CONSUMER)?);
         let reader = journal.subscribe(CONSUMER, from)?;
         let backlog = journal.records_between(reader.position(), journal.stats().durable_end)?;
@@ -172,8 +185,11 @@ impl RunningServer {
             };
             let listener = crate::http::bind(http.listen).await.map_err(bind_err)?;
             let addr = listener.local_addr().map_err(bind_err)?;
-            let ctx =
+            let mut ctx =
                 crate::http::Context::new(database, responder.metrics().clone(), http.top_versions);
+            if let Some(ch) = config.clickhouse.as_ref().filter(|c| c.stats) {
+                ctx.clickhouse = Some((ch.url.clone(), ch.timeout()));
+            }
             tasks.spawn(crate::http::serve(listener, Arc::new(ctx), stopped.clone()));
             info!("dashboard, /metrics and /api/v1 on http://{addr}/");
             http_addr = Some(addr);
@@ -187,6 +203,7 @@ impl RunningServer {
             journal,
             processor,
             opener,
+            shipper,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs.max(1)),
         })
     }
@@ -225,7 +242,12 @@ impl RunningServer {
         let bound = self.shutdown_timeout;
         let journal = self.journal.clone();
         let processor = self.processor;
+        let shipper = self.shipper.take();
         let (closed, position) = tokio::task::spawn_blocking(move || {
+            // What is not shipped stays in the journal for the next start.
+            if let Some(shipper) = shipper {
+                shipper.stop(bound / 4);
+            }
             // Half the bound for the last write, the rest for the processor.
             let closed = journal.close(bound / 2);
             let left = bound.saturating_sub(started.elapsed());

@@ -277,6 +277,26 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
         "Bytes of journal segments on disk.",
         m.journal_bytes.load(Relaxed),
     );
+    if m.clickhouse_enabled.load(Relaxed) {
+        out.single(
+            "vcheckd_clickhouse_lag_bytes",
+            "gauge",
+            "Journal bytes written and not yet acknowledged by ClickHouse.",
+            end.saturating_sub(m.shipped_position.load(Relaxed)),
+        );
+        out.single(
+            "vcheckd_clickhouse_shipped_total",
+            "counter",
+            "Reports ClickHouse acknowledged (a batch shipped again after a crash counts again).",
+            m.shipped_reports.load(Relaxed),
+        );
+        out.single(
+            "vcheckd_clickhouse_errors_total",
+            "counter",
+            "Requests to ClickHouse that failed (each is retried).",
+            m.ship_errors.load(Relaxed),
+        );
+    }
 
     // Cumulative buckets; +Inf and _count from the same reading, so that
     // they agree even while the processor commits.

@@ -25,6 +25,9 @@ pub use server::{bind, serve};
 pub struct Context {
     /// The server's database, opened read-only for each statistic.
     pub database: PathBuf,
+    /// Statistics from ClickHouse instead (`[clickhouse] stats = true`),
+    /// each request bounded by the duration.
+    pub clickhouse: Option<(crate::clickhouse::ClickHouseUrl, std::time::Duration)>,
     pub metrics: Arc<Metrics>,
     /// Versions named in charts and metric labels; the rest are "other".
     pub top_versions: usize,
@@ -41,6 +44,7 @@ impl Context {
     pub fn new(database: PathBuf, metrics: Arc<Metrics>, top_versions: usize) -> Self {
         Context {
             database,
+            clickhouse: None,
             metrics,
             top_versions: top_versions.max(1),
             permits: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_STATS)),

@@ -184,11 +184,16 @@ impl Context {
             .await
             .map_err(|_| Failure::internal("shutting down"))?;
         let path = self.database.clone();
+        let clickhouse = self.clickhouse.clone();
         // The permit lives as long as the computation, not the request: a
         // client that hangs up does not free a slot while work goes on.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            f(&Source::open(std::slice::from_ref(&path))?)
+            let source = match clickhouse {
+                Some((url, timeout)) => Source::clickhouse(&url, timeout),
+                None => Source::open(std::slice::from_ref(&path))?,
+            };
+            f(&source)
         })
         .await
         .map_err(|e| Failure::internal(format!("statistics task failed: {e}")))?

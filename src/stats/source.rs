@@ -58,6 +58,19 @@ impl Source {
         Ok(Source { readers })
     }
 
+    /// Reads from a ClickHouse database (every name server's shipped
+    /// reports), each query bounded by `timeout`.
+    pub fn clickhouse(
+        url: &crate::clickhouse::ClickHouseUrl,
+        timeout: std::time::Duration,
+    ) -> Self {
+        Source {
+            readers: vec![Box::new(crate::clickhouse::ClickHouseReader::open(
+                url, timeout,
+            ))],
+        }
+    }
+
     fn refs(&self) -> Vec<&dyn StatsReader> {
         self.readers
             .iter()

@@ -37,6 +37,9 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// Another backend behind the same reader API (ClickHouse).
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// What one batch did.

@@ -1,0 +1,153 @@
+//! A small ClickHouse client over its HTTP interface: statements, queries
+//! answered as TabSeparated text, and inserts as JSONEachRow.
+//!
+//! Blocking (ureq), because its callers are threads: the shipper, and the
+//! statistics, which run on blocking threads already. The HTTP interface is
+//! the one every ClickHouse release since 2016 speaks unchanged.
+
+use std::io::Read;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::url::ClickHouseUrl;
+
+#[derive(Debug, Error)]
+pub enum ClickHouseError {
+    #[error("cannot reach ClickHouse at {url}")]
+    Transport {
+        url: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    #[error("ClickHouse at {url} answered HTTP {status}: {message}")]
+    Server {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    #[error("unexpected answer from ClickHouse: {0}")]
+    Answer(String),
+    #[error("ClickHouse schema version {found} is newer than this vcheckd understands ({known}); upgrade vcheckd")]
+    TooNew { found: u32, known: u32 },
+}
+
+/// One ClickHouse database over HTTP; cheap to clone (connections are
+/// pooled and kept alive).
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    endpoint: String,
+    url: ClickHouseUrl,
+}
+
+impl Client {
+    /// `timeout` bounds each request, connect included.
+    pub fn new(url: &ClickHouseUrl, timeout: Duration) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build()
+            .new_agent();
+        Client {
+            agent,
+            endpoint: format!("http://{}/", url.authority()),
+            url: url.clone(),
+        }
+    }
+
+    pub fn url(&self) -> &ClickHouseUrl {
+        &self.url
+    }
+
+    pub fn database(&self) -> &str {
+        self.url.database()
+    }
+
+    /// Sends `body` with the URL parameters `params` (the database given as
+    /// `database=`, unless `no_database`), and returns the answer's text.
+    fn post(
+        &self,
+        params: &[(&str, &str)],
+        body: &[u8],
+        no_database: bool,
+    ) -> Result<String, ClickHouseError> {
+        let mut request = self.agent.post(&self.endpoint);
+        if !no_database {
+            request = request.query("database", self.url.database());
+        }
+        for (k, v) in params {
+            request = request.query(*k, *v);
+        }
+        let transport = |source: ureq::Error| ClickHouseError::Transport {
+            url: self.url.to_string(),
+            source: Box::new(source),
+        };
+        let mut response = request.send(body).map_err(transport)?;
+        let status = response.status().as_u16();
+        // No size limit: a statistic may read one row per node.
+        let mut text = String::new();
+        response
+            .body_mut()
+            .as_reader()
+            .read_to_string(&mut text)
+            .map_err(|e| transport(ureq::Error::Io(e)))?;
+        if status != 200 {
+            return Err(ClickHouseError::Server {
+                url: self.url.to_string(),
+                status,
+                message: text.trim().to_string(),
+            });
+        }
+        Ok(text)
+    }
+
+    /// Runs a statement (DDL, or a query whose answer is not wanted).
+    pub fn execute(&self, sql: &str) -> Result<(), ClickHouseError> {
+        self.post(&[], sql.as_bytes(), false).map(drop)
+    }
+
+    /// Runs a statement before the database exists (`CREATE DATABASE`).
+    pub(crate) fn execute_without_database(&self, sql: &str) -> Result<(), ClickHouseError> {
+        self.post(&[], sql.as_bytes(), true).map(drop)
+    }
+
+    /// Runs a query and returns its rows as TabSeparated fields. Callers
+    /// select numbers and hex or identifier-like text only, which
+    /// TabSeparated writes unescaped.
+    pub fn query(&self, sql: &str) -> Result<Vec<Vec<String>>, ClickHouseError> {
+        let text = self.post(&[], format!("{sql} FORMAT TabSeparated").as_bytes(), false)?;
+        Ok(text
+            .lines()
+            .map(|line| line.split('\t').map(str::to_string).collect())
+            .collect())
+    }
+
+    /// Inserts JSONEachRow `rows` (one JSON object a line) into `table`.
+    /// `settings` are ClickHouse settings for this insert (URL parameters).
+    pub fn insert_json(
+        &self,
+        table: &str,
+        rows: &[u8],
+        settings: &[(&str, &str)],
+    ) -> Result<(), ClickHouseError> {
+        let query = format!("INSERT INTO {table} FORMAT JSONEachRow");
+        let mut params = vec![("query", query.as_str())];
+        params.extend_from_slice(settings);
+        self.post(&params, rows, false).map(drop)
+    }
+}
+
+/// A field parsed as a number, or a clear error naming it.
+pub(crate) fn field<T: std::str::FromStr>(row: &[String], i: usize) -> Result<T, ClickHouseError> {
+    row.get(i)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
+}
+
+/// A field as text.
+pub(crate) fn text(row: &[String], i: usize) -> Result<&str, ClickHouseError> {
+    row.get(i)
+        .map(String::as_str)
+        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
+}

@@ -1,0 +1,503 @@
+//! The ClickHouse shipper and reader against real ClickHouse servers
+//! started here on loopback (Debian's clickhouse-server, 18.16): a
+//! simulated fleet shipped from two name servers' journals with
+//! overlapping deliveries gives the numbers SQLite gives and the
+//! simulator's truth, on one server and on two shards behind a Distributed
+//! table; and an outage loses nothing while DNS keeps answering.
+//!
+//! Without clickhouse-server the tests say "skipped" and pass, unless
+//! VCHECKD_INTEROP_REQUIRE=1 (set by .ci/run), where they fail.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{query, udp, Setup};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use vcheckd::clickhouse::{self, ClickHouseUrl, Client, Shipper, ShipperConfig, Topology};
+use vcheckd::config::Config;
+use vcheckd::dns::server::RunningServer;
+use vcheckd::hint::{AdvisoryConfig, Releases, ReleasesConfig};
+use vcheckd::journal::{Journal, JournalConfig};
+use vcheckd::metrics::Metrics;
+use vcheckd::protocol::{Key, KeyId, Payload, Report, ZoneName};
+use vcheckd::simulate::{db, Fleet, Release, SimConfig, SimReport, Truth};
+use vcheckd::stats::{Bucket, Source};
+use vcheckd::store::{ReceivedReport, Store};
+
+const SERVER: &str = "/usr/sbin/clickhouse-server";
+const DAY: i64 = 86_400;
+const NOW: i64 = 20_500 * DAY + 13 * 3_600 + 17;
+
+/// Whether to run: the server exists, or it is missing and that is
+/// allowed here (then the caller returns).
+fn available(test: &str) -> bool {
+    if Path::new(SERVER).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var("VCHECKD_INTEROP_REQUIRE").as_deref() != Ok("1"),
+        "{SERVER} is missing and VCHECKD_INTEROP_REQUIRE=1: install clickhouse-server"
+    );
+    eprintln!("{test}: skipped, {SERVER} is not installed (apt-get install clickhouse-server)");
+    false
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One ClickHouse server of our own, from a config in a temp folder.
+struct ClickHouse {
+    dir: PathBuf,
+    http: u16,
+    child: Option<Child>,
+}
+
+impl ClickHouse {
+    /// `remote_servers`: XML for a cluster, or empty.
+    fn start(dir: &Path, remote_servers: &str, ports: (u16, u16)) -> Self {
+        let (http, tcp) = ports;
+        std::fs::create_dir_all(dir).unwrap();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("users.xml"),
+            "<yandex><profiles><default/></profiles><users><default><password></password>\
+             <networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota>\
+             </default></users><quotas><default/></quotas></yandex>",
+        )
+        .unwrap();
+        let interserver = free_port();
+        std::fs::write(
+            dir.join("config.xml"),
+            format!(
+                "<yandex><logger><level>warning</level><log>{d}/log.txt</log><errorlog>{d}/err.txt</errorlog></logger>\
+                 <http_port>{http}</http_port><tcp_port>{tcp}</tcp_port><interserver_http_port>{interserver}</interserver_http_port>\
+                 <listen_host>127.0.0.1</listen_host><path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path>\
+                 <users_config>users.xml</users_config><default_profile>default</default_profile>\
+                 <default_database>default</default_database><mark_cache_size>268435456</mark_cache_size>\
+                 <remote_servers>{remote_servers}</remote_servers></yandex>"
+            ),
+        )
+        .unwrap();
+        let mut ch = ClickHouse {
+            dir: dir.to_path_buf(),
+            http,
+            child: None,
+        };
+        ch.resume();
+        ch
+    }
+
+    fn url(&self, db: &str) -> ClickHouseUrl {
+        format!("clickhouse://127.0.0.1:{}/{db}", self.http)
+            .parse()
+            .unwrap()
+    }
+
+    /// Starts the process and waits until it answers.
+    fn resume(&mut self) {
+        let child = Command::new(SERVER)
+            .arg(format!(
+                "--config-file={}",
+                self.dir.join("config.xml").display()
+            ))
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let client = Client::new(&self.url("default"), Duration::from_secs(2));
+        let started = Instant::now();
+        while client.query("SELECT 1").is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "ClickHouse did not start; see {}",
+                self.dir.join("err.txt").display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Kills the process (an outage) and waits for it to end.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn rules() -> Releases {
+    Releases::try_from(&ReleasesConfig {
+        versions: ["2.2.0", "2.3.0", "2.3.1", "2.4.0", "2.4.1"]
+            .map(String::from)
+            .to_vec(),
+        end_of_life: vec!["2.2".into()],
+        advisory: vec![AdvisoryConfig {
+            id: "CVE-2026-0001".into(),
+            fixed: vec!["2.3.1".into(), "2.4.1".into()],
+        }],
+    })
+    .unwrap()
+}
+
+fn fleet() -> Fleet {
+    let schedule = ["2.2.0@-40", "2.3.0@-10", "2.3.1@8", "2.4.0@18", "2.4.1@26"]
+        .iter()
+        .map(|r| Release::parse(r).unwrap())
+        .collect();
+    Fleet::generate(&SimConfig {
+        clusters: 80,
+        days: 35,
+        anonymous_share: 0.06,
+        never_upgrade_share: 0.05,
+        late_join_share: 0.2,
+        leave_share: 0.12,
+        miss_share: 0.08,
+        duplicate_share: 0.05,
+        median_lag_days: 3.0,
+        ..SimConfig::new(5, NOW, schedule, rules())
+    })
+    .unwrap()
+}
+
+fn key() -> Key {
+    Key::new(KeyId(7), [42; 32])
+}
+
+fn zone() -> ZoneName {
+    ZoneName::new("vc.example.com").unwrap()
+}
+
+/// The deliveries of `reports` as the answer path hands them over.
+fn received(fleet: &Fleet, reports: &[SimReport]) -> Vec<ReceivedReport> {
+    let ids = db::identities(fleet, &key());
+    let mut out = Vec::new();
+    for r in reports {
+        let one = ReceivedReport {
+            report: Report {
+                id: r.id,
+                key_id: key().id,
+                payload: Payload {
+                    timestamp: u64::try_from(r.time).unwrap_or(0),
+                    identity: ids[r.node as usize],
+                    version: fleet.version(r.version).clone(),
+                },
+            },
+            zone: zone(),
+            received_at: r.time,
+            status: fleet.status[usize::from(r.version)],
+        };
+        for _ in 0..r.deliveries {
+            out.push(one.clone());
+        }
+    }
+    out
+}
+
+/// One name server: its reports through its journal and the real
+/// shipper into ClickHouse (the SQLite side written by the simulator's
+/// database sink, the processor's own commit).
+fn ship(dir: &Path, name: &str, reports: &[ReceivedReport], client: &Client, topology: &Topology) {
+    let journal_dir = dir.join(format!("journal-{name}"));
+    let journal = Arc::new(
+        Journal::open(JournalConfig {
+            dir: journal_dir.clone(),
+            ..JournalConfig::default()
+        })
+        .unwrap(),
+    );
+    let mut buf = Vec::new();
+    for r in reports {
+        r.to_record(&mut buf).unwrap();
+        journal.append(&buf).unwrap();
+    }
+    let metrics = Arc::new(Metrics::default());
+    let shipper = Shipper::start(
+        journal.clone(),
+        journal_dir,
+        // v1 records only: nothing to open.
+        Arc::new(arc_swap::ArcSwap::from_pointee(
+            vcheckd::report::Opener::default(),
+        )),
+        metrics.clone(),
+        ShipperConfig {
+            client: client.clone(),
+            topology: topology.clone(),
+            server: name.into(),
+            max_batch: 997,
+            interval: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+        },
+    )
+    .unwrap();
+    let started = Instant::now();
+    while metrics.shipped_reports.load(Ordering::Relaxed) < reports.len() as u64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "shipping stalled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    shipper.stop(Duration::from_secs(5));
+    journal.close(Duration::from_secs(5));
+}
+
+/// Two servers each got two thirds of the fleet's reports (a third went
+/// to both); each kept its SQLite database and shipped to ClickHouse.
+/// Every statistic from ClickHouse equals the two databases merged, and
+/// the simulator's truth.
+fn compare(client: &Client, topology: &Topology) {
+    let fleet = fleet();
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (name, skip) in [("ns1", 2), ("ns2", 0)] {
+        let mine: Vec<SimReport> = fleet
+            .history
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != skip)
+            .map(|(_, r)| *r)
+            .collect();
+        let path = dir.path().join(format!("{name}.sqlite"));
+        let mut store = Store::open(&path).unwrap();
+        db::write(&fleet, &mine, &key(), &zone(), &mut store).unwrap();
+        drop(store);
+        paths.push(path);
+        ship(dir.path(), name, &received(&fleet, &mine), client, topology);
+    }
+    let sqlite = Source::open(&paths).unwrap();
+    let ch = Source::clickhouse(client.url(), Duration::from_secs(60));
+    let truth = Truth::of_history(&fleet);
+    let z = zone();
+    assert_eq!(ch.zones().unwrap(), vec![z.clone()]);
+    let (start, end) = (fleet.start_day, fleet.end_day);
+    for (first, last) in [
+        (end, end),
+        (end - 6, end),
+        (end - 29, end),
+        (start + 10, start + 20),
+        (start, start + 6),
+        (start, end),
+    ] {
+        let what = format!("{first}..{last}");
+        // Merged SQLite files sum anonymous reports (a copy that reached
+        // both servers counts twice) and each server's duplicates;
+        // ClickHouse counts each report once, and keeps no server
+        // counters: those figures are held to the truth instead.
+        let (a, mut b) = (
+            ch.summary(&z, first, last).unwrap(),
+            sqlite.summary(&z, first, last).unwrap(),
+        );
+        let t = truth.summary(first, last);
+        assert_eq!(
+            (a.reports, a.anonymous_reports, a.duplicates),
+            (t.reports, t.anonymous_reports, 0),
+            "summary {what}: reports against the truth"
+        );
+        (b.reports, b.anonymous_reports, b.duplicates) = (a.reports, a.anonymous_reports, 0);
+        assert_eq!(a, b, "summary {what}");
+        assert_eq!(
+            (a.new_clusters, a.gone_clusters),
+            (t.new_clusters, t.gone_clusters),
+            "summary {what} against the truth"
+        );
+        let (a, mut b) = (
+            ch.versions(&z, first, last).unwrap(),
+            sqlite.versions(&z, first, last).unwrap(),
+        );
+        let t = truth.versions(first, last);
+        assert_eq!(a.rows.len(), t.rows.len(), "versions {what}");
+        for ((ra, rb), rt) in a.rows.iter().zip(b.rows.iter_mut()).zip(&t.rows) {
+            assert_eq!(
+                (&ra.version, ra.reports, ra.anonymous_reports),
+                (&rt.version, rt.reports, rt.anonymous_reports),
+                "versions {what}: reports against the truth"
+            );
+            (rb.reports, rb.anonymous_reports) = (ra.reports, ra.anonymous_reports);
+        }
+        assert_eq!(a, b, "versions {what}");
+        assert_eq!(
+            (
+                a.active_clusters,
+                a.active_nodes,
+                a.mixed_clusters,
+                a.insecure_clusters,
+                a.insecure_nodes
+            ),
+            (
+                t.active_clusters,
+                t.active_nodes,
+                t.mixed_clusters,
+                t.insecure_clusters,
+                t.insecure_nodes
+            ),
+            "versions {what} against the truth"
+        );
+    }
+    for bucket in [Bucket::Day, Bucket::Week] {
+        assert_eq!(
+            ch.trend(&z, start, end, bucket).unwrap(),
+            sqlite.trend(&z, start, end, bucket).unwrap(),
+            "trend by {bucket:?}"
+        );
+    }
+    for v in ["2.3.1", "2.4.1", "9.9.9"] {
+        let v = semver::Version::parse(v).unwrap();
+        assert_eq!(
+            ch.adoption(&z, &v, end).unwrap(),
+            sqlite.adoption(&z, &v, end).unwrap(),
+            "adoption of {v}"
+        );
+    }
+    // A third of the reports reached both servers: ClickHouse holds every
+    // delivery, and counts each report once.
+    let rows = client
+        .query("SELECT count(), uniqExact(client_time, report_id) FROM reports")
+        .unwrap();
+    let distinct: u64 = rows[0][1].parse().unwrap();
+    let deliveries: u64 = rows[0][0].parse().unwrap();
+    assert_eq!(distinct, fleet.history.len() as u64);
+    assert!(deliveries > distinct, "{deliveries} deliveries");
+}
+
+#[test]
+fn one_server_gives_the_numbers_sqlite_gives() {
+    if !available("one_server_gives_the_numbers_sqlite_gives") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::start(&dir.path().join("ch"), "", (free_port(), free_port()));
+    let client = Client::new(&ch.url("vc"), Duration::from_secs(30));
+    compare(&client, &Topology::Single);
+    // Migrating again changes nothing.
+    clickhouse::migrate(&client, &Topology::Single).unwrap();
+}
+
+#[test]
+fn two_shards_give_the_numbers_sqlite_gives() {
+    if !available("two_shards_give_the_numbers_sqlite_gives") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [(free_port(), free_port()), (free_port(), free_port())];
+    let shard = |tcp: u16| {
+        format!("<shard><replica><host>127.0.0.1</host><port>{tcp}</port></replica></shard>")
+    };
+    let remote = format!("<two>{}{}</two>", shard(ports[0].1), shard(ports[1].1));
+    let a = ClickHouse::start(&dir.path().join("a"), &remote, ports[0]);
+    let b = ClickHouse::start(&dir.path().join("b"), &remote, ports[1]);
+    let client = Client::new(&a.url("vc"), Duration::from_secs(30));
+    let topology = Topology::Cluster {
+        name: "two".into(),
+        nodes: vec![a.url("vc"), b.url("vc")],
+    };
+    compare(&client, &topology);
+    // Both shards hold rows.
+    for node in [&a, &b] {
+        let local = Client::new(&node.url("vc"), Duration::from_secs(30));
+        let n: u64 = local.query("SELECT count() FROM reports_local").unwrap()[0][0]
+            .parse()
+            .unwrap();
+        assert!(n > 0, "a shard is empty");
+    }
+}
+
+async fn report(setup: &Setup, addr: std::net::SocketAddr, i: usize) {
+    let name = setup.name(&format!("c{}", i % 7), &format!("n{i}"), "2.4.0");
+    let r = udp(addr, &query(&name, RecordType::TXT, None)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(r.answers.len(), 1, "report {i} got no hint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_loses_nothing_and_dns_keeps_answering() {
+    if !available("an_outage_loses_nothing_and_dns_keeps_answering") {
+        return;
+    }
+    let setup = Setup::new();
+    let mut ch = ClickHouse::start(&setup.dir.path().join("ch"), "", (free_port(), free_port()));
+    let url = ch.url("vc");
+    let text = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        format!(
+            "{text}\n[clickhouse]\nurl = \"{url}\"\nserver_name = \"ns1\"\ninterval_ms = 50\nmax_backoff_secs = 1\ntimeout_secs = 2\n"
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&setup.config_path()).unwrap();
+    let server = RunningServer::start(&config).await.unwrap();
+    let addr = server.local_addrs()[0];
+    let metrics = server.metrics().clone();
+    let client = Client::new(&url, Duration::from_secs(5));
+    let count = || -> (u64, u64) {
+        let rows = client
+            .query("SELECT count(), uniqExact(report_id) FROM reports")
+            .unwrap_or_default();
+        rows.first()
+            .map(|r| (r[0].parse().unwrap(), r[1].parse().unwrap()))
+            .unwrap_or((0, 0))
+    };
+    let wait_for = |n: u64| {
+        let started = Instant::now();
+        while metrics.shipped_reports.load(Ordering::Relaxed) < n {
+            assert!(started.elapsed() < Duration::from_secs(60), "not shipped");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    for i in 0..40 {
+        report(&setup, addr, i).await;
+    }
+    tokio::task::block_in_place(|| wait_for(40));
+    assert_eq!(count(), (40, 40));
+
+    // ClickHouse goes away; every query is still answered.
+    ch.kill();
+    for i in 40..140 {
+        report(&setup, addr, i).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(metrics.shipped_reports.load(Ordering::Relaxed), 40);
+    assert!(metrics.ship_errors.load(Ordering::Relaxed) > 0);
+
+    ch.resume();
+    tokio::task::block_in_place(|| wait_for(140));
+    // Every report exactly once: no copy, none missing.
+    assert_eq!(count(), (140, 140));
+    let end = metrics.journal_end.load(Ordering::Relaxed);
+    assert_eq!(metrics.shipped_position.load(Ordering::Relaxed), end);
+    server.shutdown().await.unwrap();
+
+    // The same statistics from the server's SQLite and from ClickHouse.
+    let sqlite = Source::open(&[setup.db_path()]).unwrap();
+    let from_ch = Source::clickhouse(&url, Duration::from_secs(30));
+    let today = vcheckd::clock::today();
+    let z = ZoneName::new(common::ZONE).unwrap();
+    assert_eq!(
+        from_ch.summary(&z, today - 6, today).unwrap().active,
+        sqlite.summary(&z, today - 6, today).unwrap().active
+    );
+    assert_eq!(
+        from_ch.versions(&z, today - 6, today).unwrap(),
+        sqlite.versions(&z, today - 6, today).unwrap()
+    );
+}
