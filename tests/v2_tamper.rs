@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use hickory_proto::op::Message;
 use hickory_proto::rr::rdata::TXT;
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RData;
 use hickory_proto::serialize::binary::BinEncodable;
 use tokio::net::UdpSocket;
 use vcheckd::config::Config;
