@@ -114,6 +114,23 @@ async fn a_sealed_report_gets_the_signed_policy_and_is_recorded_once() {
     use std::sync::atomic::Ordering::Relaxed;
     assert_eq!(metrics.reports_v2.load(Relaxed), 4);
     assert_eq!(metrics.reports_v1.load(Relaxed), 1);
+    // Shown by protocol version in the statistics.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vcheckd"))
+        .args(["stats", "summary", "--json", "--db"])
+        .arg(setup.base.db_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v[0]["reports_v1"].as_u64(), v[0]["reports_v2"].as_u64()),
+        (Some(1), Some(4)),
+        "{v}"
+    );
 }
 
 #[tokio::test]

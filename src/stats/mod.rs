@@ -91,6 +91,10 @@ pub struct Summary {
     pub rejected_names: u64,
     /// Answered reports the journal could not take (it was full).
     pub dropped: u64,
+    /// Report names answered, by protocol version (per server, all zones):
+    /// how far a fleet has moved to v2.
+    pub reports_v1: u64,
+    pub reports_v2: u64,
 }
 
 /// The span a summary needs loaded: the window and the span before it, and
@@ -154,6 +158,8 @@ pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
         duplicates: data.counter("reports.duplicate", first_day, last_day),
         rejected_names: data.counter("rejected.", first_day, last_day),
         dropped: data.counter("reports.dropped", first_day, last_day),
+        reports_v1: data.counter("reports.v1", first_day, last_day),
+        reports_v2: data.counter("reports.v2", first_day, last_day),
     }
 }
 

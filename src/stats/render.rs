@@ -100,6 +100,8 @@ impl Tabular for Summary {
             ("duplicates", self.duplicates),
             ("rejected_names", self.rejected_names),
             ("dropped", self.dropped),
+            ("reports_v1", self.reports_v1),
+            ("reports_v2", self.reports_v2),
         ] {
             rows.push(vec![k.to_string(), v.to_string()]);
         }

@@ -165,6 +165,8 @@ impl Source {
             duplicates: counter("reports.duplicate"),
             rejected_names: counter("rejected."),
             dropped: counter("reports.dropped"),
+            reports_v1: counter("reports.v1"),
+            reports_v2: counter("reports.v2"),
         })
     }
 
