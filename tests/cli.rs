@@ -380,7 +380,7 @@ fn keygen_writes_a_private_key_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = vcheckd(
         dir.path(),
-        &["keygen", "--id", "9", "--out", "k/new.key"],
+        &["keygen", "--v1", "--id", "9", "--out", "k/new.key"],
         &[],
     );
     assert!(out.status.success(), "{out:?}");
@@ -396,11 +396,52 @@ fn keygen_writes_a_private_key_file() {
         );
     }
     // Never silently replaced.
-    let again = vcheckd(dir.path(), &["keygen", "--out", "k/new.key"], &[]);
+    let again = vcheckd(dir.path(), &["keygen", "--v1", "--out", "k/new.key"], &[]);
     assert_eq!(again.status.code(), Some(1));
     assert_eq!(vcheckd::protocol::Key::load(&path).unwrap(), key);
-    let printed = stdout(&vcheckd(dir.path(), &["keygen"], &[]));
+    let printed = stdout(&vcheckd(dir.path(), &["keygen", "--v1"], &[]));
     assert!(vcheckd::protocol::Key::parse(&printed).is_ok());
+}
+
+#[test]
+fn keygen_writes_a_v2_pair_private_for_servers_public_for_clients() {
+    use vcheckd::protocol::v2::{PrivateKey, PublicKey};
+    let dir = tempfile::tempdir().unwrap();
+    let out = vcheckd(
+        dir.path(),
+        &[
+            "keygen",
+            "--id",
+            "4",
+            "--private",
+            "k/z.private",
+            "--public",
+            "k/z.public",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let private = PrivateKey::load(&dir.path().join("k/z.private")).unwrap();
+    let public = PublicKey::load(&dir.path().join("k/z.public")).unwrap();
+    assert_eq!((private.id.0, private.public()), (4, public));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |f: &str| {
+            std::fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!((mode("k/z.private"), mode("k/z.public")), (0o600, 0o644));
+    }
+    // The public file holds nothing secret.
+    let public_text = std::fs::read_to_string(dir.path().join("k/z.public")).unwrap();
+    assert!(!public_text.contains(private.to_token().split(':').nth(2).unwrap()));
+    // A v2 pair needs both files.
+    let half = vcheckd(dir.path(), &["keygen", "--private", "k/y.private"], &[]);
+    assert!(!half.status.success());
 }
 
 #[test]

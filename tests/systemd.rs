@@ -275,15 +275,26 @@ fn shipped_config_listens_on_ipv4_and_ipv6_together() {
     // The key lives where the unit's LoadCredential= puts it; here, beside
     // the config.
     for zone in config["zone"].as_array_mut().unwrap() {
-        zone.as_table_mut()
-            .unwrap()
-            .insert("keys".into(), vec!["vc.example.com.key"].into());
+        let zone = zone.as_table_mut().unwrap();
+        zone.insert("keys".into(), vec!["vc.example.com.key"].into());
+        zone.insert(
+            "private_keys".into(),
+            vec!["vc.example.com.v2.private"].into(),
+        );
     }
     std::fs::write(dir.path().join("vcheckd.toml"), config.to_string()).unwrap();
     std::fs::write(dir.path().join("vc.example.com.zone"), SAMPLE_ZONE).unwrap();
     let keygen = Command::new(BIN)
-        .args(["keygen", "--id", "1", "--out"])
+        .args(["keygen", "--v1", "--id", "1", "--out"])
         .arg(dir.path().join("vc.example.com.key"))
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "keygen: {keygen:?}");
+    let keygen = Command::new(BIN)
+        .args(["keygen", "--id", "1", "--private"])
+        .arg(dir.path().join("vc.example.com.v2.private"))
+        .arg("--public")
+        .arg(dir.path().join("vc.example.com.v2.public"))
         .output()
         .unwrap();
     assert!(keygen.status.success(), "keygen: {keygen:?}");

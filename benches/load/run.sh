@@ -110,7 +110,7 @@ free_port() {
 
 # --- vcheckd: key, zone, config --------------------------------------------
 mkdir -p "$TMP/vcheckd" "$TMP/nsd" "$TMP/names"
-"$BIN" keygen --out "$TMP/vcheckd/load.key" >/dev/null 2>&1
+"$BIN" keygen --v1 --out "$TMP/vcheckd/load.key" >/dev/null 2>&1
 cp "$ROOT/zones/$ZONE.zone" "$TMP/vcheckd/zone.txt"
 VC_PORT=$(free_port)
 NSD_PORT=$(free_port "$VC_PORT")

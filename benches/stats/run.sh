@@ -119,7 +119,7 @@ run_stats "adoption $ADOPTION_VERSION" adoption "$ADOPTION_VERSION"
 # On a copy: the server's processor writes to its database.
 say "== vcheckd serve on a copy of the fleet database, HTTP timed with curl =="
 cp "$FLEET" "$TMP/fleet.sqlite"
-"$BIN" keygen --out "$TMP/stats.key" >/dev/null 2>&1
+"$BIN" keygen --v1 --out "$TMP/stats.key" >/dev/null 2>&1
 cp "$ROOT/zones/vc.example.com.zone" "$TMP/zone.txt"
 cat >"$TMP/vcheckd.toml" <<EOF2
 [server]
