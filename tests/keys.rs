@@ -100,12 +100,56 @@ fn demo_key_is_private_and_never_logged() {
     log.extend(rx.iter());
 
     let log = log.join("\n");
-    assert!(log.contains("DEMO key"), "{log}");
+    assert!(log.contains("DEMO v1 key"), "{log}");
+    assert!(log.contains("DEMO v2 key pair"), "{log}");
     let hex = data_encoding::HEXLOWER.encode(key.secret());
     assert!(
         !log.to_lowercase().contains(&hex),
         "key material in the log:\n{log}"
     );
+    // The v2 pair: the private half private, neither secret logged.
+    let private_path = dir.path().join("data/demo.v2.private");
+    assert_eq!(mode(&private_path), 0o600);
+    assert_eq!(mode(&dir.path().join("data/demo.v2.public")), 0o644);
+    let private = vcheckd::protocol::v2::PrivateKey::load(&private_path).unwrap();
+    let token = private.to_token();
+    for secret in token.split(':').skip(2) {
+        assert!(!log.contains(secret), "v2 key material in the log:\n{log}");
+    }
+}
+
+#[test]
+fn a_v2_private_key_others_can_read_is_refused_by_name() {
+    let setup = Setup::new();
+    let private = vcheckd::protocol::v2::PrivateKey::generate(vcheckd::protocol::KeyId(2));
+    let path = setup.dir.path().join("v2.private");
+    write_private(&path, &private.to_token());
+    let text = std::fs::read_to_string(setup.config_path())
+        .unwrap()
+        .replace(
+            "keys = [\"test.key\"]",
+            "keys = [\"test.key\"]\nprivate_keys = [\"v2.private\"]",
+        );
+    std::fs::write(setup.config_path(), text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for bad in [0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bad)).unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(setup.config_path())
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "mode {bad:o} accepted: {err}");
+        assert!(
+            err.contains(&format!("run `chmod 600 {}`", path.display())),
+            "{err}"
+        );
+        for secret in private.to_token().split(':').skip(2) {
+            assert!(!err.contains(secret), "{err}");
+        }
+    }
 }
 
 #[test]
