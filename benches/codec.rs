@@ -1,6 +1,8 @@
 //! The wire format's hot functions, without sockets or SQLite:
 //! building a query name (client side), decoding its labels (the server's
-//! per-query crypto) and computing the hint the server answers with.
+//! per-query crypto in v1) and computing the hint the server answers with;
+//! for protocol v2, sealing (client), the shape check (the answer path's
+//! only work) and opening (the processor's).
 //!
 //! Run: `cargo bench --bench codec` (add `-- --warm-up-time 1
 //! --measurement-time 3` for a quick pass).
@@ -144,5 +146,36 @@ fn hint(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, encode, decode, hint);
+fn v2(c: &mut Criterion) {
+    use vcheckd::protocol::name::labels_to_frame;
+    use vcheckd::protocol::v2::{self, frame, PrivateKey, PrivateKeyring};
+    let private = PrivateKey::from_secrets(KeyId(1), [0x21; 32], [0x42; 32]).unwrap();
+    let public = private.public();
+    let ring = PrivateKeyring::new(vec![private]).unwrap();
+    let zone = ZoneName::new(ZONE).unwrap();
+    let payload = payload(&key());
+    let (name, _) = v2::encode_query_name(&public, &zone, &payload).unwrap();
+    let owned = payload_labels(&name);
+    let labels: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+    let sealed = labels_to_frame(&labels).unwrap();
+    assert!(frame::open(&ring, &zone, &sealed).is_ok());
+    let mut g = c.benchmark_group("v2");
+    g.bench_function("seal_client", |b| {
+        b.iter(|| v2::encode_query_name(black_box(&public), black_box(&zone), black_box(&payload)))
+    });
+    // What the answer path does with a v2 name: base32 and the shape.
+    g.bench_function("answer_path_shape_check", |b| {
+        b.iter(|| {
+            let f = labels_to_frame(black_box(&labels)).unwrap();
+            frame::check_shape(&f, |id| id == KeyId(1)).is_ok()
+        })
+    });
+    // What the processor does with it.
+    g.bench_function("open_processor", |b| {
+        b.iter(|| frame::open(black_box(&ring), black_box(&zone), black_box(&sealed)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encode, decode, hint, v2);
 criterion_main!(benches);
