@@ -8,7 +8,8 @@ use semver::Version;
 
 use vcheckd::hint::{AdvisoryConfig, Releases, ReleasesConfig};
 use vcheckd::protocol::name::{frame_to_labels, frame_to_name};
-use vcheckd::protocol::v2::{self, frame, IdKind, PrivateKey, PrivateKeyring, SignedPolicy};
+use vcheckd::protocol::v2::{self, frame, PrivateKey, PrivateKeyring, SignedPolicy};
+use vcheckd::protocol::IdKind;
 use vcheckd::protocol::{Identity, KeyId, Payload, ZoneName};
 
 const DOC: &str = include_str!("../docs/PROTOCOL.md");

@@ -96,6 +96,26 @@ pub struct Reporter {
     pub node_id: String,
 }
 
+/// The identity a report carries: the anonymized ids (by the protocol's
+/// `anonymize`), or none when withheld.
+pub(crate) fn identity(
+    reporter: Option<&Reporter>,
+    anonymize: impl Fn(IdKind<'_>, &str) -> crate::protocol::AnonId,
+) -> Identity {
+    match reporter {
+        None => Identity::Withheld,
+        Some(r) => Identity::Known {
+            cluster: anonymize(IdKind::Cluster, &r.cluster_id),
+            node: anonymize(
+                IdKind::Node {
+                    cluster: &r.cluster_id,
+                },
+                &r.node_id,
+            ),
+        },
+    }
+}
+
 /// One version check, ready to be previewed or sent.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -118,22 +138,11 @@ pub struct Prepared {
 
 impl Check {
     pub fn payload(&self, timestamp: u64) -> Payload {
-        let identity = match &self.reporter {
-            None => Identity::Withheld,
-            Some(r) => Identity::Known {
-                cluster: anonymize(&self.key, IdKind::Cluster, &r.cluster_id),
-                node: anonymize(
-                    &self.key,
-                    IdKind::Node {
-                        cluster: &r.cluster_id,
-                    },
-                    &r.node_id,
-                ),
-            },
-        };
         Payload {
             timestamp,
-            identity,
+            identity: identity(self.reporter.as_ref(), |kind, id| {
+                anonymize(&self.key, kind, id)
+            }),
             version: self.version.clone(),
         }
     }

@@ -18,8 +18,8 @@ use semver::Version;
 use super::{resolve, CheckError, Reporter};
 use crate::hint::Hint;
 use crate::protocol::v2::policy::{from_txt_strings, PolicyError, SignedPolicy};
-use crate::protocol::v2::{self, IdKind, PublicKey};
-use crate::protocol::{EncodeError, Identity, KeyId, Payload, ReportId, ZoneName};
+use crate::protocol::v2::{self, PublicKey};
+use crate::protocol::{EncodeError, KeyId, Payload, ReportId, ZoneName};
 
 /// One v2 version check, ready to be previewed or sent.
 #[derive(Debug, Clone)]
@@ -49,22 +49,11 @@ fn unix_now() -> u64 {
 
 impl CheckV2 {
     pub fn payload(&self, timestamp: u64) -> Payload {
-        let identity = match &self.reporter {
-            None => Identity::Withheld,
-            Some(r) => Identity::Known {
-                cluster: v2::anonymize(&self.zone, IdKind::Cluster, &r.cluster_id),
-                node: v2::anonymize(
-                    &self.zone,
-                    IdKind::Node {
-                        cluster: &r.cluster_id,
-                    },
-                    &r.node_id,
-                ),
-            },
-        };
         Payload {
             timestamp,
-            identity,
+            identity: super::identity(self.reporter.as_ref(), |kind, id| {
+                v2::anonymize(&self.zone, kind, id)
+            }),
             version: self.version.clone(),
         }
     }

@@ -21,7 +21,7 @@ pub mod policy;
 use sha2::{Digest, Sha256};
 
 use super::name::{frame_to_name, ZoneName};
-use super::{AnonId, EncodeError, Payload, ReportId};
+use super::{AnonId, EncodeError, IdKind, Payload, ReportId};
 
 pub use keys::{PrivateKey, PrivateKeyring, PublicKey};
 pub use policy::{PolicyError, ServedPolicy, SignedPolicy};
@@ -34,12 +34,6 @@ type Kdf = hpke::kdf::HkdfSha256;
 /// ChaCha20-Poly1305: constant-time in software on every CPU a client may
 /// run on (no AES instructions needed), and the `hpke` crate's default.
 type Aead = hpke::aead::ChaCha20Poly1305;
-
-/// Which id is being anonymized (see [`anonymize`]).
-pub enum IdKind<'a> {
-    Cluster,
-    Node { cluster: &'a str },
-}
 
 /// The anonymized form of a real id, without any client secret:
 ///
