@@ -1,4 +1,4 @@
-//! `Responder::respond`, the whole per-query work of the server minus the
+//! `Handler::handle`, the whole per-query work of the server minus the
 //! socket calls: parse the request, find the zone, decode the payload,
 //! compute the hint, append the report to the journal, encode the answer.
 //!
@@ -34,7 +34,7 @@ use hickory_proto::serialize::binary::BinEncodable;
 
 use vcheckd::client::{Check, Reporter};
 use vcheckd::config::{Config, SAMPLE_ZONE};
-use vcheckd::dns::{Catalog, Responder, Transport};
+use vcheckd::dns::{Catalog, Handler, Transport};
 use vcheckd::journal::{Journal, JournalConfig};
 use vcheckd::metrics::Metrics;
 use vcheckd::processor::JournalSink;
@@ -53,7 +53,7 @@ const POOL: usize = 4096;
 
 /// The responder, the journal behind it, and the temp folder they live in.
 struct Fixture {
-    responder: Responder,
+    responder: Handler,
     metrics: Arc<Metrics>,
     journal: Arc<Journal>,
     key: Key,
@@ -115,7 +115,7 @@ fixed = ["2.3.1", "2.4.1"]
         );
         let sink = Arc::new(JournalSink::new(journal.clone(), metrics.clone()));
         Fixture {
-            responder: Responder::new(catalog, sink, metrics.clone()),
+            responder: Handler::new(catalog, sink, metrics.clone()),
             metrics,
             journal,
             key,
@@ -191,7 +191,7 @@ fn check_answer(
     authority: usize,
 ) {
     let mut out = Vec::new();
-    assert!(f.responder.respond(request, Transport::Udp, &mut out));
+    assert!(f.responder.handle(request, Transport::Udp, &mut out));
     let m = Message::from_vec(&out).unwrap();
     assert_eq!(m.metadata.response_code, rcode);
     assert_eq!(m.answers.len(), answers, "answers");
@@ -232,7 +232,7 @@ fn main() {
         b.iter(|| {
             i = (i + 1) % POOL;
             f.responder
-                .respond(black_box(&valid[i]), Transport::Udp, &mut out)
+                .handle(black_box(&valid[i]), Transport::Udp, &mut out)
         })
     });
     for (what, request) in [
@@ -243,7 +243,7 @@ fn main() {
         g.bench_function(what, |b| {
             b.iter(|| {
                 f.responder
-                    .respond(black_box(request), Transport::Udp, &mut out)
+                    .handle(black_box(request), Transport::Udp, &mut out)
             })
         });
     }
@@ -278,7 +278,7 @@ fn main() {
         b.iter(|| {
             i = (i + 1) % POOL;
             full.responder
-                .respond(black_box(&valid_full[i]), Transport::Udp, &mut out)
+                .handle(black_box(&valid_full[i]), Transport::Udp, &mut out)
         })
     });
     g.finish();

@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use hickory_proto::serialize::txt::Parser;
 use thiserror::Error;
 
 use crate::config::{Config, ConfigError};
-use crate::hint::{Releases, ReleasesError};
-use crate::protocol::{Key, KeyError, Keyring, ZoneName};
+use crate::hint::{Hint, Releases, ReleasesError};
+use crate::protocol::name::decode_labels;
+use crate::protocol::{DecodeError, Key, KeyError, Keyring, Report, ZoneName};
 
 #[derive(Debug, Error)]
 pub enum CatalogError {
@@ -44,17 +46,44 @@ pub enum CatalogError {
     Duplicate(String),
 }
 
+/// One record without its owner, as sent: TYPE, CLASS, TTL, RDLENGTH and
+/// RDATA, names in the RDATA uncompressed. Encoded once when the zone is
+/// loaded; the responder writes the owner as a pointer into the question.
+#[derive(Debug, Clone)]
+pub(crate) struct Encoded {
+    pub rtype: u16,
+    pub bytes: Box<[u8]>,
+}
+
+/// The zone file's records at one name.
+#[derive(Debug)]
+pub(crate) struct FixedName {
+    pub records: Vec<Encoded>,
+    /// The one record an ANY query gets (RFC 8482): the SOA at the apex,
+    /// as NSD does, elsewhere the name's first record.
+    pub any: usize,
+}
+
+/// What a payload name under a zone decodes to: the answer's data and the
+/// report to record. Protocol v1 decodes and authenticates the report here
+/// (its answer depends on the reported version); a later protocol adds its
+/// variant beside it.
+#[derive(Debug)]
+pub(crate) enum ReportAnswer {
+    V1 { report: Report, hint: Hint },
+}
+
 /// One served zone.
 #[derive(Debug)]
 pub struct Zone {
     pub name: ZoneName,
     /// Labels of the origin, lower case, root excluded.
     labels: Vec<Vec<u8>>,
-    soa: Record,
-    /// TTL of negative answers (RFC 2308: the lesser of SOA TTL and minimum).
-    negative_ttl: u32,
-    /// Fixed names from the zone file, by owner.
-    records: HashMap<LowerName, Vec<Record>>,
+    /// The SOA with the negative TTL (RFC 2308: the lesser of the SOA's
+    /// TTL and its minimum), for the authority section of negative answers.
+    negative_soa: Encoded,
+    /// Fixed names from the zone file, by their wire form in lower case.
+    fixed: HashMap<Box<[u8]>, FixedName>,
     pub keyring: Keyring,
     pub releases: Releases,
     pub answer_ttl: u32,
@@ -65,26 +94,34 @@ impl Zone {
         self.labels.len()
     }
 
-    /// The SOA to put in the authority section of a negative answer.
-    pub fn negative_soa(&self) -> Record {
-        let mut soa = self.soa.clone();
-        soa.ttl = self.negative_ttl;
-        soa
+    pub(crate) fn negative_soa(&self) -> &Encoded {
+        &self.negative_soa
     }
 
-    /// The zone file's records at `name` (any case), or `None` if the name
-    /// has none.
-    pub fn fixed_records(&self, name: &Name) -> Option<&[Record]> {
-        self.records.get(&LowerName::new(name)).map(Vec::as_slice)
+    /// The zone file's records at the name whose wire form, in lower case,
+    /// is `lower_wire`, or `None` if the name has none.
+    pub(crate) fn fixed(&self, lower_wire: &[u8]) -> Option<&FixedName> {
+        self.fixed.get(lower_wire)
+    }
+
+    /// Decodes the payload labels (leaf first, as received) of a name under
+    /// this zone into the report and what to answer.
+    pub(crate) fn report(&self, labels: &[&[u8]]) -> Result<ReportAnswer, DecodeError> {
+        let report = decode_labels(&self.keyring, &self.name, labels)?;
+        let hint = self.releases.hint_for(&report.payload.version);
+        Ok(ReportAnswer::V1 { report, hint })
     }
 
     /// Whether `labels` (a query name's labels, leaf first) end in this zone.
-    fn contains(&self, labels: &[&[u8]]) -> bool {
-        labels.len() >= self.labels.len()
-            && labels[labels.len() - self.labels.len()..]
-                .iter()
-                .zip(&self.labels)
-                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    fn contains<'l>(&self, labels: impl ExactSizeIterator<Item = &'l [u8]>) -> bool {
+        let skip = match labels.len().checked_sub(self.labels.len()) {
+            Some(n) => n,
+            None => return false,
+        };
+        labels
+            .skip(skip)
+            .zip(&self.labels)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
     }
 }
 
@@ -139,9 +176,13 @@ impl Catalog {
         Ok(Catalog { zones })
     }
 
-    /// The most specific zone that contains the name with these labels.
-    pub fn find(&self, labels: &[&[u8]]) -> Option<&Zone> {
-        self.zones.iter().find(|z| z.contains(labels))
+    /// The most specific zone that contains the name with these labels
+    /// (leaf first).
+    pub fn find<'l, I>(&self, labels: I) -> Option<&Zone>
+    where
+        I: ExactSizeIterator<Item = &'l [u8]> + Clone,
+    {
+        self.zones.iter().find(|z| z.contains(labels.clone()))
     }
 
     pub fn zones(&self) -> impl Iterator<Item = &Zone> {
@@ -193,7 +234,7 @@ fn parse_zone(
             .and_then(|rs| rs.iter().find(|r| r.record_type() == t))
             .cloned()
     };
-    let soa = at_apex(RecordType::SOA).ok_or(CatalogError::Missing {
+    let mut soa = at_apex(RecordType::SOA).ok_or(CatalogError::Missing {
         zone: zone(),
         what: "SOA",
     })?;
@@ -201,18 +242,66 @@ fn parse_zone(
         zone: zone(),
         what: "NS",
     })?;
-    let negative_ttl = match &soa.data {
-        RData::SOA(s) => s.minimum.min(soa.ttl),
-        _ => soa.ttl,
+    if let RData::SOA(s) = &soa.data {
+        soa.ttl = s.minimum.min(soa.ttl);
+    }
+    let zone_text = zone();
+    let encode_err = |e: hickory_proto::ProtoError| CatalogError::ZoneFile {
+        zone: zone_text.clone(),
+        message: e.to_string(),
     };
+    let mut fixed = HashMap::with_capacity(records.len());
+    for (owner, set) in &records {
+        let mut encoded = Vec::with_capacity(set.len());
+        for r in set {
+            encoded.push(encode_record(r).map_err(encode_err)?);
+        }
+        let any = set
+            .iter()
+            .position(|r| r.record_type() == RecordType::SOA)
+            .unwrap_or(0);
+        let wire = Name::from(owner)
+            .to_lowercase()
+            .to_bytes()
+            .map_err(encode_err)?;
+        fixed.insert(
+            wire.into_boxed_slice(),
+            FixedName {
+                records: encoded,
+                any,
+            },
+        );
+    }
+    let negative_soa = encode_record(&soa).map_err(encode_err)?;
     Ok(Zone {
         labels: origin.iter().map(|l| l.to_ascii_lowercase()).collect(),
         name,
-        soa,
-        negative_ttl,
-        records,
+        negative_soa,
+        fixed,
         keyring,
         releases,
         answer_ttl,
+    })
+}
+
+/// `record` without its owner, names in its RDATA uncompressed (they are
+/// copied into answers at any offset).
+fn encode_record(record: &Record) -> Result<Encoded, hickory_proto::ProtoError> {
+    let mut rdata = Vec::with_capacity(64);
+    let mut encoder = BinEncoder::new(&mut rdata);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    record.data.emit(&mut encoder)?;
+    let rtype = u16::from(record.record_type());
+    let rdlen = u16::try_from(rdata.len())
+        .map_err(|_| hickory_proto::ProtoError::from("record data too long"))?;
+    let mut bytes = Vec::with_capacity(10 + rdata.len());
+    bytes.extend_from_slice(&rtype.to_be_bytes());
+    bytes.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
+    bytes.extend_from_slice(&record.ttl.to_be_bytes());
+    bytes.extend_from_slice(&rdlen.to_be_bytes());
+    bytes.extend_from_slice(&rdata);
+    Ok(Encoded {
+        rtype,
+        bytes: bytes.into_boxed_slice(),
     })
 }

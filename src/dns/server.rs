@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tracing::info;
 
 use super::catalog::{Catalog, CatalogError};
-use super::responder::Responder;
+use super::handler::Handler;
 use super::rrl::RateLimiter;
 use super::tcp::{self, TcpLimits};
 use super::udp;
@@ -53,7 +53,7 @@ pub enum ServerError {
 pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     http_addr: Option<SocketAddr>,
-    responder: Arc<Responder>,
+    responder: Arc<Handler>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
     journal: Arc<Journal>,
@@ -104,7 +104,7 @@ impl RunningServer {
         )
         .map_err(ServerError::Processor)?;
         let sink = Arc::new(JournalSink::new(journal.clone(), metrics.clone()));
-        let responder = Arc::new(Responder::new(catalog, sink, metrics));
+        let responder = Arc::new(Handler::new(catalog, sink, metrics));
         let (stop, stopped) = watch::channel(false);
         let limits = TcpLimits {
             idle_timeout: Duration::from_secs(config.server.tcp_idle_timeout_secs.max(1)),

@@ -13,7 +13,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::warn;
 
-use super::responder::{Responder, Transport};
+use super::handler::Handler;
+use super::responder::Transport;
 use crate::metrics::bump;
 
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +87,7 @@ impl Drop for SourceSlot {
 /// Accepts connections until `shutdown` turns true, then closes them all.
 pub async fn serve(
     listener: TcpListener,
-    responder: Arc<Responder>,
+    responder: Arc<Handler>,
     limits: TcpLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -135,7 +136,7 @@ pub async fn serve(
 
 async fn connection(
     mut stream: TcpStream,
-    responder: Arc<Responder>,
+    responder: Arc<Handler>,
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -158,7 +159,7 @@ async fn connection(
             },
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if !responder.respond(&request, Transport::Tcp, &mut response) {
+        if !responder.handle(&request, Transport::Tcp, &mut response) {
             return;
         }
         // The responder never produces more than 65535 bytes over TCP.

@@ -8,7 +8,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::responder::{Responder, Transport};
+use super::handler::Handler;
+use super::responder::Transport;
 use super::rrl::{self, Action, RateLimiter};
 use crate::metrics::bump;
 
@@ -16,7 +17,7 @@ use crate::metrics::bump;
 /// rate limiter (shared by all UDP sockets) before it is sent.
 pub async fn serve(
     socket: UdpSocket,
-    responder: Arc<Responder>,
+    responder: Arc<Handler>,
     limiter: Arc<RateLimiter>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -40,7 +41,7 @@ pub async fn serve(
                 continue;
             }
         };
-        if !responder.respond(&request[..len], Transport::Udp, &mut response) {
+        if !responder.handle(&request[..len], Transport::Udp, &mut response) {
             continue;
         }
         match limiter.check(peer.ip()) {
