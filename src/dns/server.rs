@@ -6,8 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use thiserror::Error;
-use tokio::net::{TcpListener, UdpSocket};
+
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::info;
@@ -43,6 +47,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error("cannot start a UDP thread")]
+    UdpThread(#[source] io::Error),
     #[error("cannot start the processor thread")]
     Processor(#[source] io::Error),
 }
@@ -56,6 +62,7 @@ pub struct RunningServer {
     responder: Arc<Handler>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    udp: UdpThreads,
     journal: Arc<Journal>,
     processor: Processor,
     shutdown_timeout: Duration,
@@ -116,6 +123,7 @@ impl RunningServer {
             config.server.rrl_slip,
         ));
         let mut tasks = JoinSet::new();
+        let mut udp_threads = UdpThreads::default();
         let mut addrs = Vec::new();
         let udp_workers = match config.server.udp_workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -124,12 +132,7 @@ impl RunningServer {
         for want in &config.server.listen {
             let (udp_sockets, tcp_listener, addr) = bind_pair(*want, udp_workers)?;
             for socket in udp_sockets {
-                tasks.spawn(udp::serve(
-                    socket,
-                    responder.clone(),
-                    limiter.clone(),
-                    stopped.clone(),
-                ));
+                udp_threads.spawn(socket, responder.clone(), limiter.clone())?;
             }
             tasks.spawn(tcp::serve(
                 tcp_listener,
@@ -160,6 +163,7 @@ impl RunningServer {
             responder,
             stop,
             tasks,
+            udp: udp_threads,
             journal,
             processor,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs.max(1)),
@@ -194,6 +198,8 @@ impl RunningServer {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         let started = std::time::Instant::now();
         let _ = self.stop.send(true);
+        let udp = std::mem::take(&mut self.udp);
+        let _ = tokio::task::spawn_blocking(move || drop(udp)).await;
         while self.tasks.join_next().await.is_some() {}
         drop(self.responder);
         let bound = self.shutdown_timeout;
@@ -232,6 +238,40 @@ impl RunningServer {
     }
 }
 
+/// The UDP receive threads, stopped and joined on drop.
+#[derive(Default)]
+struct UdpThreads {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl UdpThreads {
+    fn spawn(
+        &mut self,
+        socket: UdpSocket,
+        handler: Arc<Handler>,
+        limiter: Arc<RateLimiter>,
+    ) -> Result<(), ServerError> {
+        let stop = self.stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vcheckd-udp".into())
+            .spawn(move || udp::serve(socket, handler, limiter, stop))
+            .map_err(ServerError::UdpThread)?;
+        self.threads.push(thread);
+        Ok(())
+    }
+}
+
+impl Drop for UdpThreads {
+    /// Each thread sees the flag within [`udp::STOP_POLL`].
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Binds `udp_workers` UDP sockets (SO_REUSEPORT: the kernel spreads
 /// datagrams over them, one receive loop each) and a TCP listener on the
 /// same address. With port 0, the kernel picks the port for the first UDP
@@ -253,10 +293,7 @@ fn bind_pair(
         for _ in 1..udp_workers.max(1) {
             udp.push(bind_socket(addr, socket2::Type::DGRAM)?);
         }
-        let udp = udp
-            .into_iter()
-            .map(|s| UdpSocket::from_std(s.into()).map_err(bind_err))
-            .collect::<Result<Vec<_>, _>>()?;
+        let udp = udp.into_iter().map(UdpSocket::from).collect();
         let tcp = bind_socket(addr, socket2::Type::STREAM)
             .and_then(|s| TcpListener::from_std(s.into()).map_err(bind_err));
         match tcp {
