@@ -143,6 +143,7 @@ async fn connection(
     let _ = stream.set_nodelay(true);
     let mut request = Vec::with_capacity(512);
     let mut response = Vec::with_capacity(4_096);
+    let mut framed = Vec::with_capacity(4_096);
     loop {
         let len = tokio::select! {
             r = tokio::time::timeout(idle_timeout, stream.read_u16()) => match r {
@@ -166,7 +167,7 @@ async fn connection(
         let Ok(prefix) = u16::try_from(response.len()) else {
             return;
         };
-        let mut framed = Vec::with_capacity(2 + response.len());
+        framed.clear();
         framed.extend_from_slice(&prefix.to_be_bytes());
         framed.extend_from_slice(&response);
         // A client that stops reading must neither hold its slot forever
