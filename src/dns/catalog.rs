@@ -47,12 +47,19 @@ pub enum CatalogError {
 }
 
 /// One record without its owner, as sent: TYPE, CLASS, TTL, RDLENGTH and
-/// RDATA, names in the RDATA uncompressed. Encoded once when the zone is
-/// loaded; the responder writes the owner as a pointer into the question.
+/// RDATA. Encoded once when the zone is loaded; the responder writes the
+/// owner as a pointer into the question. In SOA and NS data, the part of a
+/// name it shares with the zone's origin is a pointer too: every question
+/// under the zone ends in the origin's labels, so the pointer's target (in
+/// the question) is known only per query, and [`Encoded::pointers`] says
+/// where to write it. The answers are then as small as NSD's.
 #[derive(Debug, Clone)]
 pub(crate) struct Encoded {
     pub rtype: u16,
     pub bytes: Box<[u8]>,
+    /// Where in `bytes` a two-octet pointer goes, and to the question's
+    /// suffix of how many labels.
+    pub pointers: Box<[(u16, u8)]>,
 }
 
 /// The zone file's records at one name.
@@ -250,11 +257,12 @@ fn parse_zone(
         zone: zone_text.clone(),
         message: e.to_string(),
     };
+    let origin_labels: Vec<Vec<u8>> = origin.iter().map(|l| l.to_ascii_lowercase()).collect();
     let mut fixed = HashMap::with_capacity(records.len());
     for (owner, set) in &records {
         let mut encoded = Vec::with_capacity(set.len());
         for r in set {
-            encoded.push(encode_record(r).map_err(encode_err)?);
+            encoded.push(encode_record(r, &origin_labels).map_err(encode_err)?);
         }
         let any = set
             .iter()
@@ -272,9 +280,9 @@ fn parse_zone(
             },
         );
     }
-    let negative_soa = encode_record(&soa).map_err(encode_err)?;
+    let negative_soa = encode_record(&soa, &origin_labels).map_err(encode_err)?;
     Ok(Zone {
-        labels: origin.iter().map(|l| l.to_ascii_lowercase()).collect(),
+        labels: origin_labels,
         name,
         negative_soa,
         fixed,
@@ -284,13 +292,32 @@ fn parse_zone(
     })
 }
 
-/// `record` without its owner, names in its RDATA uncompressed (they are
-/// copied into answers at any offset).
-fn encode_record(record: &Record) -> Result<Encoded, hickory_proto::ProtoError> {
+/// `record` without its owner. The names in SOA and NS data are
+/// compressed against the zone's origin (`origin`: its labels, lower case,
+/// leaf first); other types' names are written whole.
+fn encode_record(
+    record: &Record,
+    origin: &[Vec<u8>],
+) -> Result<Encoded, hickory_proto::ProtoError> {
     let mut rdata = Vec::with_capacity(64);
-    let mut encoder = BinEncoder::new(&mut rdata);
-    encoder.set_name_encoding(NameEncoding::Uncompressed);
-    record.data.emit(&mut encoder)?;
+    let mut pointers = Vec::new();
+    match &record.data {
+        RData::SOA(soa) => {
+            name_template(&soa.mname, origin, &mut rdata, &mut pointers);
+            name_template(&soa.rname, origin, &mut rdata, &mut pointers);
+            rdata.extend_from_slice(&soa.serial.to_be_bytes());
+            for v in [soa.refresh, soa.retry, soa.expire] {
+                rdata.extend_from_slice(&v.to_be_bytes());
+            }
+            rdata.extend_from_slice(&soa.minimum.to_be_bytes());
+        }
+        RData::NS(ns) => name_template(&ns.0, origin, &mut rdata, &mut pointers),
+        data => {
+            let mut encoder = BinEncoder::new(&mut rdata);
+            encoder.set_name_encoding(NameEncoding::Uncompressed);
+            data.emit(&mut encoder)?;
+        }
+    }
     let rtype = u16::from(record.record_type());
     let rdlen = u16::try_from(rdata.len())
         .map_err(|_| hickory_proto::ProtoError::from("record data too long"))?;
@@ -299,9 +326,45 @@ fn encode_record(record: &Record) -> Result<Encoded, hickory_proto::ProtoError> 
     bytes.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
     bytes.extend_from_slice(&record.ttl.to_be_bytes());
     bytes.extend_from_slice(&rdlen.to_be_bytes());
+    let pointers = pointers
+        .into_iter()
+        .map(|(at, labels)| (at + 10, labels))
+        .collect();
     bytes.extend_from_slice(&rdata);
     Ok(Encoded {
         rtype,
         bytes: bytes.into_boxed_slice(),
+        pointers,
     })
+}
+
+/// Writes `name` into `rdata`: the labels it does not share with `origin`,
+/// then a pointer placeholder for the shared ones (recorded in
+/// `pointers`), or the root if it shares none.
+fn name_template(
+    name: &Name,
+    origin: &[Vec<u8>],
+    rdata: &mut Vec<u8>,
+    pointers: &mut Vec<(u16, u8)>,
+) {
+    let labels: Vec<&[u8]> = name.iter().collect();
+    let shared = labels
+        .iter()
+        .rev()
+        .zip(origin.iter().rev())
+        .take_while(|(a, b)| a.eq_ignore_ascii_case(b))
+        .count();
+    for label in &labels[..labels.len() - shared] {
+        // Labels of a parsed name are at most 63 octets.
+        rdata.push(label.len() as u8);
+        rdata.extend_from_slice(label);
+    }
+    if shared == 0 {
+        rdata.push(0);
+    } else {
+        // A name is at most 255 octets, so offsets within SOA or NS data
+        // stay below 600, and a name has at most 127 labels.
+        pointers.push((rdata.len() as u16, shared as u8));
+        rdata.extend_from_slice(&[0xc0, 0]);
+    }
 }

@@ -191,12 +191,12 @@ fn fixed_answer(w: &mut Writer<'_, '_>, zone: &Zone, q: &Question<'_>, fixed: &F
     let mut any = false;
     if q.qtype == code::ANY {
         if let Some(r) = fixed.records.get(fixed.any) {
-            w.answer(HEADER, r);
+            w.answer(q, r);
             any = true;
         }
     } else {
         for r in fixed.records.iter().filter(|r| r.rtype == q.qtype) {
-            w.answer(HEADER, r);
+            w.answer(q, r);
             any = true;
         }
     }
@@ -312,11 +312,22 @@ impl<'o, 'r> Writer<'o, 'r> {
         self.out.extend_from_slice(&(0xc000 | at).to_be_bytes());
     }
 
-    /// A pre-encoded record owned by the name at `owner_at`.
-    fn answer(&mut self, owner_at: usize, record: &Encoded) {
-        self.owner(owner_at);
-        self.out.extend_from_slice(&record.bytes);
+    /// A pre-encoded record owned by the question's name.
+    fn answer(&mut self, q: &Question<'_>, record: &Encoded) {
+        self.owner(HEADER);
+        self.copy(q, record);
         self.answers += 1;
+    }
+
+    /// Copies `record`, pointing its compressed names into the question.
+    fn copy(&mut self, q: &Question<'_>, record: &Encoded) {
+        let base = self.out.len();
+        self.out.extend_from_slice(&record.bytes);
+        for &(at, labels) in record.pointers.iter() {
+            let target = 0xc000 | (HEADER + q.suffix_at(usize::from(labels))) as u16;
+            let at = base + usize::from(at);
+            self.out[at..at + 2].copy_from_slice(&target.to_be_bytes());
+        }
     }
 
     /// A record owned by the question's name, its RDATA written by `rdata`.
@@ -337,7 +348,7 @@ impl<'o, 'r> Writer<'o, 'r> {
     /// by the zone's apex: the question name's suffix.
     fn negative(&mut self, zone: &Zone, q: &Question<'_>) {
         self.owner(HEADER + q.suffix_at(zone.label_count()));
-        self.out.extend_from_slice(&zone.negative_soa().bytes);
+        self.copy(q, zone.negative_soa());
         self.authority += 1;
     }
 
