@@ -213,6 +213,14 @@ fn main() {
     // Not base32 at all.
     let garbage = query(&format!("www.not-a-report.{ZONE}."), RecordType::TXT);
     let out_of_zone = query("www.example.org.", RecordType::TXT);
+    let apex_soa = query(&format!("{ZONE}."), RecordType::SOA);
+    // The 65 KB request of issue 10: 4,028 records in the additional
+    // section. FORMERR from the header's counts, none of them read.
+    let mut flood = query(&format!("{ZONE}."), RecordType::SOA);
+    flood[10..12].copy_from_slice(&4028u16.to_be_bytes());
+    for _ in 0..4027 {
+        flood.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 14, 16, 0, 4, 127, 0, 0, 1]);
+    }
 
     check_answer(&f, &valid[0], ResponseCode::NoError, 1, 0);
     assert_eq!(
@@ -223,6 +231,8 @@ fn main() {
     check_answer(&f, &qmin, ResponseCode::NoError, 0, 1);
     check_answer(&f, &garbage, ResponseCode::NoError, 0, 1);
     check_answer(&f, &out_of_zone, ResponseCode::Refused, 0, 0);
+    check_answer(&f, &apex_soa, ResponseCode::NoError, 1, 0);
+    check_answer(&f, &flood, ResponseCode::FormErr, 0, 0);
 
     let mut g = c.benchmark_group("respond");
     g.throughput(Throughput::Elements(1));
@@ -239,6 +249,8 @@ fn main() {
         ("nodata_qmin_partial", &qmin),
         ("nodata_garbage", &garbage),
         ("refused_out_of_zone", &out_of_zone),
+        ("apex_soa", &apex_soa),
+        ("formerr_4028_additional", &flood),
     ] {
         g.bench_function(what, |b| {
             b.iter(|| {
