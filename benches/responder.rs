@@ -1,4 +1,4 @@
-//! `Responder::respond`, the whole per-query work of the server minus the
+//! `Handler::handle`, the whole per-query work of the server minus the
 //! socket calls: parse the request, find the zone, decode the payload,
 //! compute the hint, append the report to the journal, encode the answer.
 //!
@@ -34,7 +34,7 @@ use hickory_proto::serialize::binary::BinEncodable;
 
 use vcheckd::client::{Check, Reporter};
 use vcheckd::config::{Config, SAMPLE_ZONE};
-use vcheckd::dns::{Catalog, Responder, Transport};
+use vcheckd::dns::{Catalog, Handler, Transport};
 use vcheckd::journal::{Journal, JournalConfig};
 use vcheckd::metrics::Metrics;
 use vcheckd::processor::JournalSink;
@@ -53,7 +53,7 @@ const POOL: usize = 4096;
 
 /// The responder, the journal behind it, and the temp folder they live in.
 struct Fixture {
-    responder: Responder,
+    responder: Handler,
     metrics: Arc<Metrics>,
     journal: Arc<Journal>,
     key: Key,
@@ -115,7 +115,7 @@ fixed = ["2.3.1", "2.4.1"]
         );
         let sink = Arc::new(JournalSink::new(journal.clone(), metrics.clone()));
         Fixture {
-            responder: Responder::new(catalog, sink, metrics.clone()),
+            responder: Handler::new(catalog, sink, metrics.clone()),
             metrics,
             journal,
             key,
@@ -191,7 +191,7 @@ fn check_answer(
     authority: usize,
 ) {
     let mut out = Vec::new();
-    assert!(f.responder.respond(request, Transport::Udp, &mut out));
+    assert!(f.responder.handle(request, Transport::Udp, &mut out));
     let m = Message::from_vec(&out).unwrap();
     assert_eq!(m.metadata.response_code, rcode);
     assert_eq!(m.answers.len(), answers, "answers");
@@ -213,6 +213,14 @@ fn main() {
     // Not base32 at all.
     let garbage = query(&format!("www.not-a-report.{ZONE}."), RecordType::TXT);
     let out_of_zone = query("www.example.org.", RecordType::TXT);
+    let apex_soa = query(&format!("{ZONE}."), RecordType::SOA);
+    // The 65 KB request of issue 10: 4,028 records in the additional
+    // section. FORMERR from the header's counts, none of them read.
+    let mut flood = query(&format!("{ZONE}."), RecordType::SOA);
+    flood[10..12].copy_from_slice(&4028u16.to_be_bytes());
+    for _ in 0..4027 {
+        flood.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 14, 16, 0, 4, 127, 0, 0, 1]);
+    }
 
     check_answer(&f, &valid[0], ResponseCode::NoError, 1, 0);
     assert_eq!(
@@ -223,6 +231,8 @@ fn main() {
     check_answer(&f, &qmin, ResponseCode::NoError, 0, 1);
     check_answer(&f, &garbage, ResponseCode::NoError, 0, 1);
     check_answer(&f, &out_of_zone, ResponseCode::Refused, 0, 0);
+    check_answer(&f, &apex_soa, ResponseCode::NoError, 1, 0);
+    check_answer(&f, &flood, ResponseCode::FormErr, 0, 0);
 
     let mut g = c.benchmark_group("respond");
     g.throughput(Throughput::Elements(1));
@@ -232,18 +242,20 @@ fn main() {
         b.iter(|| {
             i = (i + 1) % POOL;
             f.responder
-                .respond(black_box(&valid[i]), Transport::Udp, &mut out)
+                .handle(black_box(&valid[i]), Transport::Udp, &mut out)
         })
     });
     for (what, request) in [
         ("nodata_qmin_partial", &qmin),
         ("nodata_garbage", &garbage),
         ("refused_out_of_zone", &out_of_zone),
+        ("apex_soa", &apex_soa),
+        ("formerr_4028_additional", &flood),
     ] {
         g.bench_function(what, |b| {
             b.iter(|| {
                 f.responder
-                    .respond(black_box(request), Transport::Udp, &mut out)
+                    .handle(black_box(request), Transport::Udp, &mut out)
             })
         });
     }
@@ -278,7 +290,7 @@ fn main() {
         b.iter(|| {
             i = (i + 1) % POOL;
             full.responder
-                .respond(black_box(&valid_full[i]), Transport::Udp, &mut out)
+                .handle(black_box(&valid_full[i]), Transport::Udp, &mut out)
         })
     });
     g.finish();

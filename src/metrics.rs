@@ -8,27 +8,26 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
+use crate::dns::responder::{NameOutcome, Outcome, Rcode, Transport};
+use crate::protocol::{DecodeError, Identity};
 
-use crate::protocol::DecodeError;
-
-const RCODES: [(&str, ResponseCode); 6] = [
-    ("noerror", ResponseCode::NoError),
-    ("formerr", ResponseCode::FormErr),
-    ("servfail", ResponseCode::ServFail),
-    ("notimp", ResponseCode::NotImp),
-    ("refused", ResponseCode::Refused),
-    ("badvers", ResponseCode::BADVERS),
+const RCODES: [(&str, Rcode); 6] = [
+    ("noerror", Rcode::NoError),
+    ("formerr", Rcode::FormErr),
+    ("servfail", Rcode::ServFail),
+    ("notimp", Rcode::NotImp),
+    ("refused", Rcode::Refused),
+    ("badvers", Rcode::BadVers),
 ];
 
-const QTYPES: [(&str, Option<RecordType>); 7] = [
-    ("a", Some(RecordType::A)),
-    ("aaaa", Some(RecordType::AAAA)),
-    ("txt", Some(RecordType::TXT)),
-    ("soa", Some(RecordType::SOA)),
-    ("ns", Some(RecordType::NS)),
-    ("any", Some(RecordType::ANY)),
+/// Query types counted by name, by their codes; the rest count as "other".
+const QTYPES: [(&str, Option<u16>); 7] = [
+    ("a", Some(1)),
+    ("aaaa", Some(28)),
+    ("txt", Some(16)),
+    ("soa", Some(6)),
+    ("ns", Some(2)),
+    ("any", Some(255)),
     ("other", None),
 ];
 
@@ -93,13 +92,44 @@ pub fn bump(c: &AtomicU64) {
 }
 
 impl Metrics {
-    pub fn count_rcode(&self, rcode: ResponseCode) {
+    /// Counts one request by what the responder made of it.
+    pub fn count_query(&self, transport: Transport, outcome: &Outcome) {
+        bump(match transport {
+            Transport::Udp => &self.queries_udp,
+            Transport::Tcp => &self.queries_tcp,
+        });
+        let answered = match outcome {
+            Outcome::Dropped => return bump(&self.dropped_packets),
+            Outcome::Answered(a) => a,
+        };
+        self.count_rcode(answered.rcode);
+        if let Some(qtype) = answered.qtype {
+            self.count_qtype(qtype);
+        }
+        match &answered.name {
+            NameOutcome::Other => {}
+            NameOutcome::Report(r) => {
+                bump(&self.reports_accepted);
+                bump(&self.reports_v1);
+                if r.report.payload.identity == Identity::Withheld {
+                    bump(&self.reports_anonymous);
+                }
+            }
+            NameOutcome::Sealed { .. } => {
+                bump(&self.reports_accepted);
+                bump(&self.reports_v2);
+            }
+            NameOutcome::Rejected(why) => self.count_rejected(why),
+        }
+    }
+
+    fn count_rcode(&self, rcode: Rcode) {
         if let Some(i) = RCODES.iter().position(|(_, r)| *r == rcode) {
             bump(&self.rcodes[i]);
         }
     }
 
-    pub fn count_qtype(&self, qtype: RecordType) {
+    fn count_qtype(&self, qtype: u16) {
         let i = QTYPES
             .iter()
             .position(|(_, t)| *t == Some(qtype))

@@ -64,7 +64,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
         if wanted.as_ref().is_some_and(|w| *w != zone.name) {
             continue;
         }
-        let Some(policy) = &zone.v2 else {
+        let Some(policy) = zone.policy() else {
             continue;
         };
         let c = &policy.content;

@@ -7,13 +7,16 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use hickory_proto::serialize::txt::Parser;
 use thiserror::Error;
 
 use crate::config::{Config, ConfigError};
-use crate::hint::{CompactError, Releases, ReleasesError};
-use crate::protocol::v2::{PrivateKey, PrivateKeyring, ServedPolicy};
-use crate::protocol::{Key, KeyError, Keyring, ZoneName};
+use crate::hint::{CompactError, Hint, Releases, ReleasesError, Status};
+use crate::protocol::name::{labels_to_frame_in, MAX_FRAME_LEN};
+use crate::protocol::v2::policy::to_txt_strings;
+use crate::protocol::v2::{self, PrivateKey, PrivateKeyring, ServedPolicy};
+use crate::protocol::{frame, DecodeError, Key, KeyError, KeyId, Keyring, Report, ZoneName};
 use crate::report::Opener;
 
 #[derive(Debug, Error)]
@@ -54,59 +57,206 @@ pub enum CatalogError {
     Duplicate(String),
 }
 
+/// One record without its owner, as sent: TYPE, CLASS, TTL, RDLENGTH and
+/// RDATA. Encoded once when the zone is loaded; the responder writes the
+/// owner as a pointer into the question. In SOA and NS data, the part of a
+/// name it shares with the zone's origin is a pointer too: every question
+/// under the zone ends in the origin's labels, so the pointer's target (in
+/// the question) is known only per query, and [`Encoded::pointers`] says
+/// where to write it. The answers are then as small as NSD's.
+#[derive(Debug, Clone)]
+pub(crate) struct Encoded {
+    pub rtype: u16,
+    pub bytes: Box<[u8]>,
+    /// Where in `bytes` a two-octet pointer goes, and to the question's
+    /// suffix of how many labels.
+    pub pointers: Box<[(u16, u8)]>,
+}
+
+/// The zone file's records at one name.
+#[derive(Debug, Clone)]
+pub(crate) struct FixedName {
+    pub records: Vec<Encoded>,
+    /// The one record an ANY query gets (RFC 8482): the SOA at the apex,
+    /// as NSD does, elsewhere the name's first record.
+    pub any: usize,
+}
+
+/// What a payload name under a zone decodes to: the answer's data and the
+/// report to record. Protocol v1 decodes and authenticates the report here
+/// (its answer depends on the reported version). Protocol v2 is only
+/// checked for shape: its answer is the zone's pre-encoded policy, and the
+/// frame (in the caller's buffer) goes to the journal still sealed.
+#[derive(Debug)]
+pub(crate) enum ReportAnswer<'z> {
+    V1 {
+        report: Report,
+        hint: Hint,
+    },
+    V2 {
+        answers: &'z V2Answers,
+        key_id: KeyId,
+        /// The frame's length in the caller's buffer.
+        len: usize,
+    },
+    /// `<key id>._policy.<zone>`: the policy without a report.
+    Policy {
+        txt: &'z Encoded,
+    },
+}
+
+/// A v2 zone's answers, encoded when the policy is signed.
+#[derive(Debug, Clone)]
+pub(crate) struct V2Answers {
+    pub policy: ServedPolicy,
+    /// The policy's TXT record, per key id.
+    pub txt: Box<[(KeyId, Encoded)]>,
+    /// The latest version, as A and AAAA carry it (status 0 in AAAA: the
+    /// status is the client's to compute).
+    pub a: Encoded,
+    pub aaaa: Encoded,
+}
+
+impl V2Answers {
+    fn new(policy: ServedPolicy, ttl: u32) -> Result<Self, hickory_proto::ProtoError> {
+        use hickory_proto::rr::rdata::{A, AAAA, TXT};
+        let latest = Hint {
+            status: Status::Unknown,
+            latest: policy.content.releases.latest().clone(),
+            message: String::new(),
+        };
+        let root = Name::root();
+        let record = |data: RData| encode_record(&Record::from_rdata(root.clone(), ttl, data), &[]);
+        let txt = policy
+            .keys
+            .iter()
+            .filter_map(|k| Some((k.id, policy.wire(k.id)?)))
+            .map(|(id, wire)| {
+                let strings = to_txt_strings(wire);
+                let data = RData::TXT(TXT::from_bytes(strings.iter().map(Vec::as_slice).collect()));
+                Ok((id, record(data)?))
+            })
+            .collect::<Result<_, hickory_proto::ProtoError>>()?;
+        Ok(V2Answers {
+            a: record(RData::A(A(latest.to_a())))?,
+            aaaa: record(RData::AAAA(AAAA(latest.to_aaaa())))?,
+            txt,
+            policy,
+        })
+    }
+
+    pub fn txt(&self, id: KeyId) -> Option<&Encoded> {
+        self.txt.iter().find(|(k, _)| *k == id).map(|(_, e)| e)
+    }
+}
+
 /// One served zone.
 #[derive(Debug, Clone)]
 pub struct Zone {
     pub name: ZoneName,
     /// Labels of the origin, lower case, root excluded.
     labels: Vec<Vec<u8>>,
-    soa: Record,
-    /// TTL of negative answers (RFC 2308: the lesser of SOA TTL and minimum).
-    negative_ttl: u32,
-    /// Fixed names from the zone file, by owner.
-    records: HashMap<LowerName, Vec<Record>>,
+    /// The SOA with the negative TTL (RFC 2308: the lesser of the SOA's
+    /// TTL and its minimum), for the authority section of negative answers.
+    negative_soa: Encoded,
+    /// Fixed names from the zone file, by their wire form in lower case.
+    fixed: HashMap<Box<[u8]>, FixedName>,
+    /// The zone file's SOA serial: the v2 policy's serial.
+    serial: u32,
     /// Protocol v1 keys; empty when v1 is not accepted.
     pub keyring: Keyring,
     pub accept_v1: bool,
-    /// Protocol v2: private keys and the signed policy, if configured.
-    pub v2: Option<ServedPolicy>,
+    /// Protocol v2: the signed policy and its answers, if configured.
+    v2: Option<V2Answers>,
     pub releases: Releases,
     pub answer_ttl: u32,
 }
 
 impl Zone {
+    /// Takes a newly signed policy and encodes its answers.
+    fn set_policy(&mut self, policy: ServedPolicy) -> Result<(), CatalogError> {
+        let answers =
+            V2Answers::new(policy, self.answer_ttl).map_err(|e| CatalogError::ZoneFile {
+                zone: self.name.to_string(),
+                message: format!("the policy answer does not encode: {e}"),
+            })?;
+        self.v2 = Some(answers);
+        Ok(())
+    }
+
     pub fn label_count(&self) -> usize {
         self.labels.len()
     }
 
-    /// The SOA to put in the authority section of a negative answer.
-    pub fn negative_soa(&self) -> Record {
-        let mut soa = self.soa.clone();
-        soa.ttl = self.negative_ttl;
-        soa
+    pub(crate) fn negative_soa(&self) -> &Encoded {
+        &self.negative_soa
     }
 
-    /// The SOA serial of the zone file.
-    pub fn soa_serial(&self) -> u32 {
-        match &self.soa.data {
-            RData::SOA(s) => s.serial,
-            _ => 0,
+    /// The zone file's records at the name whose wire form, in lower case,
+    /// is `lower_wire`, or `None` if the name has none.
+    pub(crate) fn fixed(&self, lower_wire: &[u8]) -> Option<&FixedName> {
+        self.fixed.get(lower_wire)
+    }
+
+    /// The zone's protocol v2 policy, if it serves v2.
+    pub fn policy(&self) -> Option<&ServedPolicy> {
+        self.v2.as_ref().map(|v| &v.policy)
+    }
+
+    /// Decodes the payload labels (leaf first, as received) of a name under
+    /// this zone into the report and what to answer. The frame is decoded
+    /// into `frame` (no allocation on the answer path).
+    pub(crate) fn report(
+        &self,
+        labels: &[&[u8]],
+        frame: &mut [u8; MAX_FRAME_LEN],
+    ) -> Result<ReportAnswer<'_>, DecodeError> {
+        if let Some(txt) = self.policy_name(labels) {
+            return Ok(ReportAnswer::Policy { txt });
+        }
+        let len = labels_to_frame_in(labels, frame)?;
+        let frame = &frame[..len];
+        match (frame.first(), &self.v2) {
+            (Some(&v2::FORMAT_V2), Some(answers)) => {
+                let key_id = v2::frame::check_shape(frame, |id| answers.txt(id).is_some())?;
+                Ok(ReportAnswer::V2 {
+                    answers,
+                    key_id,
+                    len,
+                })
+            }
+            (Some(&format), _) if !self.accept_v1 => Err(DecodeError::UnknownFormat(format)),
+            _ => {
+                let report = frame::open(&self.keyring, &self.name, frame)?;
+                let hint = self.releases.hint_for(&report.payload.version);
+                Ok(ReportAnswer::V1 { report, hint })
+            }
         }
     }
 
-    /// The zone file's records at `name` (any case), or `None` if the name
-    /// has none.
-    pub fn fixed_records(&self, name: &Name) -> Option<&[Record]> {
-        self.records.get(&LowerName::new(name)).map(Vec::as_slice)
+    /// The TXT of `<key id>._policy.<zone>`, if `labels` name it and the
+    /// zone signs a policy with that key id.
+    fn policy_name(&self, labels: &[&[u8]]) -> Option<&Encoded> {
+        let [id, policy] = labels else {
+            return None;
+        };
+        if !policy.eq_ignore_ascii_case(b"_policy") {
+            return None;
+        }
+        let id: u8 = std::str::from_utf8(id).ok()?.parse().ok()?;
+        self.v2.as_ref()?.txt(KeyId(id))
     }
 
     /// Whether `labels` (a query name's labels, leaf first) end in this zone.
-    fn contains(&self, labels: &[&[u8]]) -> bool {
-        labels.len() >= self.labels.len()
-            && labels[labels.len() - self.labels.len()..]
-                .iter()
-                .zip(&self.labels)
-                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    fn contains<'l>(&self, labels: impl ExactSizeIterator<Item = &'l [u8]>) -> bool {
+        let skip = match labels.len().checked_sub(self.labels.len()) {
+            Some(n) => n,
+            None => return false,
+        };
+        labels
+            .skip(skip)
+            .zip(&self.labels)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
     }
 }
 
@@ -174,20 +324,19 @@ impl Catalog {
                 // The policy's serial is the zone's SOA serial: every name
                 // server of the zone serves the same one, and operators
                 // already raise it when the zone changes.
-                zone.v2 = Some(
-                    ServedPolicy::sign(
-                        &zone.name,
-                        v2_keys,
-                        zone.releases.clone(),
-                        zone.soa_serial(),
-                        now,
-                        zc.policy_validity_secs.max(1),
-                    )
-                    .map_err(|source| CatalogError::Policy {
-                        zone: zone_err(),
-                        source,
-                    })?,
-                );
+                let policy = ServedPolicy::sign(
+                    &zone.name,
+                    v2_keys,
+                    zone.releases.clone(),
+                    zone.serial,
+                    now,
+                    zc.policy_validity_secs.max(1),
+                )
+                .map_err(|source| CatalogError::Policy {
+                    zone: zone_err(),
+                    source,
+                })?;
+                zone.set_policy(policy)?;
             }
             zones.push(zone);
         }
@@ -199,13 +348,15 @@ impl Catalog {
     pub fn resign(&self, now: u64) -> Result<Self, CatalogError> {
         let mut next = self.clone();
         for zone in &mut next.zones {
-            if let Some(policy) = &zone.v2 {
-                zone.v2 = Some(policy.resign(&zone.name, now).map_err(|source| {
-                    CatalogError::Policy {
-                        zone: zone.name.to_string(),
-                        source,
-                    }
-                })?);
+            if let Some(policy) = zone.policy() {
+                let policy =
+                    policy
+                        .resign(&zone.name, now)
+                        .map_err(|source| CatalogError::Policy {
+                            zone: zone.name.to_string(),
+                            source,
+                        })?;
+                zone.set_policy(policy)?;
             }
         }
         Ok(next)
@@ -216,17 +367,17 @@ impl Catalog {
     pub fn resign_interval(&self) -> Option<std::time::Duration> {
         self.zones
             .iter()
-            .filter_map(|z| z.v2.as_ref())
+            .filter_map(Zone::policy)
             .map(|p| (p.content.expires.saturating_sub(p.content.issued) / 7).max(1))
             .min()
             .map(std::time::Duration::from_secs)
     }
 
-    /// What the processor needs to open v2 frames of these zones.
+    /// What the journal's consumers need to open v2 frames of these zones.
     pub fn opener(&self) -> Opener {
         let mut opener = Opener::default();
         for zone in &self.zones {
-            if let Some(policy) = &zone.v2 {
+            if let Some(policy) = zone.policy() {
                 opener.insert(
                     zone.name.clone(),
                     policy.keys.clone(),
@@ -237,9 +388,13 @@ impl Catalog {
         opener
     }
 
-    /// The most specific zone that contains the name with these labels.
-    pub fn find(&self, labels: &[&[u8]]) -> Option<&Zone> {
-        self.zones.iter().find(|z| z.contains(labels))
+    /// The most specific zone that contains the name with these labels
+    /// (leaf first).
+    pub fn find<'l, I>(&self, labels: I) -> Option<&Zone>
+    where
+        I: ExactSizeIterator<Item = &'l [u8]> + Clone,
+    {
+        self.zones.iter().find(|z| z.contains(labels.clone()))
     }
 
     pub fn zones(&self) -> impl Iterator<Item = &Zone> {
@@ -291,7 +446,7 @@ fn parse_zone(
             .and_then(|rs| rs.iter().find(|r| r.record_type() == t))
             .cloned()
     };
-    let soa = at_apex(RecordType::SOA).ok_or(CatalogError::Missing {
+    let mut soa = at_apex(RecordType::SOA).ok_or(CatalogError::Missing {
         zone: zone(),
         what: "SOA",
     })?;
@@ -299,20 +454,129 @@ fn parse_zone(
         zone: zone(),
         what: "NS",
     })?;
-    let negative_ttl = match &soa.data {
-        RData::SOA(s) => s.minimum.min(soa.ttl),
-        _ => soa.ttl,
+    if let RData::SOA(s) = &soa.data {
+        soa.ttl = s.minimum.min(soa.ttl);
+    }
+    let zone_text = zone();
+    let encode_err = |e: hickory_proto::ProtoError| CatalogError::ZoneFile {
+        zone: zone_text.clone(),
+        message: e.to_string(),
+    };
+    let origin_labels: Vec<Vec<u8>> = origin.iter().map(|l| l.to_ascii_lowercase()).collect();
+    let mut fixed = HashMap::with_capacity(records.len());
+    for (owner, set) in &records {
+        let mut encoded = Vec::with_capacity(set.len());
+        for r in set {
+            encoded.push(encode_record(r, &origin_labels).map_err(encode_err)?);
+        }
+        let any = set
+            .iter()
+            .position(|r| r.record_type() == RecordType::SOA)
+            .unwrap_or(0);
+        let wire = Name::from(owner)
+            .to_lowercase()
+            .to_bytes()
+            .map_err(encode_err)?;
+        fixed.insert(
+            wire.into_boxed_slice(),
+            FixedName {
+                records: encoded,
+                any,
+            },
+        );
+    }
+    let negative_soa = encode_record(&soa, &origin_labels).map_err(encode_err)?;
+    let serial = match &soa.data {
+        RData::SOA(s) => s.serial,
+        _ => 0,
     };
     Ok(Zone {
-        labels: origin.iter().map(|l| l.to_ascii_lowercase()).collect(),
+        labels: origin_labels,
         name,
-        soa,
-        negative_ttl,
-        records,
+        negative_soa,
+        fixed,
+        serial,
         keyring,
         accept_v1: true,
         v2: None,
         releases,
         answer_ttl,
     })
+}
+
+/// `record` without its owner. The names in SOA and NS data are
+/// compressed against the zone's origin (`origin`: its labels, lower case,
+/// leaf first); other types' names are written whole.
+fn encode_record(
+    record: &Record,
+    origin: &[Vec<u8>],
+) -> Result<Encoded, hickory_proto::ProtoError> {
+    let mut rdata = Vec::with_capacity(64);
+    let mut pointers = Vec::new();
+    match &record.data {
+        RData::SOA(soa) => {
+            name_template(&soa.mname, origin, &mut rdata, &mut pointers);
+            name_template(&soa.rname, origin, &mut rdata, &mut pointers);
+            rdata.extend_from_slice(&soa.serial.to_be_bytes());
+            for v in [soa.refresh, soa.retry, soa.expire] {
+                rdata.extend_from_slice(&v.to_be_bytes());
+            }
+            rdata.extend_from_slice(&soa.minimum.to_be_bytes());
+        }
+        RData::NS(ns) => name_template(&ns.0, origin, &mut rdata, &mut pointers),
+        data => {
+            let mut encoder = BinEncoder::new(&mut rdata);
+            encoder.set_name_encoding(NameEncoding::Uncompressed);
+            data.emit(&mut encoder)?;
+        }
+    }
+    let rtype = u16::from(record.record_type());
+    let rdlen = u16::try_from(rdata.len())
+        .map_err(|_| hickory_proto::ProtoError::from("record data too long"))?;
+    let mut bytes = Vec::with_capacity(10 + rdata.len());
+    bytes.extend_from_slice(&rtype.to_be_bytes());
+    bytes.extend_from_slice(&u16::from(record.dns_class).to_be_bytes());
+    bytes.extend_from_slice(&record.ttl.to_be_bytes());
+    bytes.extend_from_slice(&rdlen.to_be_bytes());
+    let pointers = pointers
+        .into_iter()
+        .map(|(at, labels)| (at + 10, labels))
+        .collect();
+    bytes.extend_from_slice(&rdata);
+    Ok(Encoded {
+        rtype,
+        bytes: bytes.into_boxed_slice(),
+        pointers,
+    })
+}
+
+/// Writes `name` into `rdata`: the labels it does not share with `origin`,
+/// then a pointer placeholder for the shared ones (recorded in
+/// `pointers`), or the root if it shares none.
+fn name_template(
+    name: &Name,
+    origin: &[Vec<u8>],
+    rdata: &mut Vec<u8>,
+    pointers: &mut Vec<(u16, u8)>,
+) {
+    let labels: Vec<&[u8]> = name.iter().collect();
+    let shared = labels
+        .iter()
+        .rev()
+        .zip(origin.iter().rev())
+        .take_while(|(a, b)| a.eq_ignore_ascii_case(b))
+        .count();
+    for label in &labels[..labels.len() - shared] {
+        // Labels of a parsed name are at most 63 octets.
+        rdata.push(label.len() as u8);
+        rdata.extend_from_slice(label);
+    }
+    if shared == 0 {
+        rdata.push(0);
+    } else {
+        // A name is at most 255 octets, so offsets within SOA or NS data
+        // stay below 600, and a name has at most 127 labels.
+        pointers.push((rdata.len() as u16, shared as u8));
+        rdata.extend_from_slice(&[0xc0, 0]);
+    }
 }

@@ -1,27 +1,26 @@
-//! One request in, one response out: the whole DNS logic, without sockets.
+//! One request in, one response out: the whole DNS logic, as a pure
+//! function of the request's bytes, the zones, the time and the transport.
 //!
-//! Keeping this a plain function of bytes makes every transport (the UDP
-//! loop, TCP, a future fuzzer) share one behaviour, and lets the UDP loop
-//! reuse its buffers: nothing here spawns, logs or blocks per query.
+//! Nothing here reaches a socket, a clock, the journal or the metrics: the
+//! caller ([`super::handler`]) gets an [`Outcome`] saying what happened and
+//! which report to record, and does both. That keeps one behaviour for every
+//! transport, lets the RFC scenario tables (tests/rfc) and the fuzzer drive
+//! it directly, and keeps the answer path free of allocation: the request is
+//! read only as far as an answer needs ([`super::request`]), what does not
+//! change per query is encoded when the zone is loaded
+//! ([`super::catalog::Encoded`]), and the response is written as bytes
+//! into the caller's buffer, its owner names as pointers into the question
+//! (echoed as received, letter case included).
+//!
+//! Where the RFCs leave a choice, the answers follow NSD 4.6; docs/DNS.md
+//! lists each case and the few deliberate differences.
 
-use std::sync::Arc;
-
-use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, TXT};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
-
-use super::catalog::{Catalog, Zone};
+use super::catalog::{Catalog, Encoded, FixedName, ReportAnswer, Zone};
+use super::request::{self, code, Edns, Question, Reject, Request, MAX_LABELS};
 use super::MAX_UDP_PAYLOAD;
-use crate::hint::Hint;
-use crate::metrics::{bump, Metrics};
-use crate::protocol::name::labels_to_frame;
-use crate::protocol::v2::{self, policy::to_txt_strings};
-use crate::protocol::{frame, DecodeError, Identity, KeyId};
-use crate::report::{Incoming, ReceivedReport};
-
-use super::ReportSink;
+use crate::protocol::name::MAX_FRAME_LEN;
+use crate::protocol::{DecodeError, ZoneName};
+use crate::report::ReceivedReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -29,356 +28,459 @@ pub enum Transport {
     Tcp,
 }
 
-pub struct Responder {
-    catalog: ArcSwap<Catalog>,
-    sink: Arc<dyn ReportSink>,
-    metrics: Arc<Metrics>,
+/// The response codes the responder sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rcode {
+    NoError,
+    FormErr,
+    ServFail,
+    NotImp,
+    Refused,
+    /// RFC 6891: an EDNS version we do not speak (extended rcode 16).
+    BadVers,
 }
 
-/// Largest number of labels a valid name can have (255 octets on the wire).
-const MAX_LABELS: usize = 127;
-
-impl Responder {
-    pub fn new(catalog: Catalog, sink: Arc<dyn ReportSink>, metrics: Arc<Metrics>) -> Self {
-        Responder {
-            catalog: ArcSwap::from_pointee(catalog),
-            sink,
-            metrics,
+impl Rcode {
+    /// The 12-bit extended code (RFC 6891 6.1.3).
+    pub fn code(self) -> u16 {
+        match self {
+            Rcode::NoError => 0,
+            Rcode::FormErr => 1,
+            Rcode::ServFail => 2,
+            Rcode::NotImp => 4,
+            Rcode::Refused => 5,
+            Rcode::BadVers => 16,
         }
-    }
-
-    /// Replaces the zones; queries in flight finish on the old ones.
-    pub fn swap_catalog(&self, catalog: Catalog) {
-        self.catalog.store(Arc::new(catalog));
-    }
-
-    /// How often the policies must be signed anew (see [`Catalog::resign_interval`]).
-    pub fn resign_interval(&self) -> Option<std::time::Duration> {
-        self.catalog.load().resign_interval()
-    }
-
-    /// Signs every v2 policy anew at `now`, keeping everything else. Returns
-    /// when to do it again (a seventh of the shortest validity), or `None`
-    /// when no zone serves v2.
-    pub fn resign_policies(&self, now: u64) -> Option<std::time::Duration> {
-        self.catalog.rcu(|current| match current.resign(now) {
-            Ok(next) => Arc::new(next),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot sign the v2 policies anew; serving the old ones");
-                current.clone()
-            }
-        });
-        self.catalog.load().resign_interval()
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// Writes the response to `request` into `out`. Returns false when no
-    /// response must be sent (not a DNS request, or itself a response).
-    pub fn respond(&self, request: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
-        out.clear();
-        bump(match transport {
-            Transport::Udp => &self.metrics.queries_udp,
-            Transport::Tcp => &self.metrics.queries_tcp,
-        });
-        let Ok(header) = Header::read(&mut BinDecoder::new(request)) else {
-            bump(&self.metrics.dropped_packets);
-            return false;
-        };
-        if header.metadata.message_type == MessageType::Response {
-            // Answering a response invites reflection loops.
-            bump(&self.metrics.dropped_packets);
-            return false;
-        }
-        let mut response = Message::response(header.metadata.id, header.metadata.op_code);
-        response.metadata.recursion_desired = header.metadata.recursion_desired;
-        response.metadata.checking_disabled = header.metadata.checking_disabled;
-        let max_size = match Message::from_vec(request) {
-            Ok(request) => self.answer(&request, transport, &mut response),
-            Err(_) => {
-                response.metadata.response_code = ResponseCode::FormErr;
-                512
-            }
-        };
-        self.metrics.count_rcode(response.metadata.response_code);
-        encode(&response, max_size, out)
-    }
-
-    /// Fills `response` and returns the largest size it may be sent at.
-    fn answer(&self, request: &Message, transport: Transport, response: &mut Message) -> u16 {
-        let edns = request.edns.as_ref();
-        let max_size = match (transport, edns) {
-            (Transport::Tcp, _) => u16::MAX,
-            (Transport::Udp, Some(e)) => e.max_payload().clamp(512, MAX_UDP_PAYLOAD),
-            (Transport::Udp, None) => 512,
-        };
-        if let Some(e) = edns {
-            let mut ours = Edns::new();
-            ours.set_max_payload(MAX_UDP_PAYLOAD);
-            ours.set_dnssec_ok(e.flags().dnssec_ok);
-            response.set_edns(ours);
-        }
-        if request.metadata.op_code != OpCode::Query {
-            response.add_queries(request.queries.iter().take(1).cloned());
-            response.metadata.response_code = ResponseCode::NotImp;
-            return max_size;
-        }
-        if edns.is_some_and(|e| e.version() > 0) {
-            response.metadata.response_code = ResponseCode::BADVERS;
-            return max_size;
-        }
-        let [query] = request.queries.as_slice() else {
-            response.metadata.response_code = ResponseCode::FormErr;
-            return max_size;
-        };
-        response.add_query(query.clone());
-        self.metrics.count_qtype(query.query_type());
-        if query.query_class() != DNSClass::IN
-            || matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR)
-        {
-            response.metadata.response_code = ResponseCode::Refused;
-            return max_size;
-        }
-        let qname = query.name();
-        let mut labels: [&[u8]; MAX_LABELS] = [&[]; MAX_LABELS];
-        let mut count = 0;
-        for label in qname.iter().take(MAX_LABELS) {
-            labels[count] = label;
-            count += 1;
-        }
-        let labels = &labels[..count];
-        let catalog = self.catalog.load();
-        let Some(zone) = catalog.find(labels) else {
-            response.metadata.response_code = ResponseCode::Refused;
-            return max_size;
-        };
-        response.metadata.authoritative = true;
-        let payload_labels = &labels[..labels.len() - zone.label_count()];
-        let qtype = query.query_type();
-        if payload_labels.is_empty() {
-            fixed_answer(zone, zone.fixed_records(qname), qname, qtype, response);
-            return max_size;
-        }
-        if let Some(txt) = policy_name(zone, payload_labels) {
-            // `<key id>._policy.<zone>`: the signed policy without a report
-            // (what a client's dry run verifies).
-            match qtype {
-                RecordType::TXT | RecordType::ANY => response.add_answer(Record::from_rdata(
-                    qname.clone(),
-                    zone.answer_ttl,
-                    RData::TXT(txt),
-                )),
-                _ => response.add_authority(zone.negative_soa()),
-            };
-            return max_size;
-        }
-        let frame = labels_to_frame(payload_labels);
-        match frame.as_deref().map(|f| (f.first().copied(), f)) {
-            Ok((Some(v2::FORMAT_V2), frame)) if zone.v2.is_some() => {
-                self.answer_v2(zone, frame, qname, qtype, response)
-            }
-            Ok((_, frame)) if zone.accept_v1 => match frame::open(&zone.keyring, &zone.name, frame)
-            {
-                Ok(report) => {
-                    let hint = zone.releases.hint_for(&report.payload.version);
-                    let rdata = match qtype {
-                        RecordType::TXT | RecordType::ANY => {
-                            Some(RData::TXT(TXT::new(hint.to_txt_strings())))
-                        }
-                        RecordType::A => Some(RData::A(A(hint.to_a()))),
-                        RecordType::AAAA => Some(RData::AAAA(AAAA(hint.to_aaaa()))),
-                        _ => None,
-                    };
-                    match rdata {
-                        Some(rdata) => {
-                            response.add_answer(Record::from_rdata(
-                                qname.clone(),
-                                zone.answer_ttl,
-                                rdata,
-                            ));
-                        }
-                        None => {
-                            response.add_authority(zone.negative_soa());
-                        }
-                    }
-                    bump(&self.metrics.reports_accepted);
-                    bump(&self.metrics.reports_v1);
-                    if report.payload.identity == Identity::Withheld {
-                        bump(&self.metrics.reports_anonymous);
-                    }
-                    self.sink.accept(Incoming::V1(&ReceivedReport {
-                        report,
-                        zone: zone.name.clone(),
-                        received_at: crate::clock::unix_now(),
-                        status: hint.status,
-                    }));
-                }
-                Err(why) => self.reject(zone, qname, qtype, response, why),
-            },
-            Ok((format, _)) => self.reject(
-                zone,
-                qname,
-                qtype,
-                response,
-                DecodeError::UnknownFormat(format.unwrap_or(0)),
-            ),
-            Err(why) => self.reject(zone, qname, qtype, response, *why),
-        }
-        max_size
-    }
-
-    /// A v2 report name: only its shape is checked (no cryptography on
-    /// the answer path); every client gets the zone's signed policy, and
-    /// the frame goes to the journal to be opened by the processor.
-    fn answer_v2(
-        &self,
-        zone: &Zone,
-        frame: &[u8],
-        qname: &Name,
-        qtype: RecordType,
-        response: &mut Message,
-    ) {
-        let Some(policy) = zone.v2.as_ref() else {
-            return self.reject(
-                zone,
-                qname,
-                qtype,
-                response,
-                DecodeError::UnknownFormat(v2::FORMAT_V2),
-            );
-        };
-        let key_id = match v2::frame::check_shape(frame, |id| policy.wire(id).is_some()) {
-            Ok(id) => id,
-            Err(why) => return self.reject(zone, qname, qtype, response, why),
-        };
-        // A and AAAA carry the latest version only: the status needs the
-        // client's version, which only the client (and the processor) knows.
-        let latest = Hint {
-            status: crate::hint::Status::Unknown,
-            latest: zone.releases.latest().clone(),
-            message: String::new(),
-        };
-        let rdata = match qtype {
-            RecordType::TXT | RecordType::ANY => policy.wire(key_id).map(|w| {
-                RData::TXT(TXT::from_bytes(
-                    to_txt_strings(w).iter().map(Vec::as_slice).collect(),
-                ))
-            }),
-            RecordType::A => Some(RData::A(A(latest.to_a()))),
-            RecordType::AAAA => Some(RData::AAAA(AAAA(latest.to_aaaa()))),
-            _ => None,
-        };
-        match rdata {
-            Some(rdata) => {
-                response.add_answer(Record::from_rdata(qname.clone(), zone.answer_ttl, rdata))
-            }
-            None => response.add_authority(zone.negative_soa()),
-        };
-        bump(&self.metrics.reports_accepted);
-        bump(&self.metrics.reports_v2);
-        self.sink.accept(Incoming::V2 {
-            zone: &zone.name,
-            received_at: crate::clock::unix_now(),
-            frame,
-        });
-    }
-
-    /// A name under the zone that is no report: the zone file's records if
-    /// it has any (then not counted as rejected), else NODATA.
-    fn reject(
-        &self,
-        zone: &Zone,
-        qname: &Name,
-        qtype: RecordType,
-        response: &mut Message,
-        why: DecodeError,
-    ) {
-        let fixed = zone.fixed_records(qname);
-        if fixed.is_none() {
-            self.metrics.count_rejected(&why);
-        }
-        fixed_answer(zone, fixed, qname, qtype, response);
     }
 }
 
-/// The TXT of `<key id>._policy.<zone>`, if the labels name it and the
-/// zone signs a policy with that key id.
-fn policy_name(zone: &Zone, labels: &[&[u8]]) -> Option<TXT> {
-    let [id, policy] = labels else {
-        return None;
+/// What one request came to, for the caller to count and record.
+#[derive(Debug)]
+pub enum Outcome<'c> {
+    /// Not a request (too short, or a response): nothing was written.
+    Dropped,
+    /// A response was written.
+    Answered(Answered<'c>),
+}
+
+#[derive(Debug)]
+pub struct Answered<'c> {
+    pub rcode: Rcode,
+    /// The question's type, when the request had a readable question.
+    pub qtype: Option<u16>,
+    pub name: NameOutcome<'c>,
+}
+
+/// A v2 frame as received, still sealed, in a fixed buffer (no allocation
+/// on the answer path).
+#[derive(Clone)]
+pub struct SealedFrame {
+    bytes: [u8; MAX_FRAME_LEN],
+    len: usize,
+}
+
+impl SealedFrame {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl std::fmt::Debug for SealedFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedFrame({} bytes)", self.len)
+    }
+}
+
+/// What the question's name was, under one of our zones.
+#[derive(Debug)]
+pub enum NameOutcome<'c> {
+    /// Not looked at as a payload name: no question, outside our zones, the
+    /// zone file's own names, or a request refused before.
+    Other,
+    /// A valid protocol v1 report: the caller hands it to the journal.
+    Report(ReceivedReport),
+    /// A protocol v2 frame of the right shape under `zone`: the caller
+    /// hands it to the journal, where the processor opens it.
+    Sealed {
+        zone: &'c ZoneName,
+        frame: SealedFrame,
+    },
+    /// A name under a zone that is neither a zone-file name nor a report
+    /// (QNAME-minimisation partial names land here), with the reason.
+    Rejected(DecodeError),
+}
+
+impl<'c> Outcome<'c> {
+    fn answered(rcode: Rcode, qtype: Option<u16>, name: NameOutcome<'c>) -> Self {
+        Outcome::Answered(Answered { rcode, qtype, name })
+    }
+}
+
+/// Extended DNS Errors (RFC 8914) NSD attaches to its refusals.
+mod ede {
+    pub const PROHIBITED: u16 = 18;
+    pub const NOT_AUTHORITATIVE: u16 = 20;
+    pub const NOT_SUPPORTED: u16 = 21;
+}
+
+const HEADER: usize = 12;
+
+/// Writes the response to `request` into `out` (cleared first; nothing is
+/// written for [`Outcome::Dropped`]). `now` is the receive time in unix
+/// seconds, stamped on the report.
+pub fn respond<'c>(
+    catalog: &'c Catalog,
+    request: &[u8],
+    now: i64,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> Outcome<'c> {
+    out.clear();
+    let req = match request::parse(request) {
+        Ok(req) => req,
+        Err(Reject::Drop) => return Outcome::Dropped,
+        Err(Reject::FormErr) => {
+            header_only(request, Rcode::FormErr, out);
+            return Outcome::answered(Rcode::FormErr, None, NameOutcome::Other);
+        }
+        Err(Reject::NotImp) => {
+            header_only(request, Rcode::NotImp, out);
+            return Outcome::answered(Rcode::NotImp, None, NameOutcome::Other);
+        }
     };
-    if !policy.eq_ignore_ascii_case(b"_policy") {
-        return None;
+    let max_size = match (transport, req.edns) {
+        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Udp, Some(e)) => usize::from(e.payload.clamp(512, MAX_UDP_PAYLOAD)),
+        (Transport::Udp, None) => 512,
+    };
+    let mut w = Writer::new(out, &req, max_size);
+    let Some(q) = req.question else {
+        // QDCOUNT=0 with an OPT: an EDNS or cookie probe (RFC 7873 5.4).
+        w.finish(Flags::default(), Rcode::NoError, None);
+        return Outcome::answered(Rcode::NoError, None, NameOutcome::Other);
+    };
+    let qtype = Some(q.qtype);
+    if req.edns.is_some_and(|e| e.version > 0) {
+        w.question(&q);
+        w.finish(Flags::default(), Rcode::BadVers, None);
+        return Outcome::answered(Rcode::BadVers, qtype, NameOutcome::Other);
     }
-    let id: u8 = std::str::from_utf8(id).ok()?.parse().ok()?;
-    let wire = zone.v2.as_ref()?.wire(KeyId(id))?;
-    Some(TXT::from_bytes(
-        to_txt_strings(wire).iter().map(Vec::as_slice).collect(),
-    ))
+    // QCLASS ANY is answered from class IN, without AA (NSD; RFC 1035
+    // 6.2 leaves it open); NONE is refused without the question, as NSD.
+    let authoritative = match q.qclass {
+        code::CLASS_IN => true,
+        code::CLASS_ANY => false,
+        code::CLASS_NONE => return refuse(w, &q, ede::NOT_SUPPORTED, false),
+        _ => return refuse(w, &q, ede::NOT_SUPPORTED, true),
+    };
+    match (q.qtype, transport) {
+        // Zone transfer needs TCP (RFC 5936 4.2): NOTIMP over UDP, as NSD.
+        (code::AXFR, Transport::Udp) => {
+            w.question(&q);
+            w.finish(Flags::default(), Rcode::NotImp, None);
+            return Outcome::answered(Rcode::NotImp, qtype, NameOutcome::Other);
+        }
+        (code::AXFR | code::IXFR, _) => return refuse(w, &q, ede::PROHIBITED, true),
+        _ => {}
+    }
+    let labels = (0..q.label_count()).map(|i| q.label(i));
+    let Some(zone) = catalog.find(labels) else {
+        return refuse(w, &q, ede::NOT_AUTHORITATIVE, true);
+    };
+    w.question(&q);
+    let flags = Flags { authoritative };
+    let mut lower = [0u8; 255];
+    let name = q.name();
+    lower[..name.len()].copy_from_slice(name);
+    lower[..name.len()].make_ascii_lowercase();
+    let outcome = if let Some(fixed) = zone.fixed(&lower[..name.len()]) {
+        fixed_answer(&mut w, zone, &q, fixed);
+        NameOutcome::Other
+    } else {
+        report_answer(&mut w, zone, &q, now)
+    };
+    w.finish(flags, Rcode::NoError, None);
+    Outcome::answered(Rcode::NoError, qtype, outcome)
 }
 
-/// Answers from the zone file's records; a name without them, or without
-/// the asked type, gets NODATA with the SOA. Never NXDOMAIN: QNAME-minimising
-/// resolvers ask each ancestor of a payload name first, and NXDOMAIN there
-/// (RFC 8020) would stop them from ever asking the full name.
-///
-/// ANY gets one record (RFC 8482), so that it amplifies no more than asking
-/// for that one type: the SOA at the apex (as NSD does), elsewhere the
-/// name's first record.
-fn fixed_answer(
-    zone: &Zone,
-    records: Option<&[Record]>,
-    qname: &Name,
-    qtype: RecordType,
-    response: &mut Message,
-) {
-    let mut records = records.unwrap_or(&[]);
-    if qtype == RecordType::ANY {
-        let one = records
-            .iter()
-            .position(|r| r.record_type() == RecordType::SOA)
-            .unwrap_or(0);
-        records = records.get(one..=one).unwrap_or(&[]);
+/// REFUSED, with an Extended DNS Error as NSD gives it.
+fn refuse<'c>(
+    mut w: Writer<'_, '_>,
+    q: &Question<'_>,
+    ede: u16,
+    with_question: bool,
+) -> Outcome<'c> {
+    if with_question {
+        w.question(q);
     }
+    w.finish(Flags::default(), Rcode::Refused, Some(ede));
+    Outcome::answered(Rcode::Refused, Some(q.qtype), NameOutcome::Other)
+}
+
+/// The zone file's records at the question's name, the one ANY gets
+/// (RFC 8482), or NODATA with the SOA.
+fn fixed_answer(w: &mut Writer<'_, '_>, zone: &Zone, q: &Question<'_>, fixed: &FixedName) {
     let mut any = false;
-    for r in records
-        .iter()
-        .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
-    {
-        let mut r = r.clone();
-        r.name = qname.clone();
-        response.add_answer(r);
-        any = true;
+    if q.qtype == code::ANY {
+        if let Some(r) = fixed.records.get(fixed.any) {
+            w.answer(q, r);
+            any = true;
+        }
+    } else {
+        for r in fixed.records.iter().filter(|r| r.rtype == q.qtype) {
+            w.answer(q, r);
+            any = true;
+        }
     }
     if !any {
-        response.add_authority(zone.negative_soa());
+        w.negative(zone, q);
     }
 }
 
-/// Encodes `response`; if it exceeds `max_size`, sends the header, question
-/// and OPT only, with TC set, so the client retries over TCP.
-fn encode(response: &Message, max_size: u16, out: &mut Vec<u8>) -> bool {
-    if emit(response, out) && out.len() <= usize::from(max_size) {
-        return true;
+/// A payload name: the hint if it decodes to a report (TXT for TXT and
+/// ANY, A, AAAA), NODATA with the SOA otherwise. Never NXDOMAIN:
+/// QNAME-minimising resolvers ask each ancestor of a payload name first,
+/// and NXDOMAIN there (RFC 8020) would stop them from asking the full name.
+fn report_answer<'c>(
+    w: &mut Writer<'_, '_>,
+    zone: &'c Zone,
+    q: &Question<'_>,
+    now: i64,
+) -> NameOutcome<'c> {
+    let mut labels: [&[u8]; MAX_LABELS] = [&[]; MAX_LABELS];
+    let payload = q.label_count() - zone.label_count();
+    for (i, slot) in labels.iter_mut().enumerate().take(payload) {
+        *slot = q.label(i);
     }
-    if emit(&response.truncate(), out) {
-        return true;
+    let mut frame = [0u8; MAX_FRAME_LEN];
+    match zone.report(&labels[..payload], &mut frame) {
+        Ok(ReportAnswer::V2 {
+            answers,
+            key_id,
+            len,
+        }) => {
+            let record = match q.qtype {
+                code::TXT | code::ANY => answers.txt(key_id),
+                code::A => Some(&answers.a),
+                code::AAAA => Some(&answers.aaaa),
+                _ => None,
+            };
+            match record {
+                Some(r) => w.answer(q, r),
+                None => w.negative(zone, q),
+            }
+            NameOutcome::Sealed {
+                zone: &zone.name,
+                frame: SealedFrame { bytes: frame, len },
+            }
+        }
+        Ok(ReportAnswer::Policy { txt }) => {
+            match q.qtype {
+                code::TXT | code::ANY => w.answer(q, txt),
+                _ => w.negative(zone, q),
+            }
+            NameOutcome::Other
+        }
+        Ok(ReportAnswer::V1 { report, hint }) => {
+            let ttl = zone.answer_ttl;
+            match q.qtype {
+                code::TXT | code::ANY => w.answer_with(code::TXT, ttl, |out| {
+                    // Character-strings of at most 255 octets each.
+                    for s in hint.to_txt_strings() {
+                        let s = &s.as_bytes()[..s.len().min(255)];
+                        out.push(s.len() as u8);
+                        out.extend_from_slice(s);
+                    }
+                }),
+                code::A => w.answer_with(code::A, ttl, |out| {
+                    out.extend_from_slice(&hint.to_a().octets())
+                }),
+                code::AAAA => w.answer_with(code::AAAA, ttl, |out| {
+                    out.extend_from_slice(&hint.to_aaaa().octets())
+                }),
+                _ => w.negative(zone, q),
+            }
+            NameOutcome::Report(ReceivedReport {
+                report,
+                zone: zone.name.clone(),
+                received_at: now,
+                status: hint.status,
+            })
+        }
+        Err(why) => {
+            w.negative(zone, q);
+            NameOutcome::Rejected(why)
+        }
     }
-    // Unreachable in practice (a question alone always fits); answer
-    // SERVFAIL rather than nothing.
-    let mut fail = Message::error_msg(
-        response.metadata.id,
-        response.metadata.op_code,
-        ResponseCode::ServFail,
-    );
-    fail.metadata.message_type = MessageType::Response;
-    emit(&fail, out)
 }
 
-fn emit(message: &Message, out: &mut Vec<u8>) -> bool {
+/// A FORMERR or NOTIMP answer: the header alone, as NSD sends it (the
+/// question is not echoed, since it may be what is malformed). FORMERR
+/// keeps the RD bit; NOTIMP keeps RD and CD.
+fn header_only(request: &[u8], rcode: Rcode, out: &mut Vec<u8>) {
     out.clear();
-    let mut encoder = BinEncoder::new(out);
-    message.emit(&mut encoder).is_ok()
+    let (id, opcode_rd, cd) = match request {
+        [a, b, c, d, ..] => ([*a, *b], c & 0x79, d & 0x10),
+        _ => return,
+    };
+    let cd = if rcode == Rcode::NotImp { cd } else { 0 };
+    // The low four bits of the rcode (FORMERR and NOTIMP fit them).
+    let low = (rcode.code() & 0x0f) as u8;
+    out.extend_from_slice(&[id[0], id[1], 0x80 | opcode_rd, cd | low]);
+    out.extend_from_slice(&[0; 8]);
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags {
+    authoritative: bool,
+}
+
+/// Writes a response into the caller's buffer: the header last (when the
+/// counts are known), sections in order, the OPT record at the end.
+struct Writer<'o, 'r> {
+    out: &'o mut Vec<u8>,
+    req: &'r Request<'r>,
+    max_size: usize,
+    /// Offset just past the question (12 until one is written).
+    question_end: usize,
+    has_question: bool,
+    answers: u16,
+    authority: u16,
+}
+
+impl<'o, 'r> Writer<'o, 'r> {
+    fn new(out: &'o mut Vec<u8>, req: &'r Request<'r>, max_size: usize) -> Self {
+        out.clear();
+        out.extend_from_slice(&[0; HEADER]);
+        Writer {
+            out,
+            req,
+            max_size,
+            question_end: HEADER,
+            has_question: false,
+            answers: 0,
+            authority: 0,
+        }
+    }
+
+    /// Echoes the question as received; must come before any record.
+    fn question(&mut self, q: &Question<'_>) {
+        self.out.extend_from_slice(q.wire);
+        self.question_end = self.out.len();
+        self.has_question = true;
+    }
+
+    /// A pointer to the name at `at` (an offset in the response).
+    fn owner(&mut self, at: usize) {
+        // `at` is within the question: below 12 + 255, far below 0x3fff.
+        let at = at as u16;
+        self.out.extend_from_slice(&(0xc000 | at).to_be_bytes());
+    }
+
+    /// A pre-encoded record owned by the question's name.
+    fn answer(&mut self, q: &Question<'_>, record: &Encoded) {
+        self.owner(HEADER);
+        self.copy(q, record);
+        self.answers += 1;
+    }
+
+    /// Copies `record`, pointing its compressed names into the question.
+    fn copy(&mut self, q: &Question<'_>, record: &Encoded) {
+        let base = self.out.len();
+        self.out.extend_from_slice(&record.bytes);
+        for &(at, labels) in record.pointers.iter() {
+            let target = 0xc000 | (HEADER + q.suffix_at(usize::from(labels))) as u16;
+            let at = base + usize::from(at);
+            self.out[at..at + 2].copy_from_slice(&target.to_be_bytes());
+        }
+    }
+
+    /// A record owned by the question's name, its RDATA written by `rdata`.
+    fn answer_with(&mut self, rtype: u16, ttl: u32, rdata: impl FnOnce(&mut Vec<u8>)) {
+        self.owner(HEADER);
+        self.out.extend_from_slice(&rtype.to_be_bytes());
+        self.out.extend_from_slice(&code::CLASS_IN.to_be_bytes());
+        self.out.extend_from_slice(&ttl.to_be_bytes());
+        let len_at = self.out.len();
+        self.out.extend_from_slice(&[0, 0]);
+        rdata(self.out);
+        let len = (self.out.len() - len_at - 2) as u16;
+        self.out[len_at..len_at + 2].copy_from_slice(&len.to_be_bytes());
+        self.answers += 1;
+    }
+
+    /// The zone's SOA in the authority section (NODATA, RFC 2308), owned
+    /// by the zone's apex: the question name's suffix.
+    fn negative(&mut self, zone: &Zone, q: &Question<'_>) {
+        self.owner(HEADER + q.suffix_at(zone.label_count()));
+        self.copy(q, zone.negative_soa());
+        self.authority += 1;
+    }
+
+    /// Adds the OPT record (if the request had one) and the header. If the
+    /// response is larger than the client takes, it is cut to the question
+    /// with TC set (RFC 1035 4.2.1, RFC 6891 7), and the client retries
+    /// over TCP.
+    fn finish(mut self, flags: Flags, rcode: Rcode, ede: Option<u16>) {
+        let edns = self.req.edns;
+        let opt_len = match (edns, ede) {
+            (None, _) => 0,
+            (Some(_), None) => 11,
+            (Some(_), Some(_)) => 17,
+        };
+        let mut truncated = false;
+        if self.out.len() + opt_len > self.max_size {
+            self.out.truncate(self.question_end);
+            self.answers = 0;
+            self.authority = 0;
+            truncated = true;
+        }
+        if let Some(e) = edns {
+            write_opt(self.out, e, rcode, ede);
+        }
+        let r = self.req;
+        let byte2 =
+            0x80 | if flags.authoritative && rcode == Rcode::NoError {
+                0x04
+            } else {
+                0
+            } | if truncated { 0x02 } else { 0 }
+                | u8::from(r.rd);
+        let byte3 = if r.cd { 0x10 } else { 0 } | (rcode.code() & 0x0f) as u8;
+        let id = r.id.to_be_bytes();
+        let header = [
+            id[0],
+            id[1],
+            byte2,
+            byte3,
+            0,
+            u8::from(self.has_question),
+            (self.answers >> 8) as u8,
+            self.answers as u8,
+            (self.authority >> 8) as u8,
+            self.authority as u8,
+            0,
+            u8::from(edns.is_some()),
+        ];
+        self.out[..HEADER].copy_from_slice(&header);
+    }
+}
+
+/// Our OPT record: the payload size we accept, the upper bits of the rcode,
+/// version 0, the DO bit echoed (RFC 3225) except with BADVERS, and an
+/// Extended DNS Error when we have one to give (RFC 8914).
+fn write_opt(out: &mut Vec<u8>, theirs: Edns, rcode: Rcode, ede: Option<u16>) {
+    let ext = (rcode.code() >> 4) as u8;
+    let dnssec_ok = theirs.dnssec_ok && rcode != Rcode::BadVers;
+    out.push(0);
+    out.extend_from_slice(&code::OPT.to_be_bytes());
+    out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
+    out.extend_from_slice(&[ext, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
+    match ede {
+        None => out.extend_from_slice(&[0, 0]),
+        Some(info) => {
+            out.extend_from_slice(&[0, 6, 0, 15, 0, 2]);
+            out.extend_from_slice(&info.to_be_bytes());
+        }
+    }
 }

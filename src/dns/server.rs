@@ -6,15 +6,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
 use arc_swap::ArcSwap;
 use thiserror::Error;
-use tokio::net::{TcpListener, UdpSocket};
+
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::info;
 
 use super::catalog::{Catalog, CatalogError};
-use super::responder::Responder;
+use super::handler::Handler;
 use super::rrl::RateLimiter;
 use super::tcp::{self, TcpLimits};
 use super::udp;
@@ -45,6 +50,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error("cannot start a UDP thread")]
+    UdpThread(#[source] io::Error),
     #[error("cannot start the processor thread")]
     Processor(#[source] io::Error),
 }
@@ -55,9 +62,10 @@ pub enum ServerError {
 pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     http_addr: Option<SocketAddr>,
-    responder: Arc<Responder>,
+    responder: Arc<Handler>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    udp: UdpThreads,
     journal: Arc<Journal>,
     processor: Processor,
     /// Opens v2 frames in the processor and the shipper; swapped with the
@@ -123,7 +131,7 @@ impl RunningServer {
         )
         .map_err(ServerError::Processor)?;
         let sink = Arc::new(JournalSink::new(journal.clone(), metrics.clone()));
-        let responder = Arc::new(Responder::new(catalog, sink, metrics));
+        let responder = Arc::new(Handler::new(catalog, sink, metrics));
         let (stop, stopped) = watch::channel(false);
         let limits = TcpLimits {
             idle_timeout: Duration::from_secs(config.server.tcp_idle_timeout_secs.max(1)),
@@ -135,6 +143,7 @@ impl RunningServer {
             config.server.rrl_slip,
         ));
         let mut tasks = JoinSet::new();
+        let mut udp_threads = UdpThreads::default();
         let mut addrs = Vec::new();
         let udp_workers = match config.server.udp_workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -143,12 +152,7 @@ impl RunningServer {
         for want in &config.server.listen {
             let (udp_sockets, tcp_listener, addr) = bind_pair(*want, udp_workers)?;
             for socket in udp_sockets {
-                tasks.spawn(udp::serve(
-                    socket,
-                    responder.clone(),
-                    limiter.clone(),
-                    stopped.clone(),
-                ));
+                udp_threads.spawn(socket, responder.clone(), limiter.clone())?;
             }
             tasks.spawn(tcp::serve(
                 tcp_listener,
@@ -200,6 +204,7 @@ impl RunningServer {
             responder,
             stop,
             tasks,
+            udp: udp_threads,
             journal,
             processor,
             opener,
@@ -237,6 +242,8 @@ impl RunningServer {
     pub async fn shutdown(mut self) -> Result<(), ServerError> {
         let started = std::time::Instant::now();
         let _ = self.stop.send(true);
+        let udp = std::mem::take(&mut self.udp);
+        let _ = tokio::task::spawn_blocking(move || drop(udp)).await;
         while self.tasks.join_next().await.is_some() {}
         drop(self.responder);
         let bound = self.shutdown_timeout;
@@ -280,6 +287,40 @@ impl RunningServer {
     }
 }
 
+/// The UDP receive threads, stopped and joined on drop.
+#[derive(Default)]
+struct UdpThreads {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl UdpThreads {
+    fn spawn(
+        &mut self,
+        socket: UdpSocket,
+        handler: Arc<Handler>,
+        limiter: Arc<RateLimiter>,
+    ) -> Result<(), ServerError> {
+        let stop = self.stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("vcheckd-udp".into())
+            .spawn(move || udp::serve(socket, handler, limiter, stop))
+            .map_err(ServerError::UdpThread)?;
+        self.threads.push(thread);
+        Ok(())
+    }
+}
+
+impl Drop for UdpThreads {
+    /// Each thread sees the flag within [`udp::STOP_POLL`].
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Binds `udp_workers` UDP sockets (SO_REUSEPORT: the kernel spreads
 /// datagrams over them, one receive loop each) and a TCP listener on the
 /// same address. With port 0, the kernel picks the port for the first UDP
@@ -301,10 +342,7 @@ fn bind_pair(
         for _ in 1..udp_workers.max(1) {
             udp.push(bind_socket(addr, socket2::Type::DGRAM)?);
         }
-        let udp = udp
-            .into_iter()
-            .map(|s| UdpSocket::from_std(s.into()).map_err(bind_err))
-            .collect::<Result<Vec<_>, _>>()?;
+        let udp = udp.into_iter().map(UdpSocket::from).collect();
         let tcp = bind_socket(addr, socket2::Type::STREAM)
             .and_then(|s| TcpListener::from_std(s.into()).map_err(bind_err));
         match tcp {

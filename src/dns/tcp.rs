@@ -13,7 +13,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::warn;
 
-use super::responder::{Responder, Transport};
+use super::handler::Handler;
+use super::responder::Transport;
 use crate::metrics::bump;
 
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +87,7 @@ impl Drop for SourceSlot {
 /// Accepts connections until `shutdown` turns true, then closes them all.
 pub async fn serve(
     listener: TcpListener,
-    responder: Arc<Responder>,
+    responder: Arc<Handler>,
     limits: TcpLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -135,13 +136,14 @@ pub async fn serve(
 
 async fn connection(
     mut stream: TcpStream,
-    responder: Arc<Responder>,
+    responder: Arc<Handler>,
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let mut request = Vec::with_capacity(512);
     let mut response = Vec::with_capacity(4_096);
+    let mut framed = Vec::with_capacity(4_096);
     loop {
         let len = tokio::select! {
             r = tokio::time::timeout(idle_timeout, stream.read_u16()) => match r {
@@ -158,14 +160,14 @@ async fn connection(
             },
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        if !responder.respond(&request, Transport::Tcp, &mut response) {
+        if !responder.handle(&request, Transport::Tcp, &mut response) {
             return;
         }
         // The responder never produces more than 65535 bytes over TCP.
         let Ok(prefix) = u16::try_from(response.len()) else {
             return;
         };
-        let mut framed = Vec::with_capacity(2 + response.len());
+        framed.clear();
         framed.extend_from_slice(&prefix.to_be_bytes());
         framed.extend_from_slice(&response);
         // A client that stops reading must neither hold its slot forever

@@ -88,8 +88,22 @@ pub fn frame_to_labels(frame: &[u8]) -> Result<Vec<String>, EncodeError> {
 /// resolver's first questions (the last payload label alone) are shorter.
 pub const MIN_REPORT_CHARS: usize = ((frame::OVERHEAD + super::payload::MIN_LEN) * 8).div_ceil(5);
 
+/// The largest frame four labels of 63 base32 characters can carry.
+pub const MAX_FRAME_LEN: usize = MAX_LABEL_LEN * MAX_PAYLOAD_LABELS * 5 / 8;
+
 /// Joins payload labels (as they arrived, any letter case) and decodes them.
 pub fn labels_to_frame(labels: &[&[u8]]) -> Result<Vec<u8>, DecodeError> {
+    let mut frame = [0u8; MAX_FRAME_LEN];
+    let len = labels_to_frame_in(labels, &mut frame)?;
+    Ok(frame[..len].to_vec())
+}
+
+/// [`labels_to_frame`] into the caller's buffer, without allocating (the
+/// answer path); returns the frame's length.
+pub fn labels_to_frame_in(
+    labels: &[&[u8]],
+    frame: &mut [u8; MAX_FRAME_LEN],
+) -> Result<usize, DecodeError> {
     if labels.is_empty() || labels.len() > MAX_PAYLOAD_LABELS {
         return Err(DecodeError::LabelCount(labels.len()));
     }
@@ -105,8 +119,12 @@ pub fn labels_to_frame(labels: &[&[u8]]) -> Result<Vec<u8>, DecodeError> {
     if len < MIN_REPORT_CHARS {
         return Err(DecodeError::Partial(len));
     }
+    let text = &text[..len];
+    let out_len = BASE32_NOPAD_NOCASE
+        .decode_len(text.len())
+        .map_err(|_| DecodeError::Base32)?;
     BASE32_NOPAD_NOCASE
-        .decode(&text[..len])
+        .decode_mut(text, &mut frame[..out_len])
         .map_err(|_| DecodeError::Base32)
 }
 

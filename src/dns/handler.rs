@@ -1,0 +1,85 @@
+//! The transports' side of the responder: the current zones, the clock,
+//! the journal and the metrics, which the pure [`respond`] does not touch.
+//!
+//! The UDP and TCP loops call [`Handler::handle`] for each request; it
+//! reads the clock once, answers, then counts the [`Outcome`] and hands a
+//! report, if any, to the [`ReportSink`] (the one place reports leave the
+//! answer path).
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::catalog::Catalog;
+use super::responder::{respond, NameOutcome, Outcome, Transport};
+use super::ReportSink;
+use crate::metrics::Metrics;
+use crate::report::Incoming;
+
+pub struct Handler {
+    catalog: ArcSwap<Catalog>,
+    sink: Arc<dyn ReportSink>,
+    metrics: Arc<Metrics>,
+}
+
+impl Handler {
+    pub fn new(catalog: Catalog, sink: Arc<dyn ReportSink>, metrics: Arc<Metrics>) -> Self {
+        Handler {
+            catalog: ArcSwap::from_pointee(catalog),
+            sink,
+            metrics,
+        }
+    }
+
+    /// Replaces the zones; queries in flight finish on the old ones.
+    pub fn swap_catalog(&self, catalog: Catalog) {
+        self.catalog.store(Arc::new(catalog));
+    }
+
+    /// How often the policies must be signed anew (see
+    /// [`Catalog::resign_interval`]).
+    pub fn resign_interval(&self) -> Option<std::time::Duration> {
+        self.catalog.load().resign_interval()
+    }
+
+    /// Signs every v2 policy anew at `now`, keeping everything else (a
+    /// reload in between is kept too). Returns when to do it again.
+    pub fn resign_policies(&self, now: u64) -> Option<std::time::Duration> {
+        self.catalog.rcu(|current| match current.resign(now) {
+            Ok(next) => Arc::new(next),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign the v2 policies anew; serving the old ones");
+                current.clone()
+            }
+        });
+        self.resign_interval()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Writes the response to `request` into `out`, records its report and
+    /// counts it. Returns false when nothing must be sent.
+    pub fn handle(&self, request: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
+        let now = crate::clock::unix_now();
+        let catalog = self.catalog.load();
+        let outcome = respond(&catalog, request, now, transport, out);
+        self.metrics.count_query(transport, &outcome);
+        match outcome {
+            Outcome::Dropped => false,
+            Outcome::Answered(a) => {
+                match &a.name {
+                    NameOutcome::Report(report) => self.sink.accept(Incoming::V1(report)),
+                    NameOutcome::Sealed { zone, frame } => self.sink.accept(Incoming::V2 {
+                        zone,
+                        received_at: now,
+                        frame: frame.as_bytes(),
+                    }),
+                    NameOutcome::Other | NameOutcome::Rejected(_) => {}
+                }
+                true
+            }
+        }
+    }
+}

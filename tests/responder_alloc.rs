@@ -1,0 +1,85 @@
+//! The answer path allocates nothing per query: the responder reads the
+//! request in place and writes into the caller's buffer, from records
+//! encoded when the zone was loaded. Counted with a global allocator that
+//! counts, for the queries that involve no report (a v1 report's decryption
+//! and hint allocate; the pre-built v2 answer will not).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hickory_proto::rr::RecordType;
+use hickory_proto::serialize::binary::BinEncodable;
+use vcheckd::config::Config;
+use vcheckd::dns::{respond, Catalog, Outcome, Transport};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn queries_without_a_report_allocate_nothing() {
+    let setup = common::Setup::new();
+    let config = Config::load(&setup.config_path()).unwrap();
+    let catalog = Catalog::build(&config, 0).unwrap();
+    let q = |name: &str, t: RecordType, edns: Option<u16>| {
+        common::query(name, t, edns).to_bytes().unwrap()
+    };
+    let name = setup.name("c", "n", "2.3.1");
+    let partial = name.split_once('.').unwrap().1.to_string();
+    let requests = [
+        q("vc.example.com.", RecordType::SOA, Some(1232)),
+        q("VC.example.COM.", RecordType::ANY, None),
+        q("ns1.vc.example.com.", RecordType::A, Some(1232)),
+        q("ns1.vc.example.com.", RecordType::AAAA, Some(1232)),
+        q("big.vc.example.com.", RecordType::TXT, None),
+        q(&partial, RecordType::A, Some(1232)),
+        q(
+            "www.not-a-report.vc.example.com.",
+            RecordType::TXT,
+            Some(1232),
+        ),
+        q("www.example.org.", RecordType::TXT, Some(1232)),
+        vec![0x12, 0x34, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0xc0, 0],
+        vec![0x12, 0x34, 0x18, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    ];
+    let mut out = Vec::with_capacity(65_535);
+    for r in &requests {
+        assert!(matches!(
+            respond(&catalog, r, 0, Transport::Udp, &mut out),
+            Outcome::Answered(_)
+        ));
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..100 {
+        for r in &requests {
+            let outcome = respond(&catalog, r, 0, Transport::Udp, &mut out);
+            std::hint::black_box(outcome);
+        }
+    }
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    assert_eq!(after - before, 0, "allocations in 1,000 queries");
+
+    // The counter does count: a v1 report decrypts and builds its hint.
+    let report = q(&name, RecordType::TXT, Some(1232));
+    respond(&catalog, &report, 0, Transport::Udp, &mut out);
+    assert!(ALLOCATIONS.load(Ordering::Relaxed) > after);
+}
