@@ -4,6 +4,10 @@
 # alternating the two servers, with DISTINCT payload names (every query is
 # a new report, as real clients send them). Traffic goes to 127.0.0.1 only.
 #
+# PROTOCOL=2: protocol v2 names (sealed to the zone's public key; vcheckd
+# answers every one with the zone's signed policy and opens the frames in
+# its processor), and NSD serves that same policy TXT as its wildcard.
+#
 # Usage: benches/load/run.sh [--max-only] [--rate-percent P] [--rate QPS]
 #   (default)           max rate, then P% (80) of vcheckd's max rate for DURATION s
 #   --max-only          only the max-rate runs
@@ -32,6 +36,7 @@ JOURNAL_COMMIT_MS=${JOURNAL_COMMIT_MS:-2}          # vcheckd [server] journal_co
 MAX_BATCH=${MAX_BATCH:-8192}                       # vcheckd [server] max_batch (its default)
 CATCHUP_TIMEOUT=${CATCHUP_TIMEOUT:-600} # seconds to wait for the processor to catch up
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)} # parallel `vcheckd encode --count` processes
+PROTOCOL=${PROTOCOL:-1}       # 1 or 2: which protocol the report names speak
 
 MODE=both
 while [ $# -gt 0 ]; do
@@ -56,6 +61,7 @@ say() { printf '%s\n' "$*"; }
 missing=()
 command -v dnsperf >/dev/null 2>&1 || missing+=(dnsperf)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+[ "$PROTOCOL" = 2 ] && { command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils); }
 NSD=$(command -v nsd 2>/dev/null || true)
 [ -z "$NSD" ] && [ -x /usr/sbin/nsd ] && NSD=/usr/sbin/nsd
 [ -z "$NSD" ] && missing+=(nsd)
@@ -111,6 +117,8 @@ free_port() {
 # --- vcheckd: key, zone, config --------------------------------------------
 mkdir -p "$TMP/vcheckd" "$TMP/nsd" "$TMP/names"
 "$BIN" keygen --v1 --out "$TMP/vcheckd/load.key" >/dev/null 2>&1
+"$BIN" keygen --private "$TMP/vcheckd/load.private" --public "$TMP/vcheckd/load.public" >/dev/null 2>&1
+if [ "$PROTOCOL" = 2 ]; then CLIENT_KEY=$TMP/vcheckd/load.public; else CLIENT_KEY=$TMP/vcheckd/load.key; fi
 cp "$ROOT/zones/$ZONE.zone" "$TMP/vcheckd/zone.txt"
 VC_PORT=$(free_port)
 NSD_PORT=$(free_port "$VC_PORT")
@@ -132,6 +140,7 @@ listen = "127.0.0.1:$HTTP_PORT"
 name = "$ZONE"
 file = "zone.txt"
 keys = ["load.key"]
+private_keys = ["load.private"]
 answer_ttl = 60
 
 [zone.releases]
@@ -156,7 +165,7 @@ make_names() {
         count=$(( n - (job - 1) * per_job ))
         if [ "$count" -gt "$per_job" ]; then count=$per_job; fi
         if [ "$count" -le 0 ]; then continue; fi
-        "$BIN" encode --zone "$ZONE" --key "$TMP/vcheckd/load.key" --count "$count" \
+        "$BIN" encode --zone "$ZONE" --key "$CLIENT_KEY" --count "$count" \
             --version "$VERSION" --cluster-id "load-$tag-$job" --node-id "load-node-1" \
             >"$file.part$job" &
         pids+=($!)
@@ -179,11 +188,16 @@ make_names() {
 printf '%s SOA\n' "$ZONE." >"$TMP/probe.txt"
 
 # --- NSD: the same zone plus a wildcard TXT ----------------------------------
-HINT_TXT='v=vc1 status=2 latest=2.4.1 msg=2.4.1 is available' # what vcheckd answers for 2.3.1
-{
-    cat "$ROOT/zones/$ZONE.zone"
-    printf '*       IN TXT  "%s"\n' "$HINT_TXT"
-} >"$TMP/nsd/$ZONE.zone"
+# v1: the hint vcheckd answers for 2.3.1. v2: the signed policy vcheckd
+# answers every report with (written once vcheckd runs, below).
+HINT_TXT='"v=vc1 status=2 latest=2.4.1 msg=2.4.1 is available"'
+nsd_zone() {
+    {
+        cat "$ROOT/zones/$ZONE.zone"
+        printf '*       IN TXT  %s\n' "$HINT_TXT"
+    } >"$TMP/nsd/$ZONE.zone"
+}
+nsd_zone
 cat >"$TMP/nsd/nsd.conf" <<EOF2
 server:
     ip-address: 127.0.0.1@$NSD_PORT
@@ -233,11 +247,18 @@ wait_ready() { # name port pid
 }
 RUST_LOG=warn "$BIN" serve --config "$TMP/vcheckd/vcheckd.toml" >"$TMP/vcheckd.log" 2>&1 &
 VC_PID=$!
+wait_ready vcheckd "$VC_PORT" "$VC_PID"
+if [ "$PROTOCOL" = 2 ]; then
+    # The policy TXT in zone-file syntax, as dig prints it.
+    HINT_TXT=$(dig +short -p "$VC_PORT" @127.0.0.1 "1._policy.$ZONE." TXT)
+    [ -n "$HINT_TXT" ] || { say "error: vcheckd serves no v2 policy" >&2; exit 1; }
+    nsd_zone
+fi
 "$NSD" -d -c "$TMP/nsd/nsd.conf" >"$TMP/nsd.log" 2>&1 &
 NSD_PID=$!
-wait_ready vcheckd "$VC_PORT" "$VC_PID"
 wait_ready nsd "$NSD_PORT" "$NSD_PID"
 say "vcheckd $("$BIN" --version | awk '{ print $2 }') on 127.0.0.1:$VC_PORT (journal_max_bytes $JOURNAL_MAX_BYTES, journal_commit_ms $JOURNAL_COMMIT_MS, max_batch $MAX_BATCH; /metrics on 127.0.0.1:$HTTP_PORT), NSD $("$NSD" -v 2>&1 | awk 'NR == 1 { print $3 }') on 127.0.0.1:$NSD_PORT (server-count $NSD_SERVERS, rrl-ratelimit 0)"
+say "protocol v$PROTOCOL report names; NSD's wildcard TXT is $(printf '%s' "$HINT_TXT" | wc -c) characters of zone-file text"
 say "dnsperf -n 1 (each name sent once) -c $CLIENTS -T $THREADS -q $OUTSTANDING -t $TIMEOUT$([ "$EDNS" = 1 ] && echo ' -e'); $(nproc) CPUs shared by servers and dnsperf (load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
 
 # --- measuring helpers ---------------------------------------------------------
