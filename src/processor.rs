@@ -82,6 +82,19 @@ impl Default for ProcessorConfig {
     }
 }
 
+/// Lowers the calling thread's CPU priority (nice 10): the processor's
+/// work, opening v2 frames above all, yields to the answer loops when the
+/// two compete for the cores, and catches up when they do not. The journal
+/// holds what it has not reached yet, so nothing is lost by waiting.
+pub(crate) fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority has no memory effects; on Linux, PRIO_PROCESS
+    // with who = 0 applies to the calling thread alone.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
 /// One batch of the journal, as reports.
 pub(crate) struct ReadReports {
     /// The position after the records read.
@@ -147,6 +160,7 @@ fn open_sealed(sealed: &[Vec<u8>], opener: &Opener) -> Vec<Result<ReceivedReport
             .chunks(chunk)
             .map(|part| {
                 let handle = scope.spawn(move || {
+                    background_priority();
                     part.iter()
                         .map(|r| report::decode(r, opener))
                         .collect::<Vec<_>>()
@@ -195,6 +209,7 @@ impl Processor {
         let handle = std::thread::Builder::new()
             .name("vcheckd-processor".into())
             .spawn(move || {
+                background_priority();
                 let mut run = Run {
                     store,
                     journal,

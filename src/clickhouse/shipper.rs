@@ -105,6 +105,7 @@ impl Shipper {
         let handle = std::thread::Builder::new()
             .name("vcheckd-shipper".into())
             .spawn(move || {
+                crate::processor::background_priority();
                 Run {
                     journal,
                     dir: journal_dir,
