@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use crate::dns::ReportSink;
 use crate::journal::{Journal, Position, Reader};
 use crate::metrics::{bump, Metrics};
+use crate::replay::ReplayWindow;
 use crate::report::ReceivedReport;
 use crate::store::{BatchOutcome, CounterDelta, Store};
 
@@ -67,6 +68,8 @@ pub struct ProcessorConfig {
     pub prune_interval: Duration,
     /// Counters are persisted at least this often, reports or not.
     pub flush_interval: Duration,
+    /// Reports whose client timestamp is outside it are counted, not stored.
+    pub replay_window: ReplayWindow,
 }
 
 impl Default for ProcessorConfig {
@@ -76,6 +79,7 @@ impl Default for ProcessorConfig {
             retention_days: 30,
             prune_interval: Duration::from_secs(3_600),
             flush_interval: Duration::from_secs(1),
+            replay_window: ReplayWindow::DEFAULT,
         }
     }
 }
@@ -190,7 +194,10 @@ impl Run {
                 self.config.max_batch,
                 Duration::from_millis(100),
                 |_, bytes| match ReceivedReport::from_record(bytes) {
-                    Ok(r) => batch.push(r),
+                    Ok(r) => match self.config.replay_window.check(&r) {
+                        Ok(()) => batch.push(r),
+                        Err(why) => self.metrics.count_outside_window(why),
+                    },
                     Err(_) => damaged += 1,
                 },
             );

@@ -5,22 +5,20 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
+use semver::Version;
 use serde_json::json;
 
-use super::{chain, print_report, report_json, ReportArgs};
+use super::exit::{self, fail, Exit};
+use super::{report_json, report_text, write_stdout, ReportArgs};
 use vcheckd::client::{self, Policy, Prepared};
+use vcheckd::hint::Hint;
 use vcheckd::protocol::name::decode_query_name;
 use vcheckd::protocol::{Key, Keyring, ZoneName};
 
-const EXIT_HELP: &str = "Exit codes: 0 hint received (or checks disabled), 1 usage or key error, \
-2 cannot build the name or no name server, 3 timeout, 4 network error, 5 SERVFAIL, \
-6 REFUSED, 7 other DNS error, 8 answer without a vcheckd hint.\n\
-Environment: DISABLE_VERSION_CHECK=1 sends nothing; DISABLE_TELEMETRY=1 sends no cluster or node identity.";
-
 #[derive(Debug, Args)]
-#[command(after_help = EXIT_HELP)]
+#[command(after_help = exit::CHECK_HELP)]
 pub struct CheckArgs {
     #[command(flatten)]
     report: ReportArgs,
@@ -39,6 +37,7 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = exit::HELP)]
 pub struct EncodeArgs {
     #[command(flatten)]
     report: ReportArgs,
@@ -65,10 +64,18 @@ fn parse_server(text: &str) -> Result<Vec<SocketAddr>> {
     };
     let addrs: Vec<SocketAddr> = with_port
         .to_socket_addrs()
-        .with_context(|| format!("--server {text:?}: not HOST[:PORT]"))?
+        .map_err(|e| {
+            fail(
+                Exit::Usage,
+                format!("--server {text:?} is not HOST[:PORT]: {e}"),
+            )
+        })?
         .collect();
     if addrs.is_empty() {
-        bail!("--server {text:?} has no address");
+        return Err(fail(
+            Exit::Usage,
+            format!("--server {text:?} has no address"),
+        ));
     }
     Ok(addrs)
 }
@@ -77,7 +84,7 @@ fn parse_server(text: &str) -> Result<Vec<SocketAddr>> {
 /// the preview shows what the server will read, not what we meant to send.
 fn preview_json(prepared: &Prepared, args: &ReportArgs) -> Result<serde_json::Value> {
     let key = Key::load(&args.key)?;
-    let zone = ZoneName::new(&args.zone)?;
+    let zone = ZoneName::new(&args.zone).context("--zone")?;
     let report = decode_query_name(&Keyring::new(&[key])?, &zone, &prepared.name)
         .context("the name just built does not decode (please report this bug)")?;
     let mut v = report_json(&report);
@@ -85,40 +92,78 @@ fn preview_json(prepared: &Prepared, args: &ReportArgs) -> Result<serde_json::Va
     Ok(v)
 }
 
-fn print_preview(v: &serde_json::Value, json: bool) {
-    if json {
-        println!("{v}");
-        return;
-    }
-    println!(
-        "query name: {}",
-        v["query_name"].as_str().unwrap_or_default()
-    );
-    println!("query type: TXT");
-    println!("decoded plaintext (what the server reads):");
-    print_report(v);
+fn preview_text(v: &serde_json::Value) -> String {
+    format!(
+        "query name: {}\nquery type: TXT\ndecoded plaintext (what the server reads):\n{}",
+        v["query_name"].as_str().unwrap_or_default(),
+        report_text(v)
+    )
 }
 
-fn disabled(json: bool) -> ExitCode {
-    if json {
-        println!(
-            "{}",
-            json!({"status": "disabled", "reason": "DISABLE_VERSION_CHECK"})
-        );
-    } else {
-        println!("vcheckd: version check disabled (DISABLE_VERSION_CHECK is set); nothing sent");
-    }
-    ExitCode::SUCCESS
+/// What one `check` came to, short of an error.
+enum Outcome {
+    Disabled,
+    Preview(serde_json::Value),
+    Hint {
+        hint: Hint,
+        running: Version,
+        report_id: String,
+    },
 }
 
-pub fn run_check(args: CheckArgs) -> Result<ExitCode> {
+/// `check --json`'s one object, the same fields for every outcome
+/// (docs/DEPLOY.md): `status` is the hint's status code (0-3) when a hint
+/// was received, else -1; `error` is null unless the check failed.
+fn outcome_json(outcome: &Result<Outcome>, args: &CheckArgs) -> serde_json::Value {
+    let running = vcheckd::hint::parse_version(&args.report.software_version)
+        .ok()
+        .map(|v| v.to_string());
+    let mut v = json!({
+        "status": -1,
+        "status_name": "error",
+        "latest": null,
+        "running": running,
+        "message": "",
+        "report_id": null,
+        "exit_code": 0,
+        "error": null,
+    });
+    match outcome {
+        Ok(Outcome::Hint {
+            hint, report_id, ..
+        }) => {
+            v["status"] = json!(hint.status.code());
+            v["status_name"] = json!(hint.status.name());
+            v["latest"] = json!(hint.latest.to_string());
+            v["message"] = json!(hint.message);
+            v["report_id"] = json!(report_id);
+        }
+        Ok(Outcome::Disabled) => {
+            v["status_name"] = json!("disabled");
+            v["message"] = json!("DISABLE_VERSION_CHECK is set; nothing sent");
+        }
+        Ok(Outcome::Preview(_)) => v["status_name"] = json!("dry-run"),
+        Err(e) => {
+            v["exit_code"] = json!(exit::diagnose(e).exit as u8);
+            v["error"] = json!(exit::line(e));
+        }
+    }
+    v
+}
+
+fn check_once(args: &CheckArgs) -> Result<Outcome> {
     let Some(check) = args.report.check(Policy::from_env())? else {
-        return Ok(disabled(args.json));
+        return Ok(Outcome::Disabled);
     };
     let prepared = check.prepare()?;
     if args.dry_run {
-        print_preview(&preview_json(&prepared, &args.report)?, args.json);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Outcome::Preview(preview_json(&prepared, &args.report)?));
+    }
+    if !(args.timeout > 0.0 && args.timeout <= 3600.0) {
+        return Err(fail(
+            Exit::Usage,
+            "--timeout must be a number of seconds above 0 and at most 3600",
+        ));
     }
     let servers = if args.server.is_empty() {
         client::system_servers()
@@ -129,43 +174,40 @@ pub fn run_check(args: CheckArgs) -> Result<ExitCode> {
         }
         all
     };
-    if !(args.timeout > 0.0 && args.timeout <= 3600.0) {
-        bail!("--timeout must be a number of seconds above 0 and at most 3600");
-    }
     let timeout = Duration::from_secs_f64(args.timeout);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    match runtime.block_on(client::resolve_hint(&prepared, &servers, timeout)) {
-        Ok(hint) => {
-            if args.json {
-                println!(
-                    "{}",
-                    json!({
-                        "status": hint.status.code(),
-                        "status_name": hint.status.name(),
-                        "latest": hint.latest.to_string(),
-                        "running": check.version.to_string(),
-                        "message": hint.message,
-                        "report_id": prepared.id.to_hex(),
-                    })
-                );
-            } else {
-                println!("{}", client::describe(&hint, &check.version));
-            }
-            Ok(ExitCode::SUCCESS)
+        .build()
+        .context("starting the async runtime")?;
+    let hint = runtime
+        .block_on(client::resolve_hint(&prepared, &servers, timeout))
+        .context("version check failed")?;
+    Ok(Outcome::Hint {
+        hint,
+        running: check.version,
+        report_id: prepared.id.to_hex(),
+    })
+}
+
+pub fn run_check(args: CheckArgs) -> Result<ExitCode> {
+    let outcome = check_once(&args);
+    let text = match (&outcome, args.json) {
+        // The preview keeps its own shape: the decoded report (as `encode
+        // --json` and `decode --json` print it).
+        (Ok(Outcome::Preview(v)), true) => format!("{v}\n"),
+        (_, true) => format!("{}\n", outcome_json(&outcome, &args)),
+        (Ok(Outcome::Preview(v)), false) => preview_text(v),
+        (Ok(Outcome::Disabled), false) => {
+            "vcheckd: version check disabled (DISABLE_VERSION_CHECK is set); nothing sent\n".into()
         }
-        Err(e) => {
-            if args.json {
-                println!(
-                    "{}",
-                    json!({"status": "error", "error": chain(&e), "exit_code": e.exit_code()})
-                );
-            }
-            eprintln!("vcheckd: version check failed: {}", chain(&e));
-            Ok(ExitCode::from(e.exit_code()))
+        (Ok(Outcome::Hint { hint, running, .. }), false) => {
+            format!("{}\n", client::describe(hint, running))
         }
-    }
+        (Err(_), false) => String::new(),
+    };
+    write_stdout(&text)?;
+    // The error still goes to stderr, as one line, and decides the code.
+    outcome.map(|_| ExitCode::SUCCESS)
 }
 
 pub fn run_encode(args: EncodeArgs) -> Result<ExitCode> {

@@ -4,13 +4,15 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{print_report, report_json};
-use anyhow::{bail, Context, Result};
+use super::exit::{self, fail, Exit};
+use super::{report_json, report_text, write_stdout};
+use anyhow::{Context, Result};
 use clap::Args;
 use vcheckd::protocol::name::decode_query_name;
 use vcheckd::protocol::{Key, KeyId, Keyring, ZoneName};
 
 #[derive(Debug, Args)]
+#[command(after_help = exit::HELP)]
 pub struct KeygenArgs {
     /// Key id (0-255), carried in clear in every report; give each new key
     /// a new id so that old and new keys can be served side by side.
@@ -25,6 +27,7 @@ pub struct KeygenArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = exit::HELP)]
 pub struct DecodeArgs {
     /// The query name (with or without the trailing dot).
     name: String,
@@ -57,7 +60,7 @@ pub fn write_key_file(path: &std::path::Path, key: &Key, force: bool) -> Result<
     }
     let mut file = options.open(path).with_context(|| {
         format!(
-            "cannot create {} (use --force to replace it)",
+            "cannot create key file {} (if it exists, --force replaces it)",
             path.display()
         )
     })?;
@@ -85,13 +88,14 @@ pub fn run_keygen(args: KeygenArgs) -> Result<ExitCode> {
             write_key_file(&path, &key, args.force)?;
             eprintln!("vcheckd: wrote key id {} to {}", key.id, path.display());
         }
-        None => println!("{}", key.to_token()),
+        None => write_stdout(&format!("{}\n", key.to_token()))?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_decode(args: DecodeArgs) -> Result<ExitCode> {
-    let zone = ZoneName::new(&args.zone)?;
+    let zone = ZoneName::new(&args.zone)
+        .map_err(|e| fail(Exit::Usage, format!("--zone {:?}: {e}", args.zone)))?;
     let keys = args
         .key
         .iter()
@@ -99,13 +103,18 @@ pub fn run_decode(args: DecodeArgs) -> Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
     let report = match decode_query_name(&Keyring::new(&keys)?, &zone, &args.name) {
         Ok(r) => r,
-        Err(e) => bail!("{} does not decode: {e}", args.name),
+        Err(e) => {
+            return Err(fail(
+                Exit::DataErr,
+                format!("{} does not decode: {e}", args.name),
+            ))
+        }
     };
     let v = report_json(&report);
     if args.json {
-        println!("{v}");
+        write_stdout(&format!("{v}\n"))?;
     } else {
-        print_report(&v);
+        write_stdout(&report_text(&v))?;
     }
     Ok(ExitCode::SUCCESS)
 }

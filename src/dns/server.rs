@@ -99,6 +99,7 @@ impl RunningServer {
             ProcessorConfig {
                 max_batch: config.server.max_batch.max(1),
                 retention_days: config.server.retention_days,
+                replay_window: config.server.replay_window(),
                 ..ProcessorConfig::default()
             },
         )
