@@ -102,19 +102,6 @@ fn print<T: Serialize + Tabular>(values: &[T], format: Format) -> Result<()> {
 }
 
 pub fn run(args: StatsArgs) -> Result<ExitCode> {
-    for db in &args.db {
-        if !db.exists() {
-            return Err(fail(
-                Exit::NoInput,
-                format!(
-                    "no database at {}: start `vcheckd serve` first, or give --db the file its [server] database names",
-                    db.display()
-                ),
-            ));
-        }
-    }
-    // The store's errors name the file and the fix.
-    let source = Source::open(&args.db)?;
     let today = vcheckd::clock::today();
     let until = match &args.until {
         Some(t) => parse_day("--until", t)?,
@@ -139,6 +126,19 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
             "--until is in the future: there is no data after today",
         ));
     }
+    for db in &args.db {
+        if !db.exists() {
+            return Err(fail(
+                Exit::NoInput,
+                format!(
+                    "no database at {}: start `vcheckd serve` first, or give --db the file its [server] database names",
+                    db.display()
+                ),
+            ));
+        }
+    }
+    // The store's errors name the file and the fix.
+    let source = Source::open(&args.db)?;
     let format = if args.json { Format::Json } else { args.format };
     let zones = source.select_zones(args.zone.as_deref())?;
     match what {
