@@ -433,6 +433,22 @@ mod tests {
         assert!(e.contains("at least 2"), "{e}");
     }
 
+    /// docs/DEPLOY.md section 7 is the reference: a setting added here
+    /// without a row there fails this test.
+    #[test]
+    fn every_setting_is_in_the_configuration_reference() {
+        let docs = include_str!("../../docs/DEPLOY.md");
+        let reference = &docs[docs.find("## 7. Configuration reference").unwrap()..];
+        let reference = &reference[..reference.find("\n## 8.").unwrap()];
+        let mut c = Config::embedded().unwrap();
+        c.server.journal_dir = Some("j".into()); // None is not serialized
+        let server = toml::Table::try_from(&c.server).unwrap();
+        let http = toml::Table::try_from(c.http.as_ref().unwrap()).unwrap();
+        for key in server.keys().chain(http.keys()) {
+            assert!(reference.contains(&format!("`{key}`")), "{key} is not documented");
+        }
+    }
+
     #[test]
     fn relative_paths_follow_the_config_file() {
         let mut c = Config::embedded().unwrap();
