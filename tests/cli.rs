@@ -481,6 +481,13 @@ fn exit_64_usage() {
         64,
         &["--since is after --until"],
     );
+    drop(vcheckd::store::Store::open(&dir.path().join("db.sqlite")).unwrap());
+    assert_fails(
+        dir.path(),
+        &["stats", "--db", "db.sqlite", "--zone", "nope.example"],
+        64,
+        &["no zone \"nope.example\"", "give --zone one of those"],
+    );
     // Every command's help carries the same table.
     for cmd in ["serve", "check", "stats", "encode", "decode", "keygen"] {
         let help = stdout(&vcheckd(dir.path(), &[cmd, "--help"], &[]));

@@ -11,6 +11,7 @@ use vcheckd::dns::catalog::CatalogError;
 use vcheckd::dns::server::ServerError;
 use vcheckd::journal::JournalError;
 use vcheckd::protocol::KeyError;
+use vcheckd::stats::StatsError;
 use vcheckd::store::StoreError;
 
 /// Every code the binary exits with.
@@ -169,6 +170,14 @@ fn known(e: &(dyn std::error::Error + 'static)) -> Option<Diagnosis> {
     }
     if let Some(e) = e.downcast_ref::<CatalogError>() {
         return catalog(e);
+    }
+    if let Some(e) = e.downcast_ref::<StatsError>() {
+        return Some(match e {
+            StatsError::Store(e) => store(e.innermost()),
+            StatsError::UnknownZone { .. } => {
+                Diagnosis::fix(Exit::Usage, "give --zone one of those")
+            }
+        });
     }
     if let Some(e) = e.downcast_ref::<StoreError>() {
         return Some(store(e.innermost()));

@@ -445,7 +445,10 @@ mod tests {
         let server = toml::Table::try_from(&c.server).unwrap();
         let http = toml::Table::try_from(c.http.as_ref().unwrap()).unwrap();
         for key in server.keys().chain(http.keys()) {
-            assert!(reference.contains(&format!("`{key}`")), "{key} is not documented");
+            assert!(
+                reference.contains(&format!("`{key}`")),
+                "{key} is not documented"
+            );
         }
     }
 
