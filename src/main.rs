@@ -46,6 +46,11 @@ fn usage(e: &clap::Error) -> ExitCode {
         .next()
         .unwrap_or("invalid arguments")
         .trim_start_matches("error: ");
-    eprintln!("vcheckd: error: {first} (see --help)");
+    let line = format!("{first} (see --help)");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "check") && args.iter().any(|a| a == "--json") {
+        cli::print_check_usage_json(&line);
+    }
+    eprintln!("vcheckd: error: {line}");
     ExitCode::from(Exit::Usage as u8)
 }

@@ -751,6 +751,12 @@ fn check_json_has_one_schema_for_every_outcome() {
     let bad_version = json(check_args(&addr, key, "two"), &[]);
     assert_eq!(bad_version["exit_code"], 64);
     assert!(bad_version["running"].is_null());
+    let unknown_flag = json(
+        [&check_args(&addr, key, "2.3.1")[..], &["--bogus"]].concat(),
+        &[],
+    );
+    assert_eq!(unknown_flag["exit_code"], 64);
+    assert!(unknown_flag["error"].as_str().unwrap().contains("--bogus"));
     let no_key = json(check_args(&addr, "/nonexistent.key", "2.3.1"), &[]);
     assert_eq!(no_key["exit_code"], 66);
     let disabled = json(

@@ -118,16 +118,7 @@ fn outcome_json(outcome: &Result<Outcome>, args: &CheckArgs) -> serde_json::Valu
     let running = vcheckd::hint::parse_version(&args.report.software_version)
         .ok()
         .map(|v| v.to_string());
-    let mut v = json!({
-        "status": -1,
-        "status_name": "error",
-        "latest": null,
-        "running": running,
-        "message": "",
-        "report_id": null,
-        "exit_code": 0,
-        "error": null,
-    });
+    let mut v = failed_json(running, Exit::Success, None);
     match outcome {
         Ok(Outcome::Hint {
             hint, report_id, ..
@@ -149,6 +140,29 @@ fn outcome_json(outcome: &Result<Outcome>, args: &CheckArgs) -> serde_json::Valu
         }
     }
     v
+}
+
+/// The object for a check that got no hint: the fields every outcome has.
+fn failed_json(running: Option<String>, exit: Exit, error: Option<String>) -> serde_json::Value {
+    json!({
+        "status": -1,
+        "status_name": "error",
+        "latest": null,
+        "running": running,
+        "message": "",
+        "report_id": null,
+        "exit_code": exit as u8,
+        "error": error,
+    })
+}
+
+/// `check --json` with arguments that do not parse: the same object, so a
+/// script reads every outcome one way.
+pub fn print_usage_json(line: &str) {
+    let _ = write_stdout(&format!(
+        "{}\n",
+        failed_json(None, Exit::Usage, Some(line.to_string()))
+    ));
 }
 
 fn check_once(args: &CheckArgs) -> Result<Outcome> {

@@ -113,6 +113,8 @@ impl ReportArgs {
     }
 }
 
+pub use check::print_usage_json as print_check_usage_json;
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => serve::run(a),
