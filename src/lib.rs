@@ -16,6 +16,7 @@ pub mod journal;
 pub mod metrics;
 pub mod processor;
 pub mod protocol;
+pub mod replay;
 pub mod report;
 pub mod simulate;
 pub mod stats;

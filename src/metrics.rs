@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::dns::responder::{NameOutcome, Outcome, Rcode, Transport};
 use crate::protocol::{DecodeError, Identity};
 
+use crate::replay::Outside;
+
 const RCODES: [(&str, Rcode); 6] = [
     ("noerror", Rcode::NoError),
     ("formerr", Rcode::FormErr),
@@ -84,6 +86,9 @@ pub struct Metrics {
     /// Names under a zone that are neither static records nor reports,
     /// by reason. QNAME-minimisation partial names land here.
     rejected: [AtomicU64; DecodeError::REASONS.len()],
+    /// Valid reports the processor did not record: their client timestamp
+    /// was outside the replay window, by reason.
+    outside_window: [AtomicU64; Outside::REASONS.len()],
 }
 
 /// Adds one; relaxed, since counters order nothing.
@@ -188,6 +193,19 @@ impl Metrics {
         bump(&self.rejected[why.index()]);
     }
 
+    /// Reports outside the replay window by reason, as `(reason, value)`.
+    pub fn outside_window(&self) -> Vec<(&'static str, u64)> {
+        Outside::REASONS
+            .iter()
+            .zip(&self.outside_window)
+            .map(|(reason, c)| (*reason, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub fn count_outside_window(&self, why: Outside) {
+        bump(&self.outside_window[why.index()]);
+    }
+
     /// The answer path's counters as `(name, value)`, in a fixed order.
     /// Names are the stable keys used in the database's `counters` table.
     /// (`reports.stored` and `reports.duplicate` are written there by the
@@ -221,6 +239,9 @@ impl Metrics {
         }
         for (reason, v) in self.rejected() {
             out.push((format!("rejected.{reason}"), v));
+        }
+        for (reason, v) in self.outside_window() {
+            out.push((format!("outside_window.{reason}"), v));
         }
         out
     }

@@ -20,6 +20,7 @@ use crate::dns::ReportSink;
 use crate::journal::{Journal, JournalError, Position, Reader};
 use crate::metrics::{bump, Metrics};
 use crate::protocol::DecodeError;
+use crate::replay::{Outside, ReplayWindow};
 use crate::report::{self, Incoming, Opener, ReceivedReport, Undecodable};
 use crate::store::{BatchOutcome, CounterDelta, Store};
 
@@ -69,6 +70,8 @@ pub struct ProcessorConfig {
     pub prune_interval: Duration,
     /// Counters are persisted at least this often, reports or not.
     pub flush_interval: Duration,
+    /// Reports whose client timestamp is outside it are counted, not stored.
+    pub replay_window: ReplayWindow,
 }
 
 impl Default for ProcessorConfig {
@@ -78,6 +81,7 @@ impl Default for ProcessorConfig {
             retention_days: 30,
             prune_interval: Duration::from_secs(3_600),
             flush_interval: Duration::from_secs(1),
+            replay_window: ReplayWindow::DEFAULT,
         }
     }
 }
@@ -103,16 +107,20 @@ pub(crate) struct ReadReports {
     pub damaged: u64,
     /// v2 frames that do not open, by reason.
     pub rejected: Vec<DecodeError>,
+    /// Reports outside the replay window, not in `batch`.
+    pub outside: Vec<Outside>,
 }
 
 /// Reads up to `max` records (waiting up to `wait` for the first) into
-/// `batch` (cleared first), v1 decoded and v2 opened: what every journal
-/// consumer (the SQLite processor, the ClickHouse shipper) reads.
+/// `batch` (cleared first), v1 decoded and v2 opened, inside the replay
+/// `window`: what every journal consumer (the SQLite processor, the
+/// ClickHouse shipper) reads, so that both keep the same reports.
 pub(crate) fn read_reports(
     reader: &mut Reader,
     max: usize,
     wait: Duration,
     opener: &Opener,
+    window: ReplayWindow,
     batch: &mut Vec<ReceivedReport>,
 ) -> Result<ReadReports, JournalError> {
     batch.clear();
@@ -136,10 +144,19 @@ pub(crate) fn read_reports(
             Err(Undecodable::Record(_)) => damaged += 1,
         }
     }
+    let mut outside = Vec::new();
+    batch.retain(|r| match window.check(r) {
+        Ok(()) => true,
+        Err(why) => {
+            outside.push(why);
+            false
+        }
+    });
     Ok(ReadReports {
         next,
         damaged,
         rejected,
+        outside,
     })
 }
 
@@ -297,12 +314,16 @@ impl Run {
                 self.config.max_batch,
                 Duration::from_millis(100),
                 &opener,
+                self.config.replay_window,
                 &mut batch,
             );
             let (next, damaged) = match read {
                 Ok(read) => {
                     for why in &read.rejected {
                         self.metrics.count_rejected(why);
+                    }
+                    for why in &read.outside {
+                        self.metrics.count_outside_window(*why);
                     }
                     (read.next, read.damaged)
                 }

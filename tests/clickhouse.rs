@@ -246,6 +246,7 @@ fn ship(dir: &Path, name: &str, reports: &[ReceivedReport], client: &Client, top
             max_batch: 997,
             interval: Duration::from_millis(50),
             max_backoff: Duration::from_millis(500),
+            replay_window: vcheckd::replay::ReplayWindow::DEFAULT,
         },
     )
     .unwrap();

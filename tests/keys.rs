@@ -167,7 +167,7 @@ fn key_files_others_can_read_or_malformed_are_refused_by_name() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(78), "configuration: {err}");
     assert!(
         err.contains(&format!("run `chmod 600 {}`", key_path.display())),
         "{err}"
@@ -185,7 +185,7 @@ fn key_files_others_can_read_or_malformed_are_refused_by_name() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(78), "configuration: {err}");
     assert!(
         err.contains(&format!(
             "key file {} does not hold a key",

@@ -5,28 +5,23 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
+use semver::Version;
 use serde_json::json;
 
-use super::{chain, print_report, report_json, ReportArgs};
+use super::exit::{self, fail, Exit};
+use super::{report_json, report_text, write_stdout, ReportArgs};
 use vcheckd::client::v2::SerialState;
 use vcheckd::client::versioned::{Sealed, VersionCheck};
-use vcheckd::client::{self, CheckError, Policy};
+use vcheckd::client::{self, Policy};
+use vcheckd::hint::Hint;
 use vcheckd::protocol::name::decode_query_name;
 use vcheckd::protocol::v2::SignedPolicy;
 use vcheckd::protocol::{Keyring, Report};
 
-const EXIT_HELP: &str = "Exit codes: 0 hint received (or checks disabled), 1 usage or key error, \
-2 cannot build the name or no name server, 3 timeout, 4 network error, 5 SERVFAIL, \
-6 REFUSED, 7 other DNS error, 8 answer without a vcheckd hint or policy, \
-9 policy refused: bad signature, unknown key id or malformed (v2), 10 policy expired (v2), \
-11 policy rollback: a serial lower than one accepted before (v2).\n\
-Protocol: the key file decides: a v2 public key (vck2-public:...) speaks v2, a v1 key v1.\n\
-Environment: DISABLE_VERSION_CHECK=1 sends nothing; DISABLE_TELEMETRY=1 sends no cluster or node identity.";
-
 #[derive(Debug, Args)]
-#[command(after_help = EXIT_HELP)]
+#[command(after_help = exit::CHECK_HELP)]
 pub struct CheckArgs {
     #[command(flatten)]
     report: ReportArgs,
@@ -52,6 +47,7 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = exit::HELP)]
 pub struct EncodeArgs {
     #[command(flatten)]
     report: ReportArgs,
@@ -78,10 +74,18 @@ fn parse_server(text: &str) -> Result<Vec<SocketAddr>> {
     };
     let addrs: Vec<SocketAddr> = with_port
         .to_socket_addrs()
-        .with_context(|| format!("--server {text:?}: not HOST[:PORT]"))?
+        .map_err(|e| {
+            fail(
+                Exit::Usage,
+                format!("--server {text:?} is not HOST[:PORT]: {e}"),
+            )
+        })?
         .collect();
     if addrs.is_empty() {
-        bail!("--server {text:?} has no address");
+        return Err(fail(
+            Exit::Usage,
+            format!("--server {text:?} has no address"),
+        ));
     }
     Ok(addrs)
 }
@@ -109,48 +113,31 @@ fn preview_json(sealed: &Sealed, check: &VersionCheck) -> Result<serde_json::Val
     Ok(v)
 }
 
-fn print_preview(v: &serde_json::Value, json: bool) {
-    if json {
-        println!("{v}");
-        return;
-    }
-    println!(
-        "query name: {}",
-        v["query_name"].as_str().unwrap_or_default()
+fn preview_text(v: &serde_json::Value) -> String {
+    let mut text = format!(
+        "query name: {}\nquery type: TXT\nprotocol:   {}\nplaintext (what the server reads):\n{}",
+        v["query_name"].as_str().unwrap_or_default(),
+        v["protocol"],
+        report_text(v)
     );
-    println!("query type: TXT");
-    println!("protocol:   {}", v["protocol"]);
-    println!("plaintext (what the server reads):");
-    print_report(v);
     if let Some(p) = v.get("policy") {
-        println!(
-            "verified policy: key id {}, serial {}, expires {} (unix), latest {}",
+        text.push_str(&format!(
+            "verified policy: key id {}, serial {}, expires {} (unix), latest {}\n",
             p["key_id"],
             p["serial"],
             p["expires"],
             p["latest"].as_str().unwrap_or_default()
-        );
+        ));
     }
     if let Some(c) = v.get("computed") {
-        println!(
-            "status from the policy: {} ({}): {}",
+        text.push_str(&format!(
+            "status from the policy: {} ({}): {}\n",
             c["status"],
             c["status_name"].as_str().unwrap_or_default(),
             c["message"].as_str().unwrap_or_default()
-        );
+        ));
     }
-}
-
-fn disabled(json: bool) -> ExitCode {
-    if json {
-        println!(
-            "{}",
-            json!({"status": "disabled", "reason": "DISABLE_VERSION_CHECK"})
-        );
-    } else {
-        println!("vcheckd: version check disabled (DISABLE_VERSION_CHECK is set); nothing sent");
-    }
-    ExitCode::SUCCESS
+    text
 }
 
 fn policy_json(policy: &SignedPolicy) -> serde_json::Value {
@@ -167,109 +154,184 @@ fn unix_now() -> u64 {
     u64::try_from(vcheckd::clock::unix_now()).unwrap_or(0)
 }
 
-fn servers(args: &CheckArgs) -> Result<Vec<std::net::SocketAddr>> {
-    if args.server.is_empty() {
-        return Ok(client::system_servers());
-    }
-    let mut all = Vec::new();
-    for s in &args.server {
-        all.extend(parse_server(s)?);
-    }
-    Ok(all)
-}
-
 fn serial_state(args: &CheckArgs) -> Result<SerialState> {
     match args.state.clone().or_else(SerialState::default_path) {
-        Some(path) => SerialState::load(&path)
-            .with_context(|| format!("cannot read the policy state file {}", path.display())),
+        Some(path) => SerialState::load(&path).map_err(|e| {
+            fail(
+                Exit::NoInput,
+                format!(
+                    "cannot read the policy state file {}: {e}: fix its permissions, or choose another with --state",
+                    path.display()
+                ),
+            )
+        }),
         None => Ok(SerialState::in_memory()),
     }
 }
 
-/// Reports a failed check on stderr (and as JSON), and its exit code.
-fn failed(e: &CheckError, json: bool) -> ExitCode {
-    if json {
-        println!(
-            "{}",
-            json!({"status": "error", "error": chain(e), "exit_code": e.exit_code()})
-        );
-    }
-    eprintln!("vcheckd: version check failed: {}", chain(e));
-    ExitCode::from(e.exit_code())
+/// What one `check` came to, short of an error.
+enum Outcome {
+    Disabled,
+    Preview(serde_json::Value),
+    Hint {
+        hint: Hint,
+        running: Version,
+        report_id: String,
+        protocol: u8,
+        /// The verified policy the hint was computed from (v2).
+        policy: Option<serde_json::Value>,
+    },
 }
 
-pub fn run_check(args: CheckArgs) -> Result<ExitCode> {
+/// `check --json`'s one object, the same fields for every outcome
+/// (docs/DEPLOY.md): `status` is the hint's status code (0-3) when a hint
+/// was received, else -1; `error` is null unless the check failed.
+fn outcome_json(outcome: &Result<Outcome>, args: &CheckArgs) -> serde_json::Value {
+    let running = vcheckd::hint::parse_version(&args.report.software_version)
+        .ok()
+        .map(|v| v.to_string());
+    let mut v = failed_json(running, Exit::Success, None);
+    match outcome {
+        Ok(Outcome::Hint {
+            hint,
+            report_id,
+            protocol,
+            policy,
+            ..
+        }) => {
+            v["status"] = json!(hint.status.code());
+            v["status_name"] = json!(hint.status.name());
+            v["latest"] = json!(hint.latest.to_string());
+            v["message"] = json!(hint.message);
+            v["report_id"] = json!(report_id);
+            v["protocol"] = json!(protocol);
+            v["policy"] = json!(policy);
+        }
+        Ok(Outcome::Disabled) => {
+            v["status_name"] = json!("disabled");
+            v["message"] = json!("DISABLE_VERSION_CHECK is set; nothing sent");
+        }
+        Ok(Outcome::Preview(_)) => v["status_name"] = json!("dry-run"),
+        Err(e) => {
+            v["exit_code"] = json!(exit::diagnose(e).exit as u8);
+            v["error"] = json!(exit::line(e));
+        }
+    }
+    v
+}
+
+/// The object for a check that got no hint: the fields every outcome has.
+fn failed_json(running: Option<String>, exit: Exit, error: Option<String>) -> serde_json::Value {
+    json!({
+        "status": -1,
+        "status_name": "error",
+        "latest": null,
+        "running": running,
+        "message": "",
+        "report_id": null,
+        "protocol": null,
+        "policy": null,
+        "exit_code": exit as u8,
+        "error": error,
+    })
+}
+
+/// `check --json` with arguments that do not parse: the same object, so a
+/// script reads every outcome one way.
+pub fn print_usage_json(line: &str) {
+    let _ = write_stdout(&format!(
+        "{}\n",
+        failed_json(None, Exit::Usage, Some(line.to_string()))
+    ));
+}
+
+fn check_once(args: &CheckArgs) -> Result<Outcome> {
     let Some(check) = args.report.check(Policy::from_env())? else {
-        return Ok(disabled(args.json));
+        return Ok(Outcome::Disabled);
     };
     if !(args.timeout > 0.0 && args.timeout <= 3600.0) {
-        bail!("--timeout must be a number of seconds above 0 and at most 3600");
+        return Err(fail(
+            Exit::Usage,
+            "--timeout must be a number of seconds above 0 and at most 3600",
+        ));
     }
-    let timeout = Duration::from_secs_f64(args.timeout);
     let sealed = check.prepare()?;
+    let servers = || -> Result<Vec<SocketAddr>> {
+        if args.server.is_empty() {
+            return Ok(client::system_servers());
+        }
+        let mut all = Vec::new();
+        for s in &args.server {
+            all.extend(parse_server(s)?);
+        }
+        Ok(all)
+    };
+    let timeout = Duration::from_secs_f64(args.timeout);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
+        .build()
+        .context("starting the async runtime")?;
     if args.dry_run {
         let mut preview = preview_json(&sealed, &check)?;
         if let VersionCheck::V2(c) = &check {
-            // The policy without a report: verified as a real check would.
-            let servers = servers(&args)?;
-            let mut state = serial_state(&args)?;
-            let verified = runtime
+            // The policy without a report, verified as a real check would.
+            let mut state = serial_state(args)?;
+            let wire = runtime
                 .block_on(client::v2::resolve_policy(
                     &c.policy_name(),
-                    &servers,
+                    &servers()?,
                     timeout,
                 ))
-                .and_then(|wire| Ok(c.verify(&wire, &mut state, unix_now())?));
-            match verified {
-                Ok(v) => {
-                    preview["policy"] = policy_json(&v.policy);
-                    preview["computed"] = json!({
-                        "status": v.hint.status.code(),
-                        "status_name": v.hint.status.name(),
-                        "message": v.hint.message,
-                    });
-                }
-                Err(e) => {
-                    print_preview(&preview, args.json);
-                    return Ok(failed(&e, args.json));
-                }
-            }
+                .context("version check failed")?;
+            let verified = c
+                .verify(&wire, &mut state, unix_now())
+                .map_err(client::CheckError::from)
+                .context("version check failed")?;
+            preview["policy"] = policy_json(&verified.policy);
+            preview["computed"] = json!({
+                "status": verified.hint.status.code(),
+                "status_name": verified.hint.status.name(),
+                "message": verified.hint.message,
+            });
         }
-        print_preview(&preview, args.json);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Outcome::Preview(preview));
     }
-    let servers = servers(&args)?;
-    let mut state = serial_state(&args)?;
-    match runtime.block_on(check.send(&sealed, &servers, timeout, &mut state, unix_now())) {
-        Ok(answer) => {
-            if let Err(e) = state.save() {
-                eprintln!("vcheckd: warning: cannot save the policy state file: {e}");
-            }
-            let hint = &answer.hint;
-            if args.json {
-                let mut v = json!({
-                    "status": hint.status.code(),
-                    "status_name": hint.status.name(),
-                    "latest": hint.latest.to_string(),
-                    "running": check.version().to_string(),
-                    "message": hint.message,
-                    "report_id": sealed.id.to_hex(),
-                    "protocol": sealed.protocol,
-                });
-                if let Some(verified) = &answer.verified {
-                    v["policy"] = policy_json(&verified.policy);
-                }
-                println!("{v}");
-            } else {
-                println!("{}", client::describe(hint, check.version()));
-            }
-            Ok(ExitCode::SUCCESS)
+    let servers = servers()?;
+    let mut state = serial_state(args)?;
+    let answer = runtime
+        .block_on(check.send(&sealed, &servers, timeout, &mut state, unix_now()))
+        .context("version check failed")?;
+    if let Err(e) = state.save() {
+        eprintln!("vcheckd: warning: cannot save the policy state file: {e}");
+    }
+    Ok(Outcome::Hint {
+        hint: answer.hint,
+        running: check.version().clone(),
+        report_id: sealed.id.to_hex(),
+        protocol: sealed.protocol,
+        policy: answer.verified.map(|v| policy_json(&v.policy)),
+    })
+}
+
+pub fn run_check(args: CheckArgs) -> Result<ExitCode> {
+    let outcome = check_once(&args);
+    let text = match (&outcome, args.json) {
+        // The preview keeps its own shape: the decoded report (as `encode
+        // --json` and `decode --json` print it).
+        (Ok(Outcome::Preview(v)), true) => format!("{v}\n"),
+        (_, true) => format!("{}\n", outcome_json(&outcome, &args)),
+        (Ok(Outcome::Preview(v)), false) => preview_text(v),
+        (Ok(Outcome::Disabled), false) => {
+            "vcheckd: version check disabled (DISABLE_VERSION_CHECK is set); nothing sent\n".into()
         }
-        Err(e) => Ok(failed(&e, args.json)),
-    }
+        (Ok(Outcome::Hint { hint, running, .. }), false) => {
+            format!("{}\n", client::describe(hint, running))
+        }
+        (Err(_), false) => String::new(),
+    };
+    write_stdout(&text)?;
+    // The error still goes to stderr, as one line, and decides the code.
+    outcome.map(|_| ExitCode::SUCCESS)
 }
 
 pub fn run_encode(args: EncodeArgs) -> Result<ExitCode> {

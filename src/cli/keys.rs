@@ -4,19 +4,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{print_report, report_json};
-use anyhow::{bail, Context, Result};
+use super::exit::{exit_table, fail, Exit};
+use super::{report_json, report_text, write_stdout};
+use anyhow::{Context, Result};
 use clap::Args;
 use vcheckd::protocol::name::{labels_to_frame, payload_labels};
 use vcheckd::protocol::v2::{self, PrivateKey, PrivateKeyring};
 use vcheckd::protocol::{Key, KeyError, KeyId, Keyring, ZoneName};
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Protocol v2 (default): `vcheckd keygen --id 1 --private zone.v2.private --public zone.v2.public`; \
-the private file (mode 0600) goes to every name server (`private_keys`), the public one into the client software.\n\
-Protocol v1: `vcheckd keygen --v1 --id 1 --out zone.key`: one shared secret for servers and clients."
-)]
+#[command(after_help = KEYGEN_HELP)]
 pub struct KeygenArgs {
     /// Key id (0-255), carried in clear in every report; give each new key
     /// a new id so that old and new keys can be served side by side.
@@ -41,6 +38,7 @@ pub struct KeygenArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = super::exit::HELP)]
 pub struct DecodeArgs {
     /// The query name (with or without the trailing dot).
     name: String,
@@ -74,7 +72,7 @@ fn write_file(path: &std::path::Path, text: &str, secret: bool, force: bool) -> 
     }
     let mut file = options.open(path).with_context(|| {
         format!(
-            "cannot create {} (use --force to replace it)",
+            "cannot create key file {} (if it exists, --force replaces it)",
             path.display()
         )
     })?;
@@ -121,6 +119,13 @@ pub fn write_key_pair(
     write_file(public, &public_text, false, force)
 }
 
+const KEYGEN_HELP: &str = concat!(
+    "Protocol v2 (default): `vcheckd keygen --id 1 --private zone.v2.private --public zone.v2.public`; \
+the private file (mode 0600) goes to every name server (`private_keys`), the public one into the client software.\n\
+Protocol v1: `vcheckd keygen --v1 --id 1 --out zone.key`: one shared secret for servers and clients.\n\n",
+    exit_table!()
+);
+
 pub fn run_keygen(args: KeygenArgs) -> Result<ExitCode> {
     if args.v1 {
         let key = Key::generate(KeyId(args.id));
@@ -129,12 +134,15 @@ pub fn run_keygen(args: KeygenArgs) -> Result<ExitCode> {
                 write_key_file(&path, &key, args.force)?;
                 eprintln!("vcheckd: wrote v1 key id {} to {}", key.id, path.display());
             }
-            None => println!("{}", key.to_token()),
+            None => write_stdout(&format!("{}\n", key.to_token()))?,
         }
         return Ok(ExitCode::SUCCESS);
     }
     let (Some(private), Some(public)) = (&args.private, &args.public) else {
-        bail!("keygen needs --private FILE and --public FILE (protocol v2), or --v1 for a v1 shared key");
+        return Err(fail(
+            Exit::Usage,
+            "keygen needs --private FILE and --public FILE (protocol v2), or --v1 for a v1 shared key",
+        ));
     };
     let key = PrivateKey::generate(KeyId(args.id));
     write_key_pair(private, public, &key, args.force)?;
@@ -164,7 +172,8 @@ fn load_server_key(path: &std::path::Path) -> Result<ServerKey> {
 }
 
 pub fn run_decode(args: DecodeArgs) -> Result<ExitCode> {
-    let zone = ZoneName::new(&args.zone)?;
+    let zone = ZoneName::new(&args.zone)
+        .map_err(|e| fail(Exit::Usage, format!("--zone {:?}: {e}", args.zone)))?;
     let (mut v1, mut v2) = (Vec::new(), Vec::new());
     for path in &args.key {
         match load_server_key(path)? {
@@ -172,10 +181,11 @@ pub fn run_decode(args: DecodeArgs) -> Result<ExitCode> {
             ServerKey::V2(k) => v2.push(*k),
         }
     }
-    let labels = payload_labels(&zone, &args.name)
-        .map_err(|e| anyhow::anyhow!("{} does not decode: {e}", args.name))?;
-    let frame = labels_to_frame(&labels)
-        .map_err(|e| anyhow::anyhow!("{} does not decode: {e}", args.name))?;
+    let undecodable = |e: &dyn std::fmt::Display| {
+        fail(Exit::DataErr, format!("{} does not decode: {e}", args.name))
+    };
+    let labels = payload_labels(&zone, &args.name).map_err(|e| undecodable(&e))?;
+    let frame = labels_to_frame(&labels).map_err(|e| undecodable(&e))?;
     let decoded = if frame.first() == Some(&v2::FORMAT_V2) {
         v2::frame::open(&PrivateKeyring::new(v2)?, &zone, &frame)
     } else {
@@ -183,14 +193,19 @@ pub fn run_decode(args: DecodeArgs) -> Result<ExitCode> {
     };
     let report = match decoded {
         Ok(r) => r,
-        Err(e) => bail!("{} does not decode: {e}", args.name),
+        Err(e) => {
+            return Err(fail(
+                Exit::DataErr,
+                format!("{} does not decode: {e}", args.name),
+            ))
+        }
     };
     let mut v = report_json(&report);
     v["protocol"] = serde_json::json!(frame.first().copied().unwrap_or(0));
     if args.json {
-        println!("{v}");
+        write_stdout(&format!("{v}\n"))?;
     } else {
-        print_report(&v);
+        write_stdout(&report_text(&v))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 mod check;
 mod clickhouse;
+pub mod exit;
 mod keys;
 mod policy;
 mod serve;
@@ -11,9 +12,10 @@ mod stats;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use exit::{fail, Exit};
 use serde_json::json;
 use vcheckd::client::versioned::{ClientKey, VersionCheck};
 use vcheckd::client::{Policy, Reporter};
@@ -23,7 +25,8 @@ use vcheckd::protocol::{Identity, Report, ZoneName};
 #[command(
     name = "vcheckd",
     version,
-    about = "Authoritative DNS server for version-check telemetry, and its client"
+    about = "Authoritative DNS server for version-check telemetry, and its client",
+    after_help = exit::HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -83,29 +86,39 @@ impl ReportArgs {
         if policy == Policy::Disabled {
             return Ok(None);
         }
-        let zone = ZoneName::new(&self.zone).with_context(|| format!("--zone {:?}", self.zone))?;
-        let key = ClientKey::load(&self.key)?;
-        let version = vcheckd::hint::parse_version(&self.software_version).with_context(|| {
-            format!(
-                "--version {:?} is not a semver version (like 2.4.1)",
-                self.software_version
+        let zone = ZoneName::new(&self.zone)
+            .map_err(|e| fail(Exit::Usage, format!("--zone {:?}: {e}", self.zone)))?;
+        let version = vcheckd::hint::parse_version(&self.software_version).map_err(|_| {
+            fail(
+                Exit::Usage,
+                format!(
+                    "--version {:?} is not a semver version (like 2.4.1)",
+                    self.software_version
+                ),
             )
         })?;
+        let required = |value: &Option<String>, flag: &str| {
+            value.clone().ok_or_else(|| {
+                fail(
+                    Exit::Usage,
+                    format!("{flag} is required (or set DISABLE_TELEMETRY=1 to send no identity)"),
+                )
+            })
+        };
         let reporter = match policy {
             Policy::Disabled => return Ok(None),
             Policy::Anonymous => None,
             Policy::Full => Some(Reporter {
-                cluster_id: self.cluster_id.clone().context(
-                    "--cluster-id is required (or set DISABLE_TELEMETRY=1 to send no identity)",
-                )?,
-                node_id: self.node_id.clone().context(
-                    "--node-id is required (or set DISABLE_TELEMETRY=1 to send no identity)",
-                )?,
+                cluster_id: required(&self.cluster_id, "--cluster-id")?,
+                node_id: required(&self.node_id, "--node-id")?,
             }),
         };
+        let key = ClientKey::load(&self.key)?;
         Ok(Some(VersionCheck::new(zone, key, version, reporter)))
     }
 }
+
+pub use check::print_usage_json as print_check_usage_json;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -140,8 +153,9 @@ fn report_json(report: &Report) -> serde_json::Value {
     })
 }
 
-/// Prints [`report_json`]'s fields for a person, one per line.
-fn print_report(v: &serde_json::Value) {
+/// [`report_json`]'s fields for a person, one per line.
+fn report_text(v: &serde_json::Value) -> String {
+    let mut text = String::new();
     for (label, field) in [
         ("report id", "report_id"),
         ("key id", "key_id"),
@@ -156,18 +170,16 @@ fn print_report(v: &serde_json::Value) {
             serde_json::Value::Null => "(withheld: DISABLE_TELEMETRY)".into(),
             other => other.to_string(),
         };
-        println!("  {:<10} {value}", format!("{label}:"));
-    }
-}
-
-/// An error and its causes on one line, as `outer: inner: innermost`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
+        text.push_str(&format!("  {:<10} {value}\n", format!("{label}:")));
     }
     text
+}
+
+/// Writes to stdout without panicking when the reader went away: the
+/// error goes up, and `main` ends quietly on a closed pipe.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
 }

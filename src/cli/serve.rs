@@ -10,13 +10,16 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
+use super::exit;
 use super::keys::{write_key_file, write_key_pair};
+use super::write_stdout;
 use vcheckd::config::{Config, ConfigOrigin, DEFAULT_CONFIG};
 use vcheckd::dns::server::RunningServer;
 use vcheckd::protocol::v2::PrivateKey;
 use vcheckd::protocol::{Key, KeyId};
 
 #[derive(Debug, Args)]
+#[command(after_help = exit::HELP)]
 pub struct ServeArgs {
     /// Configuration file (TOML). Without it, the embedded default serves
     /// the sample zone vc.example.com on 127.0.0.1:5300 with a demo key.
@@ -99,9 +102,35 @@ fn load(args: &ServeArgs) -> Result<Config> {
     Ok(config)
 }
 
+/// SIGHUP: zones, keys and releases are swapped in; each other setting
+/// that changed gets a warning, since it takes a restart (`running` is the
+/// configuration the process started with).
+fn reload(args: &ServeArgs, running: &Config, server: &RunningServer) {
+    let new = match load(args) {
+        Ok(new) => new,
+        Err(e) => {
+            error!(
+                "reload failed, still serving the previous zones: {}",
+                exit::line(&e)
+            );
+            return;
+        }
+    };
+    for setting in running.changes_needing_restart(&new) {
+        warn!("reload cannot apply the change to {setting}: restart vcheckd to apply it");
+    }
+    match server.reload(&new) {
+        Ok(()) => info!("reloaded zones, keys and releases"),
+        Err(e) => error!(
+            "reload failed, still serving the previous zones: {}",
+            exit::line(&e.into())
+        ),
+    }
+}
+
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if args.print_config {
-        print!("{DEFAULT_CONFIG}");
+        write_stdout(DEFAULT_CONFIG)?;
         return Ok(ExitCode::SUCCESS);
     }
     tracing_subscriber::fmt()
@@ -130,14 +159,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let server = RunningServer::start(&config).await?;
         loop {
             tokio::select! {
-                _ = hup.recv() => {
-                    match load(&args).and_then(|c| {
-                        server.reload(&c).map_err(anyhow::Error::from)
-                    }) {
-                        Ok(()) => info!("reloaded zones, keys and releases"),
-                        Err(e) => error!("reload failed, still serving the previous zones: {e:#}"),
-                    }
-                }
+                _ = hup.recv() => reload(&args, &config, &server),
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             }

@@ -3,14 +3,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
 
+use super::exit::{self, fail, Exit};
+use super::write_stdout;
 use vcheckd::stats::render::{self, Tabular, TrendTable};
 use vcheckd::stats::{self, Bucket, Source};
 
 #[derive(Debug, Args)]
+#[command(after_help = exit::HELP)]
 pub struct StatsArgs {
     #[command(subcommand)]
     what: Option<What>,
@@ -73,7 +76,8 @@ enum By {
 }
 
 fn parse_day(flag: &str, text: &str) -> Result<i64> {
-    stats::day_of_date(text).with_context(|| format!("{flag} {text:?}: expected YYYY-MM-DD"))
+    stats::day_of_date(text)
+        .ok_or_else(|| fail(Exit::Usage, format!("{flag} {text:?}: expected YYYY-MM-DD")))
 }
 
 /// Prints one result per zone: JSON as an array, CSV as one table (the
@@ -98,41 +102,13 @@ fn print<T: Serialize + Tabular>(values: &[T], format: Format) -> Result<()> {
             out = tables.join("\n");
         }
     }
-    write_stdout(&out)
-}
-
-/// Writes to stdout; a reader that went away (`| head`) ends it quietly.
-fn write_stdout(text: &str) -> Result<()> {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
-    }
-}
-
-fn open_databases(dbs: &[PathBuf]) -> Result<Source> {
-    for db in dbs {
-        if !db.exists() {
-            bail!(
-                "no database at {} (start the server first, or pass --db)",
-                db.display()
-            );
-        }
-    }
-    Source::open(dbs).with_context(|| {
-        let names: Vec<String> = dbs.iter().map(|d| d.display().to_string()).collect();
-        format!("opening {}", names.join(", "))
-    })
+    Ok(write_stdout(&out)?)
 }
 
 /// A ClickHouse query of the statistics may read a row per node.
 const CLICKHOUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub fn run(args: StatsArgs) -> Result<ExitCode> {
-    let source = match &args.store {
-        Some(url) => Source::clickhouse(url, CLICKHOUSE_TIMEOUT),
-        None => open_databases(&args.db)?,
-    };
     let today = vcheckd::clock::today();
     let until = match &args.until {
         Some(t) => parse_day("--until", t)?,
@@ -149,11 +125,32 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
         None => until - default_len + 1,
     };
     if since > until {
-        bail!("--since is after --until");
+        return Err(fail(Exit::Usage, "--since is after --until"));
     }
     if until > today + 1 {
-        bail!("--until is in the future: there is no data after today");
+        return Err(fail(
+            Exit::Usage,
+            "--until is in the future: there is no data after today",
+        ));
     }
+    let source = match &args.store {
+        Some(url) => Source::clickhouse(url, CLICKHOUSE_TIMEOUT),
+        None => {
+            for db in &args.db {
+                if !db.exists() {
+                    return Err(fail(
+                        Exit::NoInput,
+                        format!(
+                            "no database at {}: start `vcheckd serve` first, or give --db the file its [server] database names",
+                            db.display()
+                        ),
+                    ));
+                }
+            }
+            // The store's errors name the file and the fix.
+            Source::open(&args.db)?
+        }
+    };
     let format = if args.json { Format::Json } else { args.format };
     let zones = source.select_zones(args.zone.as_deref())?;
     match what {
@@ -187,14 +184,21 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
             }
         }
         What::Adoption { version } => {
-            let version = vcheckd::hint::parse_version(&version)
-                .with_context(|| format!("{version:?} is not a semver version"))?;
+            let version = vcheckd::hint::parse_version(&version).map_err(|_| {
+                fail(
+                    Exit::Usage,
+                    format!("{version:?} is not a semver version (like 2.4.1)"),
+                )
+            })?;
             let mut all = Vec::new();
             for z in &zones {
                 all.extend(source.adoption(z, &version, until)?);
             }
             if all.is_empty() {
-                bail!("no report has carried version {version} yet");
+                return Err(fail(
+                    Exit::NoInput,
+                    format!("no report has carried version {version} yet: nothing to measure"),
+                ));
             }
             if format == Format::Table {
                 let days =

@@ -49,6 +49,9 @@ pub struct ShipperConfig {
     pub interval: Duration,
     /// The longest pause between retries while ClickHouse is unreachable.
     pub max_backoff: Duration,
+    /// The server's replay window: the shipper keeps the reports the
+    /// SQLite processor keeps.
+    pub replay_window: crate::replay::ReplayWindow,
 }
 
 /// The running shipper thread.
@@ -174,6 +177,7 @@ impl Run {
                 self.config.max_batch.max(1),
                 self.config.interval,
                 &opener,
+                self.config.replay_window,
                 &mut batch,
             );
             let (next, damaged) = match read {

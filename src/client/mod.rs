@@ -12,7 +12,7 @@ pub mod versioned;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use semver::Version;
 use thiserror::Error;
@@ -20,7 +20,6 @@ use thiserror::Error;
 use crate::hint::{Hint, HintError};
 use crate::protocol::anon::IdKind;
 use crate::protocol::name::encode_query_name;
-use crate::protocol::v2::PolicyError;
 use crate::protocol::{anonymize, EncodeError, Identity, Key, Payload, ReportId, ZoneName};
 
 pub use policy::Policy;
@@ -60,31 +59,6 @@ fn rcode_name(rcode: ResponseCode) -> String {
         ResponseCode::NotImp => "NOTIMP".into(),
         ResponseCode::Refused => "REFUSED".into(),
         other => format!("rcode {}", u16::from(other)),
-    }
-}
-
-impl CheckError {
-    /// Exit codes a script can tell apart; documented in `vcheckd check --help`.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CheckError::Encode(_) | CheckError::NoServer => 2,
-            CheckError::Exchange(ExchangeError::Timeout(_)) => 3,
-            CheckError::Exchange(_) => 4,
-            CheckError::Rcode {
-                rcode: ResponseCode::ServFail,
-                ..
-            } => 5,
-            CheckError::Rcode {
-                rcode: ResponseCode::Refused,
-                ..
-            } => 6,
-            CheckError::Rcode { .. } => 7,
-            CheckError::NoHint(_) | CheckError::BadHint { .. } => 8,
-            CheckError::Policy(PolicyError::Expired { .. }) => 10,
-            CheckError::Policy(PolicyError::Rollback { .. }) => 11,
-            CheckError::Policy(PolicyError::Missing) => 8,
-            CheckError::Policy(_) => 9,
-        }
     }
 }
 
@@ -180,6 +154,13 @@ pub async fn resolve_hint(
 
 async fn ask(server: SocketAddr, name: &Name, timeout: Duration) -> Result<Hint, CheckError> {
     let answer = resolve::exchange(server, name, RecordType::TXT, timeout).await?;
+    hint_from_answer(server, &answer)
+}
+
+/// Reads the hint out of `server`'s answer: the first TXT record that is a
+/// vcheckd hint wins. Public so that the answer parser can be fuzzed
+/// (fuzz/fuzz_targets/client_answer.rs) with whatever a server may send.
+pub fn hint_from_answer(server: SocketAddr, answer: &Message) -> Result<Hint, CheckError> {
     let rcode = answer.metadata.response_code;
     if rcode != ResponseCode::NoError {
         return Err(CheckError::Rcode { server, rcode });

@@ -137,6 +137,8 @@ impl ClickHouseConfig {
             max_batch: self.batch.max(1),
             interval: Duration::from_millis(self.interval_ms.max(1)),
             max_backoff: Duration::from_secs(self.max_backoff_secs.max(1)),
+            // The [server] setting: the server sets it when it starts the shipper.
+            replay_window: crate::replay::ReplayWindow::DEFAULT,
         }
     }
 }

@@ -6,10 +6,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::hint::ReleasesConfig;
+use crate::replay::ReplayWindow;
 
 mod clickhouse;
 pub use clickhouse::ClickHouseConfig;
@@ -29,18 +30,35 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("invalid config {path}")]
+    /// toml's own message is a multi-line snippet for a terminal; a log
+    /// line needs it on one line, so its parts are kept instead.
+    #[error("invalid config {path}, line {line} column {column}: {message}")]
     Toml {
         path: String,
-        #[source]
-        source: Box<toml::de::Error>,
+        line: usize,
+        column: usize,
+        message: String,
     },
-    #[error("config lists no [[zone]]")]
+    #[error("cannot read zone file {path} of zone {zone} (the [[zone]] file setting)")]
+    ZoneFile {
+        zone: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config lists no [[zone]]: add one (see `vcheckd serve --print-config`)")]
     NoZones,
-    #[error("config lists no listen address")]
+    #[error("config lists no listen address: set [server] listen, e.g. [\"0.0.0.0:53\"]")]
     NoListen,
     #[error("config [clickhouse]: {0}")]
     ClickHouse(String),
+    /// Deduplication forgets a report id when its raw row is pruned; a
+    /// replay accepted after that would count twice.
+    #[error("[server] retention_days = {retention_days} is shorter than the replay window (replay_window_secs + replay_future_secs): set retention_days to at least {needed_days}, or shorten the window")]
+    RetentionShorterThanWindow {
+        retention_days: u32,
+        needed_days: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +67,7 @@ pub enum ConfigOrigin {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
@@ -96,16 +114,37 @@ pub struct ServerConfig {
     /// 0: one per CPU.
     #[serde(default)]
     pub udp_workers: usize,
-    /// Days raw reports are kept; daily rollups are kept forever.
+    /// Days raw reports are kept; daily rollups are kept forever. Raw rows
+    /// are what deduplication remembers, so this is never shorter than the
+    /// replay window (checked at load).
     #[serde(default = "defaults::retention_days")]
     pub retention_days: u32,
+    /// A report whose client timestamp is older than this when received is
+    /// counted (`outside_window.too_old`) and not recorded: a replayed frame
+    /// never counts twice.
+    #[serde(default = "defaults::replay_window_secs")]
+    pub replay_window_secs: u64,
+    /// A report whose client timestamp is this far ahead of the server's
+    /// clock is counted (`outside_window.future`) and not recorded.
+    #[serde(default = "defaults::replay_future_secs")]
+    pub replay_future_secs: u64,
+}
+
+impl ServerConfig {
+    /// The replay window the processor applies.
+    pub fn replay_window(&self) -> ReplayWindow {
+        ReplayWindow {
+            back_secs: self.replay_window_secs,
+            ahead_secs: self.replay_future_secs,
+        }
+    }
 }
 
 /// Versions named in charts and metric labels unless `top_versions` says.
 pub const DEFAULT_TOP_VERSIONS: usize = 10;
 
 /// The optional HTTP listener: `/metrics`, `/api/v1/...` and the dashboard.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
@@ -149,6 +188,12 @@ mod defaults {
     }
     pub fn retention_days() -> u32 {
         30
+    }
+    pub fn replay_window_secs() -> u64 {
+        crate::replay::ReplayWindow::DEFAULT.back_secs
+    }
+    pub fn replay_future_secs() -> u64 {
+        crate::replay::ReplayWindow::DEFAULT.ahead_secs
     }
     pub fn answer_ttl() -> u32 {
         60
@@ -224,13 +269,21 @@ impl Config {
         Self::parse(&text, ConfigOrigin::File(path.to_path_buf()))
     }
 
-    fn parse(text: &str, origin: ConfigOrigin) -> Result<Self, ConfigError> {
-        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Toml {
-            path: match &origin {
-                ConfigOrigin::Embedded => "(embedded default)".into(),
-                ConfigOrigin::File(p) => p.display().to_string(),
-            },
-            source: Box::new(e),
+    /// Parses and checks a configuration's text; `origin` says where
+    /// relative paths start. Public for the fuzz target
+    /// (fuzz/fuzz_targets/config.rs); the server uses [`Config::load`].
+    pub fn parse(text: &str, origin: ConfigOrigin) -> Result<Self, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
+            ConfigError::Toml {
+                path: match &origin {
+                    ConfigOrigin::Embedded => "(embedded default)".into(),
+                    ConfigOrigin::File(p) => p.display().to_string(),
+                },
+                line,
+                column,
+                message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+            }
         })?;
         if file.zones.is_empty() {
             return Err(ConfigError::NoZones);
@@ -241,6 +294,14 @@ impl Config {
         if let Some(c) = &file.clickhouse {
             c.check()?;
         }
+        let span = file.server.replay_window().span_secs();
+        let kept = u64::from(file.server.retention_days) * 86_400;
+        if kept < span {
+            return Err(ConfigError::RetentionShorterThanWindow {
+                retention_days: file.server.retention_days,
+                needed_days: span.div_ceil(86_400),
+            });
+        }
         Ok(Config {
             server: file.server,
             http: file.http,
@@ -248,6 +309,37 @@ impl Config {
             zones: file.zones,
             origin,
         })
+    }
+
+    /// The settings that differ between the running configuration and
+    /// `new` but that a reload (SIGHUP) cannot apply: everything in
+    /// `[server]` and `[http]` (sockets, the database, the journal and the
+    /// processor are set up once). Compared field by field through their
+    /// TOML form, so a setting added later is covered without a list here.
+    pub fn changes_needing_restart(&self, new: &Config) -> Vec<String> {
+        fn table<T: Serialize>(v: Option<&T>) -> toml::Table {
+            v.and_then(|v| toml::Table::try_from(v).ok())
+                .unwrap_or_default()
+        }
+        let mut changed = Vec::new();
+        for (section, old, new) in [
+            (
+                "server",
+                table(Some(&self.server)),
+                table(Some(&new.server)),
+            ),
+            ("http", table(self.http.as_ref()), table(new.http.as_ref())),
+        ] {
+            let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                if old.get(key) != new.get(key) {
+                    changed.push(format!("[{section}] {key}"));
+                }
+            }
+        }
+        changed
     }
 
     /// A path from the config, made usable: relative paths are relative to
@@ -279,11 +371,20 @@ impl Config {
             return Ok(SAMPLE_ZONE.to_string());
         }
         let path = self.resolve(&zone.file);
-        std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+        std::fs::read_to_string(&path).map_err(|source| ConfigError::ZoneFile {
+            zone: zone.name.clone(),
             path: path.display().to_string(),
             source,
         })
     }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
 }
 
 #[cfg(test)]
@@ -343,6 +444,74 @@ mod tests {
             "url = \"clickhouse://h:1/vc\"\nserver_name = \"a b\"",
         ] {
             assert!(with(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reload_names_each_setting_it_cannot_apply() {
+        let old = Config::embedded().unwrap();
+        let same = Config::embedded().unwrap();
+        assert!(old.changes_needing_restart(&same).is_empty());
+        let mut new = Config::embedded().unwrap();
+        new.server.listen = vec!["127.0.0.1:53".parse().unwrap()];
+        new.server.journal_dir = Some("/var/lib/vcheckd/j".into());
+        new.http = None;
+        new.zones[0].answer_ttl = 5; // zones reload: not listed
+        assert_eq!(
+            old.changes_needing_restart(&new),
+            vec![
+                "[server] journal_dir",
+                "[server] listen",
+                "[http] listen",
+                "[http] top_versions"
+            ]
+        );
+    }
+
+    #[test]
+    fn toml_errors_are_one_line_with_their_place() {
+        let e = Config::parse(
+            "[server]\nlisten = [\n  \"nope\"]\n",
+            ConfigOrigin::Embedded,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains("line 3 column 3"), "{e}");
+    }
+
+    #[test]
+    fn retention_never_shorter_than_the_replay_window() {
+        let with = |extra: &str| {
+            let text = DEFAULT_CONFIG.replace("[server]\n", &format!("[server]\n{extra}\n"));
+            Config::parse(&text, ConfigOrigin::Embedded)
+        };
+        let c = with("").unwrap();
+        assert_eq!(
+            c.server.replay_window(),
+            crate::replay::ReplayWindow::DEFAULT
+        );
+        assert!(with("retention_days = 1\nreplay_future_secs = 0").is_ok());
+        let e = with("retention_days = 1").unwrap_err().to_string();
+        assert!(e.contains("at least 2"), "{e}");
+    }
+
+    /// docs/DEPLOY.md section 7 is the reference: a setting added here
+    /// without a row there fails this test.
+    #[test]
+    fn every_setting_is_in_the_configuration_reference() {
+        let docs = include_str!("../../docs/DEPLOY.md");
+        let reference = &docs[docs.find("## 7. Configuration reference").unwrap()..];
+        let reference = &reference[..reference.find("\n## 8.").unwrap()];
+        let mut c = Config::embedded().unwrap();
+        c.server.journal_dir = Some("j".into()); // None is not serialized
+        let server = toml::Table::try_from(&c.server).unwrap();
+        let http = toml::Table::try_from(c.http.as_ref().unwrap()).unwrap();
+        for key in server.keys().chain(http.keys()) {
+            assert!(
+                reference.contains(&format!("`{key}`")),
+                "{key} is not documented"
+            );
         }
     }
 

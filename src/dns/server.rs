@@ -104,7 +104,10 @@ impl RunningServer {
                 config.journal_dir(),
                 opener.clone(),
                 metrics.clone(),
-                ch.shipper(),
+                crate::clickhouse::ShipperConfig {
+                    replay_window: config.server.replay_window(),
+                    ..ch.shipper()
+                },
             )?),
             _ => None,
         };
@@ -126,6 +129,7 @@ impl RunningServer {
             ProcessorConfig {
                 max_batch: config.server.max_batch.max(1),
                 retention_days: config.server.retention_days,
+                replay_window: config.server.replay_window(),
                 ..ProcessorConfig::default()
             },
         )

@@ -252,6 +252,18 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
     for (reason, v) in m.rejected() {
         out.sample("vcheckd_reports_rejected_total", &[("reason", reason)], v);
     }
+    out.family(
+        "vcheckd_reports_outside_window_total",
+        "counter",
+        "Valid reports not recorded: client timestamp outside the replay window (replay_window_secs, replay_future_secs), by reason.",
+    );
+    for (reason, v) in m.outside_window() {
+        out.sample(
+            "vcheckd_reports_outside_window_total",
+            &[("reason", reason)],
+            v,
+        );
+    }
     out.single(
         "vcheckd_reports_dropped_total",
         "counter",

@@ -29,7 +29,18 @@ pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub enum StoreError {
     #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database schema version {found} is newer than this vcheckd understands ({known}); upgrade vcheckd")]
+    /// Opening failed: names the file, since a person has to find it.
+    #[error("database {}", .path.display())]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<StoreError>,
+    },
+    /// SQLite, but without vcheckd's schema: an empty file or another
+    /// program's database (opened for reading, so nothing was created).
+    #[error("not a vcheckd database (an empty file, or another program's)")]
+    NotVcheckd,
+    #[error("schema version {found} is newer than this vcheckd ({}) understands (up to {known}): run the newer vcheckd release that wrote it", env!("CARGO_PKG_VERSION"))]
     TooNew { found: i64, known: i64 },
     #[error("cannot create the database folder {path}")]
     Folder {
@@ -40,6 +51,24 @@ pub enum StoreError {
     /// Another backend behind the same reader API (ClickHouse).
     #[error(transparent)]
     Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// This error, naming the database file it happened on.
+    fn at(self, path: &Path) -> Self {
+        StoreError::Open {
+            path: path.to_path_buf(),
+            source: Box::new(self),
+        }
+    }
+
+    /// The error below any [`StoreError::Open`] wrapping.
+    pub fn innermost(&self) -> &StoreError {
+        match self {
+            StoreError::Open { source, .. } => source.innermost(),
+            other => other,
+        }
+    }
 }
 
 /// What one batch did.
@@ -78,6 +107,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_writer(path).map_err(|e| e.at(path))
+    }
+
+    fn open_writer(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
                 path: dir.display().to_string(),
@@ -110,6 +143,10 @@ impl Store {
     /// Opens an existing database for reading only (stats); never creates
     /// or migrates, so a typo in `--db` is an error, not a new empty file.
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        Self::open_reader(path).map_err(|e| e.at(path))
+    }
+
+    fn open_reader(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -121,6 +158,9 @@ impl Store {
                 found,
                 known: SCHEMA_VERSION,
             });
+        }
+        if found == 0 {
+            return Err(StoreError::NotVcheckd);
         }
         Ok(Store {
             conn,
@@ -336,11 +376,11 @@ mod tests {
             .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
         drop(store);
-        assert!(matches!(Store::open(&path), Err(StoreError::TooNew { .. })));
-        assert!(matches!(
-            Store::open_read_only(&path),
-            Err(StoreError::TooNew { .. })
-        ));
+        for opened in [Store::open(&path), Store::open_read_only(&path)] {
+            let e = opened.err().unwrap();
+            assert!(matches!(e.innermost(), StoreError::TooNew { .. }), "{e}");
+            assert!(matches!(e, StoreError::Open { .. }), "names the file: {e}");
+        }
     }
 
     #[test]
