@@ -761,6 +761,8 @@ fn check_json_has_one_schema_for_every_outcome() {
                 "exit_code",
                 "latest",
                 "message",
+                "policy",
+                "protocol",
                 "report_id",
                 "running",
                 "status",
