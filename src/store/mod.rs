@@ -9,6 +9,7 @@
 //! processor takes the same records again from the journal, exactly once.
 
 mod ingest;
+mod keys;
 mod latest;
 pub mod reader;
 pub mod rollup;
@@ -70,6 +71,10 @@ pub struct Store {
     /// SQLite's `data_version` at this writer's last commit: a change means
     /// another connection wrote, and the writer's states are read again.
     data_version: Option<i64>,
+    /// A bulk load of history (`vcheckd simulate --db`): commits do not
+    /// write the open day's snapshot, which the next batches would make
+    /// stale at once; [`Store::flush_open_day`] writes it at the end.
+    bulk_load: bool,
 }
 
 impl Store {
@@ -101,6 +106,7 @@ impl Store {
             writer: ingest::WriterState::default(),
             open_written: None,
             data_version: None,
+            bulk_load: false,
         })
     }
 
@@ -124,6 +130,7 @@ impl Store {
             writer: ingest::WriterState::default(),
             open_written: None,
             data_version: None,
+            bulk_load: false,
         })
     }
 
@@ -153,9 +160,10 @@ impl Store {
             writer = ingest::WriterState::default();
         }
         let outcome = ingest::apply(&tx, batch, &mut writer)?;
-        let due = self.open_written.is_none_or(|(at, took)| {
-            took < std::time::Duration::from_millis(5) || at.elapsed() >= took * 10
-        });
+        let due = !self.bulk_load
+            && self.open_written.is_none_or(|(at, took)| {
+                took < std::time::Duration::from_millis(5) || at.elapsed() >= took * 10
+            });
         if due {
             let started = std::time::Instant::now();
             ingest::write_open_snapshot(&tx, &mut writer)?;
@@ -185,6 +193,12 @@ impl Store {
         self.writer = writer;
         self.data_version = Some(version);
         Ok(outcome)
+    }
+
+    /// Starts or ends a bulk load of history: see [`Store::flush_open_day`],
+    /// which a bulk load ends with.
+    pub fn set_bulk_load(&mut self, on: bool) {
+        self.bulk_load = on;
     }
 
     /// Writes the open day's snapshot now if it changed since it was last
