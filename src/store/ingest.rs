@@ -103,6 +103,23 @@ pub(crate) const SCHEMA: &str = r#"
     );
 "#;
 
+/// Schema 4: `node_latest` may lag the closed days.
+pub(crate) const SCHEMA_LAGGING_STATES: &str = r#"
+    -- Present when `node_latest` holds the node-days of the closed days up
+    -- to `day` only: the later closed days' node-days are folded in when
+    -- node states are loaded. Absent: it holds every closed day.
+    CREATE TABLE IF NOT EXISTS node_latest_day (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        day INTEGER NOT NULL
+    );
+"#;
+
+/// Closed days `node_latest` may lag behind before a day's close rewrites
+/// it (else the writer rewrites it when it goes idle, or a bulk load ends):
+/// rewriting every node's row costs about as much as closing the day, and
+/// loading node states folds in at most this many days of node-days.
+const STATES_LAG_DAYS: i64 = 7;
+
 /// One version's reports of one day in a batch.
 struct VersionDay {
     reports: u64,
@@ -702,9 +719,50 @@ fn observe(states: &mut States, key: NodeKey, day: i64, at: i64, version: &Text,
     }
 }
 
-/// Every node's state as of the last closed day.
+/// Every node's state as of the last closed day: `node_latest`, with the
+/// node-days of the closed days it lags behind folded in.
 fn load_states(conn: &Connection, interner: &mut Interner) -> Result<States, StoreError> {
-    Ok(snapshot::load_latest(conn, interner)?.into_iter().collect())
+    let mut states: States = snapshot::load_latest(conn, interner)?.into_iter().collect();
+    if let (Some(from), Some(open)) = (states_lag(conn)?, open_day(conn)?) {
+        for day in from + 1..open {
+            fold(&mut states, &stored_node_days(conn, day)?, interner);
+        }
+    }
+    Ok(states)
+}
+
+/// The last closed day `node_latest` holds, if it lags behind.
+fn states_lag(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row("SELECT day FROM node_latest_day", [], |r| r.get(0))
+        .optional()?)
+}
+
+/// Rewrites `node_latest` from the writer's node states (as of the last
+/// closed day) if it lags behind.
+pub(crate) fn write_lagging_states(
+    tx: &Transaction<'_>,
+    writer: &mut WriterState,
+) -> Result<(), StoreError> {
+    if states_lag(tx)?.is_none() {
+        return Ok(());
+    }
+    if writer.states.is_none() {
+        writer.states = Some(load_states(tx, &mut writer.interner)?);
+    }
+    if let Some(states) = &writer.states {
+        rewrite_states(tx, states)?;
+    }
+    Ok(())
+}
+
+/// Replaces `node_latest` with `states`, written in key order, and marks
+/// it current.
+fn rewrite_states(tx: &Transaction<'_>, states: &States) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM node_latest", [])?;
+    put_node_states(tx, states.iter())?;
+    tx.execute("DELETE FROM node_latest_day", [])?;
+    Ok(())
 }
 
 /// Node states as of now: the closed days' states with the open day's raw
@@ -740,7 +798,6 @@ pub(crate) fn close_days(
         Some(states) => states,
         None => load_states(tx, &mut writer.interner)?,
     };
-    let mut changed: Vec<NodeKey> = Vec::new();
     for day in first..=last {
         match writer.open.take_if(|o| o.day == day) {
             Some(open) => {
@@ -758,30 +815,25 @@ pub(crate) fn close_days(
                             d.status,
                         );
                     }
-                    changed.push(key);
                 }
             }
             None => {
                 let rows = regroup_day(tx, day)?;
-                for r in &rows {
-                    changed.push(writer.interner.node(&r.zone, r.cluster, r.node));
-                }
                 fold(&mut states, &rows, &mut writer.interner);
             }
         }
         snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
     }
-    changed.sort();
-    changed.dedup();
-    // Most nodes report daily: rewriting the table in key order is then
-    // cheaper than updating each row in place.
-    if changed.len() > states.len() / 4 {
-        tx.execute("DELETE FROM node_latest", [])?;
-        put_node_states(tx, states.iter())?;
+    // `node_latest` follows the closed days lazily (the node-days written
+    // above are what it lags by).
+    let held = states_lag(tx)?.unwrap_or(first - 1).min(first - 1);
+    if last - held >= STATES_LAG_DAYS {
+        rewrite_states(tx, &states)?;
     } else {
-        put_node_states(
-            tx,
-            changed.iter().filter_map(|key| states.get_key_value(key)),
+        tx.execute(
+            "INSERT INTO node_latest_day (one, day) VALUES (1, ?1)
+             ON CONFLICT (one) DO UPDATE SET day = MIN(day, excluded.day)",
+            [held],
         )?;
     }
     writer.states = Some(states);
@@ -859,8 +911,7 @@ fn replay(tx: &Transaction<'_>, open: i64, interner: &mut Interner) -> Result<St
         fold(&mut states, &stored_node_days(tx, day)?, interner);
         snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
     }
-    tx.execute("DELETE FROM node_latest", [])?;
-    put_node_states(tx, states.iter())?;
+    rewrite_states(tx, &states)?;
     tx.execute("DELETE FROM stale_from", [])?;
     Ok(states)
 }
