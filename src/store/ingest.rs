@@ -357,23 +357,52 @@ fn follow_open_day(
             }
         }
         _ => {
-            let mut today = OpenDay {
-                day,
-                nodes: BTreeMap::new(),
-            };
-            let mut versions = HashMap::new();
-            for g in group_node_days(tx, day, day, None)? {
-                let Some(version) = parsed_version(&mut versions, interner, &g.version) else {
-                    continue;
-                };
-                let key = interner.node(&g.zone, g.cluster, g.node);
-                today.take_grouped(states, key, &g, version);
-            }
+            let today = read_open_day(tx, day, states, interner)?;
             *open = Some(today);
             *dirty = true;
         }
     }
     Ok(())
+}
+
+/// The open day as the writer keeps it, taken from its stored raw rows in
+/// receive order, report by report as [`apply`] takes them: after a
+/// restart, or when another connection wrote.
+fn read_open_day(
+    conn: &Connection,
+    day: i64,
+    states: &States,
+    interner: &mut Interner,
+) -> Result<OpenDay, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT received_at, zone, cluster, node, version, status, report_id
+         FROM reports
+         WHERE received_at >= ?1 * 86400 AND received_at < (?1 + 1) * 86400
+           AND cluster IS NOT NULL
+         ORDER BY received_at",
+    )?;
+    let mut rows = stmt.query([day])?;
+    let mut today = OpenDay {
+        day,
+        nodes: BTreeMap::new(),
+    };
+    let mut versions = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let blob = |i: usize| r.get_ref(i).map(|v| v.as_blob().unwrap_or_default());
+        let text = |i: usize| r.get_ref(i).map(|v| v.as_str().unwrap_or_default());
+        let (Ok(cluster), Ok(node)) = (
+            <[u8; 16]>::try_from(blob(2)?),
+            <[u8; 16]>::try_from(blob(3)?),
+        ) else {
+            continue;
+        };
+        let Some(version) = parsed_version(&mut versions, interner, text(4)?) else {
+            continue;
+        };
+        let key = interner.node(text(1)?, cluster, node);
+        today.take(states, key, r.get(0)?, &version, r.get(5)?, blob(6)?);
+    }
+    Ok(today)
 }
 
 /// The interned text of a stored version, if it parses (rows whose text no
@@ -636,25 +665,14 @@ impl OpenDay {
                 status,
                 last_at: at,
                 reports: 1,
-                ids: id.to_vec(),
+                ids: {
+                    // Room for a few reports without growing.
+                    let mut ids = Vec::with_capacity(4 * id.len());
+                    ids.extend_from_slice(id);
+                    ids
+                },
             }),
         }
-    }
-
-    /// Takes in a node-day grouped from the stored raw rows.
-    fn take_grouped(&mut self, states: &States, key: NodeKey, g: &GroupedNodeDay, version: Text) {
-        let day = self.day;
-        let n = self.node(states, key, || {
-            NodeLatest::new(day, g.last_at, &version, g.status)
-        });
-        n.latest.observe(day, g.last_at, &version, g.status);
-        n.days.push(OpenNodeDay {
-            version,
-            status: g.status,
-            last_at: g.last_at,
-            reports: g.reports,
-            ids: g.ids.clone(),
-        });
     }
 }
 

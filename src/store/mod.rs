@@ -64,9 +64,9 @@ pub struct Store {
     writer: ingest::WriterState,
     /// When the open day's snapshot was last written, and how long that
     /// took: a commit writes it again if that took under 5 ms (a small
-    /// fleet: current with every commit) or once ten times that has passed
-    /// (a large fleet: at most a tenth of the writer's time, seconds
-    /// behind).
+    /// fleet: current with every commit) or once twenty times that has
+    /// passed (a large fleet: at most a twentieth of the writer's time,
+    /// seconds behind).
     open_written: Option<(std::time::Instant, std::time::Duration)>,
     /// SQLite's `data_version` at this writer's last commit: a change means
     /// another connection wrote, and the writer's states are read again.
@@ -162,7 +162,7 @@ impl Store {
         let outcome = ingest::apply(&tx, batch, &mut writer)?;
         let due = !self.bulk_load
             && self.open_written.is_none_or(|(at, took)| {
-                took < std::time::Duration::from_millis(5) || at.elapsed() >= took * 10
+                took < std::time::Duration::from_millis(5) || at.elapsed() >= took * 20
             });
         if due {
             let started = std::time::Instant::now();
