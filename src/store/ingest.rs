@@ -6,13 +6,15 @@
 //! append to the receive-time index. Per batch, a handful of aggregate rows
 //! (per-version day totals, first days of versions and clusters).
 //!
-//! The per-node rollups are built when a day closes (the processor takes in
-//! the first report of a later day): the day's raw rows are grouped into
-//! node-days in one sorted pass, folded into each node's latest state, and
-//! the day's fleet snapshot is computed. That is one bulk pass a day instead
-//! of three random writes per report, which is what lets one thread keep far
-//! ahead of the answer path. The open day is read from the raw rows
-//! ([`open_node_days`], [`open_states`]).
+//! The per-node rollups are written when a day closes (the processor takes
+//! in the first report of a later day): the writer keeps the open day's
+//! node-days and node states in memory as it takes reports in (read from
+//! the raw rows again after a restart), writes the node-days in key order,
+//! folds them into each node's latest state, and computes the day's fleet
+//! snapshot. That is one bulk pass a day instead of three random writes
+//! per report, which is what lets one thread keep far ahead of the answer
+//! path. Readers read the open day from the raw rows ([`open_states`]);
+//! `node_latest` follows the closed days lazily ([`load_states`]).
 //!
 //! Everything happens in the caller's transaction: a batch, and a day
 //! close, are in the database whole or not at all.
