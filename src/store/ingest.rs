@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::keys::{Id, Interner, NodeKey, Text};
+use super::keys::{ids_at, Id, Interner, NodeKey, Text};
 use super::latest::NodeLatest;
 use super::rollup::IDS_PER_NODE_DAY;
 use super::{day_of, snapshot, BatchOutcome, ReceivedReport, StoreError};
@@ -390,19 +390,22 @@ fn read_open_day(
     };
     let mut versions = HashMap::new();
     while let Some(r) = rows.next()? {
-        let blob = |i: usize| r.get_ref(i).map(|v| v.as_blob().unwrap_or_default());
         let text = |i: usize| r.get_ref(i).map(|v| v.as_str().unwrap_or_default());
-        let (Ok(cluster), Ok(node)) = (
-            <[u8; 16]>::try_from(blob(2)?),
-            <[u8; 16]>::try_from(blob(3)?),
-        ) else {
+        let Some((cluster, node)) = ids_at(r, 2)? else {
             continue;
         };
         let Some(version) = parsed_version(&mut versions, interner, text(4)?) else {
             continue;
         };
         let key = interner.node(text(1)?, cluster, node);
-        today.take(states, key, r.get(0)?, &version, r.get(5)?, blob(6)?);
+        today.take(
+            states,
+            key,
+            r.get(0)?,
+            &version,
+            r.get(5)?,
+            r.get_ref(6)?.as_blob().unwrap_or_default(),
+        );
     }
     Ok(today)
 }
@@ -549,16 +552,12 @@ pub(crate) fn group_node_days(
     let mut out: Vec<GroupedNodeDay> = Vec::new();
     while let Some(r) = rows.next()? {
         let at: i64 = r.get(0)?;
-        let blob = |i: usize| r.get_ref(i).map(|v| v.as_blob().unwrap_or_default());
-        let (Ok(cluster), Ok(node)) = (
-            <[u8; 16]>::try_from(blob(2)?),
-            <[u8; 16]>::try_from(blob(3)?),
-        ) else {
+        let Some((cluster, node)) = ids_at(r, 2)? else {
             continue;
         };
         let key = (day_of(at), r.get(1)?, cluster, node, r.get(4)?);
         let status: u8 = r.get(5)?;
-        let id = blob(6)?;
+        let id = r.get_ref(6)?.as_blob().unwrap_or_default();
         match index.get(&key) {
             Some(&i) => {
                 let g = &mut out[i];

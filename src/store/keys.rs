@@ -84,6 +84,20 @@ pub(crate) struct NodeKey {
     pub node: Id,
 }
 
+/// The cluster and node ids in columns `at` and `at + 1` of a row: `None`
+/// if either is not 16 bytes (NULL: an anonymous report), and the row is
+/// skipped.
+pub(crate) fn ids_at(
+    r: &rusqlite::Row<'_>,
+    at: usize,
+) -> rusqlite::Result<Option<([u8; 16], [u8; 16])>> {
+    let id = |i: usize| {
+        r.get_ref(i)
+            .map(|v| <[u8; 16]>::try_from(v.as_blob().unwrap_or_default()).ok())
+    };
+    Ok(id(at)?.zip(id(at + 1)?))
+}
+
 /// Interned zone and version texts. The few zones are looked up by a
 /// linear scan; versions by hash.
 #[derive(Default)]

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{params, Connection, Transaction};
 use semver::Version;
 
-use super::keys::{Interner, NodeKey};
+use super::keys::{ids_at, Interner, NodeKey};
 use super::latest::{DayState, NodeLatest};
 use super::StoreError;
 
@@ -318,11 +318,7 @@ pub(crate) fn load_latest(
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let blob = |i: usize| r.get_ref(i).map(|v| v.as_blob().unwrap_or_default());
-        let (Ok(cluster), Ok(node)) = (
-            <[u8; 16]>::try_from(blob(1)?),
-            <[u8; 16]>::try_from(blob(2)?),
-        ) else {
+        let Some((cluster, node)) = ids_at(r, 1)? else {
             continue;
         };
         let text = |i: usize| r.get_ref(i).map(|v| v.as_str().unwrap_or_default());
