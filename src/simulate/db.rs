@@ -8,8 +8,9 @@ use crate::store::{day_of, CounterDelta, ReceivedReport, Store, StoreError};
 
 use super::fleet::{Fleet, SimReport};
 
-/// Reports per transaction.
-const BATCH: usize = 5_000;
+/// Reports per transaction: a commit rewrites the pages it touched (the
+/// tables' ends, the clusters' rows), so fewer, larger ones write less.
+const BATCH: usize = 65_536;
 
 /// What [`write`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,24 @@ pub fn write(
 ) -> Result<DbOutcome, StoreError> {
     let ids = identities(fleet, key);
     let mut outcome = DbOutcome::default();
+    store.set_bulk_load(true);
+    let written = write_days(fleet, reports, key, zone, &ids, store, &mut outcome);
+    store.set_bulk_load(false);
+    written?;
+    store.flush_open_day()?;
+    Ok(outcome)
+}
+
+/// [`write`]'s days, in time order.
+fn write_days(
+    fleet: &Fleet,
+    reports: &[SimReport],
+    key: &Key,
+    zone: &ZoneName,
+    ids: &[Identity],
+    store: &mut Store,
+    outcome: &mut DbOutcome,
+) -> Result<(), StoreError> {
     let mut rest = reports;
     while let Some(first) = rest.first() {
         let day = day_of(first.time);
@@ -126,6 +145,5 @@ pub fn write(
         outcome.duplicates += counts.duplicates;
         outcome.anonymous += counts.anonymous;
     }
-    store.flush_open_day()?;
-    Ok(outcome)
+    Ok(())
 }

@@ -6,13 +6,15 @@
 //! append to the receive-time index. Per batch, a handful of aggregate rows
 //! (per-version day totals, first days of versions and clusters).
 //!
-//! The per-node rollups are built when a day closes (the processor takes in
-//! the first report of a later day): the day's raw rows are grouped into
-//! node-days in one sorted pass, folded into each node's latest state, and
-//! the day's fleet snapshot is computed. That is one bulk pass a day instead
-//! of three random writes per report, which is what lets one thread keep far
-//! ahead of the answer path. The open day is read from the raw rows
-//! ([`open_node_days`], [`open_states`]).
+//! The per-node rollups are written when a day closes (the processor takes
+//! in the first report of a later day): the writer keeps the open day's
+//! node-days and node states in memory as it takes reports in (read from
+//! the raw rows again after a restart), writes the node-days in key order,
+//! folds them into each node's latest state, and computes the day's fleet
+//! snapshot. That is one bulk pass a day instead of three random writes
+//! per report, which is what lets one thread keep far ahead of the answer
+//! path. Readers read the open day from the raw rows ([`open_states`]);
+//! `node_latest` follows the closed days lazily ([`load_states`]).
 //!
 //! Everything happens in the caller's transaction: a batch, and a day
 //! close, are in the database whole or not at all.
@@ -21,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::keys::{ids_at, Id, Interner, NodeKey, Text};
 use super::latest::NodeLatest;
 use super::rollup::IDS_PER_NODE_DAY;
 use super::{day_of, snapshot, BatchOutcome, ReceivedReport, StoreError};
@@ -102,6 +105,23 @@ pub(crate) const SCHEMA: &str = r#"
     );
 "#;
 
+/// Schema 4: `node_latest` may lag the closed days.
+pub(crate) const SCHEMA_LAGGING_STATES: &str = r#"
+    -- Present when `node_latest` holds the node-days of the closed days up
+    -- to `day` only: the later closed days' node-days are folded in when
+    -- node states are loaded. Absent: it holds every closed day.
+    CREATE TABLE IF NOT EXISTS node_latest_day (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        day INTEGER NOT NULL
+    );
+"#;
+
+/// Closed days `node_latest` may lag behind before a day's close rewrites
+/// it (else the writer rewrites it when it goes idle, or a bulk load ends):
+/// rewriting every node's row costs about as much as closing the day, and
+/// loading node states folds in at most this many days of node-days.
+const STATES_LAG_DAYS: i64 = 7;
+
 /// One version's reports of one day in a batch.
 struct VersionDay {
     reports: u64,
@@ -148,7 +168,7 @@ pub(crate) fn apply(
     let mut straggled = false;
     let mut late_days: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
     // Stored reports with an identity: they move their node's state.
-    let mut fresh: Vec<(&ReceivedReport, [u8; 16], [u8; 16])> = Vec::new();
+    let mut fresh: Vec<Fresh<'_>> = Vec::new();
     let mut insert = tx.prepare_cached(
         "INSERT INTO reports (client_time, report_id, zone, received_at, key_id,
                               cluster, node, version, flags, status)
@@ -158,7 +178,7 @@ pub(crate) fn apply(
     let mut dup = tx.prepare_cached(
         "UPDATE reports SET duplicates = duplicates + 1 WHERE client_time = ?1 AND report_id = ?2",
     )?;
-    let mut version_text: HashMap<&semver::Version, String> = HashMap::new();
+    let mut version_text: HashMap<&semver::Version, Text> = HashMap::new();
     for r in batch {
         let p = &r.report.payload;
         // Stored as i64: a client clock past 2^63 is nonsense, clamp it.
@@ -169,7 +189,7 @@ pub(crate) fn apply(
         };
         let version = version_text
             .entry(&p.version)
-            .or_insert_with(|| p.version.to_string());
+            .or_insert_with(|| writer.interner.version(&p.version.to_string()));
         let zone = r.zone.as_str();
         let inserted = insert.execute(params![
             client_time,
@@ -229,7 +249,12 @@ pub(crate) fn apply(
             vd.last_at = r.received_at;
             vd.status = status;
         }
-        fresh.push((r, cluster, node));
+        fresh.push(Fresh {
+            report: r,
+            cluster,
+            node,
+            version: version.clone(),
+        });
         pending
             .clusters
             .entry((zone, cluster))
@@ -239,7 +264,7 @@ pub(crate) fn apply(
             })
             .or_insert((day, day));
     }
-    write_pending(tx, pending)?;
+    write_pending(tx, pending, writer)?;
     if let Some(newest) = newest {
         tx.execute(
             "INSERT INTO open_day (one, day) VALUES (1, ?1)
@@ -248,15 +273,23 @@ pub(crate) fn apply(
         )?;
         match open {
             // The first reports ever: every day of the batch but its newest.
-            None => close_days(tx, oldest.unwrap_or(newest), newest - 1, &mut writer.states)?,
-            Some(o) if newest > o => close_days(tx, o, newest - 1, &mut writer.states)?,
+            None => close_days(tx, oldest.unwrap_or(newest), newest - 1, writer)?,
+            Some(o) if newest > o => {
+                // The day closing is closed from what the writer kept of
+                // it, this batch's reports of it included.
+                follow_open_day(tx, writer, o, &fresh, false)?;
+                close_days(tx, o, newest - 1, writer)?;
+            }
             // A straggler of the day that just closed (stamped before
             // midnight, taken in after one stamped after it): that day is
             // closed again, now with it.
-            Some(o) if straggled => close_days(tx, o - 1, o - 1, &mut writer.states)?,
+            Some(o) if straggled => close_days(tx, o - 1, o - 1, writer)?,
             _ => {}
         }
-        follow_open_day(tx, writer, newest, &fresh)?;
+        // A day newer than the open one has no stored reports but this
+        // batch's.
+        let new_day = open.is_none_or(|o| newest > o);
+        follow_open_day(tx, writer, newest, &fresh, new_day)?;
     }
     if let Some(&first) = late_days.first() {
         for &day in &late_days {
@@ -271,63 +304,127 @@ pub(crate) fn apply(
     Ok(outcome)
 }
 
-/// Keeps the open day's node states current: rebuilt from its raw rows when
-/// the open day changes (or after a restart), else moved by the batch's
-/// fresh reports of that day.
+/// A stored report with an identity, as the writer's states take it.
+struct Fresh<'b> {
+    report: &'b ReceivedReport,
+    cluster: [u8; 16],
+    node: [u8; 16],
+    version: Text,
+}
+
+/// Keeps the open day `day` current in the writer: its node-days and node
+/// states. Taken from the raw rows when the writer holds another day (or
+/// none: after a restart), unless `new_day` says that the day has no
+/// stored reports but `fresh`'s; else moved by `fresh`'s reports of it.
 fn follow_open_day(
     tx: &Transaction<'_>,
     writer: &mut WriterState,
-    open: i64,
-    fresh: &[(&ReceivedReport, [u8; 16], [u8; 16])],
+    day: i64,
+    fresh: &[Fresh<'_>],
+    new_day: bool,
 ) -> Result<(), StoreError> {
     if writer.states.is_none() {
-        writer.states = Some(load_states(tx)?);
+        writer.states = Some(load_states(tx, &mut writer.interner)?);
     }
-    let states = writer.states.as_ref().unwrap_or_else(|| unreachable!());
-    match &mut writer.open {
-        Some((day, today)) if *day == open => {
-            // One key, refilled per report: no allocation unless a node
-            // is new today.
-            let mut key: NodeKey = (String::new(), [0; 16], [0; 16]);
-            for (r, cluster, node) in fresh {
-                if day_of(r.received_at) != open {
-                    continue;
+    if new_day && writer.open.as_ref().is_none_or(|o| o.day != day) {
+        writer.open = Some(OpenDay {
+            day,
+            nodes: BTreeMap::new(),
+        });
+    }
+    let WriterState {
+        interner,
+        states,
+        open,
+        dirty,
+        ..
+    } = writer;
+    let states = states.as_ref().unwrap_or_else(|| unreachable!());
+    match open {
+        Some(o) if o.day == day => {
+            for f in fresh {
+                if day_of(f.report.received_at) == day {
+                    let key = interner.node(f.report.zone.as_str(), f.cluster, f.node);
+                    let r = f.report;
+                    o.take(
+                        states,
+                        key,
+                        r.received_at,
+                        &f.version,
+                        r.status.code(),
+                        &r.report.id.0,
+                    );
+                    *dirty = true;
                 }
-                key.0.clear();
-                key.0.push_str(r.zone.as_str());
-                (key.1, key.2) = (*cluster, *node);
-                let p = &r.report.payload;
-                let status = r.status.code();
-                match today.get_mut(&key) {
-                    Some(n) => n.observe(open, r.received_at, &p.version, status),
-                    None => {
-                        let mut n = states.get(&key).cloned().unwrap_or_else(|| {
-                            NodeLatest::new(open, r.received_at, &p.version, status)
-                        });
-                        n.observe(open, r.received_at, &p.version, status);
-                        today.insert(key.clone(), n);
-                    }
-                }
-                writer.dirty = true;
             }
         }
         _ => {
-            let mut today = States::new();
-            for g in group_node_days(tx, open, open, None)? {
-                let key = (g.zone.clone(), g.cluster, g.node);
-                if let (std::collections::btree_map::Entry::Vacant(slot), Some(n)) = (
-                    today.entry(key),
-                    states.get(&(g.zone.clone(), g.cluster, g.node)),
-                ) {
-                    slot.insert(n.clone());
-                }
-                fold(&mut today, std::slice::from_ref(&g));
-            }
-            writer.open = Some((open, today));
-            writer.dirty = true;
+            let today = read_open_day(tx, day, states, interner)?;
+            *open = Some(today);
+            *dirty = true;
         }
     }
     Ok(())
+}
+
+/// The open day as the writer keeps it, taken from its stored raw rows in
+/// receive order, report by report as [`apply`] takes them: after a
+/// restart, or when another connection wrote.
+fn read_open_day(
+    conn: &Connection,
+    day: i64,
+    states: &States,
+    interner: &mut Interner,
+) -> Result<OpenDay, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT received_at, zone, cluster, node, version, status, report_id
+         FROM reports
+         WHERE received_at >= ?1 * 86400 AND received_at < (?1 + 1) * 86400
+           AND cluster IS NOT NULL
+         ORDER BY received_at",
+    )?;
+    let mut rows = stmt.query([day])?;
+    let mut today = OpenDay {
+        day,
+        nodes: BTreeMap::new(),
+    };
+    let mut versions = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let text = |i: usize| r.get_ref(i).map(|v| v.as_str().unwrap_or_default());
+        let Some((cluster, node)) = ids_at(r, 2)? else {
+            continue;
+        };
+        let Some(version) = parsed_version(&mut versions, interner, text(4)?) else {
+            continue;
+        };
+        let key = interner.node(text(1)?, cluster, node);
+        today.take(
+            states,
+            key,
+            r.get(0)?,
+            &version,
+            r.get(5)?,
+            r.get_ref(6)?.as_blob().unwrap_or_default(),
+        );
+    }
+    Ok(today)
+}
+
+/// The interned text of a stored version, if it parses (rows whose text no
+/// longer does are left out of node states, as they always were).
+fn parsed_version(
+    cache: &mut HashMap<String, Option<Text>>,
+    interner: &mut Interner,
+    text: &str,
+) -> Option<Text> {
+    if let Some(v) = cache.get(text) {
+        return v.clone();
+    }
+    let v = semver::Version::parse(text)
+        .ok()
+        .map(|_| interner.version(text));
+    cache.insert(text.to_string(), v.clone());
+    v
 }
 
 /// Writes the open day's snapshot from the writer's states, if it changed:
@@ -336,7 +433,7 @@ pub(crate) fn write_open_snapshot(
     tx: &Transaction<'_>,
     writer: &mut WriterState,
 ) -> Result<(), StoreError> {
-    let (Some(states), Some((day, today))) = (&writer.states, &writer.open) else {
+    let (Some(states), Some(open)) = (&writer.states, &writer.open) else {
         return Ok(());
     };
     if !writer.dirty {
@@ -344,15 +441,19 @@ pub(crate) fn write_open_snapshot(
     }
     snapshot::store(
         tx,
-        *day,
-        &snapshot::compute_all(merged(states, today), *day),
+        open.day,
+        &snapshot::compute_all(merged(states, &open.nodes), open.day),
     )?;
     writer.dirty = false;
     Ok(())
 }
 
 /// Writes the batch's aggregates.
-fn write_pending(tx: &Transaction<'_>, pending: Pending<'_>) -> Result<(), StoreError> {
+fn write_pending(
+    tx: &Transaction<'_>,
+    pending: Pending<'_>,
+    writer: &mut WriterState,
+) -> Result<(), StoreError> {
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     let mut up = tx.prepare_cached(
         "INSERT INTO version_days (day, zone, version, reports, anonymous, last_at, status)
@@ -388,7 +489,15 @@ fn write_pending(tx: &Transaction<'_>, pending: Pending<'_>) -> Result<(), Store
             last_day  = MAX(last_day, excluded.last_day)",
     )?;
     for ((zone, cluster), (first, last)) in pending.clusters {
+        // Most clusters report many times a day: written once a day each.
+        let key = (writer.interner.zone(zone), Id::from(cluster));
+        let known = writer.clusters.entry(key).or_insert((i64::MAX, i64::MIN));
+        if known.0 <= first && last <= known.1 {
+            continue;
+        }
         up.execute(params![zone, &cluster[..], first, last])?;
+        // The row now spans at least this (it may span more).
+        *known = (known.0.min(first), known.1.max(last));
     }
     let mut up = tx.prepare_cached(
         "INSERT INTO counters (day, name, value) VALUES (?1, ?2, ?3)
@@ -417,7 +526,6 @@ pub(crate) struct GroupedNodeDay {
     pub ids: Vec<u8>,
 }
 
-type NodeKey = (String, [u8; 16], [u8; 16]);
 /// A node-day's key: day, zone, cluster, node, version.
 type NodeDayKey = (i64, String, [u8; 16], [u8; 16], String);
 
@@ -444,16 +552,12 @@ pub(crate) fn group_node_days(
     let mut out: Vec<GroupedNodeDay> = Vec::new();
     while let Some(r) = rows.next()? {
         let at: i64 = r.get(0)?;
-        let blob = |i: usize| r.get_ref(i).map(|v| v.as_blob().unwrap_or_default());
-        let (Ok(cluster), Ok(node)) = (
-            <[u8; 16]>::try_from(blob(2)?),
-            <[u8; 16]>::try_from(blob(3)?),
-        ) else {
+        let Some((cluster, node)) = ids_at(r, 2)? else {
             continue;
         };
         let key = (day_of(at), r.get(1)?, cluster, node, r.get(4)?);
         let status: u8 = r.get(5)?;
-        let id = blob(6)?;
+        let id = r.get_ref(6)?.as_blob().unwrap_or_default();
         match index.get(&key) {
             Some(&i) => {
                 let g = &mut out[i];
@@ -489,27 +593,115 @@ pub(crate) fn group_node_days(
 /// snapshots take clusters in.
 pub(crate) type States = BTreeMap<NodeKey, NodeLatest>;
 
+/// One node's reports of one version on the open day, as taken in.
+struct OpenNodeDay {
+    version: Text,
+    status: u8,
+    last_at: i64,
+    reports: i64,
+    ids: Vec<u8>,
+}
+
+/// A node that reported on the open day: its state with the day's reports
+/// taken in, and the day's node-days (one per version; two on the day of
+/// an upgrade).
+struct OpenNode {
+    latest: NodeLatest,
+    days: Vec<OpenNodeDay>,
+}
+
+/// The open day as the writer keeps it: its node-days are written from
+/// here when it closes, instead of grouped again from the raw rows.
+struct OpenDay {
+    day: i64,
+    nodes: BTreeMap<NodeKey, OpenNode>,
+}
+
+impl OpenDay {
+    /// The node's entry, started from its state as of the closed days.
+    fn node(
+        &mut self,
+        states: &States,
+        key: NodeKey,
+        make: impl FnOnce() -> NodeLatest,
+    ) -> &mut OpenNode {
+        match self.nodes.entry(key) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let latest = states.get(e.key()).cloned().unwrap_or_else(make);
+                e.insert(OpenNode {
+                    latest,
+                    days: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// Takes in one stored report of the open day.
+    fn take(
+        &mut self,
+        states: &States,
+        key: NodeKey,
+        at: i64,
+        version: &Text,
+        status: u8,
+        id: &[u8],
+    ) {
+        let day = self.day;
+        let n = self.node(states, key, || NodeLatest::new(day, at, version, status));
+        n.latest.observe(day, at, version, status);
+        match n.days.iter_mut().find(|d| d.version == *version) {
+            Some(d) => {
+                if at >= d.last_at {
+                    d.last_at = at;
+                    d.status = status;
+                }
+                d.reports += 1;
+                if d.ids.len() < IDS_PER_NODE_DAY * 12 {
+                    d.ids.extend_from_slice(id);
+                }
+            }
+            None => n.days.push(OpenNodeDay {
+                version: version.clone(),
+                status,
+                last_at: at,
+                reports: 1,
+                ids: {
+                    // Room for a few reports without growing.
+                    let mut ids = Vec::with_capacity(4 * id.len());
+                    ids.extend_from_slice(id);
+                    ids
+                },
+            }),
+        }
+    }
+}
+
 /// What the one writer keeps between commits, so that neither a day's close
 /// nor the open day's snapshot reads every node's row again. Emptied when a
 /// commit fails (it may be ahead of the database); rebuilt from the tables.
 #[derive(Default)]
 pub(crate) struct WriterState {
+    interner: Interner,
     /// Node states as of the last closed day.
     states: Option<States>,
-    /// The open day, and the states of the nodes that reported on it.
-    open: Option<(i64, States)>,
+    /// The open day's node-days and node states.
+    open: Option<OpenDay>,
     /// The open day changed since its snapshot was last written.
     dirty: bool,
+    /// Per (zone, cluster), days the `clusters` row is known to span: a
+    /// batch within them writes nothing.
+    clusters: HashMap<(Text, Id), (i64, i64)>,
 }
 
 /// Node states with the open day's folded in, in key order: a merge of the
 /// two sorted maps.
 fn merged<'a>(
     states: &'a States,
-    open: &'a States,
+    open: &'a BTreeMap<NodeKey, OpenNode>,
 ) -> impl Iterator<Item = (&'a NodeKey, &'a NodeLatest)> {
     let mut a = states.iter().peekable();
-    let mut b = open.iter().peekable();
+    let mut b = open.iter().map(|(k, n)| (k, &n.latest)).peekable();
     std::iter::from_fn(move || match (a.peek(), b.peek()) {
         (Some((ka, _)), Some((kb, _))) => match ka.cmp(kb) {
             std::cmp::Ordering::Less => a.next(),
@@ -525,87 +717,175 @@ fn merged<'a>(
 }
 
 /// Folds grouped node-days (latest last) into node states.
-fn fold(states: &mut States, rows: &[GroupedNodeDay]) {
-    let mut parsed: HashMap<&str, Option<semver::Version>> = HashMap::new();
+fn fold(states: &mut States, rows: &[GroupedNodeDay], interner: &mut Interner) {
+    let mut parsed = HashMap::new();
     for r in rows {
-        let Some(version) = parsed
-            .entry(&r.version)
-            .or_insert_with(|| semver::Version::parse(&r.version).ok())
-        else {
+        let Some(version) = parsed_version(&mut parsed, interner, &r.version) else {
             continue;
         };
-        match states.get_mut(&(r.zone.clone(), r.cluster, r.node)) {
-            Some(n) => n.observe(r.day, r.last_at, version, r.status),
-            None => {
-                states.insert(
-                    (r.zone.clone(), r.cluster, r.node),
-                    NodeLatest::new(r.day, r.last_at, version, r.status),
-                );
-            }
+        let key = interner.node(&r.zone, r.cluster, r.node);
+        observe(states, key, r.day, r.last_at, &version, r.status);
+    }
+}
+
+/// Takes one node-day into a node's state.
+fn observe(states: &mut States, key: NodeKey, day: i64, at: i64, version: &Text, status: u8) {
+    match states.get_mut(&key) {
+        Some(n) => n.observe(day, at, version, status),
+        None => {
+            states.insert(key, NodeLatest::new(day, at, version, status));
         }
     }
 }
 
-/// Every node's state as of the last closed day.
-fn load_states(conn: &Connection) -> Result<States, StoreError> {
-    Ok(snapshot::load_latest(conn)?
-        .into_iter()
-        .map(|(zone, cluster, node, latest)| ((zone, cluster, node), latest))
-        .collect())
+/// Every node's state as of the last closed day: `node_latest`, with the
+/// node-days of the closed days it lags behind folded in.
+fn load_states(conn: &Connection, interner: &mut Interner) -> Result<States, StoreError> {
+    let mut states: States = snapshot::load_latest(conn, interner)?.into_iter().collect();
+    if let (Some(from), Some(open)) = (states_lag(conn)?, open_day(conn)?) {
+        for day in from + 1..open {
+            fold(&mut states, &stored_node_days(conn, day)?, interner);
+        }
+    }
+    Ok(states)
+}
+
+/// The last closed day `node_latest` holds, if it lags behind.
+fn states_lag(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row("SELECT day FROM node_latest_day", [], |r| r.get(0))
+        .optional()?)
+}
+
+/// Rewrites `node_latest` from the writer's node states (as of the last
+/// closed day) if it lags behind.
+pub(crate) fn write_lagging_states(
+    tx: &Transaction<'_>,
+    writer: &mut WriterState,
+) -> Result<(), StoreError> {
+    if states_lag(tx)?.is_none() {
+        return Ok(());
+    }
+    if writer.states.is_none() {
+        writer.states = Some(load_states(tx, &mut writer.interner)?);
+    }
+    if let Some(states) = &writer.states {
+        rewrite_states(tx, states)?;
+    }
+    Ok(())
+}
+
+/// Replaces `node_latest` with `states`, written in key order, and marks
+/// it current.
+fn rewrite_states(tx: &Transaction<'_>, states: &States) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM node_latest", [])?;
+    put_node_states(tx, states.iter())?;
+    tx.execute("DELETE FROM node_latest_day", [])?;
+    Ok(())
 }
 
 /// Node states as of now: the closed days' states with the open day's raw
 /// rows folded in.
 pub(crate) fn open_states(conn: &Connection) -> Result<States, StoreError> {
-    let mut states = load_states(conn)?;
+    let mut interner = Interner::default();
+    let mut states = load_states(conn, &mut interner)?;
     if let Some(open) = open_day(conn)? {
-        fold(&mut states, &group_node_days(conn, open, open, None)?);
+        fold(
+            &mut states,
+            &group_node_days(conn, open, open, None)?,
+            &mut interner,
+        );
     }
     Ok(states)
 }
 
-/// Closes days `first..=last`: groups each day's raw rows into node-days,
-/// folds them into the node states, and stores the day's snapshot.
-/// `cache`: the node states as of the last close, kept by the one writer
-/// between batches (loaded when empty); left empty if this fails, since
-/// the transaction will not commit.
+/// Closes days `first..=last`: writes each day's node-days (from what the
+/// writer kept of the open day, else grouped from the raw rows), folds
+/// them into the node states, and stores the day's snapshot. The writer's
+/// node states are loaded when it has none; it is left without them if
+/// this fails, since the transaction will not commit.
 pub(crate) fn close_days(
     tx: &Transaction<'_>,
     first: i64,
     last: i64,
-    cache: &mut Option<States>,
+    writer: &mut WriterState,
 ) -> Result<(), StoreError> {
     if first > last {
         return Ok(());
     }
-    let mut states = match cache.take() {
+    let mut states = match writer.states.take() {
         Some(states) => states,
-        None => load_states(tx)?,
+        None => load_states(tx, &mut writer.interner)?,
     };
-    let mut changed: Vec<NodeKey> = Vec::new();
     for day in first..=last {
-        let rows = regroup_day(tx, day)?;
-        changed.extend(rows.iter().map(|r| (r.zone.clone(), r.cluster, r.node)));
-        fold(&mut states, &rows);
+        match writer.open.take_if(|o| o.day == day) {
+            Some(open) => {
+                put_open_node_days(tx, &open)?;
+                for (key, node) in open.nodes {
+                    let mut days = node.days;
+                    days.sort_by_key(|d| d.last_at);
+                    for d in &days {
+                        observe(
+                            &mut states,
+                            key.clone(),
+                            day,
+                            d.last_at,
+                            &d.version,
+                            d.status,
+                        );
+                    }
+                }
+            }
+            None => {
+                let rows = regroup_day(tx, day)?;
+                fold(&mut states, &rows, &mut writer.interner);
+            }
+        }
         snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
     }
-    changed.sort();
-    changed.dedup();
-    // Most nodes report daily: rewriting the table in key order is then
-    // cheaper than updating each row in place.
-    let rewrite = changed.len() > states.len() / 4;
-    if rewrite {
-        tx.execute("DELETE FROM node_latest", [])?;
-    }
-    if rewrite {
-        put_node_states(tx, states.iter())?;
+    // `node_latest` follows the closed days lazily (the node-days written
+    // above are what it lags by).
+    let held = states_lag(tx)?.unwrap_or(first - 1).min(first - 1);
+    if last - held >= STATES_LAG_DAYS {
+        rewrite_states(tx, &states)?;
     } else {
-        put_node_states(
-            tx,
-            changed.iter().filter_map(|key| states.get_key_value(key)),
+        tx.execute(
+            "INSERT INTO node_latest_day (one, day) VALUES (1, ?1)
+             ON CONFLICT (one) DO UPDATE SET day = MIN(day, excluded.day)",
+            [held],
         )?;
     }
-    *cache = Some(states);
+    writer.states = Some(states);
+    Ok(())
+}
+
+/// Writes the open day's node-days, in key order (sequential pages).
+fn put_open_node_days(tx: &Transaction<'_>, open: &OpenDay) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM node_days WHERE day = ?1", [open.day])?;
+    let mut put = tx.prepare_cached(
+        "INSERT INTO node_days (day, zone, cluster, node, version, status, last_at, reports, ids)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut days: Vec<&OpenNodeDay> = Vec::new();
+    for (key, node) in &open.nodes {
+        days.clear();
+        days.extend(&node.days);
+        days.sort_by(|a, b| a.version.as_str().cmp(b.version.as_str()));
+        let (cluster, id) = (key.cluster.bytes(), key.node.bytes());
+        for d in &days {
+            put.execute(params![
+                open.day,
+                key.zone.as_str(),
+                &cluster[..],
+                &id[..],
+                d.version.as_str(),
+                d.status,
+                d.last_at,
+                d.reports,
+                &d.ids[..]
+            ])?;
+        }
+    }
     Ok(())
 }
 
@@ -643,15 +923,14 @@ fn regroup_day(tx: &Transaction<'_>, day: i64) -> Result<Vec<GroupedNodeDay>, St
 /// day from the first, for the closed days before `open`: after history
 /// was taken in for days long closed, and for the schema upgrade. Returns
 /// the node states as of the last closed day.
-fn replay(tx: &Transaction<'_>, open: i64) -> Result<States, StoreError> {
+fn replay(tx: &Transaction<'_>, open: i64, interner: &mut Interner) -> Result<States, StoreError> {
     let oldest: Option<i64> = tx.query_row("SELECT MIN(day) FROM node_days", [], |r| r.get(0))?;
     let mut states = States::new();
     for day in oldest.unwrap_or(open)..open {
-        fold(&mut states, &stored_node_days(tx, day)?);
+        fold(&mut states, &stored_node_days(tx, day)?, interner);
         snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
     }
-    tx.execute("DELETE FROM node_latest", [])?;
-    put_node_states(tx, states.iter())?;
+    rewrite_states(tx, &states)?;
     tx.execute("DELETE FROM stale_from", [])?;
     Ok(states)
 }
@@ -668,9 +947,9 @@ pub(crate) fn repair_stale(
     let (Some(_), Some(open)) = (stale, open_day(tx)?) else {
         return Ok(());
     };
-    writer.states = Some(replay(tx, open)?);
+    writer.states = Some(replay(tx, open, &mut writer.interner)?);
     writer.open = None;
-    follow_open_day(tx, writer, open, &[])?;
+    follow_open_day(tx, writer, open, &[], false)?;
     Ok(())
 }
 
@@ -689,15 +968,15 @@ fn put_node_states<'a>(
             prev_day = excluded.prev_day, prev_version = excluded.prev_version,
             prev_status = excluded.prev_status",
     )?;
-    for ((zone, cluster, node), l) in states {
+    for (key, l) in states {
         let prev = l.prev.as_ref();
         up.execute(params![
-            zone,
-            &cluster[..],
-            &node[..],
+            key.zone.as_str(),
+            &key.cluster.bytes()[..],
+            &key.node.bytes()[..],
             l.last_day,
             l.last_at,
-            l.version,
+            l.version.as_str(),
             l.status,
             prev.map(|p| p.day),
             prev.map(|p| p.version.as_str()),
@@ -716,7 +995,7 @@ pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), StoreError> {
     let Some(newest) = newest else {
         return Ok(());
     };
-    replay(tx, newest)?;
+    replay(tx, newest, &mut Interner::default())?;
     tx.execute("INSERT INTO open_day (one, day) VALUES (1, ?1)", [newest])?;
     Ok(())
 }

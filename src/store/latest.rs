@@ -11,12 +11,14 @@ use std::cmp::Ordering;
 
 use semver::Version;
 
+use super::keys::Text;
+
 /// A node's latest report: day, receive time, version and status answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NodeLatest {
     pub last_day: i64,
     pub last_at: i64,
-    pub version: String,
+    pub version: Text,
     pub status: u8,
     /// The latest state on a day before `last_day`, if any.
     pub prev: Option<DayState>,
@@ -26,26 +28,31 @@ pub(crate) struct NodeLatest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DayState {
     pub day: i64,
-    pub version: String,
+    pub version: Text,
     pub status: u8,
 }
 
 /// Same second (receive times are whole seconds): the higher version is
 /// taken as the later report, an upgrade. The counting model's tie rule.
-fn later(at: i64, version: &Version, than_at: i64, than_version: &str) -> bool {
+/// Text that is not semver is taken as older than any version.
+fn later(at: i64, version: &str, than_at: i64, than_version: &str) -> bool {
     match at.cmp(&than_at) {
         Ordering::Greater => true,
         Ordering::Less => false,
-        Ordering::Equal => Version::parse(than_version).map_or(true, |v| *version > v),
+        Ordering::Equal => match (Version::parse(version), Version::parse(than_version)) {
+            (Ok(v), Ok(than)) => v > than,
+            (Ok(_), Err(_)) => true,
+            (Err(_), _) => false,
+        },
     }
 }
 
 impl NodeLatest {
-    pub fn new(day: i64, at: i64, version: &Version, status: u8) -> Self {
+    pub fn new(day: i64, at: i64, version: &Text, status: u8) -> Self {
         NodeLatest {
             last_day: day,
             last_at: at,
-            version: version.to_string(),
+            version: version.clone(),
             status,
             prev: None,
         }
@@ -53,21 +60,21 @@ impl NodeLatest {
 
     /// Takes one report into account, in any order. A report older than
     /// both known days changes nothing here (the node-day rows keep it).
-    pub fn observe(&mut self, day: i64, at: i64, version: &Version, status: u8) {
+    pub fn observe(&mut self, day: i64, at: i64, version: &Text, status: u8) {
         if day > self.last_day {
+            let latest = std::mem::replace(&mut self.version, version.clone());
             self.prev = Some(DayState {
                 day: self.last_day,
-                version: std::mem::take(&mut self.version),
+                version: latest,
                 status: self.status,
             });
-            *self = NodeLatest {
-                prev: self.prev.take(),
-                ..NodeLatest::new(day, at, version, status)
-            };
+            self.last_day = day;
+            self.last_at = at;
+            self.status = status;
         } else if day == self.last_day {
             if later(at, version, self.last_at, &self.version) {
                 self.last_at = at;
-                self.version = version.to_string();
+                self.version = version.clone();
                 self.status = status;
             }
         } else if self.prev.as_ref().is_none_or(|p| day >= p.day) {
@@ -75,7 +82,7 @@ impl NodeLatest {
             // latest we know of for that day.
             self.prev = Some(DayState {
                 day,
-                version: version.to_string(),
+                version: version.clone(),
                 status,
             });
         }
@@ -85,7 +92,7 @@ impl NodeLatest {
     /// before that day, if known.
     pub fn as_of(&self, day: i64) -> Option<(i64, &str, u8)> {
         if self.last_day <= day {
-            return Some((self.last_day, &self.version, self.status));
+            return Some((self.last_day, self.version.as_str(), self.status));
         }
         self.prev
             .as_ref()
@@ -98,8 +105,8 @@ impl NodeLatest {
 mod tests {
     use super::*;
 
-    fn v(s: &str) -> Version {
-        Version::parse(s).unwrap()
+    fn v(s: &str) -> Text {
+        crate::store::keys::Interner::default().version(s)
     }
 
     #[test]
@@ -108,7 +115,7 @@ mod tests {
         n.observe(10, 900, &v("0.9.0"), 3); // earlier the same day: ignored
         assert_eq!(n.as_of(10), Some((10, "1.0.0", 1)));
         n.observe(10, 1_000, &v("1.1.0"), 1); // same second, higher: upgrade
-        assert_eq!(n.version, "1.1.0");
+        assert_eq!(n.version.as_str(), "1.1.0");
         n.observe(12, 5_000, &v("2.0.0"), 1);
         assert_eq!(n.as_of(12), Some((12, "2.0.0", 1)));
         assert_eq!(n.as_of(11), Some((10, "1.1.0", 1)));

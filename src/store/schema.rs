@@ -56,8 +56,18 @@ const MIGRATIONS: &[Migration] = &[
     // client time (with a receive-time index), per-version day totals, each
     // node's latest state, daily snapshots, consumer positions.
     Migration {
-        sql: &[ingest::SCHEMA, snapshot::SCHEMA],
+        // (With migration 4's table, which its backfill writes.)
+        sql: &[
+            ingest::SCHEMA,
+            snapshot::SCHEMA,
+            ingest::SCHEMA_LAGGING_STATES,
+        ],
         backfill: Some(ingest::backfill),
+    },
+    // 4: node states written lazily (a bulk load closes many days).
+    Migration {
+        sql: &[ingest::SCHEMA_LAGGING_STATES],
+        backfill: None,
     },
 ];
 

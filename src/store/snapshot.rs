@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{params, Connection, Transaction};
 use semver::Version;
 
+use super::keys::{ids_at, Interner, NodeKey};
 use super::latest::{DayState, NodeLatest};
 use super::StoreError;
 
@@ -303,52 +304,41 @@ pub(crate) fn compute<'a>(
     }
 }
 
-/// A node's key and state: zone, cluster, node.
-pub(crate) type NodeRow = (String, [u8; 16], [u8; 16], NodeLatest);
-
-/// Every zone's node states as stored in `node_latest` (as of the last
-/// closed day), in key order.
-pub(crate) fn load_latest(conn: &Connection) -> Result<Vec<NodeRow>, StoreError> {
+/// Every zone's node states as stored in `node_latest`, in key order,
+/// texts interned in `interner`.
+pub(crate) fn load_latest(
+    conn: &Connection,
+    interner: &mut Interner,
+) -> Result<Vec<(NodeKey, NodeLatest)>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT zone, cluster, last_day, last_at, version, status, prev_day, prev_version, prev_status,
-                node
+        "SELECT zone, cluster, node, last_day, last_at, version, status,
+                prev_day, prev_version, prev_status
          FROM node_latest ORDER BY zone, cluster, node",
     )?;
-    let rows = stmt.query_map([], |r| {
-        let cluster: Vec<u8> = r.get(1)?;
-        let node: Vec<u8> = r.get(9)?;
-        let prev = match (
-            r.get::<_, Option<i64>>(6)?,
-            r.get::<_, Option<String>>(7)?,
-            r.get::<_, Option<u8>>(8)?,
-        ) {
-            (Some(day), Some(version), Some(status)) => Some(DayState {
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let Some((cluster, node)) = ids_at(r, 1)? else {
+            continue;
+        };
+        let text = |i: usize| r.get_ref(i).map(|v| v.as_str().unwrap_or_default());
+        let key = interner.node(text(0)?, cluster, node);
+        let prev = match (r.get::<_, Option<i64>>(7)?, r.get::<_, Option<u8>>(9)?) {
+            (Some(day), Some(status)) if r.get_ref(8)?.as_str().is_ok() => Some(DayState {
                 day,
-                version,
+                version: interner.version(text(8)?),
                 status,
             }),
             _ => None,
         };
-        Ok((
-            r.get::<_, String>(0)?,
-            cluster,
-            node,
-            NodeLatest {
-                last_day: r.get(2)?,
-                last_at: r.get(3)?,
-                version: r.get(4)?,
-                status: r.get(5)?,
-                prev,
-            },
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (zone, cluster, node, latest) = row?;
-        if let (Ok(cluster), Ok(node)) = (<[u8; 16]>::try_from(cluster), <[u8; 16]>::try_from(node))
-        {
-            out.push((zone, cluster, node, latest));
-        }
+        let latest = NodeLatest {
+            last_day: r.get(3)?,
+            last_at: r.get(4)?,
+            version: interner.version(text(5)?),
+            status: r.get(6)?,
+            prev,
+        };
+        out.push((key, latest));
     }
     Ok(out)
 }
@@ -356,7 +346,7 @@ pub(crate) fn load_latest(conn: &Connection) -> Result<Vec<NodeRow>, StoreError>
 /// Snapshots of `day` for every zone, from node states (in key order)
 /// taken as of that day.
 pub(crate) fn compute_all<'a>(
-    nodes: impl Iterator<Item = (&'a (String, [u8; 16], [u8; 16]), &'a NodeLatest)>,
+    nodes: impl Iterator<Item = (&'a NodeKey, &'a NodeLatest)>,
     day: i64,
 ) -> BTreeMap<String, Snapshot> {
     let lengths: Vec<i64> = (1..=MAX_WINDOW).collect();
@@ -365,26 +355,25 @@ pub(crate) fn compute_all<'a>(
 
 /// [`compute_all`] for the windows of the `lengths` given (ascending).
 pub(crate) fn compute_windows<'a>(
-    nodes: impl Iterator<Item = (&'a (String, [u8; 16], [u8; 16]), &'a NodeLatest)>,
+    nodes: impl Iterator<Item = (&'a NodeKey, &'a NodeLatest)>,
     day: i64,
     lengths: &[i64],
 ) -> BTreeMap<String, Snapshot> {
     let mut out = BTreeMap::new();
     let mut zones = nodes.peekable();
-    while let Some(((zone, _, _), _)) = zones.peek() {
-        let zone = zone.clone();
-        let members = std::iter::from_fn(|| zones.next_if(|((z, _, _), _)| *z == zone)).filter_map(
-            |((_, cluster, _), n)| {
+    while let Some((key, _)) = zones.peek() {
+        let zone = key.zone.clone();
+        let members =
+            std::iter::from_fn(|| zones.next_if(|(k, _)| k.zone == zone)).filter_map(|(key, n)| {
                 n.as_of(day).map(|(last_day, version, status)| Member {
-                    cluster: *cluster,
+                    cluster: key.cluster.bytes(),
                     last_day,
                     version,
                     status,
                 })
-            },
-        );
+            });
         let snap = compute(day, members, lengths);
-        out.insert(zone, snap);
+        out.insert(zone.to_string(), snap);
     }
     out
 }
