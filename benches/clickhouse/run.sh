@@ -18,7 +18,7 @@ NODES=${NODES:-1000000}
 DAYS=${DAYS:-90}
 TARGET_MS=${TARGET_MS:-1000}
 ADOPTION_VERSION=${ADOPTION_VERSION:-2.4.1}
-STATS_TIMEOUT=${STATS_TIMEOUT:-600} # seconds one stats command may take
+STATS_TIMEOUT=${STATS_TIMEOUT:-600} # seconds one stats command (or query) may take
 FLEET_REBUILD=${FLEET_REBUILD:-0} # 1: load the fleet again even if cached
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -83,7 +83,7 @@ cat >"$TMP/ch/config.xml" <<EOF
 EOF
 (cd "$TMP/ch" && exec "$SERVER" --config-file="$TMP/ch/config.xml" >/dev/null 2>&1) &
 CH_PID=$!
-ch() { curl -sS --fail-with-body "http://127.0.0.1:$HTTP/" --data-binary @- ; }
+ch() { curl -sS --fail-with-body --max-time "$STATS_TIMEOUT" "http://127.0.0.1:$HTTP/" --data-binary @- ; }
 for _ in $(seq 1 150); do
     if echo 'SELECT 1' | ch >/dev/null 2>&1; then break; fi
     sleep 0.2
@@ -136,12 +136,18 @@ rss_ch() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$CH_PID/status"; }
 say "on disk (size, rows, parts): $(disk)"
 
 # --- stats -------------------------------------------------------------------
+# A client that gives up leaves its query running in ClickHouse: end it, so
+# that it does not slow what is measured next.
+kill_queries() {
+    echo "KILL QUERY WHERE query NOT LIKE '%KILL QUERY%' SYNC" | ch >/dev/null 2>&1 || true
+}
 results=()
 stat() {
     local name=$1; shift
     local status=ok
     if ! "$TIME" -v -o "$TMP/t" timeout "$STATS_TIMEOUT" "$BIN" stats --store "$URL" "$@" >"$TMP/out" 2>"$TMP/err"; then
         status="failed: $(tail -c 300 "$TMP/err" | tr '\n' ' ')"
+        kill_queries
     fi
     local ms
     ms=$(awk -v s="$(wall_of "$TMP/t")" 'BEGIN { printf "%d", s * 1000 }')
@@ -164,7 +170,7 @@ run_stats() {
 q() {
     local sql=$1 t0 out
     t0=$(now_ms)
-    out=$(printf '%s FORMAT TabSeparated' "$sql" | ch 2>&1 | head -c 300 | tr '\n' ' ') || true
+    out=$(printf '%s FORMAT TabSeparated' "$sql" | ch 2>&1 | head -c 300 | tr '\n' ' ') || kill_queries
     printf '%6d ms  %s  <- %s\n' "$(( $(now_ms) - t0 ))" "$out" "$sql"
 }
 dedup() {
@@ -176,13 +182,14 @@ dedup() {
     q "SELECT version, uniqExact(client_time, report_id) FROM vc.reports WHERE day >= $(( TODAY - 6 )) GROUP BY version ORDER BY version"
     q "SELECT version, count() FROM (SELECT any(version) AS version FROM vc.reports WHERE day >= $(( TODAY - 6 )) GROUP BY zone, cluster, node, client_time, report_id) GROUP BY version ORDER BY version"
 }
+say "stats:"
+run_stats
 if [ ! -f "$DATA/merged" ]; then
-    say "stats, before merges:"
-    run_stats
     say "counting each report once, before merges (parts: $(disk)):"
     dedup
     t0=$(now_ms)
-    echo 'OPTIMIZE TABLE vc.reports FINAL' | ch
+    echo 'OPTIMIZE TABLE vc.reports FINAL' |
+        curl -sS --fail-with-body --max-time 3600 "http://127.0.0.1:$HTTP/" --data-binary @-
     say "OPTIMIZE TABLE ... FINAL (merge every partition): $(( $(now_ms) - t0 )) ms; after: $(disk)"
     touch "$DATA/merged"
 else
@@ -190,6 +197,4 @@ else
 fi
 say "counting each report once, after merges:"
 dedup
-say "stats, after merges:"
-run_stats
 say "clickhouse-server peak RSS: $(rss_ch) MB"
