@@ -420,7 +420,11 @@ fn compare(client: &Client, topology: &Topology) {
     let sum = |f: fn(&Counted) -> u64| counted.iter().map(f).sum::<u64>();
     assert_eq!(
         (s.duplicates, s.rejected_names, s.dropped),
-        (sum(|c| c.duplicate), sum(|c| c.rejected), sum(|c| c.dropped)),
+        (
+            sum(|c| c.duplicate),
+            sum(|c| c.rejected),
+            sum(|c| c.dropped)
+        ),
         "the servers' counters"
     );
     // A third of the reports reached both servers: ClickHouse holds every

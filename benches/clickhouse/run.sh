@@ -132,7 +132,7 @@ fi
 disk() {
     echo "SELECT formatReadableSize(sum(bytes_on_disk)), sum(rows), count() FROM system.parts WHERE active AND database = 'vc' AND table = 'reports'" | ch
 }
-rss_ch() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$CH_PID/status"; }
+rss_ch() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$CH_PID/status" 2>/dev/null || echo "(server gone)"; }
 say "on disk (size, rows, parts): $(disk)"
 
 # --- stats -------------------------------------------------------------------
@@ -156,6 +156,10 @@ stat() {
     [ "$status" = ok ] || verdict=$status
     results+=("$(printf '| %-32s | %9d | %7s | %s |' "stats $name" "$ms" "$(rss_of "$TMP/t")" "$verdict")")
     say "${results[-1]}"
+    if ! kill -0 "$CH_PID" 2>/dev/null; then
+        say "error: clickhouse-server ended (out of memory?); its log: $TMP/ch/err.txt (KEEP_TMP=1 keeps it)" >&2
+        exit 1
+    fi
 }
 run_stats() {
     say "| command                          |   wall ms | RSS MB  | verdict (target $TARGET_MS ms) |"
