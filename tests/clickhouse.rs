@@ -213,10 +213,27 @@ fn received(fleet: &Fleet, reports: &[SimReport]) -> Vec<ReceivedReport> {
     out
 }
 
+/// A name server's counters while it shipped: duplicates, names that were
+/// not reports (base32), dropped reports.
+#[derive(Clone, Copy)]
+struct Counted {
+    duplicate: u64,
+    rejected: u64,
+    dropped: u64,
+}
+
 /// One name server: its reports through its journal and the real
 /// shipper into ClickHouse (the SQLite side written by the simulator's
-/// database sink, the processor's own commit).
-fn ship(dir: &Path, name: &str, reports: &[ReceivedReport], client: &Client, topology: &Topology) {
+/// database sink, the processor's own commit), with `counted` on its
+/// counters.
+fn ship(
+    dir: &Path,
+    name: &str,
+    reports: &[ReceivedReport],
+    counted: Counted,
+    client: &Client,
+    topology: &Topology,
+) {
     let journal_dir = dir.join(format!("journal-{name}"));
     let journal = Arc::new(
         Journal::open(JournalConfig {
@@ -231,6 +248,15 @@ fn ship(dir: &Path, name: &str, reports: &[ReceivedReport], client: &Client, top
         journal.append(&buf).unwrap();
     }
     let metrics = Arc::new(Metrics::default());
+    metrics
+        .reports_duplicate
+        .store(counted.duplicate, Ordering::Relaxed);
+    metrics
+        .reports_dropped
+        .store(counted.dropped, Ordering::Relaxed);
+    for _ in 0..counted.rejected {
+        metrics.count_rejected(&vcheckd::protocol::DecodeError::Base32);
+    }
     let shipper = Shipper::start(
         journal.clone(),
         journal_dir,
@@ -270,7 +296,19 @@ fn compare(client: &Client, topology: &Topology) {
     let fleet = fleet();
     let dir = tempfile::tempdir().unwrap();
     let mut paths = Vec::new();
-    for (name, skip) in [("ns1", 2), ("ns2", 0)] {
+    let counted = [
+        Counted {
+            duplicate: 7,
+            rejected: 3,
+            dropped: 1,
+        },
+        Counted {
+            duplicate: 4,
+            rejected: 2,
+            dropped: 0,
+        },
+    ];
+    for ((name, skip), counted) in [("ns1", 2), ("ns2", 0)].into_iter().zip(counted) {
         let mine: Vec<SimReport> = fleet
             .history
             .iter()
@@ -283,7 +321,14 @@ fn compare(client: &Client, topology: &Topology) {
         db::write(&fleet, &mine, &key(), &zone(), &mut store).unwrap();
         drop(store);
         paths.push(path);
-        ship(dir.path(), name, &received(&fleet, &mine), client, topology);
+        ship(
+            dir.path(),
+            name,
+            &received(&fleet, &mine),
+            counted,
+            client,
+            topology,
+        );
     }
     let sqlite = Source::open(&paths).unwrap();
     let ch = Source::clickhouse(client.url(), Duration::from_secs(60));
@@ -302,8 +347,9 @@ fn compare(client: &Client, topology: &Topology) {
         let what = format!("{first}..{last}");
         // Merged SQLite files sum anonymous reports (a copy that reached
         // both servers counts twice) and each server's duplicates;
-        // ClickHouse counts each report once, and keeps no server
-        // counters: those figures are held to the truth instead.
+        // ClickHouse counts each report once, and has the counters the
+        // servers shipped (dated the day they shipped, today, checked
+        // below): those figures are held to the truth instead.
         let (a, mut b) = (
             ch.summary(&z, first, last).unwrap(),
             sqlite.summary(&z, first, last).unwrap(),
@@ -369,6 +415,19 @@ fn compare(client: &Client, topology: &Topology) {
             "adoption of {v}"
         );
     }
+    // The servers' counters, shipped today, summed over both.
+    let today = vcheckd::clock::today();
+    let s = ch.summary(&z, today, today).unwrap();
+    let sum = |f: fn(&Counted) -> u64| counted.iter().map(f).sum::<u64>();
+    assert_eq!(
+        (s.duplicates, s.rejected_names, s.dropped),
+        (
+            sum(|c| c.duplicate),
+            sum(|c| c.rejected),
+            sum(|c| c.dropped)
+        ),
+        "the servers' counters"
+    );
     // A third of the reports reached both servers: ClickHouse holds every
     // delivery, and counts each report once.
     let rows = client
@@ -476,16 +535,37 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
     for i in 40..140 {
         report(&setup, addr, i).await;
     }
+    // And a report asked twice (a duplicate), and names that are no
+    // report: counters the server ships once ClickHouse is back.
+    let twice = setup.name("c1", "n-twice", "2.4.0");
+    for _ in 0..2 {
+        let r = udp(addr, &query(&twice, RecordType::TXT, None)).await;
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    }
+    for bad in ["aaaa", "bbbb", "cccc"] {
+        let name = format!("{bad}.{}", common::ZONE);
+        udp(addr, &query(&name, RecordType::TXT, None)).await;
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(metrics.shipped_reports.load(Ordering::Relaxed), 40);
     assert!(metrics.ship_errors.load(Ordering::Relaxed) > 0);
 
     ch.resume();
-    tokio::task::block_in_place(|| wait_for(140));
-    // Every report exactly once: no copy, none missing.
-    assert_eq!(count(), (140, 140));
+    tokio::task::block_in_place(|| wait_for(142));
+    // Every report exactly once: no copy, none missing (the report asked
+    // twice has two rows, counted once).
+    assert_eq!(count(), (142, 141));
     let end = metrics.journal_end.load(Ordering::Relaxed);
     assert_eq!(metrics.shipped_position.load(Ordering::Relaxed), end);
+    // The processor has counted the duplicate before the shipper's last
+    // counters go out (it stops first).
+    tokio::task::block_in_place(|| {
+        let started = Instant::now();
+        while metrics.processed_position.load(Ordering::Relaxed) < end {
+            assert!(started.elapsed() < Duration::from_secs(60), "not processed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
     server.shutdown().await.unwrap();
 
     // The same statistics from the server's SQLite and from ClickHouse.
@@ -493,10 +573,12 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
     let from_ch = Source::clickhouse(&url, Duration::from_secs(30));
     let today = vcheckd::clock::today();
     let z = ZoneName::new(common::ZONE).unwrap();
-    assert_eq!(
-        from_ch.summary(&z, today - 6, today).unwrap().active,
-        sqlite.summary(&z, today - 6, today).unwrap().active
+    let (a, b) = (
+        from_ch.summary(&z, today - 6, today).unwrap(),
+        sqlite.summary(&z, today - 6, today).unwrap(),
     );
+    assert_eq!(a, b, "summary, counters included");
+    assert_eq!((a.reports, a.duplicates, a.rejected_names), (141, 1, 3));
     assert_eq!(
         from_ch.versions(&z, today - 6, today).unwrap(),
         sqlite.versions(&z, today - 6, today).unwrap()

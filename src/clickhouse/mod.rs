@@ -13,6 +13,7 @@
 //! [`StatsReader`]: crate::store::reader::StatsReader
 
 mod client;
+mod counters;
 mod reader;
 mod row;
 mod schema;

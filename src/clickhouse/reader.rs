@@ -265,16 +265,26 @@ impl StatsReader for ClickHouseReader {
         Ok(out)
     }
 
-    /// None: the server counters (queries, duplicates, rejected names,
-    /// drops) are each name server's own, kept in its SQLite database and
-    /// `/metrics`. Duplicate deliveries cannot be counted from ClickHouse's
-    /// rows, which its merges fold into one.
-    fn counters(
-        &self,
-        _first: Day,
-        _last: Day,
-    ) -> Result<BTreeMap<(Day, String), u64>, StoreError> {
-        Ok(BTreeMap::new())
+    /// Every name server's counters, summed: each process run's largest
+    /// total per day and counter (see `counters`).
+    fn counters(&self, first: Day, last: Day) -> Result<BTreeMap<(Day, String), u64>, StoreError> {
+        let rows = self.client.query(&format!(
+            "SELECT day, name, sum(v) FROM (
+                 SELECT day, name, server, run, max(value) AS v FROM {}.counters
+                 WHERE day BETWEEN {} AND {} GROUP BY day, name, server, run)
+             GROUP BY day, name",
+            self.client.database(),
+            first.0,
+            last.0
+        ))?;
+        let mut out = BTreeMap::new();
+        for row in &rows {
+            out.insert(
+                (Day(field(row, 0)?), text(row, 1)?.to_string()),
+                field(row, 2)?,
+            );
+        }
+        Ok(out)
     }
 
     fn cluster_first_days(&self, zone: &ZoneName) -> Result<Vec<([u8; 16], Day)>, StoreError> {

@@ -1,11 +1,13 @@
 //! The ClickHouse schema, created and migrated by vcheckd (on start of a
 //! server that ships, and by `vcheckd clickhouse migrate`).
 //!
-//! One table of reports, one row per delivery. Single server: `reports` is
-//! a ReplacingMergeTree. Cluster: `reports_local` on every node, and
-//! `reports`, a Distributed table over them, sharded by cluster id (so all
+//! One table of reports, one row per delivery, and one of each name
+//! server's counters (see `counters`). Single server: `reports` and
+//! `counters` are ReplacingMergeTrees. Cluster: `reports_local` and
+//! `counters_local` on every node, and `reports` and `counters`,
+//! Distributed tables over them; reports sharded by cluster id (so all
 //! deliveries of a report, and every node of a cluster, land on one
-//! shard). Replication is the cluster's business: make `reports_local` a
+//! shard), counters by server (so each server's totals are on one). Replication is the cluster's business: make `reports_local` a
 //! ReplicatedMergeTree by hand before the first start (docs/DEPLOY.md §9).
 //!
 //! `vcheckd_schema` holds the versions applied. Every statement is
@@ -57,13 +59,31 @@ const ENGINE: &str = "ReplacingMergeTree(keep)
     PARTITION BY intDiv(day, 30)
     ORDER BY (zone, cluster, node, client_time, report_id)";
 
-/// The schema version this vcheckd writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Each name server's counters: per UTC day, counter and process run,
+/// the run's running total (see `counters`). A total only grows, so a
+/// merge keeps the largest; queries take the largest per key themselves.
+const COUNTER_COLUMNS: &str = "
+    day    Int32,
+    name   String,
+    server String,
+    run    UInt64,   -- one process run of the server
+    value  UInt64    -- the run's total of the counter on the day
+";
+
+const COUNTER_ENGINE: &str = "ReplacingMergeTree(value)
+    PARTITION BY intDiv(day, 30)
+    ORDER BY (day, name, server, run)";
+
+/// The schema version this vcheckd writes and reads. 2: `counters`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 fn single_statements(db: &str) -> Vec<String> {
-    vec![format!(
-        "CREATE TABLE IF NOT EXISTS {db}.reports ({COLUMNS}) ENGINE = {ENGINE}"
-    )]
+    vec![
+        format!("CREATE TABLE IF NOT EXISTS {db}.reports ({COLUMNS}) ENGINE = {ENGINE}"),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.counters ({COUNTER_COLUMNS}) ENGINE = {COUNTER_ENGINE}"
+        ),
+    ]
 }
 
 fn node_statements(db: &str, cluster: &str) -> Vec<String> {
@@ -75,6 +95,14 @@ fn node_statements(db: &str, cluster: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {db}.reports AS {db}.reports_local
              ENGINE = Distributed({cluster}, {db}, reports_local,
                  sipHash64(if(anonymous = 1, toString(report_id), toString(cluster))))"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.counters_local ({COUNTER_COLUMNS})
+             ENGINE = {COUNTER_ENGINE}"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.counters AS {db}.counters_local
+             ENGINE = Distributed({cluster}, {db}, counters_local, sipHash64(server))"
         ),
     ]
 }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use super::client::{ClickHouseError, Client};
+use super::counters::{self, Tally};
 use super::row::Row;
 use super::schema::{self, Topology};
 use crate::journal::{Journal, JournalError, Position, Reader};
@@ -117,6 +118,9 @@ impl Shipper {
                     metrics,
                     config,
                     stop: flag,
+                    tally: Tally::new(counters::run_id()),
+                    counters_at: Instant::now(),
+                    counters_failing: false,
                 }
                 .main()
             })
@@ -154,6 +158,10 @@ struct Run {
     metrics: Arc<Metrics>,
     config: ShipperConfig,
     stop: Arc<AtomicBool>,
+    /// The server's counters, shipped every `interval` and on stop.
+    tally: Tally,
+    counters_at: Instant,
+    counters_failing: bool,
 }
 
 impl Run {
@@ -168,6 +176,9 @@ impl Run {
         let mut body: Vec<u8> = Vec::new();
         let mut committed = self.reader.position();
         while !self.stop.load(Ordering::Relaxed) {
+            if self.counters_at.elapsed() >= self.config.interval {
+                self.ship_counters();
+            }
             // The one reading of the journal, shared with the processor
             // (v2 frames are opened here too; their rejections are the
             // processor's to count).
@@ -237,6 +248,37 @@ impl Run {
             self.metrics
                 .shipped_position
                 .store(next.0, Ordering::Relaxed);
+        }
+        // What the counters gained since the last shipping (one try).
+        self.ship_counters();
+    }
+
+    /// Ships the counters' changed totals, once: a failure is logged and
+    /// they go with the next try (totals, so nothing is lost or doubled).
+    fn ship_counters(&mut self) {
+        self.counters_at = Instant::now();
+        self.tally
+            .observe(counters::current(&self.metrics), crate::clock::today());
+        let Some(rows) = self.tally.rows(&self.config.server) else {
+            return;
+        };
+        match self
+            .config
+            .client
+            .insert_json("counters", &rows, &[("insert_distributed_sync", "1")])
+        {
+            Ok(()) => {
+                self.tally.shipped();
+                self.counters_failing = false;
+            }
+            Err(e) => {
+                self.metrics.ship_errors.fetch_add(1, Ordering::Relaxed);
+                // Once per outage: the reports' retries log it too.
+                if !self.counters_failing {
+                    warn!(error = %e, "cannot ship the server's counters; will retry");
+                }
+                self.counters_failing = true;
+            }
         }
     }
 
