@@ -26,6 +26,18 @@ fn setup() -> &'static (tempfile::TempDir, Config) {
         config.zones.truncate(1);
         config.zones[0].file = "zone".into();
         config.zones[0].keys = vec!["fuzz.key".into()];
+        // Protocol v2 too: a fixed key pair, so v2 names take their path.
+        let private = vcheckd::protocol::v2::PrivateKey::from_secrets(
+            vcheckd::protocol::KeyId(1),
+            [0x21; 32],
+            [0x42; 32],
+        )
+        .expect("v2 key");
+        let v2_path = dir.path().join("fuzz.v2.private");
+        std::fs::write(&v2_path, private.to_token()).expect("v2 key file");
+        std::fs::set_permissions(&v2_path, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        config.zones[0].private_keys = vec!["fuzz.v2.private".into()];
         (dir, config)
     })
 }
@@ -33,5 +45,5 @@ fn setup() -> &'static (tempfile::TempDir, Config) {
 fuzz_target!(|data: &[u8]| {
     let (dir, config) = setup();
     std::fs::write(dir.path().join("zone"), data).expect("zone file");
-    let _ = Catalog::build(config);
+    let _ = Catalog::build(config, 0);
 });
