@@ -11,12 +11,14 @@ use std::sync::OnceLock;
 
 use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
-use vcheckd::config::{Config, ConfigOrigin};
 use vcheckd::dns::{respond, Catalog, Outcome, Transport};
 use vcheckd::protocol::name::query_name;
 use vcheckd::protocol::{Identity, Key, Payload, ReportId, ZoneName};
 
-const KEY: &str = "vck1:7:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+#[path = "sample.rs"]
+mod sample;
+use sample::KEY;
+
 const NOW: i64 = 1_800_000_000;
 
 struct Setup {
@@ -28,12 +30,7 @@ struct Setup {
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("temp dir");
-        let key_path = dir.path().join("fuzz.key");
-        std::fs::write(&key_path, KEY).expect("key file");
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod");
         let zone = format!(
             "{}big IN TXT \"{}\" \"{}\" \"{}\"\n",
             vcheckd::config::SAMPLE_ZONE,
@@ -42,23 +39,7 @@ fn setup() -> &'static Setup {
             "z".repeat(250)
         );
         std::fs::write(dir.path().join("zone"), zone).expect("zone file");
-        let mut config = Config::embedded().expect("embedded config");
-        config.origin = ConfigOrigin::File(dir.path().join("vcheckd.toml"));
-        config.zones.truncate(1);
-        config.zones[0].file = "zone".into();
-        config.zones[0].keys = vec!["fuzz.key".into()];
-        // Protocol v2 too: a fixed key pair, so v2 names take their path.
-        let private = vcheckd::protocol::v2::PrivateKey::from_secrets(
-            vcheckd::protocol::KeyId(1),
-            [0x21; 32],
-            [0x42; 32],
-        )
-        .expect("v2 key");
-        let v2_path = dir.path().join("fuzz.v2.private");
-        std::fs::write(&v2_path, private.to_token()).expect("v2 key file");
-        std::fs::set_permissions(&v2_path, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod");
-        config.zones[0].private_keys = vec!["fuzz.v2.private".into()];
+        let config = sample::config(dir.path());
         let catalog = Catalog::build(&config, 0).expect("catalog");
         let key = Key::parse(KEY).expect("key");
         let zone = ZoneName::new("vc.example.com").expect("zone");
