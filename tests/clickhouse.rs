@@ -23,7 +23,6 @@ use hickory_proto::rr::RecordType;
 use vcheckd::clickhouse::{self, ClickHouseUrl, Client, Shipper, ShipperConfig, Topology};
 use vcheckd::config::Config;
 use vcheckd::dns::server::RunningServer;
-use vcheckd::hint::{AdvisoryConfig, Releases, ReleasesConfig};
 use vcheckd::journal::{Journal, JournalConfig};
 use vcheckd::metrics::Metrics;
 use vcheckd::protocol::{Key, KeyId, Payload, Report, ZoneName};
@@ -145,20 +144,6 @@ impl Drop for ClickHouse {
     }
 }
 
-fn rules() -> Releases {
-    Releases::try_from(&ReleasesConfig {
-        versions: ["2.2.0", "2.3.0", "2.3.1", "2.4.0", "2.4.1"]
-            .map(String::from)
-            .to_vec(),
-        end_of_life: vec!["2.2".into()],
-        advisory: vec![AdvisoryConfig {
-            id: "CVE-2026-0001".into(),
-            fixed: vec!["2.3.1".into(), "2.4.1".into()],
-        }],
-    })
-    .unwrap()
-}
-
 fn fleet() -> Fleet {
     let schedule = ["2.2.0@-40", "2.3.0@-10", "2.3.1@8", "2.4.0@18", "2.4.1@26"]
         .iter()
@@ -174,7 +159,7 @@ fn fleet() -> Fleet {
         miss_share: 0.08,
         duplicate_share: 0.05,
         median_lag_days: 3.0,
-        ..SimConfig::new(5, NOW, schedule, rules())
+        ..SimConfig::new(5, NOW, schedule, common::releases())
     })
     .unwrap()
 }

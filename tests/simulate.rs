@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use semver::Version;
 use vcheckd::config::Config;
 use vcheckd::dns::server::RunningServer;
-use vcheckd::hint::{AdvisoryConfig, Releases, ReleasesConfig};
+use vcheckd::hint::Releases;
 use vcheckd::protocol::{Key, KeyId, ZoneName};
 use vcheckd::simulate::truth::{TruthSummary, TruthVersions};
 use vcheckd::simulate::{db, dns, Fleet, Release, SimConfig, SimReport, Truth};
@@ -22,20 +22,6 @@ use vcheckd::store::{day_of, Store};
 const DAY: i64 = 86_400;
 /// A fixed present: day 20500, 13:00:17 UTC (so the last day is partial).
 const NOW: i64 = 20_500 * DAY + 13 * 3_600 + 17;
-
-fn rules() -> Releases {
-    Releases::try_from(&ReleasesConfig {
-        versions: ["2.2.0", "2.3.0", "2.3.1", "2.4.0", "2.4.1"]
-            .map(String::from)
-            .to_vec(),
-        end_of_life: vec!["2.2".into()],
-        advisory: vec![AdvisoryConfig {
-            id: "CVE-2026-0001".into(),
-            fixed: vec!["2.3.1".into(), "2.4.1".into()],
-        }],
-    })
-    .unwrap()
-}
 
 fn schedule() -> Vec<Release> {
     ["2.2.0@-40", "2.3.0@-10", "2.3.1@8", "2.4.0@24", "2.4.1@36"]
@@ -56,7 +42,7 @@ fn config(seed: u64) -> SimConfig {
         miss_share: 0.08,
         duplicate_share: 0.05,
         median_lag_days: 3.0,
-        ..SimConfig::new(seed, NOW, schedule(), rules())
+        ..SimConfig::new(seed, NOW, schedule(), common::releases())
     }
 }
 

@@ -98,6 +98,13 @@ id = "CVE-2026-0001"
 fixed = ["2.3.1", "2.4.1"]
 "#;
 
+/// [`RELEASES`] as the server reads it.
+pub fn releases() -> vcheckd::hint::Releases {
+    let doc: toml::Table = toml::from_str(&format!("[zone.releases]\n{RELEASES}")).unwrap();
+    let config: vcheckd::hint::ReleasesConfig = doc["zone"]["releases"].clone().try_into().unwrap();
+    vcheckd::hint::Releases::try_from(&config).unwrap()
+}
+
 /// A temp folder holding config.toml, zone.txt, test.key; the database
 /// (vcheckd.sqlite) appears there when the server starts.
 pub struct Setup {
