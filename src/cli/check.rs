@@ -297,7 +297,11 @@ fn check_once(args: &CheckArgs) -> Result<Outcome> {
         return Ok(Outcome::Preview(preview));
     }
     let servers = servers()?;
-    let mut state = serial_state(args)?;
+    // Only v2 has policy serials to keep: a v1 check touches no file.
+    let mut state = match check {
+        VersionCheck::V2(_) => serial_state(args)?,
+        VersionCheck::V1(_) => SerialState::in_memory(),
+    };
     let answer = runtime
         .block_on(check.send(&sealed, &servers, timeout, &mut state, unix_now()))
         .context("version check failed")?;
