@@ -86,16 +86,21 @@ impl Default for ProcessorConfig {
     }
 }
 
-/// Lowers the calling thread's CPU priority (nice 10): the processor's
-/// work, opening v2 frames above all, yields to the answer loops when the
-/// two compete for the cores, and catches up when they do not. The journal
-/// holds what it has not reached yet, so nothing is lost by waiting.
+/// Moves the calling thread to the idle scheduling class (SCHED_IDLE): the
+/// processor's work, opening v2 frames above all (0.15 ms each), runs only
+/// on CPU time the answer loops leave unused, and catches up when the load
+/// falls. The journal holds what it has not reached yet, so nothing is lost
+/// by waiting. (Nice 10 still took a tenth of the cores from the answer
+/// loops under full load: docs/PERFORMANCE.md.)
 pub(crate) fn background_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: setpriority has no memory effects; on Linux, PRIO_PROCESS
-    // with who = 0 applies to the calling thread alone.
+    // SAFETY: sched_setscheduler reads the parameter struct and has no
+    // other memory effects; on Linux, pid 0 is the calling thread alone.
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+        }
     }
 }
 
