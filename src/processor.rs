@@ -86,20 +86,61 @@ impl Default for ProcessorConfig {
     }
 }
 
-/// Moves the calling thread to the idle scheduling class (SCHED_IDLE): the
-/// processor's work, opening v2 frames above all (0.15 ms each), runs only
-/// on CPU time the answer loops leave unused, and catches up when the load
-/// falls. The journal holds what it has not reached yet, so nothing is lost
-/// by waiting. (Nice 10 still took a tenth of the cores from the answer
-/// loops under full load: docs/PERFORMANCE.md.)
+/// Lowers the calling thread's CPU priority (nice 10): a journal
+/// consumer's own thread (reading, v1 decoding, committing) yields to the
+/// answer loops when the two compete for the cores. A lowered priority
+/// cannot be raised again without CAP_SYS_NICE (the systemd unit runs
+/// unprivileged), so only threads that never need more get it.
 pub(crate) fn background_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: sched_setscheduler reads the parameter struct and has no
-    // other memory effects; on Linux, pid 0 is the calling thread alone.
+    // SAFETY: setpriority has no memory effects; on Linux, PRIO_PROCESS
+    // with who = 0 applies to the calling thread alone.
     unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
+    }
+}
+
+/// How the threads that open v2 frames run, chosen per batch from the
+/// consumer's backlog. They are started for each batch, so each starts
+/// from its consumer thread's priority and may only go lower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenPriority {
+    /// Only CPU time nothing else wants (SCHED_IDLE): opening (0.15 ms a
+    /// frame) never slows the answer loops; it catches up when the load
+    /// falls, and the journal holds what it has not reached. (Nice 10
+    /// still took a tenth of the cores from the answer loops under full
+    /// load: docs/PERFORMANCE.md.)
+    Idle,
+    /// The consumer thread's own priority: the consumer is so far behind
+    /// that the journal would soon refuse reports, and losing them is
+    /// worse than answering more slowly.
+    CatchUp,
+}
+
+impl OpenPriority {
+    /// The backlog (a fraction of `journal_max_bytes`) from which a
+    /// consumer's opening stops yielding to everything else.
+    pub(crate) const CATCH_UP_BACKLOG: f64 = 0.25;
+
+    pub(crate) fn for_backlog(backlog: f64) -> Self {
+        if backlog >= Self::CATCH_UP_BACKLOG {
+            OpenPriority::CatchUp
+        } else {
+            OpenPriority::Idle
+        }
+    }
+
+    /// Applies the priority to the calling thread (and only to it).
+    fn apply(self) {
+        #[cfg(target_os = "linux")]
+        if self == OpenPriority::Idle {
+            // SAFETY: sched_setscheduler reads the parameter struct and has
+            // no other memory effects; on Linux, pid 0 is the calling thread
+            // alone. Lowering a thread's own priority needs no privilege.
+            unsafe {
+                let param = libc::sched_param { sched_priority: 0 };
+                libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+            }
         }
     }
 }
@@ -129,6 +170,7 @@ pub(crate) fn read_reports(
     batch: &mut Vec<ReceivedReport>,
 ) -> Result<ReadReports, JournalError> {
     batch.clear();
+    let priority = OpenPriority::for_backlog(reader.backlog());
     let mut sealed: Vec<Vec<u8>> = Vec::new();
     let mut damaged = 0u64;
     let next = reader.read_batch(max, wait, |_, bytes| {
@@ -142,7 +184,7 @@ pub(crate) fn read_reports(
         }
     })?;
     let mut rejected = Vec::new();
-    for result in open_sealed(&sealed, opener) {
+    for result in open_sealed(&sealed, opener, priority) {
         match result {
             Ok(r) => batch.push(r),
             Err(Undecodable::Rejected(why)) => rejected.push(why),
@@ -167,36 +209,51 @@ pub(crate) fn read_reports(
 
 /// Opens sealed (protocol v2) records, spread over the machine's cores:
 /// one HPKE open costs about 0.15 ms, so a core opens only 6-16k a second.
-fn open_sealed(sealed: &[Vec<u8>], opener: &Opener) -> Vec<Result<ReceivedReport, Undecodable>> {
+fn open_sealed(
+    sealed: &[Vec<u8>],
+    opener: &Opener,
+    priority: OpenPriority,
+) -> Vec<Result<ReceivedReport, Undecodable>> {
     const PER_THREAD_MIN: usize = 64;
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(sealed.len().div_ceil(PER_THREAD_MIN))
         .max(1);
-    if threads == 1 {
+    if sealed.is_empty() {
+        return Vec::new();
+    }
+    // One thread's worth is opened right here, unless it must yield to
+    // everything else: the consumer's own thread cannot take back a
+    // lowered priority, so idle opening always runs on a thread of its own.
+    if threads == 1 && priority == OpenPriority::CatchUp {
         return sealed.iter().map(|r| report::decode(r, opener)).collect();
     }
     let chunk = sealed.len().div_ceil(threads);
+    let open_part = move |part: &[Vec<u8>]| -> Vec<_> {
+        part.iter().map(|r| report::decode(r, opener)).collect()
+    };
     std::thread::scope(|scope| {
         let handles: Vec<_> = sealed
             .chunks(chunk)
             .map(|part| {
-                let handle = scope.spawn(move || {
-                    background_priority();
-                    part.iter()
-                        .map(|r| report::decode(r, opener))
-                        .collect::<Vec<_>>()
-                });
-                (part.len(), handle)
+                let handle = std::thread::Builder::new()
+                    .name("vcheckd-open".into())
+                    .spawn_scoped(scope, move || {
+                        priority.apply();
+                        open_part(part)
+                    });
+                (part, handle)
             })
             .collect();
         handles
             .into_iter()
-            .flat_map(|(len, h)| match h.join() {
-                Ok(results) => results,
+            .flat_map(|(part, handle)| match handle.map(|h| h.join()) {
+                Ok(Ok(results)) => results,
+                // No thread to be had (a process limit): open them here.
+                Err(_) => open_part(part),
                 // decode does not panic; were it to, its records would be
                 // counted damaged rather than take the processor down.
-                Err(_) => (0..len)
+                Ok(Err(_)) => (0..part.len())
                     .map(|_| Err(Undecodable::Record(report::RecordError::Field)))
                     .collect(),
             })
@@ -476,5 +533,44 @@ impl Run {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_yields_until_a_quarter_of_the_journal_is_unread() {
+        assert_eq!(OpenPriority::for_backlog(0.0), OpenPriority::Idle);
+        assert_eq!(OpenPriority::for_backlog(0.249), OpenPriority::Idle);
+        assert_eq!(OpenPriority::for_backlog(0.25), OpenPriority::CatchUp);
+        assert_eq!(OpenPriority::for_backlog(3.0), OpenPriority::CatchUp);
+    }
+
+    /// The kernel's view of the thread, not our bookkeeping.
+    #[cfg(target_os = "linux")]
+    fn policy_of_a_thread_that_applies(p: OpenPriority) -> libc::c_int {
+        std::thread::spawn(move || {
+            background_priority();
+            p.apply();
+            // SAFETY: reads the calling thread's policy; no memory effects.
+            unsafe { libc::sched_getscheduler(0) }
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn idle_opening_runs_at_sched_idle_and_catching_up_keeps_the_consumers_priority() {
+        assert_eq!(
+            policy_of_a_thread_that_applies(OpenPriority::Idle),
+            libc::SCHED_IDLE
+        );
+        assert_eq!(
+            policy_of_a_thread_that_applies(OpenPriority::CatchUp),
+            libc::SCHED_OTHER
+        );
     }
 }

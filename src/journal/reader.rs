@@ -96,6 +96,17 @@ impl Reader {
         Position(self.next)
     }
 
+    /// How far behind the journal's durable end this consumer is, as a
+    /// fraction of the journal's bound (`journal_max_bytes`): near 1, the
+    /// journal is about to refuse new records for want of this consumer.
+    pub fn backlog(&self) -> f64 {
+        let end = self
+            .shared
+            .durable_end
+            .load(std::sync::atomic::Ordering::Acquire);
+        end.saturating_sub(self.next) as f64 / self.shared.config.max_bytes.max(1) as f64
+    }
+
     /// Bytes between the requested start and the oldest segment, which
     /// were deleted before this consumer subscribed (0 normally).
     pub fn skipped(&self) -> u64 {

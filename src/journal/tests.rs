@@ -655,3 +655,25 @@ fn journal_a_second_opener_of_the_folder_is_refused() {
     // Released with the first journal: the folder opens again.
     Journal::open(config(dir.path())).unwrap();
 }
+
+#[test]
+fn backlog_is_the_unread_durable_bytes_as_a_share_of_max_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        max_bytes: 1_000,
+        ..config(dir.path())
+    };
+    let j = Journal::open(cfg).unwrap();
+    let mut reader = j.subscribe("p", Position::ZERO).unwrap();
+    assert_eq!(reader.backlog(), 0.0);
+    let p = [7u8; 100]; // 108 bytes framed
+    for _ in 0..5 {
+        j.append(&p).unwrap();
+    }
+    wait_durable(&j, 540);
+    assert_eq!(reader.backlog(), 0.54);
+    reader.read_batch(2, Duration::ZERO, |_, _| {}).unwrap();
+    assert_eq!(reader.backlog(), 0.324);
+    reader.read_batch(100, Duration::ZERO, |_, _| {}).unwrap();
+    assert_eq!(reader.backlog(), 0.0);
+}
