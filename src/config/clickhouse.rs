@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::ConfigError;
 use crate::clickhouse::{ClickHouseUrl, Client, Rollup, ShipperConfig, Topology};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseConfig {
     /// `clickhouse://HOST:PORT/DATABASE`, the HTTP interface of one
