@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::{query, udp, Setup};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use vcheckd::clickhouse::{self, ClickHouseUrl, Client, Shipper, ShipperConfig, Topology};
+use vcheckd::clickhouse::{self, ClickHouseUrl, Client, Rollup, Shipper, ShipperConfig, Topology};
 use vcheckd::config::Config;
 use vcheckd::dns::server::RunningServer;
 use vcheckd::journal::{Journal, JournalConfig};
@@ -315,6 +315,16 @@ fn compare(client: &Client, topology: &Topology) {
             topology,
         );
     }
+    // Statistics from ClickHouse read the rollup: none yet is an error
+    // that says what to run.
+    let early = Source::clickhouse(client.url(), Duration::from_secs(60))
+        .zones()
+        .unwrap_err()
+        .to_string();
+    assert!(early.contains("vcheckd clickhouse rollup"), "{early}");
+    let mut job = Rollup::new(client.clone(), topology.clone(), 900);
+    let done = job.run(vcheckd::clock::unix_now(), None).unwrap();
+    assert_eq!(done.closed.map(|c| c.0), Some(fleet.start_day));
     let sqlite = Source::open(&paths).unwrap();
     let ch = Source::clickhouse(client.url(), Duration::from_secs(60));
     let truth = Truth::of_history(&fleet);
@@ -422,6 +432,102 @@ fn compare(client: &Client, topology: &Topology) {
     let deliveries: u64 = rows[0][0].parse().unwrap();
     assert_eq!(distinct, fleet.history.len() as u64);
     assert!(deliveries > distinct, "{deliveries} deliveries");
+    rollup_again_and_late_reports(client, topology, &fleet);
+}
+
+/// Every statistic compared above, as text.
+fn outputs(ch: &Source, fleet: &Fleet) -> Vec<String> {
+    let z = zone();
+    let (start, end) = (fleet.start_day, fleet.end_day);
+    let mut out = Vec::new();
+    for (first, last) in [(end, end), (end - 6, end), (start, end)] {
+        out.push(format!("{:?}", ch.summary(&z, first, last).unwrap()));
+        out.push(format!("{:?}", ch.versions(&z, first, last).unwrap()));
+    }
+    for bucket in [Bucket::Day, Bucket::Week] {
+        out.push(format!("{:?}", ch.trend(&z, start, end, bucket).unwrap()));
+    }
+    for v in ["2.3.1", "2.4.1"] {
+        let v = semver::Version::parse(v).unwrap();
+        out.push(format!("{:?}", ch.adoption(&z, &v, end).unwrap()));
+    }
+    out
+}
+
+/// One more delivery of a stored report under a new id (a late report),
+/// received at `at`.
+fn late_report(client: &Client, at: i64, id: &str) {
+    let rows = client
+        .query(
+            "SELECT zone, cluster, node, client_time, version, version_key, status
+             FROM reports WHERE anonymous = 0 LIMIT 1",
+        )
+        .unwrap();
+    let r = &rows[0];
+    let row = format!(
+        r#"{{"zone":"{}","cluster":"{}","node":"{}","client_time":{},"report_id":"{id}","anonymous":0,"received_at":{at},"day":{},"version":"{}","version_key":"{}","status":{},"key_id":7,"server":"late","keep":1}}"#,
+        r[0],
+        r[1],
+        r[2],
+        at,
+        at.div_euclid(DAY),
+        r[4],
+        r[5],
+        r[6]
+    );
+    client
+        .insert_json(
+            "reports",
+            row.as_bytes(),
+            &[("insert_distributed_sync", "1")],
+        )
+        .unwrap();
+}
+
+/// Running the rollup again (every day closed again) changes no output;
+/// a late report for a recently closed day is taken in by the next run,
+/// and one for an older day by a run `--from` it.
+fn rollup_again_and_late_reports(client: &Client, topology: &Topology, fleet: &Fleet) {
+    let ch = || Source::clickhouse(client.url(), Duration::from_secs(60));
+    let before = outputs(&ch(), fleet);
+    let now = vcheckd::clock::unix_now();
+    let mut job = Rollup::new(client.clone(), topology.clone(), 900);
+    let done = job.run(now, Some(fleet.start_day)).unwrap();
+    assert_eq!(done.closed.map(|c| c.0), Some(fleet.start_day));
+    assert_eq!(outputs(&ch(), fleet), before, "the rollup run again");
+    // And by another server's job, which has no states in memory.
+    Rollup::new(client.clone(), topology.clone(), 900)
+        .run(now, None)
+        .unwrap();
+    assert_eq!(outputs(&ch(), fleet), before, "the rollup run by another");
+
+    let z = zone();
+    let closed = done.closed.unwrap().1;
+    let reports = |day: i64| ch().summary(&z, day, day).unwrap().reports;
+    let was = reports(closed);
+    late_report(client, closed * DAY + 3_600, "aaaaaaaaaaaaaaaaaaaaaaa1");
+    let done = job.run(now, None).unwrap();
+    assert_eq!(done.late_from, Some(closed), "{done:?}");
+    assert_eq!(reports(closed), was + 1, "a late report of a closed day");
+    assert_eq!(
+        ch().versions(&z, closed, closed).unwrap().active_nodes,
+        ch().versions(&z, closed - 1, closed - 1)
+            .unwrap()
+            .active_nodes
+            + 1
+    );
+    // Older than the days every run checks: closed again from it by hand.
+    let end = fleet.end_day;
+    let was = reports(end);
+    late_report(client, end * DAY + 7_200, "aaaaaaaaaaaaaaaaaaaaaaa2");
+    assert_eq!(job.run(now, None).unwrap().late_from, None);
+    assert_eq!(reports(end), was);
+    job.run(now, Some(end)).unwrap();
+    assert_eq!(
+        reports(end),
+        was + 1,
+        "a late report, rolled up --from its day"
+    );
 }
 
 #[test]
@@ -553,7 +659,11 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
     });
     server.shutdown().await.unwrap();
 
-    // The same statistics from the server's SQLite and from ClickHouse.
+    // The same statistics from the server's SQLite and from ClickHouse
+    // (after a rollup: the server's own ran before the last reports).
+    Rollup::new(client.clone(), Topology::Single, 900)
+        .run(vcheckd::clock::unix_now(), None)
+        .unwrap();
     let sqlite = Source::open(&[setup.db_path()]).unwrap();
     let from_ch = Source::clickhouse(&url, Duration::from_secs(30));
     let today = vcheckd::clock::today();

@@ -69,8 +69,10 @@ if [ -d "$DATA" ] && { [ "$FLEET_REBUILD" = 1 ] || [ "$(cat "$DATA/last-day" 2>/
     say "cached fleet $DATA is not today's (the default windows end today): loading it again"
     rm -rf "$DATA"
 fi
+# max_memory_usage: a query that needs more fails, instead of the server
+# being killed (the machine is shared).
 cat >"$TMP/ch/users.xml" <<'EOF'
-<yandex><profiles><default/></profiles><users><default><password></password>
+<yandex><profiles><default><max_memory_usage>8000000000</max_memory_usage></default></profiles><users><default><password></password>
 <networks><ip>::/0</ip></networks><profile>default</profile><quota>default</quota>
 </default></users><quotas><default/></quotas></yandex>
 EOF
@@ -132,8 +134,31 @@ fi
 disk() {
     echo "SELECT formatReadableSize(sum(bytes_on_disk)), sum(rows), count() FROM system.parts WHERE active AND database = 'vc' AND table = 'reports'" | ch
 }
-rss_ch() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$CH_PID/status" 2>/dev/null || echo "(server gone)"; }
 say "on disk (size, rows, parts): $(disk)"
+
+rss_ch() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$CH_PID/status" 2>/dev/null || echo "(server gone)"; }
+
+# --- the rollup ----------------------------------------------------------------
+# What statistics read: every day closed from the first (a backfill), one
+# day's close, and the open day's refresh, each a `vcheckd clickhouse
+# rollup` process of its own (a server's rollup thread keeps the node
+# states in memory between refreshes; this reads them each time).
+day_date() { date -u -d "@$(( $1 * 86400 ))" +%F; }
+rollup_timed() {
+    local name=$1; shift
+    "$TIME" -v -o "$TMP/t" "$BIN" clickhouse rollup --config "$TMP/vcheckd.toml" "$@" >"$TMP/rollup.out"
+    local ms
+    ms=$(awk -v s="$(wall_of "$TMP/t")" 'BEGIN { printf "%d", s * 1000 }')
+    say "$(printf '| %-32s | %9d | %7s | %s |' "rollup $name" "$ms" "$(rss_of "$TMP/t")" "$(tr '\n' ' ' <"$TMP/rollup.out")")"
+}
+say "| rollup                           |   wall ms | RSS MB  | what it did |"
+rollup_timed "backfill, every day" --from "$(day_date $(( TODAY - DAYS + 1 )))"
+# The last day closable now (yesterday, once the grace period after
+# midnight is over: the default rollup_grace_secs, 900).
+CLOSABLE=$(( ($(date -u +%s) - 900) / 86400 - 1 ))
+rollup_timed "one day's close" --from "$(day_date "$CLOSABLE")"
+rollup_timed "open-day refresh"
+say "clickhouse-server peak RSS so far: $(rss_ch) MB"
 
 # --- stats -------------------------------------------------------------------
 # A client that gives up leaves its query running in ClickHouse: end it, so

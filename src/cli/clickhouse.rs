@@ -1,6 +1,8 @@
 //! `vcheckd clickhouse migrate`: creates or upgrades the ClickHouse schema
 //! of a configuration's `[clickhouse]` section (a shipping server also
-//! does it on start).
+//! does it on start). `vcheckd clickhouse rollup`: closes the days that
+//! are over and refreshes the open ones (a server with `rollup = true`
+//! does it every `rollup_interval_secs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use clap::{Args, Subcommand};
 
 use vcheckd::clickhouse::{self, Client};
 use vcheckd::config::Config;
+use vcheckd::stats::date_of_day as date;
 
 #[derive(Debug, Args)]
 pub struct ClickHouseArgs {
@@ -26,6 +29,18 @@ enum What {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Compute what statistics read from ClickHouse: close every day not
+    /// closed yet (up to yesterday, after the grace period), close again
+    /// recent days that got late reports, refresh the open days.
+    Rollup {
+        /// The server's configuration, with a [clickhouse] section.
+        #[arg(long)]
+        config: PathBuf,
+        /// Close again every day from this one on (YYYY-MM-DD, UTC), e.g.
+        /// after late reports older than the days checked on every run.
+        #[arg(long)]
+        from: Option<String>,
+    },
 }
 
 pub fn run(args: ClickHouseArgs) -> Result<ExitCode> {
@@ -39,6 +54,36 @@ pub fn run(args: ClickHouseArgs) -> Result<ExitCode> {
             clickhouse::migrate(&client, &ch.topology())
                 .with_context(|| format!("migrating {}", ch.url))?;
             println!("{}: schema version {}", ch.url, clickhouse::SCHEMA_VERSION);
+        }
+        What::Rollup { config, from } => {
+            let from = from
+                .map(|f| super::stats::parse_day("--from", &f))
+                .transpose()?;
+            let config = Config::load(&config)?;
+            let ch = config
+                .clickhouse
+                .context("the configuration has no [clickhouse] section")?;
+            let mut job = ch.rollup_job();
+            clickhouse::migrate(job.client(), &ch.topology())
+                .with_context(|| format!("migrating {}", ch.url))?;
+            let started = std::time::Instant::now();
+            let done = job
+                .run(vcheckd::clock::unix_now(), from)
+                .with_context(|| format!("rolling up {}", ch.url))?;
+            let days = |r: Option<(i64, i64)>| match r {
+                Some((a, b)) => format!("{} to {} ({} days)", date(a), date(b), b - a + 1),
+                None => "none".to_string(),
+            };
+            println!(
+                "{}: closed {}; open days refreshed {}; {:.1} s",
+                ch.url,
+                days(done.closed),
+                days(done.open),
+                started.elapsed().as_secs_f64()
+            );
+            if let Some(late) = done.late_from {
+                println!("late reports: closed again from {}", date(late));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

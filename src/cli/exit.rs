@@ -272,7 +272,17 @@ fn store(e: &StoreError) -> Diagnosis {
             "create the folder, or set [server] database to a writable place",
         ),
         StoreError::Open { source, .. } => store(source),
-        // ClickHouse (stats --store): not reachable, or it refused a query.
+        // ClickHouse (stats --store): the rollup has not reached the days
+        // asked (the message says what to run).
+        StoreError::Backend(e)
+            if matches!(
+                e.downcast_ref::<vcheckd::clickhouse::ClickHouseError>(),
+                Some(vcheckd::clickhouse::ClickHouseError::NotRolledUp { .. })
+            ) =>
+        {
+            Diagnosis::new(Exit::Unavailable)
+        }
+        // Not reachable, or it refused a query.
         StoreError::Backend(_) => Diagnosis::fix(
             Exit::Unavailable,
             "check that the ClickHouse server in --store (or [clickhouse] url) runs and answers",
@@ -316,7 +326,9 @@ fn server(e: &ServerError) -> Option<Diagnosis> {
         ServerError::Catalog(e) => return catalog(e),
         ServerError::Store(e) => return Some(store(e.innermost())),
         ServerError::Journal(e) => return Some(journal(e)),
-        ServerError::Processor(_) | ServerError::UdpThread(_) => return None,
+        ServerError::Processor(_) | ServerError::UdpThread(_) | ServerError::Rollup(_) => {
+            return None
+        }
     };
     Some(match source.kind() {
         io::ErrorKind::AddrInUse => Diagnosis::fix(

@@ -75,7 +75,7 @@ enum By {
     Week,
 }
 
-fn parse_day(flag: &str, text: &str) -> Result<i64> {
+pub(super) fn parse_day(flag: &str, text: &str) -> Result<i64> {
     stats::day_of_date(text)
         .ok_or_else(|| fail(Exit::Usage, format!("{flag} {text:?}: expected YYYY-MM-DD")))
 }

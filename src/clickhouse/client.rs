@@ -30,6 +30,9 @@ pub enum ClickHouseError {
     Answer(String),
     #[error("ClickHouse schema version {found} is newer than this vcheckd understands ({known}); upgrade vcheckd")]
     TooNew { found: u32, known: u32 },
+    /// Statistics asked for a day the rollup has not computed.
+    #[error("day {day} is not rolled up in ClickHouse ({}): run `vcheckd clickhouse rollup --config FILE`, or let a name server with [clickhouse] rollup = true do it", match .through { Some(d) => format!("rolled up through day {d}"), None => "nothing rolled up yet".to_string() })]
+    NotRolledUp { day: i64, through: Option<i64> },
 }
 
 /// One ClickHouse database over HTTP; cheap to clone (connections are
@@ -72,6 +75,22 @@ impl Client {
         body: &[u8],
         no_database: bool,
     ) -> Result<String, ClickHouseError> {
+        let mut text = String::new();
+        self.send(params, body, no_database, |reader| {
+            reader.read_to_string(&mut text).map(drop)
+        })?;
+        Ok(text)
+    }
+
+    /// Sends `body` (see [`post`](Self::post)) and hands an answer of
+    /// status 200 to `read`; any other answer is an error with its text.
+    fn send(
+        &self,
+        params: &[(&str, &str)],
+        body: &[u8],
+        no_database: bool,
+        read: impl FnOnce(&mut dyn Read) -> std::io::Result<()>,
+    ) -> Result<(), ClickHouseError> {
         let mut request = self.agent.post(&self.endpoint);
         if !no_database {
             request = request.query("database", self.url.database());
@@ -85,21 +104,20 @@ impl Client {
         };
         let mut response = request.send(body).map_err(transport)?;
         let status = response.status().as_u16();
-        // No size limit: a statistic may read one row per node.
-        let mut text = String::new();
-        response
-            .body_mut()
-            .as_reader()
-            .read_to_string(&mut text)
-            .map_err(|e| transport(ureq::Error::Io(e)))?;
+        // No size limit: the rollup reads one row per node.
+        let mut reader = response.body_mut().as_reader();
         if status != 200 {
+            let mut text = String::new();
+            reader
+                .read_to_string(&mut text)
+                .map_err(|e| transport(ureq::Error::Io(e)))?;
             return Err(ClickHouseError::Server {
                 url: self.url.to_string(),
                 status,
                 message: text.trim().to_string(),
             });
         }
-        Ok(text)
+        read(&mut reader).map_err(|e| transport(ureq::Error::Io(e)))
     }
 
     /// Runs a statement (DDL, or a query whose answer is not wanted).
@@ -121,6 +139,40 @@ impl Client {
             .lines()
             .map(|line| line.split('\t').map(str::to_string).collect())
             .collect())
+    }
+
+    /// Runs a query and hands each row's TabSeparated fields to `each`, as
+    /// they arrive (for answers of a row per node: no copy of the whole
+    /// answer). Returns the rows read. An error in `each` ends the read.
+    pub(crate) fn query_each(
+        &self,
+        sql: &str,
+        mut each: impl FnMut(&[&str]) -> Result<(), ClickHouseError>,
+    ) -> Result<u64, ClickHouseError> {
+        use std::io::BufRead;
+        let mut rows = 0;
+        let mut failed = None;
+        let body = format!("{sql} FORMAT TabSeparated");
+        self.send(&[], body.as_bytes(), false, |reader| {
+            let mut lines = std::io::BufReader::with_capacity(1 << 16, reader);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line)? == 0 {
+                    return Ok(());
+                }
+                let fields: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+                if let Err(e) = each(&fields) {
+                    failed = Some(e);
+                    return Ok(());
+                }
+                rows += 1;
+            }
+        })?;
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(rows),
+        }
     }
 
     /// Inserts JSONEachRow `rows` (one JSON object a line) into `table`.

@@ -13,15 +13,19 @@
 //! [`StatsReader`]: crate::store::reader::StatsReader
 
 mod client;
+mod closer;
 mod counters;
 mod reader;
+mod rollup;
 mod row;
 mod schema;
 mod shipper;
 mod url;
 
 pub use client::{ClickHouseError, Client};
+pub use closer::Closer;
 pub use reader::ClickHouseReader;
+pub use rollup::{Rollup, RollupReport, KEEP_STATE_DAYS};
 pub use schema::{migrate, Topology, SCHEMA_VERSION};
 pub use shipper::{Shipper, ShipperConfig, CONSUMER};
 pub use url::{ClickHouseUrl, UrlError};

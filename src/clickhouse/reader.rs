@@ -1,17 +1,19 @@
 //! The statistics' store reader over ClickHouse: the same questions
-//! [`SqliteReader`](crate::store::reader::SqliteReader) answers, from the
-//! shipped reports of every name server.
+//! [`SqliteReader`](crate::store::reader::SqliteReader) answers, from what
+//! every name server shipped.
 //!
-//! ClickHouse holds one row per delivery. Every query first takes each
-//! report once (grouped by its key: zone, cluster, node, client time and
-//! report id), with the receive time and status of its first delivery, as
-//! SQLite keeps the first delivery and counts the rest as duplicates. This
-//! is exact whether or not ClickHouse has merged the copies yet. Fleet
-//! snapshots are computed from each node's state by the store's own
-//! snapshot code, so both backends count with one implementation of the
-//! counting model (docs/STATS.md).
+//! What the statistics of one database ask (snapshots, version days, first
+//! days of clusters and versions) is read from the rollup's tables (see
+//! `rollup`), a few small rows per zone and day, whatever the fleet's
+//! size: no statistic of `stats::Source`'s single-database path reads the
+//! raw reports. A day the rollup has not reached is an error that says
+//! so (`vcheckd clickhouse rollup`), never a silent zero. The exact path
+//! (node-days, windows longer than snapshots keep) still groups the raw
+//! reports: each report once (grouped by its key: zone, cluster, node,
+//! client time and report id), with the receive time and status of its
+//! first delivery, as SQLite keeps the first delivery.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -19,12 +21,13 @@ use data_encoding::HEXLOWER_PERMISSIVE;
 use semver::Version;
 
 use super::client::{field, text, ClickHouseError, Client};
+use super::rollup::{self, Marker};
 use super::url::ClickHouseUrl;
 use crate::clock::Day;
 use crate::hint::Status;
 use crate::protocol::ZoneName;
 use crate::store::reader::{NodeDayRow, StatsReader, VersionDay};
-use crate::store::snapshot::{self, Member, Snapshot, MAX_WINDOW};
+use crate::store::snapshot::{self, Member, Snapshot, VersionFigures};
 use crate::store::StoreError;
 
 /// Copies of one report arrive within seconds (resolver retries, several
@@ -45,13 +48,25 @@ type NodeState = ([u8; 16], [u8; 16], i64, String, u8);
 /// Node states of a zone as of a day, by (zone, day).
 type StateCache = HashMap<(String, i64), Arc<Vec<NodeState>>>;
 
+/// Days of snapshots read at once after a zone's first (a trend or an
+/// adoption asks for many days, one by one).
+const SNAPSHOT_BLOCK: i64 = 32;
+
 /// Reads statistics from a ClickHouse database (a single server's
-/// `reports`, or a cluster's Distributed `reports`).
+/// tables, or a cluster's Distributed tables).
 pub struct ClickHouseReader {
     client: Client,
-    /// Node states by (zone, day), read at most once per reader (a trend
-    /// or adoption asks for many days' snapshots).
+    /// Node states by (zone, day), for the exact path's long windows.
     states: RefCell<StateCache>,
+    /// The rolled-up days, read once.
+    markers: OnceCell<BTreeMap<i64, Marker>>,
+    /// Snapshots read, by (zone, day).
+    snapshots: RefCell<HashMap<(String, i64), Snapshot>>,
+    /// A zone's version days, every day, once asked twice.
+    version_days: RefCell<HashMap<String, Vec<VersionDay>>>,
+    /// Reads per zone so far (snapshots, version days): the second reads
+    /// ahead.
+    reads: RefCell<HashMap<(String, &'static str), u32>>,
 }
 
 /// `text` as a ClickHouse string literal.
@@ -76,6 +91,10 @@ impl ClickHouseReader {
         ClickHouseReader {
             client,
             states: RefCell::new(HashMap::new()),
+            markers: OnceCell::new(),
+            snapshots: RefCell::new(HashMap::new()),
+            version_days: RefCell::new(HashMap::new()),
+            reads: RefCell::new(HashMap::new()),
         }
     }
 
@@ -86,6 +105,155 @@ impl ClickHouseReader {
 
     fn table(&self) -> String {
         format!("{}.reports", self.client.database())
+    }
+
+    fn markers(&self) -> Result<&BTreeMap<i64, Marker>, ClickHouseError> {
+        if let Some(m) = self.markers.get() {
+            return Ok(m);
+        }
+        let m = rollup::markers(&self.client)?;
+        Ok(self.markers.get_or_init(|| m))
+    }
+
+    /// The first rolled-up day (the first day with reports), after making
+    /// sure the rollup reached `last`.
+    fn rolled_up_to(&self, last: i64) -> Result<i64, ClickHouseError> {
+        let markers = self.markers()?;
+        match (markers.keys().next(), markers.keys().next_back()) {
+            (Some(first), Some(through)) if *through >= last => Ok(*first),
+            (_, through) => Err(ClickHouseError::NotRolledUp {
+                day: last,
+                through: through.copied(),
+            }),
+        }
+    }
+
+    /// How many times `what` was read for `zone` before this one.
+    fn reads(&self, zone: &ZoneName, what: &'static str) -> u32 {
+        let mut reads = self.reads.borrow_mut();
+        let n = reads.entry((zone.as_str().to_string(), what)).or_default();
+        *n += 1;
+        *n - 1
+    }
+
+    /// Reads the stored snapshots of `zone` for `first..=last` into the
+    /// cache (a day without rows: the zone had no node then, an empty
+    /// snapshot, as SQLite has it).
+    fn load_snapshots(
+        &self,
+        zone: &ZoneName,
+        first: i64,
+        last: i64,
+    ) -> Result<(), ClickHouseError> {
+        let db = self.client.database();
+        let filter = format!(
+            "FINAL WHERE zone = {} AND day BETWEEN {first} AND {last}",
+            quote(zone.as_str())
+        );
+        let mut days: BTreeMap<i64, Snapshot> = BTreeMap::new();
+        self.client.query_each(
+            &format!(
+                "SELECT day, window, mixed_clusters, insecure_clusters, insecure_nodes
+                 FROM {db}.snapshot_totals {filter}"
+            ),
+            |r| {
+                let snap = days
+                    .entry(num(r, 0)?)
+                    .or_insert_with(Snapshot::stored_empty);
+                if let Some(w) = window_of(&mut snap.windows, num(r, 1)?) {
+                    w.mixed_clusters = num(r, 2)?;
+                    w.insecure_clusters = num(r, 3)?;
+                    w.insecure_nodes = num(r, 4)?;
+                }
+                Ok(())
+            },
+        )?;
+        self.client.query_each(
+            &format!(
+                "SELECT day, window, version, clusters, share_mixed_bits, nodes, min_clusters
+                 FROM {db}.snapshot_versions {filter}"
+            ),
+            |r| {
+                let nodes: u64 = num(r, 5)?;
+                let Some(snap) = days.get_mut(&num(r, 0)?) else {
+                    return Ok(());
+                };
+                if nodes == 0 {
+                    return Ok(());
+                }
+                if let Some(w) = window_of(&mut snap.windows, num(r, 1)?) {
+                    w.versions.insert(
+                        r.get(2).copied().unwrap_or_default().to_string(),
+                        VersionFigures {
+                            clusters: num(r, 3)?,
+                            share_mixed: f64::from_bits(num(r, 4)?),
+                            nodes,
+                            min_clusters: num(r, 6)?,
+                        },
+                    );
+                }
+                Ok(())
+            },
+        )?;
+        self.client.query_each(
+            &format!("SELECT day, age, clusters, nodes FROM {db}.snapshot_activity {filter}"),
+            |r| {
+                if let Some(snap) = days.get_mut(&num(r, 0)?) {
+                    let age: usize = num(r, 1)?;
+                    if let Some(slot) = snap.activity.get_mut(age) {
+                        *slot = (num(r, 2)?, num(r, 3)?);
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        let mut cache = self.snapshots.borrow_mut();
+        for day in first..=last {
+            let snap = days.remove(&day).unwrap_or_default();
+            cache.insert((zone.as_str().to_string(), day), snap);
+        }
+        Ok(())
+    }
+
+    /// The stored version days of `zone` in `first..=last` (all days:
+    /// `None`).
+    fn load_version_days(
+        &self,
+        zone: &ZoneName,
+        range: Option<(i64, i64)>,
+    ) -> Result<Vec<VersionDay>, StoreError> {
+        let days = range.map_or(String::new(), |(first, last)| {
+            format!("AND day BETWEEN {first} AND {last}")
+        });
+        let mut out = Vec::new();
+        self.client.query_each(
+            &format!(
+                "SELECT day, version, reports, anonymous, last_at, status
+                 FROM {}.version_days FINAL WHERE zone = {} {days} ORDER BY day, version",
+                self.client.database(),
+                quote(zone.as_str())
+            ),
+            |r| {
+                let reports: u64 = num(r, 2)?;
+                let Ok(version) = Version::parse(r.get(1).copied().unwrap_or_default()) else {
+                    return Ok(());
+                };
+                if reports == 0 {
+                    return Ok(());
+                }
+                let last_at: i64 = num(r, 4)?;
+                out.push(VersionDay {
+                    day: Day(num(r, 0)?),
+                    version,
+                    reports,
+                    anonymous: num(r, 3)?,
+                    last_at: (last_at >= 0).then_some(last_at),
+                    status: status(num(r, 5)?)?,
+                });
+                Ok(())
+            },
+        )?;
+        Ok(out)
     }
 
     /// Each report of `zone` once, first received on a day in
@@ -153,20 +321,63 @@ impl ClickHouseReader {
 }
 
 impl StatsReader for ClickHouseReader {
+    /// Zones with any report, from the rollup's `versions` (raw reports
+    /// never rolled up are an error that says so).
     fn zones(&self) -> Result<Vec<ZoneName>, StoreError> {
         let rows = self.client.query(&format!(
-            "SELECT DISTINCT zone FROM {} ORDER BY zone",
-            self.table()
+            "SELECT DISTINCT zone FROM {}.versions ORDER BY zone",
+            self.client.database()
         ))?;
+        if rows.is_empty() && self.markers()?.is_empty() {
+            let any = self.client.query(&format!(
+                "SELECT count() FROM (SELECT 1 FROM {} LIMIT 1)",
+                self.table()
+            ))?;
+            if any
+                .first()
+                .is_some_and(|r| r.first().is_some_and(|n| n != "0"))
+            {
+                return Err(ClickHouseError::NotRolledUp {
+                    day: crate::clock::today(),
+                    through: None,
+                }
+                .into());
+            }
+        }
         Ok(rows
             .iter()
             .filter_map(|r| r.first().and_then(|z| ZoneName::new(z).ok()))
             .collect())
     }
 
+    /// The stored snapshot (read a block of days at a time after a zone's
+    /// first).
     fn snapshot(&self, zone: &ZoneName, day: Day) -> Result<Snapshot, StoreError> {
-        let lengths: Vec<i64> = (1..=MAX_WINDOW).collect();
-        self.compute(zone, day.0, &lengths)
+        let first = self.rolled_up_to(day.0)?;
+        if day.0 < first {
+            return Ok(Snapshot::default());
+        }
+        let key = (zone.as_str().to_string(), day.0);
+        if let Some(s) = self.snapshots.borrow().get(&key) {
+            return Ok(s.clone());
+        }
+        let (from, to) = if self.reads(zone, "snapshot") == 0 {
+            (day.0, day.0)
+        } else {
+            let block = day.0.div_euclid(SNAPSHOT_BLOCK) * SNAPSHOT_BLOCK;
+            let through = self.markers()?.keys().next_back().copied().unwrap_or(day.0);
+            (
+                block.max(first),
+                (block + SNAPSHOT_BLOCK - 1).min(through).max(day.0),
+            )
+        };
+        self.load_snapshots(zone, from, to)?;
+        Ok(self
+            .snapshots
+            .borrow()
+            .get(&key)
+            .cloned()
+            .unwrap_or_default())
     }
 
     /// Any window, ending on any day: ClickHouse keeps every report.
@@ -185,35 +396,22 @@ impl StatsReader for ClickHouseReader {
         first: Day,
         last: Day,
     ) -> Result<Vec<VersionDay>, StoreError> {
-        // Status: of the latest identified report, else of the first
-        // anonymous one (as the SQLite writer keeps it).
-        let rows = self.client.query(&format!(
-            "SELECT d, v, count(), sum(anon), countIf(anon = 0), maxIf(at, anon = 0),
-                    argMaxIf(st, at, anon = 0), argMinIf(st, at, anon = 1)
-             FROM ({}) GROUP BY d, v ORDER BY d, v",
-            self.reports(zone, Some(first.0), last.0, false)
-        ))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let Ok(version) = Version::parse(text(row, 1)?) else {
-                continue;
-            };
-            let identified: u64 = field(row, 4)?;
-            let (last_at, code) = if identified > 0 {
-                (Some(field(row, 5)?), field(row, 6)?)
-            } else {
-                (None, field(row, 7)?)
-            };
-            out.push(VersionDay {
-                day: Day(field(row, 0)?),
-                version,
-                reports: field(row, 2)?,
-                anonymous: field(row, 3)?,
-                last_at,
-                status: status(code)?,
-            });
+        self.rolled_up_to(last.0)?;
+        if self.reads(zone, "version_days") == 0 {
+            return self.load_version_days(zone, Some((first.0, last.0)));
         }
-        Ok(out)
+        let mut cache = self.version_days.borrow_mut();
+        let all = match cache.entry(zone.as_str().to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(self.load_version_days(zone, None)?)
+            }
+        };
+        Ok(all
+            .iter()
+            .filter(|v| (first..=last).contains(&v.day))
+            .cloned()
+            .collect())
     }
 
     fn node_days(
@@ -289,8 +487,8 @@ impl StatsReader for ClickHouseReader {
 
     fn cluster_first_days(&self, zone: &ZoneName) -> Result<Vec<([u8; 16], Day)>, StoreError> {
         let rows = self.client.query(&format!(
-            "SELECT cluster, min(day) FROM {} WHERE zone = {} AND anonymous = 0 GROUP BY cluster",
-            self.table(),
+            "SELECT cluster, min(first_day) FROM {}.clusters WHERE zone = {} GROUP BY cluster",
+            self.client.database(),
             quote(zone.as_str())
         ))?;
         rows.iter()
@@ -299,10 +497,11 @@ impl StatsReader for ClickHouseReader {
     }
 
     fn new_clusters(&self, zone: &ZoneName, first: Day, last: Day) -> Result<u64, StoreError> {
+        self.rolled_up_to(last.0)?;
         let rows = self.client.query(&format!(
-            "SELECT count() FROM (SELECT min(day) AS f FROM {} WHERE zone = {} AND anonymous = 0
+            "SELECT count() FROM (SELECT min(first_day) AS f FROM {}.clusters WHERE zone = {}
              GROUP BY cluster) WHERE f BETWEEN {} AND {}",
-            self.table(),
+            self.client.database(),
             quote(zone.as_str()),
             first.0,
             last.0
@@ -315,8 +514,8 @@ impl StatsReader for ClickHouseReader {
 
     fn version_first_days(&self, zone: &ZoneName) -> Result<Vec<(Version, Day)>, StoreError> {
         let rows = self.client.query(&format!(
-            "SELECT version, min(day) FROM {} WHERE zone = {} GROUP BY version",
-            self.table(),
+            "SELECT version, min(first_day) FROM {}.versions WHERE zone = {} GROUP BY version",
+            self.client.database(),
             quote(zone.as_str())
         ))?;
         let mut out = Vec::new();
@@ -327,4 +526,21 @@ impl StatsReader for ClickHouseReader {
         }
         Ok(out)
     }
+}
+
+/// Window `length` (days) of a stored snapshot's windows.
+fn window_of(
+    windows: &mut [snapshot::WindowFigures],
+    length: i64,
+) -> Option<&mut snapshot::WindowFigures> {
+    usize::try_from(length - 1)
+        .ok()
+        .and_then(|i| windows.get_mut(i))
+}
+
+/// Field `i` of a streamed row as a number.
+fn num<T: std::str::FromStr>(row: &[&str], i: usize) -> Result<T, ClickHouseError> {
+    row.get(i)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
 }

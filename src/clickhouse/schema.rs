@@ -10,6 +10,10 @@
 //! shard), counters by server (so each server's totals are on one). Replication is the cluster's business: make `reports_local` a
 //! ReplicatedMergeTree by hand before the first start (docs/DEPLOY.md §9).
 //!
+//! Schema 3 adds the rollup tables (`version_days`, the `snapshot_*`
+//! tables, `clusters`, `versions`, `node_state`, `rollup_days`; see
+//! `rollup`), laid out the same way.
+//!
 //! `vcheckd_schema` holds the versions applied. Every statement is
 //! idempotent (`IF NOT EXISTS`), so a migration cut short is simply run
 //! again.
@@ -75,36 +79,183 @@ const COUNTER_ENGINE: &str = "ReplacingMergeTree(value)
     ORDER BY (day, name, server, run)";
 
 /// The schema version this vcheckd writes and reads. 2: `counters`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: the rollup tables (see `rollup`).
+pub const SCHEMA_VERSION: u32 = 3;
+
+/// A table of the schema: its columns, engine, and on a cluster the
+/// Distributed table's sharding expression.
+struct Table {
+    name: &'static str,
+    columns: &'static str,
+    engine: &'static str,
+    shard: &'static str,
+}
+
+/// Rollup rows are written again whenever a day is computed again (the
+/// open day every few minutes, a closed day after late reports, the same
+/// day by several name servers): each carries the time it was computed,
+/// and a merge, or `FINAL` when read, keeps the newest per key. A key the
+/// newer computation no longer has is written with zero counts, and
+/// readers skip zero rows. On a cluster, a day's rows are on one shard
+/// (sharded by day), so `FINAL` sees every copy of a key.
+///
+/// The tables, in creation order.
+const TABLES: &[Table] = &[
+    Table {
+        name: "reports",
+        columns: COLUMNS,
+        engine: ENGINE,
+        // A report's deliveries, and a cluster's nodes, on one shard; an
+        // anonymous report (no cluster) by its id.
+        shard: "sipHash64(if(anonymous = 1, toString(report_id), toString(cluster)))",
+    },
+    Table {
+        name: "counters",
+        columns: COUNTER_COLUMNS,
+        engine: COUNTER_ENGINE,
+        shard: "sipHash64(server)",
+    },
+    // Per zone, day and version: reports counted once (as SQLite's
+    // `version_days`).
+    Table {
+        name: "version_days",
+        columns: "zone String, day Int32, version String,
+            reports UInt64, anonymous UInt64,
+            last_at Int64,        -- latest identified report; -1: none
+            status UInt8,         -- answered to it, else to the first anonymous one
+            computed_at UInt64",
+        engine: concat!(
+            "ReplacingMergeTree(computed_at) PARTITION BY intDiv(day, 360) ",
+            "ORDER BY (zone, day, version)"
+        ),
+        shard: "day",
+    },
+    // The fleet snapshots, as SQLite's tables of the same names
+    // (`store::snapshot`), share_mixed as the bits of its f64 so that it
+    // reads back exactly.
+    Table {
+        name: "snapshot_versions",
+        columns: "zone String, day Int32, window UInt16, version String,
+            clusters UInt64, share_mixed_bits UInt64, nodes UInt64, min_clusters UInt64,
+            computed_at UInt64",
+        engine: concat!(
+            "ReplacingMergeTree(computed_at) PARTITION BY intDiv(day, 360) ",
+            "ORDER BY (zone, day, window, version)"
+        ),
+        shard: "day",
+    },
+    Table {
+        name: "snapshot_totals",
+        columns: "zone String, day Int32, window UInt16,
+            mixed_clusters UInt64, insecure_clusters UInt64, insecure_nodes UInt64,
+            computed_at UInt64",
+        engine: concat!(
+            "ReplacingMergeTree(computed_at) PARTITION BY intDiv(day, 360) ",
+            "ORDER BY (zone, day, window)"
+        ),
+        shard: "day",
+    },
+    Table {
+        name: "snapshot_activity",
+        columns: "zone String, day Int32, age UInt16, clusters UInt64, nodes UInt64,
+            computed_at UInt64",
+        engine: concat!(
+            "ReplacingMergeTree(computed_at) PARTITION BY intDiv(day, 360) ",
+            "ORDER BY (zone, day, age)"
+        ),
+        shard: "day",
+    },
+    // First days: a merge keeps the earliest (`keep` = 2^32-1 - first_day);
+    // readers take min(first_day) themselves.
+    Table {
+        name: "clusters",
+        columns: "zone String, cluster FixedString(32), first_day Int32, keep UInt32",
+        engine: "ReplacingMergeTree(keep) ORDER BY (zone, cluster)",
+        shard: "sipHash64(toString(cluster))",
+    },
+    Table {
+        name: "versions",
+        columns: "zone String, version String, first_day Int32, keep UInt32",
+        engine: "ReplacingMergeTree(keep) ORDER BY (zone, version)",
+        shard: "sipHash64(version)",
+    },
+    // Every node's state as of a closed day (`as_of`), one partition per
+    // day: the next day's close starts from it. The rollup keeps the last
+    // few and drops older partitions.
+    Table {
+        name: "node_state",
+        columns: "as_of Int32, zone String, cluster FixedString(32), node FixedString(32),
+            last_day Int32, last_at Int64, version String, status UInt8,
+            computed_at UInt64",
+        engine: "ReplacingMergeTree(computed_at) PARTITION BY as_of
+            ORDER BY (as_of, zone, cluster, node)",
+        shard: "sipHash64(toString(cluster))",
+    },
+    // One row per day rolled up, written after the day's rows: closed (1)
+    // or open (0, refreshed), the day's raw rows when it was closed
+    // (`reports` distinct report ids and `rows` deliveries: its
+    // fingerprint), and which `node_state` partition holds the node states
+    // as of it (-1: none kept).
+    Table {
+        name: "rollup_days",
+        columns: "day Int32, closed UInt8, reports UInt64, rows UInt64, state_day Int32,
+            computed_at UInt64",
+        engine: "ReplacingMergeTree(computed_at) ORDER BY day",
+        shard: "day",
+    },
+];
+
+/// The node states' table, whose old partitions the rollup drops on
+/// every node.
+pub(crate) const NODE_STATE: &str = "node_state";
 
 fn single_statements(db: &str) -> Vec<String> {
-    vec![
-        format!("CREATE TABLE IF NOT EXISTS {db}.reports ({COLUMNS}) ENGINE = {ENGINE}"),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.counters ({COUNTER_COLUMNS}) ENGINE = {COUNTER_ENGINE}"
-        ),
-    ]
+    TABLES
+        .iter()
+        .map(|t| {
+            format!(
+                "CREATE TABLE IF NOT EXISTS {db}.{} ({}) ENGINE = {}",
+                t.name, t.columns, t.engine
+            )
+        })
+        .collect()
 }
 
 fn node_statements(db: &str, cluster: &str) -> Vec<String> {
-    vec![
-        format!("CREATE TABLE IF NOT EXISTS {db}.reports_local ({COLUMNS}) ENGINE = {ENGINE}"),
-        // A report's deliveries, and a cluster's nodes, on one shard; an
-        // anonymous report (no cluster) by its id.
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.reports AS {db}.reports_local
-             ENGINE = Distributed({cluster}, {db}, reports_local,
-                 sipHash64(if(anonymous = 1, toString(report_id), toString(cluster))))"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.counters_local ({COUNTER_COLUMNS})
-             ENGINE = {COUNTER_ENGINE}"
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {db}.counters AS {db}.counters_local
-             ENGINE = Distributed({cluster}, {db}, counters_local, sipHash64(server))"
-        ),
-    ]
+    let mut out = Vec::new();
+    for t in TABLES {
+        let name = t.name;
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{name}_local ({}) ENGINE = {}",
+            t.columns, t.engine
+        ));
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{name} AS {db}.{name}_local
+             ENGINE = Distributed({cluster}, {db}, {name}_local, {})",
+            t.shard
+        ));
+    }
+    out
+}
+
+/// The local table of `name` on each node: the table itself on a single
+/// server, `<name>_local` on every node of a cluster.
+pub(crate) fn local_tables(
+    client: &Client,
+    topology: &Topology,
+    name: &str,
+) -> Vec<(Client, String)> {
+    match topology {
+        Topology::Single => vec![(client.clone(), format!("{}.{name}", client.database()))],
+        Topology::Cluster { nodes, .. } => nodes
+            .iter()
+            .map(|u| {
+                let c = Client::new(u, std::time::Duration::from_secs(60));
+                let t = format!("{}.{name}_local", c.database());
+                (c, t)
+            })
+            .collect(),
+    }
 }
 
 fn schema_version(client: &Client) -> Result<u32, ClickHouseError> {

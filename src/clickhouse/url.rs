@@ -69,6 +69,12 @@ impl fmt::Display for ClickHouseUrl {
     }
 }
 
+impl serde::Serialize for ClickHouseUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for ClickHouseUrl {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;

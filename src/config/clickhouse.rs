@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ConfigError;
-use crate::clickhouse::{ClickHouseUrl, Client, ShipperConfig, Topology};
+use crate::clickhouse::{ClickHouseUrl, Client, Rollup, ShipperConfig, Topology};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClickHouseConfig {
     /// `clickhouse://HOST:PORT/DATABASE`, the HTTP interface of one
@@ -46,6 +46,17 @@ pub struct ClickHouseConfig {
     /// With `cluster`: every node's HTTP address, for creating the tables.
     #[serde(default)]
     pub nodes: Vec<ClickHouseUrl>,
+    /// Run the rollup (closing days, refreshing the open day) that
+    /// statistics from ClickHouse read. Any number of servers may.
+    #[serde(default = "defaults::rollup")]
+    pub rollup: bool,
+    /// How often the rollup runs: the most the open day's statistics lag.
+    #[serde(default = "defaults::rollup_interval_secs")]
+    pub rollup_interval_secs: u64,
+    /// How long after midnight (UTC) the day before stays open, for copies
+    /// and shipping delays across midnight.
+    #[serde(default = "defaults::rollup_grace_secs")]
+    pub rollup_grace_secs: u64,
 }
 
 mod defaults {
@@ -63,6 +74,15 @@ mod defaults {
     }
     pub fn max_backoff_secs() -> u64 {
         30
+    }
+    pub fn rollup() -> bool {
+        true
+    }
+    pub fn rollup_interval_secs() -> u64 {
+        300
+    }
+    pub fn rollup_grace_secs() -> u64 {
+        900
     }
 }
 
@@ -127,6 +147,21 @@ impl ClickHouseConfig {
         } else {
             name
         }
+    }
+
+    /// The rollup job for this database.
+    pub fn rollup_job(&self) -> Rollup {
+        Rollup::new(
+            Client::new(&self.url, self.rollup_timeout()),
+            self.topology(),
+            self.rollup_grace_secs,
+        )
+    }
+
+    /// Bound on one rollup request: it reads a day's reports and every
+    /// node's state, longer than the shipper's inserts take.
+    pub fn rollup_timeout(&self) -> Duration {
+        self.timeout().max(Duration::from_secs(600))
     }
 
     pub fn shipper(&self) -> ShipperConfig {

@@ -507,7 +507,13 @@ mod tests {
         c.server.journal_dir = Some("j".into()); // None is not serialized
         let server = toml::Table::try_from(&c.server).unwrap();
         let http = toml::Table::try_from(c.http.as_ref().unwrap()).unwrap();
-        for key in server.keys().chain(http.keys()) {
+        // Options set, so that none is left out.
+        let clickhouse: ClickHouseConfig = toml::from_str(
+            "url = \"clickhouse://h:1/vc\"\nserver_name = \"a\"\ncluster = \"c\"\nnodes = [\"clickhouse://h:1/vc\"]",
+        )
+        .unwrap();
+        let clickhouse = toml::Table::try_from(&clickhouse).unwrap();
+        for key in server.keys().chain(http.keys()).chain(clickhouse.keys()) {
             assert!(
                 reference.contains(&format!("`{key}`")),
                 "{key} is not documented"

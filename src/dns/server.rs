@@ -54,6 +54,8 @@ pub enum ServerError {
     UdpThread(#[source] io::Error),
     #[error("cannot start the processor thread")]
     Processor(#[source] io::Error),
+    #[error("cannot start the ClickHouse rollup thread")]
+    Rollup(#[source] io::Error),
 }
 
 /// A started server. Dropping it without [`RunningServer::shutdown`] stops
@@ -72,6 +74,7 @@ pub struct RunningServer {
     /// catalog.
     opener: Arc<ArcSwap<Opener>>,
     shipper: Option<crate::clickhouse::Shipper>,
+    closer: Option<crate::clickhouse::Closer>,
     shutdown_timeout: Duration,
 }
 
@@ -109,6 +112,16 @@ impl RunningServer {
                     ..ch.shipper()
                 },
             )?),
+            _ => None,
+        };
+        let closer = match &config.clickhouse {
+            Some(ch) if ch.rollup => Some(
+                crate::clickhouse::Closer::start(
+                    ch.rollup_job(),
+                    Duration::from_secs(ch.rollup_interval_secs.max(1)),
+                )
+                .map_err(ServerError::Rollup)?,
+            ),
             _ => None,
         };
         let from = crate::journal::Position(store.consumer_position(CONSUMER)?);
@@ -213,6 +226,7 @@ impl RunningServer {
             processor,
             opener,
             shipper,
+            closer,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs.max(1)),
         })
     }
@@ -254,8 +268,12 @@ impl RunningServer {
         let journal = self.journal.clone();
         let processor = self.processor;
         let shipper = self.shipper.take();
+        let closer = self.closer.take();
         let (closed, position) = tokio::task::spawn_blocking(move || {
             // What is not shipped stays in the journal for the next start.
+            if let Some(closer) = closer {
+                closer.stop(bound / 8);
+            }
             if let Some(shipper) = shipper {
                 shipper.stop(bound / 4);
             }

@@ -100,7 +100,7 @@ pub(crate) fn ids_at(
 
 /// Interned zone and version texts. The few zones are looked up by a
 /// linear scan; versions by hash.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Interner {
     zones: Vec<Text>,
     versions: HashSet<Arc<str>>,

@@ -8,6 +8,7 @@
 //! a power loss may roll back the last commits, position included, and the
 //! processor takes the same records again from the journal, exactly once.
 
+pub(crate) mod fleet;
 mod ingest;
 mod keys;
 mod latest;

@@ -96,6 +96,16 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A stored snapshot before its rows are read in: every window and
+    /// age, all zero (a store writes only the rows that are not).
+    pub(crate) fn stored_empty() -> Self {
+        Snapshot {
+            activity: vec![(0, 0); ACTIVITY_DAYS as usize],
+            lengths: (1..=MAX_WINDOW).collect(),
+            windows: vec![WindowFigures::default(); MAX_WINDOW as usize],
+        }
+    }
+
     /// Clusters and nodes active in the `days` ending on the snapshot's day
     /// (`None` beyond [`ACTIVITY_DAYS`]).
     pub fn active(&self, days: i64) -> Option<(u64, u64)> {
@@ -437,11 +447,7 @@ pub(crate) fn load(
     zone: &str,
     day: i64,
 ) -> Result<Option<Snapshot>, StoreError> {
-    let mut snap = Snapshot {
-        activity: vec![(0, 0); ACTIVITY_DAYS as usize],
-        lengths: (1..=MAX_WINDOW).collect(),
-        windows: vec![WindowFigures::default(); MAX_WINDOW as usize],
-    };
+    let mut snap = Snapshot::stored_empty();
     let mut found = false;
     let mut stmt = conn.prepare_cached(
         "SELECT window, mixed_clusters, insecure_clusters, insecure_nodes

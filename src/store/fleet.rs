@@ -1,0 +1,157 @@
+//! Every node's state, folded in day by day, and the fleet snapshots it
+//! gives: the store's counting model (docs/STATS.md) as a value another
+//! backend can drive. The ClickHouse rollup folds each day's reports into
+//! one of these and stores the snapshots it computes, so ClickHouse's
+//! snapshots come from the very code SQLite's do ([`snapshot::compute_all`]
+//! over [`NodeLatest`] states).
+
+use std::collections::BTreeMap;
+
+use super::keys::{Id, Interner, NodeKey};
+use super::latest::NodeLatest;
+use super::snapshot::{self, Snapshot};
+
+/// One node's state as a backend stores it: the day and receive time of
+/// its latest report, that report's version and the status answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredState<'a> {
+    pub zone: &'a str,
+    pub cluster: [u8; 16],
+    pub node: [u8; 16],
+    pub last_day: i64,
+    pub last_at: i64,
+    pub version: &'a str,
+    pub status: u8,
+}
+
+/// Node states of every zone, in key order (zone, cluster, node).
+#[derive(Default, Clone)]
+pub(crate) struct FleetStates {
+    interner: Interner,
+    states: BTreeMap<NodeKey, NodeLatest>,
+}
+
+impl FleetStates {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Puts a stored state back (loading a backend's saved states).
+    /// Versions that are not semver are left out, as the SQLite writer
+    /// leaves them out of node states.
+    pub fn restore(&mut self, s: &StoredState<'_>) {
+        if semver::Version::parse(s.version).is_err() {
+            return;
+        }
+        let key = self.interner.node(s.zone, s.cluster, s.node);
+        let version = self.interner.version(s.version);
+        self.states.insert(
+            key,
+            NodeLatest::new(s.last_day, s.last_at, &version, s.status),
+        );
+    }
+
+    /// Takes in a node's latest report of one version on a day (`s`: its
+    /// day, receive time, version and status), in any order: the same
+    /// rule as the SQLite writer's (a later day wins; the same day, the
+    /// later report, and within one second the higher version).
+    pub fn observe(&mut self, s: &StoredState<'_>) {
+        if semver::Version::parse(s.version).is_err() {
+            return;
+        }
+        let key = self.interner.node(s.zone, s.cluster, s.node);
+        let version = self.interner.version(s.version);
+        match self.states.get_mut(&key) {
+            Some(n) => n.observe(s.last_day, s.last_at, &version, s.status),
+            None => {
+                self.states.insert(
+                    key,
+                    NodeLatest::new(s.last_day, s.last_at, &version, s.status),
+                );
+            }
+        }
+    }
+
+    /// Whether any node of `cluster` in `zone` has a state (the cluster
+    /// was seen before).
+    pub fn knows_cluster(&mut self, zone: &str, cluster: [u8; 16]) -> bool {
+        let from = self.interner.node(zone, cluster, [0; 16]);
+        let cluster = Id::from(cluster);
+        self.states
+            .range(from..)
+            .next()
+            .is_some_and(|(k, _)| k.zone.as_str() == zone && k.cluster == cluster)
+    }
+
+    /// Every zone's snapshot of `day` (every window the stored snapshots
+    /// keep), from the states as of that day.
+    pub fn snapshots(&self, day: i64) -> BTreeMap<String, Snapshot> {
+        snapshot::compute_all(self.states.iter(), day)
+    }
+
+    /// Every state as of the last day folded in, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = StoredState<'_>> {
+        self.states.iter().map(|(k, n)| StoredState {
+            zone: k.zone.as_str(),
+            cluster: k.cluster.bytes(),
+            node: k.node.bytes(),
+            last_day: n.last_day,
+            last_at: n.last_at,
+            version: n.version.as_str(),
+            status: n.status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st<'a>(
+        zone: &'a str,
+        cluster: [u8; 16],
+        node: [u8; 16],
+        last_day: i64,
+        last_at: i64,
+        version: &'a str,
+        status: u8,
+    ) -> StoredState<'a> {
+        StoredState {
+            zone,
+            cluster,
+            node,
+            last_day,
+            last_at,
+            version,
+            status,
+        }
+    }
+
+    #[test]
+    fn folds_like_the_writer_and_round_trips_through_stored_states() {
+        let mut f = FleetStates::new();
+        let (c1, c2) = ([1; 16], [2; 16]);
+        f.observe(&st("z", c1, [1; 16], 10, 100, "1.0.0", 1));
+        f.observe(&st("z", c1, [2; 16], 10, 100, "1.0.0", 1));
+        f.observe(&st("z", c2, [3; 16], 11, 200, "2.0.0", 3));
+        f.observe(&st("z", c2, [3; 16], 11, 200, "1.5.0", 1)); // same second, lower
+        f.observe(&st("z", c2, [4; 16], 11, 200, "not semver", 1));
+        assert!(f.knows_cluster("z", c1) && f.knows_cluster("z", c2));
+        assert!(!f.knows_cluster("z", [3; 16]) && !f.knows_cluster("y", c1));
+        let mut g = FleetStates::new();
+        for s in f.iter() {
+            g.restore(&s);
+        }
+        assert_eq!(f.iter().collect::<Vec<_>>(), g.iter().collect::<Vec<_>>());
+        assert_eq!(g.len(), 3);
+        let snaps = g.snapshots(12);
+        let w = snaps["z"].window(2).unwrap();
+        assert_eq!(w.versions["2.0.0"].nodes, 1);
+        assert_eq!(w.insecure_clusters, 1);
+        assert_eq!(snaps["z"].active(3), Some((2, 3)));
+    }
+}
