@@ -646,7 +646,19 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
     // Every report exactly once: no copy, none missing (the report asked
     // twice has two rows, counted once).
     assert_eq!(count(), (142, 141));
+    // The shipper counts a batch shipped, then writes its position: the
+    // position reaches the journal's end just after.
     let end = metrics.journal_end.load(Ordering::Relaxed);
+    tokio::task::block_in_place(|| {
+        let started = Instant::now();
+        while metrics.shipped_position.load(Ordering::Relaxed) < end {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "position never written"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
     assert_eq!(metrics.shipped_position.load(Ordering::Relaxed), end);
     // The processor has counted the duplicate before the shipper's last
     // counters go out (it stops first).
