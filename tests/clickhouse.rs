@@ -516,6 +516,22 @@ fn rollup_again_and_late_reports(client: &Client, topology: &Topology, fleet: &F
             .active_nodes
             + 1
     );
+    // The oldest day checked: closed again from it, starting from the
+    // node states of the day before (kept one day longer than the days
+    // checked), not from the first day.
+    let oldest = closed - clickhouse::CHECKED_DAYS + 1;
+    let was = reports(oldest);
+    late_report(client, oldest * DAY + 3_600, "aaaaaaaaaaaaaaaaaaaaaaa3");
+    let done = Rollup::new(client.clone(), topology.clone(), 900)
+        .run(now, None)
+        .unwrap();
+    assert_eq!(done.late_from, Some(oldest), "{done:?}");
+    assert_eq!(done.closed, Some((oldest, closed)), "{done:?}");
+    assert_eq!(
+        reports(oldest),
+        was + 1,
+        "a late report, oldest day checked"
+    );
     // Older than the days every run checks: closed again from it by hand.
     let end = fleet.end_day;
     let was = reports(end);

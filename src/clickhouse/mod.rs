@@ -25,7 +25,7 @@ mod url;
 pub use client::{ClickHouseError, Client};
 pub use closer::Closer;
 pub use reader::ClickHouseReader;
-pub use rollup::{Rollup, RollupReport, KEEP_STATE_DAYS};
+pub use rollup::{Rollup, RollupReport, CHECKED_DAYS};
 pub use schema::{migrate, Topology, SCHEMA_VERSION};
 pub use shipper::{Shipper, ShipperConfig, CONSUMER};
 pub use url::{ClickHouseUrl, UrlError};

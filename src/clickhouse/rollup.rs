@@ -20,8 +20,9 @@
 //! Late reports for a closed day (a ClickHouse outage across midnight, a
 //! shipper catching up) change its fingerprint (distinct report ids, and
 //! deliveries, received that day): a run compares the fingerprints of the
-//! last [`KEEP_STATE_DAYS`] closed days and closes again from the earliest
-//! that changed. Older days are closed again by hand (`vcheckd clickhouse
+//! last [`CHECKED_DAYS`] closed days and closes again from the earliest
+//! that changed (from the node states of the day before it: the states of
+//! [`KEEP_STATE_DAYS`], one more day, are kept). Older days are closed again by hand (`vcheckd clickhouse
 //! rollup --from DAY`).
 //!
 //! Every row is written again whole, with the run's `computed_at`; a
@@ -43,9 +44,13 @@ use crate::clock::day_of;
 use crate::store::fleet::{FleetStates, StoredState};
 use crate::store::snapshot::Snapshot;
 
+/// Closed days whose fingerprints each run checks for late reports.
+pub const CHECKED_DAYS: i64 = 7;
+
 /// Closed days whose node states are kept (older `node_state` partitions
-/// are dropped), and whose fingerprints each run checks for late reports.
-pub const KEEP_STATE_DAYS: i64 = 7;
+/// are dropped): one more than the days checked, because closing the
+/// oldest checked day again starts from the states of the day before it.
+pub(crate) const KEEP_STATE_DAYS: i64 = CHECKED_DAYS + 1;
 
 /// Copies of one report arrive within seconds: a day either side of the
 /// days read is grouped too, so that a report is dated by its first
@@ -336,7 +341,7 @@ impl Rollup {
         if let Some(f) = from {
             start = start.min(f.max(first_day));
         } else if let Some(last) = last_closed {
-            let checked = (last - KEEP_STATE_DAYS + 1).max(first_day);
+            let checked = (last - CHECKED_DAYS + 1).max(first_day);
             if let Some(late) = self.changed_since_closed(&markers, checked, last)? {
                 info!(
                     day = late,
