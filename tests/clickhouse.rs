@@ -322,9 +322,41 @@ fn compare(client: &Client, topology: &Topology) {
         .unwrap_err()
         .to_string();
     assert!(early.contains("vcheckd clickhouse rollup"), "{early}");
-    let mut job = Rollup::new(client.clone(), topology.clone(), 900);
-    let done = job.run(vcheckd::clock::unix_now(), None).unwrap();
+    // Two servers' rollups started at the same moment: one runs, the
+    // other finds the lease held and skips (the outputs below equal
+    // SQLite's).
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let racers: Vec<_> = ["ns1", "ns2"]
+        .into_iter()
+        .map(|name| {
+            let (client, topology, barrier) = (client.clone(), topology.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut job =
+                    Rollup::new(client, topology, 900).with_lease(name, Duration::from_secs(900));
+                barrier.wait();
+                let done = job.run(vcheckd::clock::unix_now(), None);
+                (job, done)
+            })
+        })
+        .collect();
+    let mut ran = Vec::new();
+    let mut skipped = Vec::new();
+    for racer in racers {
+        match racer.join().unwrap() {
+            (job, Ok(done)) => ran.push((job, done)),
+            (_, Err(e)) => skipped.push(e),
+        }
+    }
+    assert_eq!((ran.len(), skipped.len()), (1, 1), "{skipped:?}");
+    let (mut job, done) = ran.pop().unwrap();
+    match &skipped[0] {
+        clickhouse::ClickHouseError::RollupBusy { holder, .. } => {
+            assert_eq!(holder, job.holder())
+        }
+        e => panic!("the other rollup failed: {e}"),
+    }
     assert_eq!(done.closed.map(|c| c.0), Some(fleet.start_day));
+    job.release().unwrap();
     let sqlite = Source::open(&paths).unwrap();
     let ch = Source::clickhouse(client.url(), Duration::from_secs(60));
     let truth = Truth::of_history(&fleet);
@@ -495,26 +527,29 @@ fn rollup_again_and_late_reports(client: &Client, topology: &Topology, fleet: &F
     let done = job.run(now, Some(fleet.start_day)).unwrap();
     assert_eq!(done.closed.map(|c| c.0), Some(fleet.start_day));
     assert_eq!(outputs(&ch(), fleet), before, "the rollup run again");
-    // And by another server's job, which has no states in memory.
-    Rollup::new(client.clone(), topology.clone(), 900)
-        .run(now, None)
-        .unwrap();
+    let closed = done.closed.unwrap().1;
+    // And by another server's job, which has no states in memory: it
+    // reads the node states kept for the day before the one it starts.
+    job.release().unwrap();
+    let mut other = Rollup::new(client.clone(), topology.clone(), 900);
+    let done = other.run(now, Some(closed - 2)).unwrap();
+    assert_eq!(done.closed, Some((closed - 2, closed)), "{done:?}");
+    other.release().unwrap();
     assert_eq!(outputs(&ch(), fleet), before, "the rollup run by another");
 
     let z = zone();
-    let closed = done.closed.unwrap().1;
     let reports = |day: i64| ch().summary(&z, day, day).unwrap().reports;
-    let was = reports(closed);
+    let nodes = |day: i64| ch().versions(&z, day, day).unwrap().active_nodes;
+    let (was, was_nodes) = (reports(closed), nodes(closed));
     late_report(client, closed * DAY + 3_600, "aaaaaaaaaaaaaaaaaaaaaaa1");
     let done = job.run(now, None).unwrap();
     assert_eq!(done.late_from, Some(closed), "{done:?}");
     assert_eq!(reports(closed), was + 1, "a late report of a closed day");
+    // The day had no report: its node is active on it now.
     assert_eq!(
-        ch().versions(&z, closed, closed).unwrap().active_nodes,
-        ch().versions(&z, closed - 1, closed - 1)
-            .unwrap()
-            .active_nodes
-            + 1
+        nodes(closed),
+        was_nodes + 1,
+        "active nodes after a late report"
     );
     // The oldest day checked: closed again from it, starting from the
     // node states of the day before (kept one day longer than the days
@@ -522,9 +557,10 @@ fn rollup_again_and_late_reports(client: &Client, topology: &Topology, fleet: &F
     let oldest = closed - clickhouse::CHECKED_DAYS + 1;
     let was = reports(oldest);
     late_report(client, oldest * DAY + 3_600, "aaaaaaaaaaaaaaaaaaaaaaa3");
-    let done = Rollup::new(client.clone(), topology.clone(), 900)
-        .run(now, None)
-        .unwrap();
+    job.release().unwrap();
+    let mut other = Rollup::new(client.clone(), topology.clone(), 900);
+    let done = other.run(now, None).unwrap();
+    other.release().unwrap();
     assert_eq!(done.late_from, Some(oldest), "{done:?}");
     assert_eq!(done.closed, Some((oldest, closed)), "{done:?}");
     assert_eq!(
@@ -688,10 +724,22 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
     server.shutdown().await.unwrap();
 
     // The same statistics from the server's SQLite and from ClickHouse
-    // (after a rollup: the server's own ran before the last reports).
-    Rollup::new(client.clone(), Topology::Single, 900)
-        .run(vcheckd::clock::unix_now(), None)
-        .unwrap();
+    // (after a rollup: the server's own ran before the last reports; its
+    // thread gives the lease up as it ends, which may be just after the
+    // shutdown's bound for it).
+    let mut job = Rollup::new(client.clone(), Topology::Single, 900);
+    let started = Instant::now();
+    loop {
+        match job.run(vcheckd::clock::unix_now(), None) {
+            Ok(_) => break,
+            Err(clickhouse::ClickHouseError::RollupBusy { .. })
+                if started.elapsed() < Duration::from_secs(30) =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("rollup: {e}"),
+        }
+    }
     let sqlite = Source::open(&[setup.db_path()]).unwrap();
     let from_ch = Source::clickhouse(&url, Duration::from_secs(30));
     let today = vcheckd::clock::today();
@@ -706,4 +754,52 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
         from_ch.versions(&z, today - 6, today).unwrap(),
         sqlite.versions(&z, today - 6, today).unwrap()
     );
+}
+
+/// `vcheckd clickhouse rollup` while a name server holds the lease: one
+/// line naming the holder and when its lease expires, exit 75; once the
+/// holder gives it up, the rollup runs.
+#[test]
+fn a_rollup_by_hand_waits_while_a_server_holds_the_lease() {
+    if !available("a_rollup_by_hand_waits_while_a_server_holds_the_lease") {
+        return;
+    }
+    let setup = Setup::new();
+    let ch = ClickHouse::start(&setup.dir.path().join("ch"), "", (free_port(), free_port()));
+    let url = ch.url("vc");
+    let text = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        format!("{text}\n[clickhouse]\nurl = \"{url}\"\nserver_name = \"ns2\"\n"),
+    )
+    .unwrap();
+    let client = Client::new(&url, Duration::from_secs(30));
+    clickhouse::migrate(&client, &Topology::Single).unwrap();
+    let mut server = Rollup::new(client.clone(), Topology::Single, 900)
+        .with_lease("ns1", Duration::from_secs(900));
+    server.run(vcheckd::clock::unix_now(), None).unwrap();
+    let by_hand = || {
+        Command::new(env!("CARGO_BIN_EXE_vcheckd"))
+            .args(["clickhouse", "rollup", "--config"])
+            .arg(setup.config_path())
+            .output()
+            .unwrap()
+    };
+    let out = by_hand();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(server.holder()) && err.contains("expires at") && err.contains(" UTC"),
+        "{err}"
+    );
+    server.release().unwrap();
+    let out = by_hand();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It gave the lease up: the server's next turn runs.
+    server.run(vcheckd::clock::unix_now(), None).unwrap();
 }

@@ -15,6 +15,7 @@
 mod client;
 mod closer;
 mod counters;
+mod lease;
 mod reader;
 mod rollup;
 mod row;
@@ -23,7 +24,7 @@ mod shipper;
 mod url;
 
 pub use client::{ClickHouseError, Client};
-pub use closer::Closer;
+pub(crate) use closer::Closer;
 pub use reader::ClickHouseReader;
 pub use rollup::{Rollup, RollupReport, CHECKED_DAYS};
 pub use schema::{migrate, Topology, SCHEMA_VERSION};

@@ -28,17 +28,23 @@
 //! Every row is written again whole, with the run's `computed_at`; a
 //! merge (or `FINAL`, when read) keeps the newest per key, and a key a
 //! computation no longer has gets a row of zeros (readers skip them). So
-//! running the rollup twice, or on several name servers at once, gives
-//! the same rows.
+//! running the rollup again gives the same rows. Two runs at once would
+//! not (keys only the older one wrote would stay, and each sees the
+//! other's inserts half done): a run takes the lease first (`lease`), and
+//! skips while another server holds it. A day's marker in `rollup_days`
+//! is written after all of the day's rows, so a run cut short leaves the
+//! day to the next one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
+use std::time::Duration;
 
 use data_encoding::HEXLOWER;
 use serde::Serialize;
 use tracing::{debug, info};
 
 use super::client::{field, ClickHouseError, Client};
+use super::lease::Lease;
 use super::schema::{self, Topology, NODE_STATE};
 use crate::clock::day_of;
 use crate::store::fleet::{FleetStates, StoredState};
@@ -161,6 +167,7 @@ pub struct Rollup {
     /// Seconds after midnight (UTC) before the day before is closed.
     grace_secs: i64,
     base: Option<Base>,
+    lease: Lease,
 }
 
 /// A day's rows to insert, as JSONEachRow, per table.
@@ -296,13 +303,38 @@ struct Stored {
 impl Rollup {
     /// `grace_secs`: how long after midnight (UTC) the day before stays
     /// open (copies crossing midnight, shipping delay).
+    /// The lease is taken as `vcheckd` with a 15-minute ttl: see
+    /// [`with_lease`](Self::with_lease).
     pub fn new(client: Client, topology: Topology, grace_secs: u64) -> Self {
         Rollup {
+            lease: Lease::new(client.clone(), "vcheckd", Duration::from_secs(900)),
             client,
             topology,
             grace_secs: i64::try_from(grace_secs).unwrap_or(i64::MAX / 2),
             base: None,
         }
+    }
+
+    /// Takes the lease as `server` (this name server's name; a random id
+    /// is added per process), for `ttl` from each renewal: several runs'
+    /// interval, so that a holder that stops is replaced soon.
+    pub fn with_lease(mut self, server: &str, ttl: Duration) -> Self {
+        self.lease = Lease::new(self.client.clone(), server, ttl);
+        self
+    }
+
+    /// This process's name as a lease holder.
+    pub fn holder(&self) -> &str {
+        self.lease.holder_name()
+    }
+
+    /// Gives the lease up (a process that stops, or ran once), so that
+    /// another server's rollup need not wait for it to expire.
+    pub fn release(&mut self) -> Result<(), ClickHouseError> {
+        if self.lease.is_held() {
+            self.lease.give_up()?;
+        }
+        Ok(())
     }
 
     pub fn client(&self) -> &Client {
@@ -320,7 +352,10 @@ impl Rollup {
     /// Closes every day not closed yet up to the last closable one (given
     /// `now`, unix seconds), or every day from `from` on, closes again
     /// the recent days whose reports changed, and refreshes the open days.
+    /// Takes (or renews) the lease first, and keeps it: an error
+    /// [`ClickHouseError::RollupBusy`] when another holds it.
     pub fn run(&mut self, now: i64, from: Option<i64>) -> Result<RollupReport, ClickHouseError> {
+        self.lease.acquire()?;
         let mut report = RollupReport::default();
         let markers = markers(&self.client)?;
         let today = day_of(now);
@@ -524,9 +559,10 @@ impl Rollup {
         Ok(out)
     }
 
-    /// Closes `first..=last`, in chunks of days.
+    /// Closes `first..=last`, in chunks of days, renewing the lease
+    /// between days.
     fn close(
-        &self,
+        &mut self,
         base: &mut Base,
         first: i64,
         last: i64,
@@ -549,6 +585,7 @@ impl Rollup {
             let stored = self.stored(day, end)?;
             let mut inserts = Inserts::default();
             for d in day..=end {
+                self.lease.keep()?;
                 self.fold_day(
                     base,
                     d,
@@ -988,7 +1025,7 @@ fn snapshot_rows(
 }
 
 /// Now in nanoseconds since 1970: a run's `computed_at`.
-fn now_nanos() -> u64 {
+pub(crate) fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))

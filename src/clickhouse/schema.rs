@@ -12,7 +12,9 @@
 //!
 //! Schema 3 adds the rollup tables (`version_days`, the `snapshot_*`
 //! tables, `clusters`, `versions`, `node_state`, `rollup_days`; see
-//! `rollup`), laid out the same way.
+//! `rollup`), laid out the same way; schema 4 the rollup's lease
+//! (`rollup_lease`, see `lease`). On a replicated cluster every `_local`
+//! table needs a Replicated engine (docs/DEPLOY.md §9).
 //!
 //! `vcheckd_schema` holds the versions applied. Every statement is
 //! idempotent (`IF NOT EXISTS`), so a migration cut short is simply run
@@ -79,8 +81,8 @@ const COUNTER_ENGINE: &str = "ReplacingMergeTree(value)
     ORDER BY (day, name, server, run)";
 
 /// The schema version this vcheckd writes and reads. 2: `counters`.
-/// 3: the rollup tables (see `rollup`).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 3: the rollup tables (see `rollup`). 4: `rollup_lease` (see `lease`).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A table of the schema: its columns, engine, and on a cluster the
 /// Distributed table's sharding expression.
@@ -92,11 +94,12 @@ struct Table {
 }
 
 /// Rollup rows are written again whenever a day is computed again (the
-/// open day every few minutes, a closed day after late reports, the same
-/// day by several name servers): each carries the time it was computed,
-/// and a merge, or `FINAL` when read, keeps the newest per key. A key the
-/// newer computation no longer has is written with zero counts, and
-/// readers skip zero rows. On a cluster, a day's rows are on one shard
+/// open day every few minutes, a closed day after late reports): each
+/// carries the time it was computed, and a merge, or `FINAL` when read,
+/// keeps the newest per key. A key the newer computation no longer has
+/// is written with zero counts, and readers skip zero rows. One rollup
+/// runs at a time (the lease, `rollup_lease`): two at once could leave
+/// keys only the older one wrote. On a cluster, a day's rows are on one shard
 /// (sharded by day), so `FINAL` sees every copy of a key.
 ///
 /// The tables, in creation order.
@@ -202,6 +205,16 @@ const TABLES: &[Table] = &[
             computed_at UInt64",
         engine: "ReplacingMergeTree(computed_at) ORDER BY day",
         shard: "day",
+    },
+    // The rollup lease (see `lease`): one row per holder, its latest
+    // renewal kept. A row per holder rather than one per key, so that
+    // the earliest claim among fresh ones decides, whichever was
+    // written last. One shard holds them all.
+    Table {
+        name: "rollup_lease",
+        columns: "lease String, holder String, claimed_at UInt64, expires Int64, at UInt64",
+        engine: "ReplacingMergeTree(at) ORDER BY (lease, holder)",
+        shard: "sipHash64(lease)",
     },
 ];
 

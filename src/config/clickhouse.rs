@@ -156,6 +156,14 @@ impl ClickHouseConfig {
             self.topology(),
             self.rollup_grace_secs,
         )
+        .with_lease(&self.server_name(), self.rollup_lease_ttl())
+    }
+
+    /// How long the rollup lease lasts from each renewal: three runs'
+    /// interval, at least 15 minutes (a day's close at a large fleet
+    /// takes minutes; the lease is renewed between days).
+    pub fn rollup_lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.rollup_interval_secs.saturating_mul(3).max(900))
     }
 
     /// Bound on one rollup request: it reads a day's reports and every
