@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use data_encoding::HEXLOWER;
 use serde::Serialize;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::client::{field, ClickHouseError, Client};
 use super::lease::Lease;
@@ -87,6 +87,9 @@ pub(crate) struct Marker {
     pub rows: u64,
     pub state_day: i64,
     pub computed_at: u64,
+    /// Node states saved as of the day (-1: not counted, or none saved):
+    /// what a restore must read back.
+    pub nodes: i64,
 }
 
 /// Every rolled-up day of the database, by day.
@@ -94,7 +97,7 @@ pub(crate) fn markers(client: &Client) -> Result<BTreeMap<i64, Marker>, ClickHou
     let mut out = BTreeMap::new();
     client.query_each(
         &format!(
-            "SELECT day, closed, reports, rows, state_day, computed_at
+            "SELECT day, closed, reports, rows, state_day, computed_at, nodes
              FROM {}.rollup_days FINAL",
             client.database()
         ),
@@ -107,6 +110,7 @@ pub(crate) fn markers(client: &Client) -> Result<BTreeMap<i64, Marker>, ClickHou
                     rows: num(r, 3)?,
                     state_day: num(r, 4)?,
                     computed_at: num(r, 5)?,
+                    nodes: num(r, 6)?,
                 },
             );
             Ok(())
@@ -119,6 +123,13 @@ pub(crate) fn markers(client: &Client) -> Result<BTreeMap<i64, Marker>, ClickHou
 fn num<T: std::str::FromStr>(row: &[&str], i: usize) -> Result<T, ClickHouseError> {
     row.get(i)
         .and_then(|f| f.parse().ok())
+        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
+}
+
+/// Field `i` of a streamed row as text.
+fn str_at<'a>(row: &[&'a str], i: usize) -> Result<&'a str, ClickHouseError> {
+    row.get(i)
+        .copied()
         .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
 }
 
@@ -284,6 +295,7 @@ struct MarkerRow {
     rows: u64,
     state_day: i64,
     computed_at: u64,
+    nodes: i64,
 }
 
 /// A merge keeps the largest `keep`: the earliest first day.
@@ -489,13 +501,31 @@ impl Rollup {
             }
         }
         let kept = self.kept_states()?;
-        let found = markers
+        let mut candidates = markers
             .range(..start)
             .rev()
-            .find(|(_, m)| m.closed && kept.contains(&m.state_day));
-        let Some((&day, marker)) = found else {
-            info!("no node states kept before day {start}: closing again from the first day");
-            return Ok(empty);
+            .filter(|(_, m)| m.closed && kept.contains(&m.state_day));
+        // The latest kept states that read back whole: a count that
+        // differs from the one saved (an insert cut short, a partition
+        // dropped or merged away by hand) sends the close further back.
+        let (day, marker, states) = loop {
+            let Some((&day, marker)) = candidates.next() else {
+                info!("no node states kept before day {start}: closing again from the first day");
+                return Ok(empty);
+            };
+            let states = self.restore_states(marker.state_day)?;
+            let n = i64::try_from(states.len()).unwrap_or(i64::MAX);
+            if marker.nodes >= 0 && marker.nodes != n {
+                warn!(
+                    day,
+                    saved = marker.nodes,
+                    read = n,
+                    "node states read back differ in count from those saved: closing again from an earlier day"
+                );
+                continue;
+            }
+            debug!(day, nodes = n, "node states read");
+            break (day, *marker, states);
         };
         if day < start - 1 {
             info!(
@@ -503,28 +533,6 @@ impl Rollup {
                 "node states are kept from this day on: closing again from the day after it"
             );
         }
-        let mut states = FleetStates::new();
-        let n = self.client.query_each(
-            &format!(
-                "SELECT zone, cluster, node, last_day, last_at, version, status
-                 FROM {}.node_state FINAL WHERE as_of = {}",
-                self.db(),
-                marker.state_day
-            ),
-            |r| {
-                states.restore(&StoredState {
-                    zone: r.first().copied().unwrap_or_default(),
-                    cluster: id16(r.get(1).copied().unwrap_or_default())?,
-                    node: id16(r.get(2).copied().unwrap_or_default())?,
-                    last_day: num(r, 3)?,
-                    last_at: num(r, 4)?,
-                    version: r.get(5).copied().unwrap_or_default(),
-                    status: num(r, 6)?,
-                });
-                Ok(())
-            },
-        )?;
-        debug!(day, nodes = n, "node states read");
         let mut versions = HashSet::new();
         self.client.query_each(
             &format!(
@@ -544,6 +552,31 @@ impl Rollup {
             states,
             versions,
         })
+    }
+
+    /// The node states saved as of `day`.
+    fn restore_states(&self, day: i64) -> Result<FleetStates, ClickHouseError> {
+        let mut states = FleetStates::new();
+        self.client.query_each(
+            &format!(
+                "SELECT zone, cluster, node, last_day, last_at, version, status
+                 FROM {}.node_state FINAL WHERE as_of = {day}",
+                self.db()
+            ),
+            |r| {
+                states.restore(&StoredState {
+                    zone: str_at(r, 0)?,
+                    cluster: id16(str_at(r, 1)?)?,
+                    node: id16(str_at(r, 2)?)?,
+                    last_day: num(r, 3)?,
+                    last_at: num(r, 4)?,
+                    version: str_at(r, 5)?,
+                    status: num(r, 6)?,
+                });
+                Ok(())
+            },
+        )?;
+        Ok(states)
     }
 
     /// The days whose node states `node_state` holds.
@@ -608,6 +641,11 @@ impl Rollup {
                         rows,
                         state_day: if keep { d } else { -1 },
                         computed_at: stamp,
+                        nodes: if keep {
+                            i64::try_from(base.states.len()).unwrap_or(i64::MAX)
+                        } else {
+                            -1
+                        },
                     },
                 );
             }
@@ -652,6 +690,7 @@ impl Rollup {
                     rows: 0,
                     state_day: -1,
                     computed_at: stamp,
+                    nodes: -1,
                 },
             );
         }

@@ -197,12 +197,13 @@ const TABLES: &[Table] = &[
     // One row per day rolled up, written after the day's rows: closed (1)
     // or open (0, refreshed), the day's raw rows when it was closed
     // (`reports` distinct report ids and `rows` deliveries: its
-    // fingerprint), and which `node_state` partition holds the node states
-    // as of it (-1: none kept).
+    // fingerprint), which `node_state` partition holds the node states
+    // as of it (-1: none kept), and how many there are (`nodes`, schema
+    // 4; -1: not counted), checked when they are read back.
     Table {
         name: "rollup_days",
         columns: "day Int32, closed UInt8, reports UInt64, rows UInt64, state_day Int32,
-            computed_at UInt64",
+            computed_at UInt64, nodes Int64 DEFAULT -1",
         engine: "ReplacingMergeTree(computed_at) ORDER BY day",
         shard: "day",
     },
@@ -217,6 +218,39 @@ const TABLES: &[Table] = &[
         shard: "sipHash64(lease)",
     },
 ];
+
+/// Columns added to a table after it was first created: (schema
+/// version, table, column, type). `CREATE TABLE IF NOT EXISTS` leaves an
+/// older table as it is, so a migration adds them.
+const ADDED_COLUMNS: &[(u32, &str, &str, &str)] =
+    &[(4, "rollup_days", "nodes", "Int64 DEFAULT -1")];
+
+/// Adds the columns a database of schema `found` lacks, to the local
+/// table and, on a cluster, the Distributed one (18.16 has no `ADD
+/// COLUMN IF NOT EXISTS`: `system.columns` says what is there).
+fn add_columns(node: &Client, topology: &Topology, found: u32) -> Result<(), ClickHouseError> {
+    let db = node.database();
+    for (version, table, column, kind) in ADDED_COLUMNS {
+        if found >= *version {
+            continue;
+        }
+        let tables = match topology {
+            Topology::Single => vec![table.to_string()],
+            Topology::Cluster { .. } => vec![format!("{table}_local"), table.to_string()],
+        };
+        for t in tables {
+            let rows = node.query(&format!(
+                "SELECT count() FROM system.columns
+                 WHERE database = '{db}' AND table = '{t}' AND name = '{column}'"
+            ))?;
+            let present = rows.first().map(|r| field::<u64>(r, 0)).transpose()?;
+            if present == Some(0) {
+                node.execute(&format!("ALTER TABLE {db}.{t} ADD COLUMN {column} {kind}"))?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The node states' table, whose old partitions the rollup drops on
 /// every node.
@@ -313,6 +347,7 @@ pub fn migrate(client: &Client, topology: &Topology) -> Result<(), ClickHouseErr
         for sql in statements {
             node.execute(&sql)?;
         }
+        add_columns(node, topology, found)?;
         node.execute(&format!(
             "INSERT INTO {db}.vcheckd_schema (version) VALUES ({SCHEMA_VERSION})"
         ))?;
