@@ -541,7 +541,7 @@ impl Rollup {
             ),
             |r| {
                 if num::<i64>(r, 2)? <= day {
-                    versions.insert((r[0].to_string(), r[1].to_string()));
+                    versions.insert((str_at(r, 0)?.to_string(), str_at(r, 1)?.to_string()));
                 }
                 Ok(())
             },
@@ -735,14 +735,14 @@ impl Rollup {
                 let (cluster, node) = if anonymous {
                     ([0; 16], [0; 16])
                 } else {
-                    (id16(r[3])?, id16(r[4])?)
+                    (id16(str_at(r, 3)?)?, id16(str_at(r, 4)?)?)
                 };
                 out.entry(num(r, 0)?).or_default().push(NodeDay {
-                    zone: intern(r[1]),
+                    zone: intern(str_at(r, 1)?),
                     anonymous,
                     cluster,
                     node,
-                    version: intern(r[5]),
+                    version: intern(str_at(r, 5)?),
                     reports: num(r, 6)?,
                     last_at: num(r, 7)?,
                     last_status: num(r, 8)?,
@@ -767,10 +767,10 @@ impl Rollup {
             |r| {
                 if num::<u64>(r, 4)? > 0 {
                     out.versions.insert((
-                        r[0].to_string(),
+                        str_at(r, 0)?.to_string(),
                         num(r, 1)?,
                         num(r, 2)?,
-                        r[3].to_string(),
+                        str_at(r, 3)?.to_string(),
                     ));
                 }
                 Ok(())
@@ -783,7 +783,7 @@ impl Rollup {
             |r| {
                 if num::<u64>(r, 3)? > 0 || num::<u64>(r, 4)? > 0 {
                     out.activity
-                        .insert((r[0].to_string(), num(r, 1)?, num(r, 2)?));
+                        .insert((str_at(r, 0)?.to_string(), num(r, 1)?, num(r, 2)?));
                 }
                 Ok(())
             },
@@ -792,8 +792,11 @@ impl Rollup {
             &format!("SELECT zone, day, version, reports FROM {db}.version_days FINAL {days}"),
             |r| {
                 if num::<u64>(r, 3)? > 0 {
-                    out.version_days
-                        .insert((r[0].to_string(), num(r, 1)?, r[2].to_string()));
+                    out.version_days.insert((
+                        str_at(r, 0)?.to_string(),
+                        num(r, 1)?,
+                        str_at(r, 2)?.to_string(),
+                    ));
                 }
                 Ok(())
             },
@@ -1068,4 +1071,19 @@ pub(crate) fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_rows_are_errors_not_panics() {
+        let row = ["20500", "vc.example.com"];
+        assert_eq!(num::<i64>(&row, 0).unwrap(), 20_500);
+        assert_eq!(str_at(&row, 1).unwrap(), "vc.example.com");
+        assert!(str_at(&row, 2).is_err());
+        assert!(num::<u64>(&row, 5).is_err());
+        assert!(id16("abc").is_err());
+    }
 }
