@@ -23,9 +23,10 @@ use hickory_proto::rr::RecordType;
 use vcheckd::clickhouse::{self, ClickHouseUrl, Client, Rollup, Shipper, ShipperConfig, Topology};
 use vcheckd::config::Config;
 use vcheckd::dns::server::RunningServer;
+use vcheckd::hint::Status;
 use vcheckd::journal::{Journal, JournalConfig};
 use vcheckd::metrics::Metrics;
-use vcheckd::protocol::{Key, KeyId, Payload, Report, ZoneName};
+use vcheckd::protocol::{Identity, Key, KeyId, Payload, Report, ReportId, ZoneName};
 use vcheckd::simulate::{db, Fleet, Release, SimConfig, SimReport, Truth};
 use vcheckd::stats::{Bucket, Source};
 use vcheckd::store::{ReceivedReport, Store};
@@ -293,6 +294,28 @@ fn compare(client: &Client, topology: &Topology) {
             dropped: 0,
         },
     ];
+    // Two anonymous reports of one version on a day after the fleet's,
+    // answered different statuses (a release list changed between them):
+    // the day's status is the latest's, in both stores.
+    let anon_day = fleet.end_day + 3;
+    let extra: Vec<ReceivedReport> = [(3_600, Status::UpgradeAvailable), (7_200, Status::UpToDate)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (at, status))| ReceivedReport {
+            report: Report {
+                id: ReportId([0xa0 + i as u8; 12]),
+                key_id: key().id,
+                payload: Payload {
+                    timestamp: u64::try_from(anon_day * DAY + at).unwrap(),
+                    identity: Identity::Withheld,
+                    version: semver::Version::parse("2.4.1").unwrap(),
+                },
+            },
+            zone: zone(),
+            received_at: anon_day * DAY + at,
+            status,
+        })
+        .collect();
     for ((name, skip), counted) in [("ns1", 2), ("ns2", 0)].into_iter().zip(counted) {
         let mine: Vec<SimReport> = fleet
             .history
@@ -304,16 +327,15 @@ fn compare(client: &Client, topology: &Topology) {
         let path = dir.path().join(format!("{name}.sqlite"));
         let mut store = Store::open(&path).unwrap();
         db::write(&fleet, &mine, &key(), &zone(), &mut store).unwrap();
+        let mut deliveries = received(&fleet, &mine);
+        if name == "ns1" {
+            store.insert_batch(&extra).unwrap();
+            store.flush_open_day().unwrap();
+            deliveries.extend(extra.iter().cloned());
+        }
         drop(store);
         paths.push(path);
-        ship(
-            dir.path(),
-            name,
-            &received(&fleet, &mine),
-            counted,
-            client,
-            topology,
-        );
+        ship(dir.path(), name, &deliveries, counted, client, topology);
     }
     // Statistics from ClickHouse read the rollup: none yet is an error
     // that says what to run.
@@ -427,6 +449,19 @@ fn compare(client: &Client, topology: &Topology) {
             "versions {what} against the truth"
         );
     }
+    let (a, b) = (
+        ch.versions(&z, anon_day, anon_day).unwrap(),
+        sqlite.versions(&z, anon_day, anon_day).unwrap(),
+    );
+    assert_eq!(a.rows, b.rows, "an anonymous-only version day");
+    assert_eq!(
+        a.rows
+            .iter()
+            .map(|r| (r.anonymous_reports, r.status))
+            .collect::<Vec<_>>(),
+        vec![(2, Some(Status::UpToDate as u8))],
+        "an anonymous-only version day: the latest report's status"
+    );
     for bucket in [Bucket::Day, Bucket::Week] {
         assert_eq!(
             ch.trend(&z, start, end, bucket).unwrap(),
@@ -462,7 +497,7 @@ fn compare(client: &Client, topology: &Topology) {
         .unwrap();
     let distinct: u64 = rows[0][1].parse().unwrap();
     let deliveries: u64 = rows[0][0].parse().unwrap();
-    assert_eq!(distinct, fleet.history.len() as u64);
+    assert_eq!(distinct, (fleet.history.len() + extra.len()) as u64);
     assert!(deliveries > distinct, "{deliveries} deliveries");
     rollup_again_and_late_reports(client, topology, &fleet);
 }

@@ -153,9 +153,6 @@ struct NodeDay {
     /// Receive time of the latest report, and the status answered to it.
     last_at: i64,
     last_status: u8,
-    /// The same of the first report.
-    first_at: i64,
-    first_status: u8,
 }
 
 /// Node states as of a closed day, with the zone's versions seen by then:
@@ -716,8 +713,7 @@ impl Rollup {
         };
         self.client.query_each(
             &format!(
-                "SELECT d, zone, anon, cluster, node, v, count(), max(at), argMax(st, at),
-                        min(at), argMin(st, at)
+                "SELECT d, zone, anon, cluster, node, v, count(), max(at), argMax(st, at)
                  FROM (
                      SELECT zone, cluster, node, any(anonymous) AS anon, any(version) AS v,
                             min(received_at) AS at, argMin(status, (received_at, server)) AS st,
@@ -746,8 +742,6 @@ impl Rollup {
                     reports: num(r, 6)?,
                     last_at: num(r, 7)?,
                     last_status: num(r, 8)?,
-                    first_at: num(r, 9)?,
-                    first_status: num(r, 10)?,
                 });
                 Ok(())
             },
@@ -816,13 +810,15 @@ impl Rollup {
         inserts: &mut Inserts,
     ) {
         // Version days: every report; the status of the latest identified
-        // one, else of the first anonymous one.
+        // one, else of the latest anonymous one, as SQLite's writer keeps
+        // it (store::ingest: each anonymous report replaces the status
+        // while no identified one has set `last_at`).
         struct Tally {
             reports: u64,
             anonymous: u64,
             last_at: i64,
             status: u8,
-            first_anon_at: i64,
+            last_anon_at: i64,
         }
         let mut tallies: BTreeMap<(Rc<str>, Rc<str>), Tally> = BTreeMap::new();
         let mut new_clusters: BTreeSet<(Rc<str>, [u8; 16])> = BTreeSet::new();
@@ -834,14 +830,14 @@ impl Rollup {
                     anonymous: 0,
                     last_at: -1,
                     status: r.last_status,
-                    first_anon_at: i64::MAX,
+                    last_anon_at: i64::MIN,
                 });
             t.reports += r.reports;
             if r.anonymous {
                 t.anonymous += r.reports;
-                if t.last_at < 0 && r.first_at < t.first_anon_at {
-                    t.first_anon_at = r.first_at;
-                    t.status = r.first_status;
+                if t.last_at < 0 && r.last_at >= t.last_anon_at {
+                    t.last_anon_at = r.last_at;
+                    t.status = r.last_status;
                 }
             } else {
                 if r.last_at > t.last_at {

@@ -125,7 +125,7 @@ const TABLES: &[Table] = &[
         columns: "zone String, day Int32, version String,
             reports UInt64, anonymous UInt64,
             last_at Int64,        -- latest identified report; -1: none
-            status UInt8,         -- answered to it, else to the first anonymous one
+            status UInt8,         -- answered to it, else to the latest anonymous one
             computed_at UInt64",
         engine: concat!(
             "ReplacingMergeTree(computed_at) PARTITION BY intDiv(day, 360) ",
