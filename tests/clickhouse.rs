@@ -651,6 +651,14 @@ fn rollup_again_and_late_reports(client: &Client, topology: &Topology, fleet: &F
         was + 1,
         "a late report, rolled up --from its day"
     );
+    // Reports received for days before the first day rolled up: a run
+    // --from before them starts on the first of them, and says so.
+    let early = fleet.start_day - 5;
+    late_report(client, early * DAY + 3_600, "aaaaaaaaaaaaaaaaaaaaaaa4");
+    let done = job.run(now, Some(early - 5)).unwrap();
+    assert_eq!(done.from_start, Some(early), "{done:?}");
+    assert_eq!(done.closed.map(|c| c.0), Some(early), "{done:?}");
+    assert_eq!(reports(early), 1, "a report before the first day rolled up");
     job.release().unwrap();
 }
 

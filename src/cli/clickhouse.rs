@@ -86,6 +86,19 @@ pub fn run(args: ClickHouseArgs) -> Result<ExitCode> {
                 days(done.open),
                 started.elapsed().as_secs_f64()
             );
+            match (from, done.from_start) {
+                (Some(f), Some(s)) if s > f => println!(
+                    "--from {}: closed from {} instead, the first day with reports",
+                    date(f),
+                    date(s)
+                ),
+                (Some(f), Some(s)) if s < f => println!(
+                    "--from {}: closed from {} instead: closing starts after the latest node states kept before that day (or on the first day)",
+                    date(f),
+                    date(s)
+                ),
+                _ => {}
+            }
             if let Some(late) = done.late_from {
                 println!("late reports: closed again from {}", date(late));
             }

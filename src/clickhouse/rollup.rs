@@ -77,6 +77,11 @@ pub struct RollupReport {
     pub late_from: Option<i64>,
     /// Open days refreshed, first and last.
     pub open: Option<(i64, i64)>,
+    /// With a `--from` day: the day closing started from instead. Later
+    /// when no report was received from that day up to it; earlier when
+    /// no node states were kept for the day before it (closing starts
+    /// after the latest kept ones, or on the first day).
+    pub from_start: Option<i64>,
 }
 
 /// One day as `rollup_days` has it.
@@ -369,13 +374,24 @@ impl Rollup {
         let markers = markers(&self.client)?;
         let today = day_of(now);
         let closable = day_of(now - self.grace_secs) - 1;
-        let first_day = match markers.keys().next() {
+        let mut first_day = match markers.keys().next() {
             Some(d) => *d,
-            None => match self.first_report_day()? {
+            None => match self.first_report_day(None)? {
                 Some(d) => d,
                 None => return Ok(report),
             },
         };
+        // Asked to start before the first day rolled up: reports received
+        // before it (a shipper that caught up late) start the rollup.
+        if from.is_some_and(|f| f < first_day) {
+            if let Some(d) = self.first_report_day(Some(first_day))? {
+                info!(
+                    day = d,
+                    "reports before the first day rolled up: closing from the first of them"
+                );
+                first_day = d;
+            }
+        }
         let last_closed = markers
             .iter()
             .rev()
@@ -403,6 +419,7 @@ impl Rollup {
             .max(now_nanos());
         let mut base = self.base_before(start, first_day, &markers)?;
         let start = base.day.map_or(first_day, |d| d + 1);
+        report.from_start = from.map(|_| start);
         if start <= closable {
             self.close(&mut base, start, closable, stamp)?;
             report.closed = Some((start, closable));
@@ -418,10 +435,12 @@ impl Rollup {
         Ok(report)
     }
 
-    /// The first receive day of any report, if there is any.
-    fn first_report_day(&self) -> Result<Option<i64>, ClickHouseError> {
+    /// The first receive day of any report (before `before`), if there
+    /// is any.
+    fn first_report_day(&self, before: Option<i64>) -> Result<Option<i64>, ClickHouseError> {
+        let filter = before.map_or(String::new(), |d| format!(" WHERE day < {d}"));
         let rows = self.client.query(&format!(
-            "SELECT count(), min(day) FROM {}.reports",
+            "SELECT count(), min(day) FROM {}.reports{filter}",
             self.db()
         ))?;
         match rows.first() {
