@@ -206,3 +206,26 @@ pub(crate) fn text(row: &[String], i: usize) -> Result<&str, ClickHouseError> {
         .map(String::as_str)
         .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
 }
+
+/// Field `i` of a streamed row (see [`Client::query_each`]) as a number.
+pub(crate) fn num<T: std::str::FromStr>(row: &[&str], i: usize) -> Result<T, ClickHouseError> {
+    row.get(i)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
+}
+
+/// Field `i` of a streamed row as text.
+pub(crate) fn str_at<'a>(row: &[&'a str], i: usize) -> Result<&'a str, ClickHouseError> {
+    row.get(i)
+        .copied()
+        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
+}
+
+/// A cluster or node id, stored as 32 hex digits.
+pub(crate) fn id16(hex: &str) -> Result<[u8; 16], ClickHouseError> {
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .ok_or_else(|| ClickHouseError::Answer(format!("not a 16-byte id: {hex:?}")))
+}

@@ -15,6 +15,7 @@
 mod client;
 mod closer;
 mod counters;
+mod dedup;
 mod lease;
 mod reader;
 mod rollup;

@@ -43,7 +43,8 @@ use data_encoding::HEXLOWER;
 use serde::Serialize;
 use tracing::{debug, info, warn};
 
-use super::client::{field, ClickHouseError, Client};
+use super::client::{field, id16, num, str_at, ClickHouseError, Client};
+use super::dedup::{first_deliveries, COPY_SPAN_DAYS};
 use super::lease::Lease;
 use super::schema::{self, Topology, NODE_STATE};
 use crate::clock::day_of;
@@ -57,11 +58,6 @@ pub const CHECKED_DAYS: i64 = 7;
 /// are dropped): one more than the days checked, because closing the
 /// oldest checked day again starts from the states of the day before it.
 pub(crate) const KEEP_STATE_DAYS: i64 = CHECKED_DAYS + 1;
-
-/// Copies of one report arrive within seconds: a day either side of the
-/// days read is grouped too, so that a report is dated by its first
-/// delivery even when a copy crossed midnight.
-const COPY_SPAN_DAYS: i64 = 1;
 
 /// Raw rows (deliveries) read per query at most, roughly: days are closed
 /// in chunks of this many rows, or of [`CHUNK_DAYS`] days.
@@ -134,28 +130,6 @@ pub(crate) fn markers(client: &Client) -> Result<BTreeMap<i64, Marker>, ClickHou
     Ok(out)
 }
 
-/// Field `i` of a streamed row as a number.
-fn num<T: std::str::FromStr>(row: &[&str], i: usize) -> Result<T, ClickHouseError> {
-    row.get(i)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
-}
-
-/// Field `i` of a streamed row as text.
-fn str_at<'a>(row: &[&'a str], i: usize) -> Result<&'a str, ClickHouseError> {
-    row.get(i)
-        .copied()
-        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
-}
-
-fn id16(hex: &str) -> Result<[u8; 16], ClickHouseError> {
-    data_encoding::HEXLOWER_PERMISSIVE
-        .decode(hex.as_bytes())
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .ok_or_else(|| ClickHouseError::Answer(format!("not a 16-byte id: {hex:?}")))
-}
-
 /// One node's reports of one version on one day (anonymous reports: one
 /// row per zone, day and version, without ids), each report counted once.
 struct NodeDay {
@@ -197,19 +171,26 @@ pub struct Rollup {
 #[derive(Default)]
 struct Inserts {
     tables: BTreeMap<&'static str, Vec<u8>>,
+    /// The first row that did not serialize: nothing is sent then.
+    failed: Option<ClickHouseError>,
 }
 
 impl Inserts {
     fn push(&mut self, table: &'static str, row: &impl Serialize) {
         let body = self.tables.entry(table).or_default();
-        // Serializing plain strings and numbers cannot fail.
-        if serde_json::to_writer(&mut *body, row).is_ok() {
-            body.push(b'\n');
+        match serde_json::to_writer(&mut *body, row) {
+            Ok(()) => body.push(b'\n'),
+            Err(e) => {
+                self.failed.get_or_insert(serialize(e));
+            }
         }
     }
 
     /// Sends every table's rows, `last` (the markers) after the others.
     fn send(self, client: &Client, last: &str) -> Result<(), ClickHouseError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         let mut marker = None;
         for (table, body) in self.tables {
             if table == last {
@@ -423,7 +404,7 @@ impl Rollup {
         }
         let stamp = markers
             .values()
-            .map(|m| m.computed_at + 1)
+            .map(|m| m.computed_at.saturating_add(1))
             .max()
             .unwrap_or(0)
             .max(now_nanos());
@@ -753,17 +734,16 @@ impl Rollup {
         self.client.query_each(
             &format!(
                 "SELECT d, zone, anon, cluster, node, v, count(), max(at), argMax(st, at)
-                 FROM (
-                     SELECT zone, cluster, node, any(anonymous) AS anon, any(version) AS v,
-                            min(received_at) AS at, argMin(status, (received_at, server)) AS st,
-                            intDiv(at, 86400) AS d
-                     FROM {}.reports WHERE day BETWEEN {} AND {}
-                     GROUP BY zone, cluster, node, client_time, report_id
-                     HAVING d BETWEEN {first} AND {last})
+                 FROM ({} HAVING d BETWEEN {first} AND {last})
                  GROUP BY d, zone, anon, cluster, node, v",
-                self.db(),
-                first - COPY_SPAN_DAYS,
-                last + COPY_SPAN_DAYS
+                first_deliveries(
+                    &format!("{}.reports", self.db()),
+                    &format!(
+                        "day BETWEEN {} AND {}",
+                        first - COPY_SPAN_DAYS,
+                        last + COPY_SPAN_DAYS
+                    )
+                )
             ),
             |r| {
                 let anonymous = num::<u8>(r, 2)? == 1;
