@@ -99,7 +99,7 @@ impl ClickHouseReader {
         if let Some(m) = self.markers.get() {
             return Ok(m);
         }
-        let m = rollup::markers(&self.client)?;
+        let m = rollup::markers(&self.client, false)?;
         Ok(self.markers.get_or_init(|| m))
     }
 

@@ -103,13 +103,19 @@ pub(crate) struct Marker {
     pub nodes: i64,
 }
 
-/// Every rolled-up day of the database, by day.
-pub(crate) fn markers(client: &Client) -> Result<BTreeMap<i64, Marker>, ClickHouseError> {
+/// Every rolled-up day of the database, by day. Without `nodes` (for
+/// readers), `nodes` is -1: a reader then also reads a database of
+/// schema 3, whose `rollup_days` lacks the column until it is migrated.
+pub(crate) fn markers(
+    client: &Client,
+    nodes: bool,
+) -> Result<BTreeMap<i64, Marker>, ClickHouseError> {
     let mut out = BTreeMap::new();
     client.query_each(
         &format!(
-            "SELECT day, closed, reports, rows, state_day, computed_at, nodes
+            "SELECT day, closed, reports, rows, state_day, computed_at, {}
              FROM {}.rollup_days FINAL",
+            if nodes { "nodes" } else { "-1" },
             client.database()
         ),
         |r| {
@@ -362,7 +368,7 @@ impl Rollup {
     pub fn run(&mut self, now: i64, from: Option<i64>) -> Result<RollupReport, ClickHouseError> {
         self.lease.acquire()?;
         let mut report = RollupReport::default();
-        let markers = markers(&self.client)?;
+        let markers = markers(&self.client, true)?;
         let today = day_of(now);
         let closable = day_of(now - self.grace_secs) - 1;
         let mut first_day = match markers.keys().next() {
