@@ -1,9 +1,11 @@
 //! The daemon's rollup thread: every name server with `[clickhouse]
 //! rollup = true` tries the rollup every `rollup_interval_secs` (closing
 //! the days that are over, refreshing the open ones). One runs it at a
-//! time, the holder of the lease (see `lease`); the others skip their
-//! turn (counted in `vcheckd_clickhouse_rollup_skipped_total`) and take
-//! over when the holder stops or its lease expires.
+//! time, the holder of the lease (see `lease`), given up after each run;
+//! the others skip their turn while a run is on or the last one ended
+//! within one and a half of their interval (counted in
+//! `vcheckd_clickhouse_rollup_skipped_total`), and take over when the
+//! server that ran stops.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,6 +35,9 @@ impl Closer {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        // One and a half intervals: a run that ended a little over one
+        // interval ago is this server's predecessor's, about to run again.
+        rollup.defer_to_recent(interval + interval / 2);
         metrics.clickhouse_enabled.store(true, Ordering::Relaxed);
         let handle = std::thread::Builder::new()
             .name("vcheckd-rollup".into())
@@ -52,6 +57,13 @@ impl Closer {
                         migrated = true;
                         rollup.run(crate::clock::unix_now(), None)
                     });
+                    // Between runs the lease is free: `vcheckd clickhouse
+                    // rollup` may take it (the others defer to this run).
+                    if !matches!(result, Err(ClickHouseError::RollupBusy { .. })) {
+                        if let Err(e) = rollup.release() {
+                            debug!(error = %e, "the ClickHouse rollup lease was not given up");
+                        }
+                    }
                     match result {
                         Ok(done) => {
                             if failing {
@@ -78,10 +90,6 @@ impl Closer {
                     while Instant::now() < until && !flag.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(50));
                     }
-                }
-                // Another server takes over at once, not when it expires.
-                if let Err(e) = rollup.release() {
-                    debug!(error = %e, "the ClickHouse rollup lease was not given up");
                 }
             })?;
         Ok(Closer {

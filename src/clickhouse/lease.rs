@@ -9,10 +9,17 @@
 //! the fresh leases (not expired) claimed first, ties going to the
 //! smaller holder name. A claim is inserted, left a second for other
 //! claims to land, and read back; a run that is not the holder then
-//! gives its claim up and skips. The holder renews its lease on every run
-//! and between days of a long one, and gives it up when it stops; one
-//! that dies loses it when it expires, and another server takes over.
-//! The servers' clocks must agree (NTP): expiry is compared across them.
+//! gives its claim up and skips. The holder renews its lease between
+//! days of a long run and gives it up when the run ends; one that dies
+//! loses it when it expires.
+//!
+//! The name servers' rollup threads also skip their turn when another
+//! server's run ended within their interval (its release is recent), so
+//! that one server keeps doing the work while it runs, not every server
+//! in turn; another takes over once a whole interval passes without it.
+//! Between runs nobody holds the lease, so `vcheckd clickhouse rollup`
+//! gets its turn. The servers' clocks must agree (NTP): times are
+//! compared across them.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +49,9 @@ struct Row {
     claimed_at: u64,
     /// Unix seconds (the holder's clock) after which it is free.
     expires: i64,
+    /// When the row was written (ns): a released lease (`expires` 0,
+    /// `claimed_at` not 0) is when that run ended.
+    at: u64,
 }
 
 #[derive(Serialize)]
@@ -61,6 +71,9 @@ pub(crate) struct Lease {
     /// The claim this process holds: its time and its expiry.
     held: Option<(u64, i64)>,
     renewed: Instant,
+    /// Skip while another holder's run ended less than this ago (the
+    /// rollup threads); `None`: only a lease held counts (by hand).
+    defer: Option<Duration>,
 }
 
 /// The holder of every fresh lease in `rows` as of `now`.
@@ -68,6 +81,14 @@ fn holder(rows: &[Row], now: i64) -> Option<&Row> {
     rows.iter()
         .filter(|r| r.expires > now)
         .min_by(|a, b| (a.claimed_at, &a.holder).cmp(&(b.claimed_at, &b.holder)))
+}
+
+/// Another holder's latest run that ended (or renewed) after `since`
+/// (ns): released rows with a claim time, and leases held.
+fn ran_since<'a>(rows: &'a [Row], me: &str, since: u64) -> Option<&'a Row> {
+    rows.iter()
+        .filter(|r| r.holder != me && r.claimed_at > 0 && r.at > since)
+        .max_by_key(|r| r.at)
 }
 
 impl Lease {
@@ -80,7 +101,14 @@ impl Lease {
             ttl_secs: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 4),
             held: None,
             renewed: Instant::now(),
+            defer: None,
         }
+    }
+
+    /// Skips, too, while another holder's run ended less than `interval`
+    /// ago: for the name servers' rollup threads.
+    pub fn defer_to_recent(&mut self, interval: Duration) {
+        self.defer = Some(interval);
     }
 
     pub fn holder_name(&self) -> &str {
@@ -89,7 +117,7 @@ impl Lease {
 
     fn rows(&self) -> Result<Vec<Row>, ClickHouseError> {
         let rows = self.client.query(&format!(
-            "SELECT holder, claimed_at, expires FROM {}.rollup_lease FINAL
+            "SELECT holder, claimed_at, expires, at FROM {}.rollup_lease FINAL
              WHERE lease = '{KEY}'",
             self.client.database()
         ))?;
@@ -99,6 +127,7 @@ impl Lease {
                     holder: text(r, 0)?.to_string(),
                     claimed_at: field(r, 1)?,
                     expires: field(r, 2)?,
+                    at: field(r, 3)?,
                 })
             })
             .collect()
@@ -137,6 +166,18 @@ impl Lease {
                 return self.renew();
             }
             _ => {}
+        }
+        if let Some(recent) = self.defer {
+            let since = super::rollup::now_nanos()
+                .saturating_sub(u64::try_from(recent.as_nanos()).unwrap_or(u64::MAX));
+            if let Some(r) = ran_since(&rows, &self.holder, since) {
+                let next = i64::try_from((r.at / 1_000_000_000).saturating_add(recent.as_secs()))
+                    .unwrap_or(i64::MAX);
+                return Err(ClickHouseError::RollupBusy {
+                    holder: r.holder.clone(),
+                    expires: next,
+                });
+            }
         }
         // A new claim (none held, or ours nearly expired: claimed again,
         // as another may be claiming it now).
@@ -203,10 +244,12 @@ impl Lease {
     }
 
     /// Gives the lease (or a claim) up, so that another server can take
-    /// it at once.
+    /// it at once. A lease held keeps its claim time in the row: a run
+    /// ended then (see [`defer_to_recent`](Self::defer_to_recent)); a
+    /// claim that lost is written with none.
     pub fn give_up(&mut self) -> Result<(), ClickHouseError> {
-        self.held = None;
-        self.write(0, 0)
+        let claimed_at = self.held.take().map_or(0, |(c, _)| c);
+        self.write(claimed_at, 0)
     }
 
     pub fn is_held(&self) -> bool {
@@ -242,6 +285,7 @@ mod tests {
             holder: holder.into(),
             claimed_at,
             expires,
+            at: claimed_at,
         }
     }
 
@@ -253,6 +297,32 @@ mod tests {
         let tie = [row("y", 5, 100), row("x", 5, 100)];
         assert_eq!(holder(&tie, 60).map(|r| r.holder.as_str()), Some("x"));
         assert_eq!(holder(&tie, 100), None);
+    }
+
+    #[test]
+    fn a_recent_run_of_another_defers_a_turn_and_a_lost_claim_does_not() {
+        let ran = Row {
+            at: 500,
+            ..row("a", 100, 0)
+        };
+        let lost = Row {
+            at: 900,
+            ..row("b", 0, 0)
+        };
+        let mine = Row {
+            at: 950,
+            ..row("me", 300, 0)
+        };
+        let rows = [ran, lost, mine];
+        assert_eq!(
+            ran_since(&rows, "me", 400).map(|r| r.holder.as_str()),
+            Some("a")
+        );
+        assert_eq!(ran_since(&rows, "me", 500), None);
+        assert_eq!(
+            ran_since(&rows, "a", 400).map(|r| r.holder.as_str()),
+            Some("me")
+        );
     }
 
     #[test]

@@ -334,6 +334,13 @@ impl Rollup {
         self
     }
 
+    /// Skips a run, too, while another server's run ended less than
+    /// `interval` ago (see `lease`): for the name servers' rollup threads,
+    /// so that one server does the work while it runs.
+    pub(crate) fn defer_to_recent(&mut self, interval: Duration) {
+        self.lease.defer_to_recent(interval);
+    }
+
     /// This process's name as a lease holder.
     pub fn holder(&self) -> &str {
         self.lease.holder_name()
