@@ -22,8 +22,8 @@
 //! deliveries, received that day): a run compares the fingerprints of the
 //! last [`CHECKED_DAYS`] closed days and closes again from the earliest
 //! that changed (from the node states of the day before it: the states of
-//! [`KEEP_STATE_DAYS`], one more day, are kept). Older days are closed again by hand (`vcheckd clickhouse
-//! rollup --from DAY`).
+//! [`KEEP_STATE_DAYS`], one more day, are kept). Older days are closed
+//! again by hand (`vcheckd clickhouse rollup --from DAY`).
 //!
 //! Every row is written again whole, with the run's `computed_at`; a
 //! merge (or `FINAL`, when read) keeps the newest per key, and a key a

@@ -46,8 +46,10 @@ pub struct ClickHouseConfig {
     /// With `cluster`: every node's HTTP address, for creating the tables.
     #[serde(default)]
     pub nodes: Vec<ClickHouseUrl>,
-    /// Run the rollup (closing days, refreshing the open day) that
-    /// statistics from ClickHouse read. Any number of servers may.
+    /// Take part in the rollup (closing days, refreshing the open day)
+    /// that statistics from ClickHouse read: one server at a time runs
+    /// it, by a lease in ClickHouse. On for every server, so that another
+    /// takes over when the one running it stops.
     #[serde(default = "defaults::rollup")]
     pub rollup: bool,
     /// How often the rollup runs: the most the open day's statistics lag.
