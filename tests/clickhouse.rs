@@ -565,12 +565,22 @@ fn rollup_again_and_late_reports(client: &Client, topology: &Topology, fleet: &F
     let closed = done.closed.unwrap().1;
     // And by another server's job, which has no states in memory: it
     // reads the node states kept for the day before the one it starts.
+    // (Its node states sent 7 rows per insert, as a million nodes' are
+    // sent 100,000 per insert: every one arrives.)
     job.release().unwrap();
-    let mut other = Rollup::new(client.clone(), topology.clone(), 900);
+    let mut other = Rollup::new(client.clone(), topology.clone(), 900).with_state_chunk_rows(7);
     let done = other.run(now, Some(closed - 2)).unwrap();
     assert_eq!(done.closed, Some((closed - 2, closed)), "{done:?}");
     other.release().unwrap();
     assert_eq!(outputs(&ch(), fleet), before, "the rollup run by another");
+    let saved = client
+        .query(&format!(
+            "SELECT nodes, (SELECT count() FROM node_state FINAL WHERE as_of = {closed})
+             FROM rollup_days FINAL WHERE day = {closed}"
+        ))
+        .unwrap();
+    assert_eq!(saved[0][0], saved[0][1], "node states saved in chunks");
+    assert!(saved[0][0].parse::<u64>().unwrap() > 7, "{saved:?}");
     // Node states that do not read back as many as were saved are not
     // trusted: the close starts from the kept day before them.
     let marker = client

@@ -171,6 +171,8 @@ pub struct Rollup {
     grace_secs: i64,
     base: Option<Base>,
     lease: Lease,
+    /// Node states per insert (see [`STATE_CHUNK_ROWS`]).
+    state_chunk_rows: usize,
 }
 
 /// A day's rows to insert, as JSONEachRow, per table.
@@ -323,7 +325,16 @@ impl Rollup {
             topology,
             grace_secs: i64::try_from(grace_secs).unwrap_or(i64::MAX / 2),
             base: None,
+            state_chunk_rows: STATE_CHUNK_ROWS,
         }
+    }
+
+    /// Node states sent per insert: [`STATE_CHUNK_ROWS`] unless a test
+    /// makes a small fleet's states span several inserts.
+    #[doc(hidden)]
+    pub fn with_state_chunk_rows(mut self, rows: usize) -> Self {
+        self.state_chunk_rows = rows.max(1);
+        self
     }
 
     /// Takes the lease as `server` (this name server's name; a random id
@@ -965,7 +976,7 @@ impl Rollup {
         day: i64,
         stamp: u64,
     ) -> Result<(), ClickHouseError> {
-        let mut body = Vec::with_capacity(states.len().min(STATE_CHUNK_ROWS) * 200);
+        let mut body = Vec::with_capacity(states.len().min(self.state_chunk_rows) * 200);
         let mut rows = 0;
         for s in states.iter() {
             let row = NodeStateRow {
@@ -982,7 +993,7 @@ impl Rollup {
             serde_json::to_writer(&mut body, &row).map_err(serialize)?;
             body.push(b'\n');
             rows += 1;
-            if rows == STATE_CHUNK_ROWS {
+            if rows == self.state_chunk_rows {
                 insert(&self.client, "node_state", &body)?;
                 body.clear();
                 rows = 0;
