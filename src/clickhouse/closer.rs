@@ -19,6 +19,9 @@ use super::rollup::Rollup;
 use super::schema;
 use crate::metrics::Metrics;
 
+/// How often a lease that could not be given up is tried again.
+const RELEASE_RETRY: Duration = Duration::from_secs(5);
+
 /// The running rollup thread.
 pub(crate) struct Closer {
     stop: Arc<AtomicBool>,
@@ -87,9 +90,20 @@ impl Closer {
                         }
                     }
                     let until = Instant::now() + interval;
+                    let mut tried = Instant::now();
                     while Instant::now() < until && !flag.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(50));
+                        // A release that failed (ClickHouse went away in
+                        // the run) is tried again: the lease would keep the
+                        // others and `vcheckd clickhouse rollup` waiting.
+                        if rollup.holds_lease() && tried.elapsed() >= RELEASE_RETRY {
+                            tried = Instant::now();
+                            let _ = rollup.release();
+                        }
                     }
+                }
+                if rollup.holds_lease() {
+                    let _ = rollup.release();
                 }
             })?;
         Ok(Closer {

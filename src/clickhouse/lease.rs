@@ -184,8 +184,11 @@ impl Lease {
         let claimed_at = super::rollup::now_nanos();
         let sent = Instant::now();
         self.write(claimed_at, now + self.ttl_secs)?;
+        // Held until read back otherwise: a claim left in place by an
+        // error below is given up by the caller's release.
+        self.held = Some((claimed_at, now + self.ttl_secs));
         if sent.elapsed() > SLOW_CLAIM {
-            self.give_up()?;
+            self.drop_claim()?;
             return Err(ClickHouseError::Answer(
                 "claiming the rollup lease took too long; retrying on the next run".into(),
             ));
@@ -195,7 +198,6 @@ impl Lease {
         match holder(&rows, crate::clock::unix_now()) {
             Some(h) if h.holder == self.holder => {
                 debug!(holder = %self.holder, "rollup lease taken");
-                self.held = Some((claimed_at, now + self.ttl_secs));
                 self.renewed = Instant::now();
                 Ok(())
             }
@@ -204,7 +206,7 @@ impl Lease {
                     || ClickHouseError::Answer("the rollup lease claim was not read back".into()),
                     busy,
                 );
-                self.give_up()?;
+                self.drop_claim()?;
                 Err(err)
             }
         }
@@ -244,12 +246,22 @@ impl Lease {
     }
 
     /// Gives the lease (or a claim) up, so that another server can take
-    /// it at once. A lease held keeps its claim time in the row: a run
-    /// ended then (see [`defer_to_recent`](Self::defer_to_recent)); a
-    /// claim that lost is written with none.
+    /// it at once. It keeps its claim time in the row: a run ended then
+    /// (see [`defer_to_recent`](Self::defer_to_recent)).
+    /// Still held after an error: the caller tries again.
     pub fn give_up(&mut self) -> Result<(), ClickHouseError> {
-        let claimed_at = self.held.take().map_or(0, |(c, _)| c);
-        self.write(claimed_at, 0)
+        let claimed_at = self.held.map_or(0, |(c, _)| c);
+        self.write(claimed_at, 0)?;
+        self.held = None;
+        Ok(())
+    }
+
+    /// Withdraws a claim that did not win (or landed too slowly): written
+    /// without a claim time, so that no server defers to it as to a run.
+    fn drop_claim(&mut self) -> Result<(), ClickHouseError> {
+        self.write(0, 0)?;
+        self.held = None;
+        Ok(())
     }
 
     pub fn is_held(&self) -> bool {

@@ -352,6 +352,11 @@ impl Rollup {
         self.lease.defer_to_recent(interval);
     }
 
+    /// Whether this process holds the lease (a release that failed).
+    pub(crate) fn holds_lease(&self) -> bool {
+        self.lease.is_held()
+    }
+
     /// This process's name as a lease holder.
     pub fn holder(&self) -> &str {
         self.lease.holder_name()
