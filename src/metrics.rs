@@ -83,6 +83,8 @@ pub struct Metrics {
     pub shipped_position: AtomicU64,
     pub shipped_reports: AtomicU64,
     pub ship_errors: AtomicU64,
+    /// Rollup turns skipped because another server held the lease.
+    pub rollup_skipped: AtomicU64,
     /// Names under a zone that are neither static records nor reports,
     /// by reason. QNAME-minimisation partial names land here.
     rejected: [AtomicU64; DecodeError::REASONS.len()],

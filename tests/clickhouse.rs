@@ -23,9 +23,10 @@ use hickory_proto::rr::RecordType;
 use vcheckd::clickhouse::{self, ClickHouseUrl, Client, Rollup, Shipper, ShipperConfig, Topology};
 use vcheckd::config::Config;
 use vcheckd::dns::server::RunningServer;
+use vcheckd::hint::Status;
 use vcheckd::journal::{Journal, JournalConfig};
 use vcheckd::metrics::Metrics;
-use vcheckd::protocol::{Key, KeyId, Payload, Report, ZoneName};
+use vcheckd::protocol::{Identity, Key, KeyId, Payload, Report, ReportId, ZoneName};
 use vcheckd::simulate::{db, Fleet, Release, SimConfig, SimReport, Truth};
 use vcheckd::stats::{Bucket, Source};
 use vcheckd::store::{ReceivedReport, Store};
@@ -293,6 +294,28 @@ fn compare(client: &Client, topology: &Topology) {
             dropped: 0,
         },
     ];
+    // Two anonymous reports of one version on a day after the fleet's,
+    // answered different statuses (a release list changed between them):
+    // the day's status is the latest's, in both stores.
+    let anon_day = fleet.end_day + 3;
+    let extra: Vec<ReceivedReport> = [(3_600, Status::UpgradeAvailable), (7_200, Status::UpToDate)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (at, status))| ReceivedReport {
+            report: Report {
+                id: ReportId([0xa0 + i as u8; 12]),
+                key_id: key().id,
+                payload: Payload {
+                    timestamp: u64::try_from(anon_day * DAY + at).unwrap(),
+                    identity: Identity::Withheld,
+                    version: semver::Version::parse("2.4.1").unwrap(),
+                },
+            },
+            zone: zone(),
+            received_at: anon_day * DAY + at,
+            status,
+        })
+        .collect();
     for ((name, skip), counted) in [("ns1", 2), ("ns2", 0)].into_iter().zip(counted) {
         let mine: Vec<SimReport> = fleet
             .history
@@ -304,16 +327,15 @@ fn compare(client: &Client, topology: &Topology) {
         let path = dir.path().join(format!("{name}.sqlite"));
         let mut store = Store::open(&path).unwrap();
         db::write(&fleet, &mine, &key(), &zone(), &mut store).unwrap();
+        let mut deliveries = received(&fleet, &mine);
+        if name == "ns1" {
+            store.insert_batch(&extra).unwrap();
+            store.flush_open_day().unwrap();
+            deliveries.extend(extra.iter().cloned());
+        }
         drop(store);
         paths.push(path);
-        ship(
-            dir.path(),
-            name,
-            &received(&fleet, &mine),
-            counted,
-            client,
-            topology,
-        );
+        ship(dir.path(), name, &deliveries, counted, client, topology);
     }
     // Statistics from ClickHouse read the rollup: none yet is an error
     // that says what to run.
@@ -322,9 +344,41 @@ fn compare(client: &Client, topology: &Topology) {
         .unwrap_err()
         .to_string();
     assert!(early.contains("vcheckd clickhouse rollup"), "{early}");
-    let mut job = Rollup::new(client.clone(), topology.clone(), 900);
-    let done = job.run(vcheckd::clock::unix_now(), None).unwrap();
+    // Two servers' rollups started at the same moment: one runs, the
+    // other finds the lease held and skips (the outputs below equal
+    // SQLite's).
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let racers: Vec<_> = ["ns1", "ns2"]
+        .into_iter()
+        .map(|name| {
+            let (client, topology, barrier) = (client.clone(), topology.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut job =
+                    Rollup::new(client, topology, 900).with_lease(name, Duration::from_secs(900));
+                barrier.wait();
+                let done = job.run(vcheckd::clock::unix_now(), None);
+                (job, done)
+            })
+        })
+        .collect();
+    let mut ran = Vec::new();
+    let mut skipped = Vec::new();
+    for racer in racers {
+        match racer.join().unwrap() {
+            (job, Ok(done)) => ran.push((job, done)),
+            (_, Err(e)) => skipped.push(e),
+        }
+    }
+    assert_eq!((ran.len(), skipped.len()), (1, 1), "{skipped:?}");
+    let (mut job, done) = ran.pop().unwrap();
+    match &skipped[0] {
+        clickhouse::ClickHouseError::RollupBusy { holder, .. } => {
+            assert_eq!(holder, job.holder())
+        }
+        e => panic!("the other rollup failed: {e}"),
+    }
     assert_eq!(done.closed.map(|c| c.0), Some(fleet.start_day));
+    job.release().unwrap();
     let sqlite = Source::open(&paths).unwrap();
     let ch = Source::clickhouse(client.url(), Duration::from_secs(60));
     let truth = Truth::of_history(&fleet);
@@ -395,6 +449,19 @@ fn compare(client: &Client, topology: &Topology) {
             "versions {what} against the truth"
         );
     }
+    let (a, b) = (
+        ch.versions(&z, anon_day, anon_day).unwrap(),
+        sqlite.versions(&z, anon_day, anon_day).unwrap(),
+    );
+    assert_eq!(a.rows, b.rows, "an anonymous-only version day");
+    assert_eq!(
+        a.rows
+            .iter()
+            .map(|r| (r.anonymous_reports, r.status))
+            .collect::<Vec<_>>(),
+        vec![(2, Some(Status::UpToDate as u8))],
+        "an anonymous-only version day: the latest report's status"
+    );
     for bucket in [Bucket::Day, Bucket::Week] {
         assert_eq!(
             ch.trend(&z, start, end, bucket).unwrap(),
@@ -430,7 +497,7 @@ fn compare(client: &Client, topology: &Topology) {
         .unwrap();
     let distinct: u64 = rows[0][1].parse().unwrap();
     let deliveries: u64 = rows[0][0].parse().unwrap();
-    assert_eq!(distinct, fleet.history.len() as u64);
+    assert_eq!(distinct, (fleet.history.len() + extra.len()) as u64);
     assert!(deliveries > distinct, "{deliveries} deliveries");
     rollup_again_and_late_reports(client, topology, &fleet);
 }
@@ -495,26 +562,92 @@ fn rollup_again_and_late_reports(client: &Client, topology: &Topology, fleet: &F
     let done = job.run(now, Some(fleet.start_day)).unwrap();
     assert_eq!(done.closed.map(|c| c.0), Some(fleet.start_day));
     assert_eq!(outputs(&ch(), fleet), before, "the rollup run again");
-    // And by another server's job, which has no states in memory.
-    Rollup::new(client.clone(), topology.clone(), 900)
-        .run(now, None)
-        .unwrap();
+    let closed = done.closed.unwrap().1;
+    // And by another server's job, which has no states in memory: it
+    // reads the node states kept for the day before the one it starts.
+    // (Its node states sent 7 rows per insert, as a million nodes' are
+    // sent 100,000 per insert: every one arrives.)
+    job.release().unwrap();
+    let mut other = Rollup::new(client.clone(), topology.clone(), 900).with_state_chunk_rows(7);
+    let done = other.run(now, Some(closed - 2)).unwrap();
+    assert_eq!(done.closed, Some((closed - 2, closed)), "{done:?}");
+    other.release().unwrap();
     assert_eq!(outputs(&ch(), fleet), before, "the rollup run by another");
+    let saved = client
+        .query(&format!(
+            "SELECT nodes, (SELECT count() FROM node_state FINAL WHERE as_of = {closed})
+             FROM rollup_days FINAL WHERE day = {closed}"
+        ))
+        .unwrap();
+    assert_eq!(saved[0][0], saved[0][1], "node states saved in chunks");
+    assert!(saved[0][0].parse::<u64>().unwrap() > 7, "{saved:?}");
+    // Node states that do not read back as many as were saved are not
+    // trusted: the close starts from the kept day before them.
+    let marker = client
+        .query(&format!(
+            "SELECT closed, reports, rows, state_day, computed_at, nodes FROM rollup_days FINAL
+             WHERE day = {}",
+            closed - 3
+        ))
+        .unwrap();
+    let m = &marker[0];
+    let row = format!(
+        r#"{{"day":{},"closed":{},"reports":{},"rows":{},"state_day":{},"computed_at":{},"nodes":{}}}"#,
+        closed - 3,
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4].parse::<u64>().unwrap() + 1,
+        m[5].parse::<i64>().unwrap() + 1
+    );
+    client
+        .insert_json(
+            "rollup_days",
+            row.as_bytes(),
+            &[("insert_distributed_sync", "1")],
+        )
+        .unwrap();
+    let mut other = Rollup::new(client.clone(), topology.clone(), 900);
+    let done = other.run(now, Some(closed - 2)).unwrap();
+    other.release().unwrap();
+    assert_eq!(done.closed, Some((closed - 3, closed)), "{done:?}");
+    assert_eq!(
+        outputs(&ch(), fleet),
+        before,
+        "after states read back short"
+    );
 
     let z = zone();
-    let closed = done.closed.unwrap().1;
     let reports = |day: i64| ch().summary(&z, day, day).unwrap().reports;
-    let was = reports(closed);
+    let nodes = |day: i64| ch().versions(&z, day, day).unwrap().active_nodes;
+    let (was, was_nodes) = (reports(closed), nodes(closed));
     late_report(client, closed * DAY + 3_600, "aaaaaaaaaaaaaaaaaaaaaaa1");
     let done = job.run(now, None).unwrap();
     assert_eq!(done.late_from, Some(closed), "{done:?}");
     assert_eq!(reports(closed), was + 1, "a late report of a closed day");
+    // The day had no report: its node is active on it now.
     assert_eq!(
-        ch().versions(&z, closed, closed).unwrap().active_nodes,
-        ch().versions(&z, closed - 1, closed - 1)
-            .unwrap()
-            .active_nodes
-            + 1
+        nodes(closed),
+        was_nodes + 1,
+        "active nodes after a late report"
+    );
+    // The oldest day checked: closed again from it, starting from the
+    // node states of the day before (kept one day longer than the days
+    // checked), not from the first day.
+    let oldest = closed - clickhouse::CHECKED_DAYS + 1;
+    let was = reports(oldest);
+    late_report(client, oldest * DAY + 3_600, "aaaaaaaaaaaaaaaaaaaaaaa3");
+    job.release().unwrap();
+    let mut other = Rollup::new(client.clone(), topology.clone(), 900);
+    let done = other.run(now, None).unwrap();
+    other.release().unwrap();
+    assert_eq!(done.late_from, Some(oldest), "{done:?}");
+    assert_eq!(done.closed, Some((oldest, closed)), "{done:?}");
+    assert_eq!(
+        reports(oldest),
+        was + 1,
+        "a late report, oldest day checked"
     );
     // Older than the days every run checks: closed again from it by hand.
     let end = fleet.end_day;
@@ -528,6 +661,15 @@ fn rollup_again_and_late_reports(client: &Client, topology: &Topology, fleet: &F
         was + 1,
         "a late report, rolled up --from its day"
     );
+    // Reports received for days before the first day rolled up: a run
+    // --from before them starts on the first of them, and says so.
+    let early = fleet.start_day - 5;
+    late_report(client, early * DAY + 3_600, "aaaaaaaaaaaaaaaaaaaaaaa4");
+    let done = job.run(now, Some(early - 5)).unwrap();
+    assert_eq!(done.from_start, Some(early), "{done:?}");
+    assert_eq!(done.closed.map(|c| c.0), Some(early), "{done:?}");
+    assert_eq!(reports(early), 1, "a report before the first day rolled up");
+    job.release().unwrap();
 }
 
 #[test]
@@ -541,6 +683,7 @@ fn one_server_gives_the_numbers_sqlite_gives() {
     compare(&client, &Topology::Single);
     // Migrating again changes nothing.
     clickhouse::migrate(&client, &Topology::Single).unwrap();
+    from_schema_3(&[&client], &Topology::Single);
 }
 
 #[test]
@@ -562,6 +705,8 @@ fn two_shards_give_the_numbers_sqlite_gives() {
         nodes: vec![a.url("vc"), b.url("vc")],
     };
     compare(&client, &topology);
+    let nodes = [a.url("vc"), b.url("vc")].map(|u| Client::new(&u, Duration::from_secs(30)));
+    from_schema_3(&[&nodes[0], &nodes[1]], &topology);
     // Both shards hold rows.
     for node in [&a, &b] {
         let local = Client::new(&node.url("vc"), Duration::from_secs(30));
@@ -570,6 +715,34 @@ fn two_shards_give_the_numbers_sqlite_gives() {
             .unwrap();
         assert!(n > 0, "a shard is empty");
     }
+}
+
+/// A schema 3 database (`rollup_days` without `nodes`, no lease) is
+/// brought to the current schema, and the rollup runs on it.
+fn from_schema_3(nodes: &[&Client], topology: &Topology) {
+    for node in nodes {
+        let tables: &[&str] = match topology {
+            Topology::Single => &["rollup_days"],
+            Topology::Cluster { .. } => &["rollup_days", "rollup_days_local"],
+        };
+        for t in tables {
+            node.execute(&format!("ALTER TABLE {t} DROP COLUMN nodes"))
+                .unwrap();
+        }
+        node.execute("DROP TABLE vcheckd_schema").unwrap();
+        node.execute("CREATE TABLE vcheckd_schema (version UInt32) ENGINE = TinyLog")
+            .unwrap();
+        node.execute("INSERT INTO vcheckd_schema (version) VALUES (3)")
+            .unwrap();
+    }
+    clickhouse::migrate(nodes[0], topology).unwrap();
+    let mut job = Rollup::new(nodes[0].clone(), topology.clone(), 900);
+    job.run(vcheckd::clock::unix_now(), None).unwrap();
+    job.release().unwrap();
+    let rows = nodes[0]
+        .query("SELECT max(version) FROM vcheckd_schema")
+        .unwrap();
+    assert_eq!(rows[0][0], clickhouse::SCHEMA_VERSION.to_string());
 }
 
 async fn report(setup: &Setup, addr: std::net::SocketAddr, i: usize) {
@@ -637,7 +810,11 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
         let name = format!("{bad}.{}", common::ZONE);
         udp(addr, &query(&name, RecordType::TXT, None)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Longer than the processor's counter flush (1 s): the names counted
+    // above reach SQLite before the shutdown, which commits no counters
+    // after the journal is drained (under load the rest of the test can
+    // take less than a second).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(metrics.shipped_reports.load(Ordering::Relaxed), 40);
     assert!(metrics.ship_errors.load(Ordering::Relaxed) > 0);
 
@@ -672,10 +849,22 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
     server.shutdown().await.unwrap();
 
     // The same statistics from the server's SQLite and from ClickHouse
-    // (after a rollup: the server's own ran before the last reports).
-    Rollup::new(client.clone(), Topology::Single, 900)
-        .run(vcheckd::clock::unix_now(), None)
-        .unwrap();
+    // (after a rollup: the server's own ran before the last reports; its
+    // thread gives the lease up as it ends, which may be just after the
+    // shutdown's bound for it).
+    let mut job = Rollup::new(client.clone(), Topology::Single, 900);
+    let started = Instant::now();
+    loop {
+        match job.run(vcheckd::clock::unix_now(), None) {
+            Ok(_) => break,
+            Err(clickhouse::ClickHouseError::RollupBusy { .. })
+                if started.elapsed() < Duration::from_secs(30) =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("rollup: {e}"),
+        }
+    }
     let sqlite = Source::open(&[setup.db_path()]).unwrap();
     let from_ch = Source::clickhouse(&url, Duration::from_secs(30));
     let today = vcheckd::clock::today();
@@ -690,4 +879,52 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
         from_ch.versions(&z, today - 6, today).unwrap(),
         sqlite.versions(&z, today - 6, today).unwrap()
     );
+}
+
+/// `vcheckd clickhouse rollup` while a name server holds the lease: one
+/// line naming the holder and when its lease expires, exit 75; once the
+/// holder gives it up, the rollup runs.
+#[test]
+fn a_rollup_by_hand_waits_while_a_server_holds_the_lease() {
+    if !available("a_rollup_by_hand_waits_while_a_server_holds_the_lease") {
+        return;
+    }
+    let setup = Setup::new();
+    let ch = ClickHouse::start(&setup.dir.path().join("ch"), "", (free_port(), free_port()));
+    let url = ch.url("vc");
+    let text = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        format!("{text}\n[clickhouse]\nurl = \"{url}\"\nserver_name = \"ns2\"\n"),
+    )
+    .unwrap();
+    let client = Client::new(&url, Duration::from_secs(30));
+    clickhouse::migrate(&client, &Topology::Single).unwrap();
+    let mut server = Rollup::new(client.clone(), Topology::Single, 900)
+        .with_lease("ns1", Duration::from_secs(900));
+    server.run(vcheckd::clock::unix_now(), None).unwrap();
+    let by_hand = || {
+        Command::new(env!("CARGO_BIN_EXE_vcheckd"))
+            .args(["clickhouse", "rollup", "--config"])
+            .arg(setup.config_path())
+            .output()
+            .unwrap()
+    };
+    let out = by_hand();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains(server.holder()) && err.contains("expires at") && err.contains(" UTC"),
+        "{err}"
+    );
+    server.release().unwrap();
+    let out = by_hand();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It gave the lease up: the server's next turn runs.
+    server.run(vcheckd::clock::unix_now(), None).unwrap();
 }

@@ -2,7 +2,9 @@
 //! of a configuration's `[clickhouse]` section (a shipping server also
 //! does it on start). `vcheckd clickhouse rollup`: closes the days that
 //! are over and refreshes the open ones (a server with `rollup = true`
-//! does it every `rollup_interval_secs`).
+//! does it every `rollup_interval_secs`), holding the rollup lease while
+//! it runs: when a server holds it, it exits 75 (EX_TEMPFAIL) naming the
+//! holder and when its lease expires.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,9 +69,12 @@ pub fn run(args: ClickHouseArgs) -> Result<ExitCode> {
             clickhouse::migrate(job.client(), &ch.topology())
                 .with_context(|| format!("migrating {}", ch.url))?;
             let started = std::time::Instant::now();
-            let done = job
-                .run(vcheckd::clock::unix_now(), from)
-                .with_context(|| format!("rolling up {}", ch.url))?;
+            // The lease is given up whatever happened: a server's rollup
+            // takes over at once, not when it expires.
+            let done = job.run(vcheckd::clock::unix_now(), from);
+            let released = job.release();
+            let done = done.with_context(|| format!("rolling up {}", ch.url))?;
+            released.with_context(|| format!("giving up the rollup lease of {}", ch.url))?;
             let days = |r: Option<(i64, i64)>| match r {
                 Some((a, b)) => format!("{} to {} ({} days)", date(a), date(b), b - a + 1),
                 None => "none".to_string(),
@@ -81,6 +86,19 @@ pub fn run(args: ClickHouseArgs) -> Result<ExitCode> {
                 days(done.open),
                 started.elapsed().as_secs_f64()
             );
+            match (from, done.from_start) {
+                (Some(f), Some(s)) if s > f => println!(
+                    "--from {}: closed from {} instead, the first day with reports",
+                    date(f),
+                    date(s)
+                ),
+                (Some(f), Some(s)) if s < f => println!(
+                    "--from {}: closed from {} instead: closing starts after the latest node states kept before that day (or on the first day)",
+                    date(f),
+                    date(s)
+                ),
+                _ => {}
+            }
             if let Some(late) = done.late_from {
                 println!("late reports: closed again from {}", date(late));
             }

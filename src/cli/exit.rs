@@ -61,7 +61,7 @@ macro_rules! exit_table {
   69  unavailable: an address already in use, no name server to ask
   73  cannot create: a file or folder that cannot be created (key, database, journal)
   74  I/O error: reading or writing failed (disk full, output closed with an error)
-  75  temporary failure: try again later (database or journal held by another process)
+  75  temporary failure: try again later (database or journal held by another process, the ClickHouse rollup run by another server)
   78  configuration: a setting or key file is wrong (the message names it and the fix)
   1   anything else (please report it)"
     };
@@ -191,6 +191,13 @@ fn known(e: &(dyn std::error::Error + 'static)) -> Option<Diagnosis> {
                 Diagnosis::fix(Exit::Usage, "give --zone one of those")
             }
         });
+    }
+    // `clickhouse rollup` while a server holds the lease: the message
+    // names the holder and when its lease expires.
+    if let Some(vcheckd::clickhouse::ClickHouseError::RollupBusy { .. }) =
+        e.downcast_ref::<vcheckd::clickhouse::ClickHouseError>()
+    {
+        return Some(Diagnosis::new(Exit::TempFail));
     }
     if let Some(e) = e.downcast_ref::<StoreError>() {
         return Some(store(e.innermost()));

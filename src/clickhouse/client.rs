@@ -33,6 +33,9 @@ pub enum ClickHouseError {
     /// Statistics asked for a day the rollup has not computed.
     #[error("day {day} is not rolled up in ClickHouse ({}): run `vcheckd clickhouse rollup --config FILE`, or let a name server with [clickhouse] rollup = true do it", match .through { Some(d) => format!("rolled up through day {d}"), None => "nothing rolled up yet".to_string() })]
     NotRolledUp { day: i64, through: Option<i64> },
+    /// Another process holds the rollup lease (one rollup at a time).
+    #[error("the ClickHouse rollup is being run by {holder} (its lease expires at {} unless renewed): try again when that run ends, at the latest then", super::lease::utc(*.expires))]
+    RollupBusy { holder: String, expires: i64 },
 }
 
 /// One ClickHouse database over HTTP; cheap to clone (connections are
@@ -202,4 +205,27 @@ pub(crate) fn text(row: &[String], i: usize) -> Result<&str, ClickHouseError> {
     row.get(i)
         .map(String::as_str)
         .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
+}
+
+/// Field `i` of a streamed row (see [`Client::query_each`]) as a number.
+pub(crate) fn num<T: std::str::FromStr>(row: &[&str], i: usize) -> Result<T, ClickHouseError> {
+    row.get(i)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
+}
+
+/// Field `i` of a streamed row as text.
+pub(crate) fn str_at<'a>(row: &[&'a str], i: usize) -> Result<&'a str, ClickHouseError> {
+    row.get(i)
+        .copied()
+        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
+}
+
+/// A cluster or node id, stored as 32 hex digits.
+pub(crate) fn id16(hex: &str) -> Result<[u8; 16], ClickHouseError> {
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .ok()
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .ok_or_else(|| ClickHouseError::Answer(format!("not a 16-byte id: {hex:?}")))
 }

@@ -15,6 +15,8 @@
 mod client;
 mod closer;
 mod counters;
+mod dedup;
+mod lease;
 mod reader;
 mod rollup;
 mod row;
@@ -23,9 +25,9 @@ mod shipper;
 mod url;
 
 pub use client::{ClickHouseError, Client};
-pub use closer::Closer;
+pub(crate) use closer::Closer;
 pub use reader::ClickHouseReader;
-pub use rollup::{Rollup, RollupReport, KEEP_STATE_DAYS};
+pub use rollup::{Rollup, RollupReport, CHECKED_DAYS};
 pub use schema::{migrate, Topology, SCHEMA_VERSION};
 pub use shipper::{Shipper, ShipperConfig, CONSUMER};
 pub use url::{ClickHouseUrl, UrlError};

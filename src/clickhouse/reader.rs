@@ -20,7 +20,8 @@ use std::sync::Arc;
 use data_encoding::HEXLOWER_PERMISSIVE;
 use semver::Version;
 
-use super::client::{field, text, ClickHouseError, Client};
+use super::client::{field, id16, num, text, ClickHouseError, Client};
+use super::dedup::{first_deliveries, COPY_SPAN_DAYS};
 use super::rollup::{self, Marker};
 use super::url::ClickHouseUrl;
 use crate::clock::Day;
@@ -29,11 +30,6 @@ use crate::protocol::ZoneName;
 use crate::store::reader::{NodeDayRow, StatsReader, VersionDay};
 use crate::store::snapshot::{self, Member, Snapshot, VersionFigures};
 use crate::store::StoreError;
-
-/// Copies of one report arrive within seconds (resolver retries, several
-/// name servers): a day either side of a range is read so that a report
-/// is dated by its first delivery even when a copy crossed midnight.
-const COPY_SPAN_DAYS: i64 = 1;
 
 impl From<ClickHouseError> for StoreError {
     fn from(e: ClickHouseError) -> Self {
@@ -74,14 +70,6 @@ fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-fn id16(hex: &str) -> Result<[u8; 16], ClickHouseError> {
-    HEXLOWER_PERMISSIVE
-        .decode(hex.as_bytes())
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .ok_or_else(|| ClickHouseError::Answer(format!("not a 16-byte id: {hex:?}")))
-}
-
 fn status(code: u8) -> Result<Status, ClickHouseError> {
     Status::from_code(code).ok_or_else(|| ClickHouseError::Answer(format!("status {code}")))
 }
@@ -111,7 +99,7 @@ impl ClickHouseReader {
         if let Some(m) = self.markers.get() {
             return Ok(m);
         }
-        let m = rollup::markers(&self.client)?;
+        let m = rollup::markers(&self.client, false)?;
         Ok(self.markers.get_or_init(|| m))
     }
 
@@ -268,15 +256,11 @@ impl ClickHouseReader {
         });
         let having = first.map_or(String::new(), |f| format!("HAVING d >= {f}"));
         let anon = if identified { "AND anonymous = 0" } else { "" };
-        format!(
-            "SELECT cluster, node, any(anonymous) AS anon, any(version) AS v,
-                    any(version_key) AS vk, min(received_at) AS at,
-                    argMin(status, (received_at, server)) AS st, intDiv(at, 86400) AS d
-             FROM {table}
-             WHERE zone = {zone} AND day <= {last} {lower} {anon}
-             GROUP BY cluster, node, client_time, report_id
-             {having}"
-        )
+        let reports = first_deliveries(
+            &table,
+            &format!("zone = {zone} AND day <= {last} {lower} {anon}"),
+        );
+        format!("{reports} {having}")
     }
 
     /// Every node's state as of the end of `day` (its latest report on or
@@ -536,11 +520,4 @@ fn window_of(
     usize::try_from(length - 1)
         .ok()
         .and_then(|i| windows.get_mut(i))
-}
-
-/// Field `i` of a streamed row as a number.
-fn num<T: std::str::FromStr>(row: &[&str], i: usize) -> Result<T, ClickHouseError> {
-    row.get(i)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
 }

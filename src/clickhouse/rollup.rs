@@ -20,42 +20,59 @@
 //! Late reports for a closed day (a ClickHouse outage across midnight, a
 //! shipper catching up) change its fingerprint (distinct report ids, and
 //! deliveries, received that day): a run compares the fingerprints of the
-//! last [`KEEP_STATE_DAYS`] closed days and closes again from the earliest
-//! that changed. Older days are closed again by hand (`vcheckd clickhouse
-//! rollup --from DAY`).
+//! last [`CHECKED_DAYS`] closed days and closes again from the earliest
+//! that changed (from the node states of the day before it: the states of
+//! [`KEEP_STATE_DAYS`], one more day, are kept). Older days are closed
+//! again by hand (`vcheckd clickhouse rollup --from DAY`).
 //!
 //! Every row is written again whole, with the run's `computed_at`; a
 //! merge (or `FINAL`, when read) keeps the newest per key, and a key a
 //! computation no longer has gets a row of zeros (readers skip them). So
-//! running the rollup twice, or on several name servers at once, gives
-//! the same rows.
+//! running the rollup again gives the same rows. Two runs at once would
+//! not (keys only the older one wrote would stay, and each sees the
+//! other's inserts half done): a run takes the lease first (`lease`), and
+//! skips while another server holds it. A day's marker in `rollup_days`
+//! is written after all of the day's rows, so a run cut short leaves the
+//! day to the next one.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
+use std::time::Duration;
 
 use data_encoding::HEXLOWER;
 use serde::Serialize;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::client::{field, ClickHouseError, Client};
+use super::client::{field, id16, num, str_at, ClickHouseError, Client};
+use super::dedup::{first_deliveries, COPY_SPAN_DAYS};
+use super::lease::Lease;
 use super::schema::{self, Topology, NODE_STATE};
 use crate::clock::day_of;
 use crate::store::fleet::{FleetStates, StoredState};
 use crate::store::snapshot::Snapshot;
 
-/// Closed days whose node states are kept (older `node_state` partitions
-/// are dropped), and whose fingerprints each run checks for late reports.
-pub const KEEP_STATE_DAYS: i64 = 7;
+/// Closed days whose fingerprints each run checks for late reports.
+pub const CHECKED_DAYS: i64 = 7;
 
-/// Copies of one report arrive within seconds: a day either side of the
-/// days read is grouped too, so that a report is dated by its first
-/// delivery even when a copy crossed midnight.
-const COPY_SPAN_DAYS: i64 = 1;
+/// Closed days whose node states are kept (older `node_state` partitions
+/// are dropped): one more than the days checked, because closing the
+/// oldest checked day again starts from the states of the day before it.
+pub(crate) const KEEP_STATE_DAYS: i64 = CHECKED_DAYS + 1;
 
 /// Raw rows (deliveries) read per query at most, roughly: days are closed
 /// in chunks of this many rows, or of [`CHUNK_DAYS`] days.
 const CHUNK_ROWS: u64 = 2_000_000;
 const CHUNK_DAYS: i64 = 31;
+
+/// Node states sent per insert, at most: a million nodes' states are
+/// some 200 MB of JSON, which ClickHouse would take as one body (and
+/// split into blocks anyway).
+const STATE_CHUNK_ROWS: usize = 100_000;
+
+/// A row that does not serialize (it cannot: plain strings and numbers).
+fn serialize(e: serde_json::Error) -> ClickHouseError {
+    ClickHouseError::Answer(format!("cannot serialize a row: {e}"))
+}
 
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,6 +83,11 @@ pub struct RollupReport {
     pub late_from: Option<i64>,
     /// Open days refreshed, first and last.
     pub open: Option<(i64, i64)>,
+    /// With a `--from` day: the day closing started from instead. Later
+    /// when no report was received from that day up to it; earlier when
+    /// no node states were kept for the day before it (closing starts
+    /// after the latest kept ones, or on the first day).
+    pub from_start: Option<i64>,
 }
 
 /// One day as `rollup_days` has it.
@@ -76,15 +98,24 @@ pub(crate) struct Marker {
     pub rows: u64,
     pub state_day: i64,
     pub computed_at: u64,
+    /// Node states saved as of the day (-1: not counted, or none saved):
+    /// what a restore must read back.
+    pub nodes: i64,
 }
 
-/// Every rolled-up day of the database, by day.
-pub(crate) fn markers(client: &Client) -> Result<BTreeMap<i64, Marker>, ClickHouseError> {
+/// Every rolled-up day of the database, by day. Without `nodes` (for
+/// readers), `nodes` is -1: a reader then also reads a database of
+/// schema 3, whose `rollup_days` lacks the column until it is migrated.
+pub(crate) fn markers(
+    client: &Client,
+    nodes: bool,
+) -> Result<BTreeMap<i64, Marker>, ClickHouseError> {
     let mut out = BTreeMap::new();
     client.query_each(
         &format!(
-            "SELECT day, closed, reports, rows, state_day, computed_at
+            "SELECT day, closed, reports, rows, state_day, computed_at, {}
              FROM {}.rollup_days FINAL",
+            if nodes { "nodes" } else { "-1" },
             client.database()
         ),
         |r| {
@@ -96,27 +127,13 @@ pub(crate) fn markers(client: &Client) -> Result<BTreeMap<i64, Marker>, ClickHou
                     rows: num(r, 3)?,
                     state_day: num(r, 4)?,
                     computed_at: num(r, 5)?,
+                    nodes: num(r, 6)?,
                 },
             );
             Ok(())
         },
     )?;
     Ok(out)
-}
-
-/// Field `i` of a streamed row as a number.
-fn num<T: std::str::FromStr>(row: &[&str], i: usize) -> Result<T, ClickHouseError> {
-    row.get(i)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
-}
-
-fn id16(hex: &str) -> Result<[u8; 16], ClickHouseError> {
-    data_encoding::HEXLOWER_PERMISSIVE
-        .decode(hex.as_bytes())
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .ok_or_else(|| ClickHouseError::Answer(format!("not a 16-byte id: {hex:?}")))
 }
 
 /// One node's reports of one version on one day (anonymous reports: one
@@ -131,9 +148,6 @@ struct NodeDay {
     /// Receive time of the latest report, and the status answered to it.
     last_at: i64,
     last_status: u8,
-    /// The same of the first report.
-    first_at: i64,
-    first_status: u8,
 }
 
 /// Node states as of a closed day, with the zone's versions seen by then:
@@ -156,25 +170,35 @@ pub struct Rollup {
     /// Seconds after midnight (UTC) before the day before is closed.
     grace_secs: i64,
     base: Option<Base>,
+    lease: Lease,
+    /// Node states per insert (see [`STATE_CHUNK_ROWS`]).
+    state_chunk_rows: usize,
 }
 
 /// A day's rows to insert, as JSONEachRow, per table.
 #[derive(Default)]
 struct Inserts {
     tables: BTreeMap<&'static str, Vec<u8>>,
+    /// The first row that did not serialize: nothing is sent then.
+    failed: Option<ClickHouseError>,
 }
 
 impl Inserts {
     fn push(&mut self, table: &'static str, row: &impl Serialize) {
         let body = self.tables.entry(table).or_default();
-        // Serializing plain strings and numbers cannot fail.
-        if serde_json::to_writer(&mut *body, row).is_ok() {
-            body.push(b'\n');
+        match serde_json::to_writer(&mut *body, row) {
+            Ok(()) => body.push(b'\n'),
+            Err(e) => {
+                self.failed.get_or_insert(serialize(e));
+            }
         }
     }
 
     /// Sends every table's rows, `last` (the markers) after the others.
     fn send(self, client: &Client, last: &str) -> Result<(), ClickHouseError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         let mut marker = None;
         for (table, body) in self.tables {
             if table == last {
@@ -272,6 +296,7 @@ struct MarkerRow {
     rows: u64,
     state_day: i64,
     computed_at: u64,
+    nodes: i64,
 }
 
 /// A merge keeps the largest `keep`: the earliest first day.
@@ -291,13 +316,59 @@ struct Stored {
 impl Rollup {
     /// `grace_secs`: how long after midnight (UTC) the day before stays
     /// open (copies crossing midnight, shipping delay).
+    /// The lease is taken as `vcheckd` with a 15-minute ttl: see
+    /// [`with_lease`](Self::with_lease).
     pub fn new(client: Client, topology: Topology, grace_secs: u64) -> Self {
         Rollup {
+            lease: Lease::new(client.clone(), "vcheckd", Duration::from_secs(900)),
             client,
             topology,
             grace_secs: i64::try_from(grace_secs).unwrap_or(i64::MAX / 2),
             base: None,
+            state_chunk_rows: STATE_CHUNK_ROWS,
         }
+    }
+
+    /// Node states sent per insert: [`STATE_CHUNK_ROWS`] unless a test
+    /// makes a small fleet's states span several inserts.
+    #[doc(hidden)]
+    pub fn with_state_chunk_rows(mut self, rows: usize) -> Self {
+        self.state_chunk_rows = rows.max(1);
+        self
+    }
+
+    /// Takes the lease as `server` (this name server's name; a random id
+    /// is added per process), for `ttl` from each renewal: several runs'
+    /// interval, so that a holder that stops is replaced soon.
+    pub fn with_lease(mut self, server: &str, ttl: Duration) -> Self {
+        self.lease = Lease::new(self.client.clone(), server, ttl);
+        self
+    }
+
+    /// Skips a run, too, while another server's run ended less than
+    /// `interval` ago (see `lease`): for the name servers' rollup threads,
+    /// so that one server does the work while it runs.
+    pub(crate) fn defer_to_recent(&mut self, interval: Duration) {
+        self.lease.defer_to_recent(interval);
+    }
+
+    /// Whether this process holds the lease (a release that failed).
+    pub(crate) fn holds_lease(&self) -> bool {
+        self.lease.is_held()
+    }
+
+    /// This process's name as a lease holder.
+    pub fn holder(&self) -> &str {
+        self.lease.holder_name()
+    }
+
+    /// Gives the lease up (a process that stops, or ran once), so that
+    /// another server's rollup need not wait for it to expire.
+    pub fn release(&mut self) -> Result<(), ClickHouseError> {
+        if self.lease.is_held() {
+            self.lease.give_up()?;
+        }
+        Ok(())
     }
 
     pub fn client(&self) -> &Client {
@@ -315,18 +386,32 @@ impl Rollup {
     /// Closes every day not closed yet up to the last closable one (given
     /// `now`, unix seconds), or every day from `from` on, closes again
     /// the recent days whose reports changed, and refreshes the open days.
+    /// Takes (or renews) the lease first, and keeps it: an error
+    /// [`ClickHouseError::RollupBusy`] when another holds it.
     pub fn run(&mut self, now: i64, from: Option<i64>) -> Result<RollupReport, ClickHouseError> {
+        self.lease.acquire()?;
         let mut report = RollupReport::default();
-        let markers = markers(&self.client)?;
+        let markers = markers(&self.client, true)?;
         let today = day_of(now);
         let closable = day_of(now - self.grace_secs) - 1;
-        let first_day = match markers.keys().next() {
+        let mut first_day = match markers.keys().next() {
             Some(d) => *d,
-            None => match self.first_report_day()? {
+            None => match self.first_report_day(None)? {
                 Some(d) => d,
                 None => return Ok(report),
             },
         };
+        // Asked to start before the first day rolled up: reports received
+        // before it (a shipper that caught up late) start the rollup.
+        if from.is_some_and(|f| f < first_day) {
+            if let Some(d) = self.first_report_day(Some(first_day))? {
+                info!(
+                    day = d,
+                    "reports before the first day rolled up: closing from the first of them"
+                );
+                first_day = d;
+            }
+        }
         let last_closed = markers
             .iter()
             .rev()
@@ -336,7 +421,7 @@ impl Rollup {
         if let Some(f) = from {
             start = start.min(f.max(first_day));
         } else if let Some(last) = last_closed {
-            let checked = (last - KEEP_STATE_DAYS + 1).max(first_day);
+            let checked = (last - CHECKED_DAYS + 1).max(first_day);
             if let Some(late) = self.changed_since_closed(&markers, checked, last)? {
                 info!(
                     day = late,
@@ -348,31 +433,41 @@ impl Rollup {
         }
         let stamp = markers
             .values()
-            .map(|m| m.computed_at + 1)
+            .map(|m| m.computed_at.saturating_add(1))
             .max()
             .unwrap_or(0)
             .max(now_nanos());
         let mut base = self.base_before(start, first_day, &markers)?;
         let start = base.day.map_or(first_day, |d| d + 1);
+        report.from_start = from.map(|_| start);
         if start <= closable {
             self.close(&mut base, start, closable, stamp)?;
             report.closed = Some((start, closable));
             self.drop_old_states(closable)?;
         }
-        // What the next run starts from, before the open days go into it.
-        self.base = Some(base.clone());
+        // The open days go into the states on trial: undone after, what
+        // the next run starts from is the closed days' states (no copy of
+        // every state, which at a million nodes is a few hundred MB).
         let open_from = (closable + 1).max(first_day);
+        let mut refreshed = Ok(());
         if open_from <= today {
-            self.refresh_open(&mut base, open_from, today, &markers, stamp)?;
+            let versions = base.versions.clone();
+            base.states.begin_trial();
+            refreshed = self.refresh_open(&mut base, open_from, today, &markers, stamp);
+            base.states.rollback();
+            base.versions = versions;
             report.open = Some((open_from, today));
         }
-        Ok(report)
+        self.base = Some(base);
+        refreshed.map(|()| report)
     }
 
-    /// The first receive day of any report, if there is any.
-    fn first_report_day(&self) -> Result<Option<i64>, ClickHouseError> {
+    /// The first receive day of any report (before `before`), if there
+    /// is any.
+    fn first_report_day(&self, before: Option<i64>) -> Result<Option<i64>, ClickHouseError> {
+        let filter = before.map_or(String::new(), |d| format!(" WHERE day < {d}"));
         let rows = self.client.query(&format!(
-            "SELECT count(), min(day) FROM {}.reports",
+            "SELECT count(), min(day) FROM {}.reports{filter}",
             self.db()
         ))?;
         match rows.first() {
@@ -382,7 +477,10 @@ impl Rollup {
     }
 
     /// Distinct report ids and deliveries received on each day of
-    /// `first..=last` that has any.
+    /// `first..=last` that has any. Ids are counted by their 64-bit hash:
+    /// a set of numbers instead of strings, a fraction of the memory at a
+    /// million reports a day (a collision only hides one late report).
+    /// Counts equal those of earlier versions, which counted the ids.
     fn fingerprints(
         &self,
         first: i64,
@@ -391,7 +489,7 @@ impl Rollup {
         let mut out = BTreeMap::new();
         self.client.query_each(
             &format!(
-                "SELECT day, uniqExact(report_id), count() FROM {}.reports
+                "SELECT day, uniqExact(sipHash64(report_id)), count() FROM {}.reports
                  WHERE day BETWEEN {first} AND {last} GROUP BY day",
                 self.db()
             ),
@@ -449,13 +547,31 @@ impl Rollup {
             }
         }
         let kept = self.kept_states()?;
-        let found = markers
+        let mut candidates = markers
             .range(..start)
             .rev()
-            .find(|(_, m)| m.closed && kept.contains(&m.state_day));
-        let Some((&day, marker)) = found else {
-            info!("no node states kept before day {start}: closing again from the first day");
-            return Ok(empty);
+            .filter(|(_, m)| m.closed && kept.contains(&m.state_day));
+        // The latest kept states that read back whole: a count that
+        // differs from the one saved (an insert cut short, a partition
+        // dropped or merged away by hand) sends the close further back.
+        let (day, marker, states) = loop {
+            let Some((&day, marker)) = candidates.next() else {
+                info!("no node states kept before day {start}: closing again from the first day");
+                return Ok(empty);
+            };
+            let states = self.restore_states(marker.state_day)?;
+            let n = i64::try_from(states.len()).unwrap_or(i64::MAX);
+            if marker.nodes >= 0 && marker.nodes != n {
+                warn!(
+                    day,
+                    saved = marker.nodes,
+                    read = n,
+                    "node states read back differ in count from those saved: closing again from an earlier day"
+                );
+                continue;
+            }
+            debug!(day, nodes = n, "node states read");
+            break (day, *marker, states);
         };
         if day < start - 1 {
             info!(
@@ -463,28 +579,6 @@ impl Rollup {
                 "node states are kept from this day on: closing again from the day after it"
             );
         }
-        let mut states = FleetStates::new();
-        let n = self.client.query_each(
-            &format!(
-                "SELECT zone, cluster, node, last_day, last_at, version, status
-                 FROM {}.node_state FINAL WHERE as_of = {}",
-                self.db(),
-                marker.state_day
-            ),
-            |r| {
-                states.restore(&StoredState {
-                    zone: r.first().copied().unwrap_or_default(),
-                    cluster: id16(r.get(1).copied().unwrap_or_default())?,
-                    node: id16(r.get(2).copied().unwrap_or_default())?,
-                    last_day: num(r, 3)?,
-                    last_at: num(r, 4)?,
-                    version: r.get(5).copied().unwrap_or_default(),
-                    status: num(r, 6)?,
-                });
-                Ok(())
-            },
-        )?;
-        debug!(day, nodes = n, "node states read");
         let mut versions = HashSet::new();
         self.client.query_each(
             &format!(
@@ -493,7 +587,7 @@ impl Rollup {
             ),
             |r| {
                 if num::<i64>(r, 2)? <= day {
-                    versions.insert((r[0].to_string(), r[1].to_string()));
+                    versions.insert((str_at(r, 0)?.to_string(), str_at(r, 1)?.to_string()));
                 }
                 Ok(())
             },
@@ -504,6 +598,31 @@ impl Rollup {
             states,
             versions,
         })
+    }
+
+    /// The node states saved as of `day`.
+    fn restore_states(&self, day: i64) -> Result<FleetStates, ClickHouseError> {
+        let mut states = FleetStates::new();
+        self.client.query_each(
+            &format!(
+                "SELECT zone, cluster, node, last_day, last_at, version, status
+                 FROM {}.node_state FINAL WHERE as_of = {day}",
+                self.db()
+            ),
+            |r| {
+                states.restore(&StoredState {
+                    zone: str_at(r, 0)?,
+                    cluster: id16(str_at(r, 1)?)?,
+                    node: id16(str_at(r, 2)?)?,
+                    last_day: num(r, 3)?,
+                    last_at: num(r, 4)?,
+                    version: str_at(r, 5)?,
+                    status: num(r, 6)?,
+                });
+                Ok(())
+            },
+        )?;
+        Ok(states)
     }
 
     /// The days whose node states `node_state` holds.
@@ -519,9 +638,10 @@ impl Rollup {
         Ok(out)
     }
 
-    /// Closes `first..=last`, in chunks of days.
+    /// Closes `first..=last`, in chunks of days, renewing the lease
+    /// between days.
     fn close(
-        &self,
+        &mut self,
         base: &mut Base,
         first: i64,
         last: i64,
@@ -544,6 +664,7 @@ impl Rollup {
             let stored = self.stored(day, end)?;
             let mut inserts = Inserts::default();
             for d in day..=end {
+                self.lease.keep()?;
                 self.fold_day(
                     base,
                     d,
@@ -566,6 +687,11 @@ impl Rollup {
                         rows,
                         state_day: if keep { d } else { -1 },
                         computed_at: stamp,
+                        nodes: if keep {
+                            i64::try_from(base.states.len()).unwrap_or(i64::MAX)
+                        } else {
+                            -1
+                        },
                     },
                 );
             }
@@ -579,7 +705,7 @@ impl Rollup {
     }
 
     /// Computes the open days `first..=last` again from the closed days'
-    /// states (which it changes: a copy is kept for the next run).
+    /// states (which it changes: the caller undoes that).
     fn refresh_open(
         &self,
         base: &mut Base,
@@ -610,6 +736,7 @@ impl Rollup {
                     rows: 0,
                     state_day: -1,
                     computed_at: stamp,
+                    nodes: -1,
                 },
             );
         }
@@ -635,38 +762,34 @@ impl Rollup {
         };
         self.client.query_each(
             &format!(
-                "SELECT d, zone, anon, cluster, node, v, count(), max(at), argMax(st, at),
-                        min(at), argMin(st, at)
-                 FROM (
-                     SELECT zone, cluster, node, any(anonymous) AS anon, any(version) AS v,
-                            min(received_at) AS at, argMin(status, (received_at, server)) AS st,
-                            intDiv(at, 86400) AS d
-                     FROM {}.reports WHERE day BETWEEN {} AND {}
-                     GROUP BY zone, cluster, node, client_time, report_id
-                     HAVING d BETWEEN {first} AND {last})
+                "SELECT d, zone, anon, cluster, node, v, count(), max(at), argMax(st, at)
+                 FROM ({} HAVING d BETWEEN {first} AND {last})
                  GROUP BY d, zone, anon, cluster, node, v",
-                self.db(),
-                first - COPY_SPAN_DAYS,
-                last + COPY_SPAN_DAYS
+                first_deliveries(
+                    &format!("{}.reports", self.db()),
+                    &format!(
+                        "day BETWEEN {} AND {}",
+                        first - COPY_SPAN_DAYS,
+                        last + COPY_SPAN_DAYS
+                    )
+                )
             ),
             |r| {
                 let anonymous = num::<u8>(r, 2)? == 1;
                 let (cluster, node) = if anonymous {
                     ([0; 16], [0; 16])
                 } else {
-                    (id16(r[3])?, id16(r[4])?)
+                    (id16(str_at(r, 3)?)?, id16(str_at(r, 4)?)?)
                 };
                 out.entry(num(r, 0)?).or_default().push(NodeDay {
-                    zone: intern(r[1]),
+                    zone: intern(str_at(r, 1)?),
                     anonymous,
                     cluster,
                     node,
-                    version: intern(r[5]),
+                    version: intern(str_at(r, 5)?),
                     reports: num(r, 6)?,
                     last_at: num(r, 7)?,
                     last_status: num(r, 8)?,
-                    first_at: num(r, 9)?,
-                    first_status: num(r, 10)?,
                 });
                 Ok(())
             },
@@ -686,10 +809,10 @@ impl Rollup {
             |r| {
                 if num::<u64>(r, 4)? > 0 {
                     out.versions.insert((
-                        r[0].to_string(),
+                        str_at(r, 0)?.to_string(),
                         num(r, 1)?,
                         num(r, 2)?,
-                        r[3].to_string(),
+                        str_at(r, 3)?.to_string(),
                     ));
                 }
                 Ok(())
@@ -702,7 +825,7 @@ impl Rollup {
             |r| {
                 if num::<u64>(r, 3)? > 0 || num::<u64>(r, 4)? > 0 {
                     out.activity
-                        .insert((r[0].to_string(), num(r, 1)?, num(r, 2)?));
+                        .insert((str_at(r, 0)?.to_string(), num(r, 1)?, num(r, 2)?));
                 }
                 Ok(())
             },
@@ -711,8 +834,11 @@ impl Rollup {
             &format!("SELECT zone, day, version, reports FROM {db}.version_days FINAL {days}"),
             |r| {
                 if num::<u64>(r, 3)? > 0 {
-                    out.version_days
-                        .insert((r[0].to_string(), num(r, 1)?, r[2].to_string()));
+                    out.version_days.insert((
+                        str_at(r, 0)?.to_string(),
+                        num(r, 1)?,
+                        str_at(r, 2)?.to_string(),
+                    ));
                 }
                 Ok(())
             },
@@ -732,13 +858,15 @@ impl Rollup {
         inserts: &mut Inserts,
     ) {
         // Version days: every report; the status of the latest identified
-        // one, else of the first anonymous one.
+        // one, else of the latest anonymous one, as SQLite's writer keeps
+        // it (store::ingest: each anonymous report replaces the status
+        // while no identified one has set `last_at`).
         struct Tally {
             reports: u64,
             anonymous: u64,
             last_at: i64,
             status: u8,
-            first_anon_at: i64,
+            last_anon_at: i64,
         }
         let mut tallies: BTreeMap<(Rc<str>, Rc<str>), Tally> = BTreeMap::new();
         let mut new_clusters: BTreeSet<(Rc<str>, [u8; 16])> = BTreeSet::new();
@@ -750,14 +878,14 @@ impl Rollup {
                     anonymous: 0,
                     last_at: -1,
                     status: r.last_status,
-                    first_anon_at: i64::MAX,
+                    last_anon_at: i64::MIN,
                 });
             t.reports += r.reports;
             if r.anonymous {
                 t.anonymous += r.reports;
-                if t.last_at < 0 && r.first_at < t.first_anon_at {
-                    t.first_anon_at = r.first_at;
-                    t.status = r.first_status;
+                if t.last_at < 0 && r.last_at >= t.last_anon_at {
+                    t.last_anon_at = r.last_at;
+                    t.status = r.last_status;
                 }
             } else {
                 if r.last_at > t.last_at {
@@ -853,7 +981,8 @@ impl Rollup {
         day: i64,
         stamp: u64,
     ) -> Result<(), ClickHouseError> {
-        let mut body = Vec::with_capacity(states.len() * 200);
+        let mut body = Vec::with_capacity(states.len().min(self.state_chunk_rows) * 200);
+        let mut rows = 0;
         for s in states.iter() {
             let row = NodeStateRow {
                 as_of: day,
@@ -866,8 +995,13 @@ impl Rollup {
                 status: s.status,
                 computed_at: stamp,
             };
-            if serde_json::to_writer(&mut body, &row).is_ok() {
-                body.push(b'\n');
+            serde_json::to_writer(&mut body, &row).map_err(serialize)?;
+            body.push(b'\n');
+            rows += 1;
+            if rows == self.state_chunk_rows {
+                insert(&self.client, "node_state", &body)?;
+                body.clear();
+                rows = 0;
             }
         }
         if !body.is_empty() {
@@ -983,8 +1117,23 @@ fn snapshot_rows(
 }
 
 /// Now in nanoseconds since 1970: a run's `computed_at`.
-fn now_nanos() -> u64 {
+pub(crate) fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_rows_are_errors_not_panics() {
+        let row = ["20500", "vc.example.com"];
+        assert_eq!(num::<i64>(&row, 0).unwrap(), 20_500);
+        assert_eq!(str_at(&row, 1).unwrap(), "vc.example.com");
+        assert!(str_at(&row, 2).is_err());
+        assert!(num::<u64>(&row, 5).is_err());
+        assert!(id16("abc").is_err());
+    }
 }

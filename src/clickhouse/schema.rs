@@ -12,7 +12,9 @@
 //!
 //! Schema 3 adds the rollup tables (`version_days`, the `snapshot_*`
 //! tables, `clusters`, `versions`, `node_state`, `rollup_days`; see
-//! `rollup`), laid out the same way.
+//! `rollup`), laid out the same way; schema 4 the rollup's lease
+//! (`rollup_lease`, see `lease`). On a replicated cluster every `_local`
+//! table needs a Replicated engine (docs/DEPLOY.md §9).
 //!
 //! `vcheckd_schema` holds the versions applied. Every statement is
 //! idempotent (`IF NOT EXISTS`), so a migration cut short is simply run
@@ -79,8 +81,8 @@ const COUNTER_ENGINE: &str = "ReplacingMergeTree(value)
     ORDER BY (day, name, server, run)";
 
 /// The schema version this vcheckd writes and reads. 2: `counters`.
-/// 3: the rollup tables (see `rollup`).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 3: the rollup tables (see `rollup`). 4: `rollup_lease` (see `lease`).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A table of the schema: its columns, engine, and on a cluster the
 /// Distributed table's sharding expression.
@@ -92,11 +94,12 @@ struct Table {
 }
 
 /// Rollup rows are written again whenever a day is computed again (the
-/// open day every few minutes, a closed day after late reports, the same
-/// day by several name servers): each carries the time it was computed,
-/// and a merge, or `FINAL` when read, keeps the newest per key. A key the
-/// newer computation no longer has is written with zero counts, and
-/// readers skip zero rows. On a cluster, a day's rows are on one shard
+/// open day every few minutes, a closed day after late reports): each
+/// carries the time it was computed, and a merge, or `FINAL` when read,
+/// keeps the newest per key. A key the newer computation no longer has
+/// is written with zero counts, and readers skip zero rows. One rollup
+/// runs at a time (the lease, `rollup_lease`): two at once could leave
+/// keys only the older one wrote. On a cluster, a day's rows are on one shard
 /// (sharded by day), so `FINAL` sees every copy of a key.
 ///
 /// The tables, in creation order.
@@ -122,7 +125,7 @@ const TABLES: &[Table] = &[
         columns: "zone String, day Int32, version String,
             reports UInt64, anonymous UInt64,
             last_at Int64,        -- latest identified report; -1: none
-            status UInt8,         -- answered to it, else to the first anonymous one
+            status UInt8,         -- answered to it, else to the latest anonymous one
             computed_at UInt64",
         engine: concat!(
             "ReplacingMergeTree(computed_at) PARTITION BY intDiv(day, 360) ",
@@ -194,16 +197,60 @@ const TABLES: &[Table] = &[
     // One row per day rolled up, written after the day's rows: closed (1)
     // or open (0, refreshed), the day's raw rows when it was closed
     // (`reports` distinct report ids and `rows` deliveries: its
-    // fingerprint), and which `node_state` partition holds the node states
-    // as of it (-1: none kept).
+    // fingerprint), which `node_state` partition holds the node states
+    // as of it (-1: none kept), and how many there are (`nodes`, schema
+    // 4; -1: not counted), checked when they are read back.
     Table {
         name: "rollup_days",
         columns: "day Int32, closed UInt8, reports UInt64, rows UInt64, state_day Int32,
-            computed_at UInt64",
+            computed_at UInt64, nodes Int64 DEFAULT -1",
         engine: "ReplacingMergeTree(computed_at) ORDER BY day",
         shard: "day",
     },
+    // The rollup lease (see `lease`): one row per holder, its latest
+    // renewal kept. A row per holder rather than one per key, so that
+    // the earliest claim among fresh ones decides, whichever was
+    // written last. One shard holds them all.
+    Table {
+        name: "rollup_lease",
+        columns: "lease String, holder String, claimed_at UInt64, expires Int64, at UInt64",
+        engine: "ReplacingMergeTree(at) ORDER BY (lease, holder)",
+        shard: "sipHash64(lease)",
+    },
 ];
+
+/// Columns added to a table after it was first created: (schema
+/// version, table, column, type). `CREATE TABLE IF NOT EXISTS` leaves an
+/// older table as it is, so a migration adds them.
+const ADDED_COLUMNS: &[(u32, &str, &str, &str)] =
+    &[(4, "rollup_days", "nodes", "Int64 DEFAULT -1")];
+
+/// Adds the columns a database of schema `found` lacks, to the local
+/// table and, on a cluster, the Distributed one (18.16 has no `ADD
+/// COLUMN IF NOT EXISTS`: `system.columns` says what is there).
+fn add_columns(node: &Client, topology: &Topology, found: u32) -> Result<(), ClickHouseError> {
+    let db = node.database();
+    for (version, table, column, kind) in ADDED_COLUMNS {
+        if found >= *version {
+            continue;
+        }
+        let tables = match topology {
+            Topology::Single => vec![table.to_string()],
+            Topology::Cluster { .. } => vec![format!("{table}_local"), table.to_string()],
+        };
+        for t in tables {
+            let rows = node.query(&format!(
+                "SELECT count() FROM system.columns
+                 WHERE database = '{db}' AND table = '{t}' AND name = '{column}'"
+            ))?;
+            let present = rows.first().map(|r| field::<u64>(r, 0)).transpose()?;
+            if present == Some(0) {
+                node.execute(&format!("ALTER TABLE {db}.{t} ADD COLUMN {column} {kind}"))?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The node states' table, whose old partitions the rollup drops on
 /// every node.
@@ -300,6 +347,7 @@ pub fn migrate(client: &Client, topology: &Topology) -> Result<(), ClickHouseErr
         for sql in statements {
             node.execute(&sql)?;
         }
+        add_columns(node, topology, found)?;
         node.execute(&format!(
             "INSERT INTO {db}.vcheckd_schema (version) VALUES ({SCHEMA_VERSION})"
         ))?;

@@ -46,8 +46,10 @@ pub struct ClickHouseConfig {
     /// With `cluster`: every node's HTTP address, for creating the tables.
     #[serde(default)]
     pub nodes: Vec<ClickHouseUrl>,
-    /// Run the rollup (closing days, refreshing the open day) that
-    /// statistics from ClickHouse read. Any number of servers may.
+    /// Take part in the rollup (closing days, refreshing the open day)
+    /// that statistics from ClickHouse read: one server at a time runs
+    /// it, by a lease in ClickHouse. On for every server, so that another
+    /// takes over when the one running it stops.
     #[serde(default = "defaults::rollup")]
     pub rollup: bool,
     /// How often the rollup runs: the most the open day's statistics lag.
@@ -156,6 +158,14 @@ impl ClickHouseConfig {
             self.topology(),
             self.rollup_grace_secs,
         )
+        .with_lease(&self.server_name(), self.rollup_lease_ttl())
+    }
+
+    /// How long the rollup lease lasts from each renewal: three runs'
+    /// interval, at least 15 minutes (a day's close at a large fleet
+    /// takes minutes; the lease is renewed between days).
+    pub fn rollup_lease_ttl(&self) -> Duration {
+        Duration::from_secs(self.rollup_interval_secs.saturating_mul(3).max(900))
     }
 
     /// Bound on one rollup request: it reads a day's reports and every

@@ -119,6 +119,7 @@ impl RunningServer {
                 crate::clickhouse::Closer::start(
                     ch.rollup_job(),
                     Duration::from_secs(ch.rollup_interval_secs.max(1)),
+                    metrics.clone(),
                 )
                 .map_err(ServerError::Rollup)?,
             ),

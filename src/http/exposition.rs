@@ -308,6 +308,12 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
             "Requests to ClickHouse that failed (each is retried).",
             m.ship_errors.load(Relaxed),
         );
+        out.single(
+            "vcheckd_clickhouse_rollup_skipped_total",
+            "counter",
+            "Rollup turns skipped because another name server held the rollup lease.",
+            m.rollup_skipped.load(Relaxed),
+        );
     }
 
     // Cumulative buckets; +Inf and _count from the same reading, so that

@@ -29,6 +29,9 @@ pub(crate) struct StoredState<'a> {
 pub(crate) struct FleetStates {
     interner: Interner,
     states: BTreeMap<NodeKey, NodeLatest>,
+    /// While on trial: each state's value before its first change (None:
+    /// it was new), to undo them (see [`FleetStates::begin_trial`]).
+    undo: Option<Vec<(NodeKey, Option<NodeLatest>)>>,
 }
 
 impl FleetStates {
@@ -65,6 +68,9 @@ impl FleetStates {
         }
         let key = self.interner.node(s.zone, s.cluster, s.node);
         let version = self.interner.version(s.version);
+        if let Some(log) = &mut self.undo {
+            log.push((key.clone(), self.states.get(&key).cloned()));
+        }
         match self.states.get_mut(&key) {
             Some(n) => n.observe(s.last_day, s.last_at, &version, s.status),
             None => {
@@ -72,6 +78,32 @@ impl FleetStates {
                     key,
                     NodeLatest::new(s.last_day, s.last_at, &version, s.status),
                 );
+            }
+        }
+    }
+
+    /// Records the changes from now on, so that [`rollback`] undoes
+    /// them: days folded in on trial (the ClickHouse rollup's open days,
+    /// computed again on every run), without a copy of every state.
+    ///
+    /// [`rollback`]: Self::rollback
+    pub fn begin_trial(&mut self) {
+        self.undo = Some(Vec::new());
+    }
+
+    /// Undoes every change since [`begin_trial`](Self::begin_trial).
+    pub fn rollback(&mut self) {
+        let Some(log) = self.undo.take() else {
+            return;
+        };
+        for (key, before) in log.into_iter().rev() {
+            match before {
+                Some(n) => {
+                    self.states.insert(key, n);
+                }
+                None => {
+                    self.states.remove(&key);
+                }
             }
         }
     }
@@ -153,5 +185,15 @@ mod tests {
         assert_eq!(w.versions["2.0.0"].nodes, 1);
         assert_eq!(w.insecure_clusters, 1);
         assert_eq!(snaps["z"].active(3), Some((2, 3)));
+        // Days folded in on trial are undone whole.
+        let before: Vec<String> = g.iter().map(|s| format!("{s:?}")).collect();
+        g.begin_trial();
+        g.observe(&st("z", c1, [1; 16], 13, 300, "2.0.0", 3));
+        g.observe(&st("z", c1, [1; 16], 14, 400, "2.1.0", 3));
+        g.observe(&st("z", [9; 16], [9; 16], 13, 300, "2.0.0", 3));
+        assert_eq!(g.len(), 4);
+        g.rollback();
+        let after: Vec<String> = g.iter().map(|s| format!("{s:?}")).collect();
+        assert_eq!(after, before);
     }
 }
