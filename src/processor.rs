@@ -360,6 +360,12 @@ struct Run {
 impl Run {
     fn main(&mut self) {
         self.work();
+        // The answer path's counters since the last commit (rejected names,
+        // duplicates...): without this, a shutdown within a flush interval
+        // of the last batch would lose them.
+        if !self.stop.load(Ordering::Relaxed) {
+            self.commit(&[], self.committed);
+        }
         self.flush_open_day();
     }
 
