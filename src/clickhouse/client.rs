@@ -229,3 +229,18 @@ pub(crate) fn id16(hex: &str) -> Result<[u8; 16], ClickHouseError> {
         .and_then(|b| <[u8; 16]>::try_from(b).ok())
         .ok_or_else(|| ClickHouseError::Answer(format!("not a 16-byte id: {hex:?}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_rows_are_errors_not_panics() {
+        let row = ["20500", "vc.example.com"];
+        assert_eq!(num::<i64>(&row, 0).unwrap(), 20_500);
+        assert_eq!(str_at(&row, 1).unwrap(), "vc.example.com");
+        assert!(str_at(&row, 2).is_err());
+        assert!(num::<u64>(&row, 5).is_err());
+        assert!(id16("abc").is_err());
+    }
+}
