@@ -16,6 +16,22 @@
 //! (`rollup_lease`, see `lease`). On a replicated cluster every `_local`
 //! table needs a Replicated engine (docs/DEPLOY.md §9).
 //!
+//! Queries over the Distributed tables keep to shapes that ClickHouse
+//! 18.16 (Debian's) runs the same whether a shard is read in-process (its
+//! address is one of the server's own and `prefer_localhost_replica` = 1)
+//! or over TCP. Checked on 18.16.1 with two servers, each shard read both
+//! ways, and through a server holding no shard:
+//! - a scalar subquery in the SELECT list (`SELECT a, (SELECT count() FROM
+//!   dist) FROM dist`) fails every way ("Not found column _subquery1 in
+//!   block"): run two queries;
+//! - `x IN (SELECT .. FROM dist)` is refused (`distributed_product_mode` =
+//!   'deny'); `GLOBAL IN` works;
+//! - a derived table (`SELECT .. FROM (SELECT .. FROM dist GROUP BY ..)`)
+//!   and a scalar subquery in WHERE work every way.
+//!
+//! vcheckd's readers use derived tables only; tests/clickhouse.rs runs the
+//! cluster both ways.
+//!
 //! `vcheckd_schema` holds the versions applied. Every statement is
 //! idempotent (`IF NOT EXISTS`), so a migration cut short is simply run
 //! again.
