@@ -14,6 +14,7 @@
 //!
 //! The name layer (base32 labels) and the plaintext layout are v1's.
 
+pub mod effort;
 pub mod frame;
 pub mod keys;
 pub mod policy;
