@@ -251,7 +251,8 @@ fn key(e: &KeyError) -> Diagnosis {
         | KeyError::Malformed { .. }
         | KeyError::Kind { .. }
         | KeyError::Permissions { .. }
-        | KeyError::DuplicateId(_) => Diagnosis::new(Exit::Config),
+        | KeyError::DuplicateId(_)
+        | KeyError::RatchetMismatch { .. } => Diagnosis::new(Exit::Config),
     }
 }
 
@@ -394,9 +395,14 @@ fn check(e: &CheckError) -> Diagnosis {
         CheckError::NoHint(_) | CheckError::BadHint { .. } => Exit::NoHint,
         CheckError::Policy(PolicyError::Missing) => Exit::NoHint,
         CheckError::Policy(PolicyError::Expired { .. }) => Exit::PolicyExpired,
-        CheckError::Policy(PolicyError::Rollback { .. }) => Exit::PolicyRollback,
+        CheckError::Policy(PolicyError::Rollback { .. } | PolicyError::Replayed { .. }) => {
+            Exit::PolicyRollback
+        }
         CheckError::Policy(
-            PolicyError::BadSignature | PolicyError::UnknownKey(_) | PolicyError::Malformed(_),
+            PolicyError::BadSignature
+            | PolicyError::UnknownKey(_)
+            | PolicyError::Malformed(_)
+            | PolicyError::Validity { .. },
         ) => Exit::BadPolicy,
     })
 }

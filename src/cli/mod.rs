@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use semver::Version;
 use clap::{Args, Parser, Subcommand};
 
 use exit::{fail, Exit};
@@ -83,6 +84,28 @@ impl ReportArgs {
     /// Builds the check the environment allows (`None`: checks disabled).
     fn check(&self, policy: Policy) -> Result<Option<VersionCheck>> {
         // Disabled means nothing is done at all: not even a key is read.
+        let Some((zone, version, reporter)) = self.check_without_key(policy)? else {
+            return Ok(None);
+        };
+        let key = ClientKey::load(&self.key)?;
+        Ok(Some(VersionCheck::new(zone, key, version, reporter)))
+    }
+
+    /// As [`Self::check`], with the v2 key given (`encode` with the zone's
+    /// private key file).
+    fn check_with_v2_key(
+        &self,
+        policy: Policy,
+        key: vcheckd::protocol::v2::PublicKey,
+    ) -> Result<Option<VersionCheck>> {
+        let Some((zone, version, reporter)) = self.check_without_key(policy)? else {
+            return Ok(None);
+        };
+        Ok(Some(VersionCheck::new(zone, ClientKey::V2(key), version, reporter)))
+    }
+
+    /// The zone, version and reporter the arguments and environment give.
+    fn check_without_key(&self, policy: Policy) -> Result<Option<(ZoneName, Version, Option<Reporter>)>> {
         if policy == Policy::Disabled {
             return Ok(None);
         }
@@ -113,8 +136,7 @@ impl ReportArgs {
                 node_id: required(&self.node_id, "--node-id")?,
             }),
         };
-        let key = ClientKey::load(&self.key)?;
-        Ok(Some(VersionCheck::new(zone, key, version, reporter)))
+        Ok(Some((zone, version, reporter)))
     }
 }
 

@@ -202,7 +202,10 @@ mod defaults {
         true
     }
     pub fn policy_validity_secs() -> u64 {
-        7 * 86_400
+        86_400
+    }
+    pub fn effort() -> u8 {
+        16
     }
 }
 
@@ -224,11 +227,24 @@ pub struct ZoneConfig {
     /// (fleets already in the field); turn off once they have upgraded.
     #[serde(default = "defaults::accept_v1")]
     pub accept_v1: bool,
-    /// How long a signed v2 policy stays valid; the server signs it anew
-    /// every seventh of this, so clients never see it expire while the
-    /// server runs.
+    /// How long a signed v2 policy stays valid (7200 to 691200; default a
+    /// day). The server signs it anew every full hour, so clients never see
+    /// it expire while the server runs; a stopped server's policy goes
+    /// stale within this time, and clients then say so.
     #[serde(default = "defaults::policy_validity_secs")]
     pub policy_validity_secs: u64,
+    /// The client effort the v2 policy suggests: leading zero bits of the
+    /// report's proof (16: about 65,000 SHA-256 hashes, a few milliseconds
+    /// in Rust or Go, under 0.1 s in Python). Reports are kept and opened
+    /// in order of effort, so a flood of cheap names cannot push out
+    /// reports that paid it.
+    #[serde(default = "defaults::effort")]
+    pub effort: u8,
+    /// Where an advisory is explained, `{id}` standing for its id (for
+    /// example "https://example.com/security/{id}"): v2 clients name the URL
+    /// when an advisory makes them require an upgrade.
+    #[serde(default)]
+    pub advisory_url: Option<String>,
     /// TTL of synthesized hint answers.
     #[serde(default = "defaults::answer_ttl")]
     pub answer_ttl: u32,
@@ -351,6 +367,15 @@ impl Config {
                 .map_or_else(|| path.to_path_buf(), |dir| dir.join(path)),
             _ => path.to_path_buf(),
         }
+    }
+
+    /// The folder of the server's own state beside the database: the v2
+    /// ratchet seeds it has advanced (`keys/`) and the policy serials it
+    /// has signed (`policy-serials`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.resolve(&self.server.database)
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     }
 
     /// The journal's folder, resolved (default: `journal` beside the

@@ -36,23 +36,29 @@ impl Handler {
         self.catalog.store(Arc::new(catalog));
     }
 
-    /// How often the policies must be signed anew (see
+    /// How long until the policies must be signed anew (see
     /// [`Catalog::resign_interval`]).
-    pub fn resign_interval(&self) -> Option<std::time::Duration> {
-        self.catalog.load().resign_interval()
+    pub fn resign_interval(&self, now: u64) -> Option<std::time::Duration> {
+        self.catalog.load().resign_interval(now)
     }
 
     /// Signs every v2 policy anew at `now`, keeping everything else (a
     /// reload in between is kept too). Returns when to do it again.
     pub fn resign_policies(&self, now: u64) -> Option<std::time::Duration> {
-        self.catalog.rcu(|current| match current.resign(now) {
+        self.catalog.rcu(|current| match current.resign(now, None) {
             Ok(next) => Arc::new(next),
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign the v2 policies anew; serving the old ones");
                 current.clone()
             }
         });
-        self.resign_interval()
+        self.resign_interval(now)
+    }
+
+    /// What the journal's consumers need to open frames of the current
+    /// zones and keys (they change with each signing: epochs come and go).
+    pub fn opener(&self) -> crate::report::Opener {
+        self.catalog.load().opener()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
