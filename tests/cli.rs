@@ -757,12 +757,15 @@ fn check_json_has_one_schema_for_every_outcome() {
         assert_eq!(
             keys,
             [
+                "effort",
                 "error",
                 "exit_code",
+                "last_known",
                 "latest",
                 "message",
                 "policy",
                 "protocol",
+                "queries",
                 "report_id",
                 "running",
                 "status",

@@ -299,6 +299,9 @@ fn failed_json(running: Option<String>, exit: Exit, error: Option<String>) -> se
         "report_id": null,
         "protocol": null,
         "policy": null,
+        "effort": null,
+        "queries": null,
+        "last_known": null,
         "exit_code": exit as u8,
         "error": error,
     })
@@ -415,9 +418,9 @@ pub fn run_check(args: CheckArgs) -> Result<ExitCode> {
 enum Maker<'a> {
     V1(&'a VersionCheck),
     /// Sealed under the policy fetched from a server.
-    V2Policy(&'a vcheckd::client::v2::CheckV2, SignedPolicy, Effort),
+    V2Policy(&'a vcheckd::client::v2::CheckV2, Box<SignedPolicy>, Effort),
     /// Sealed to the current epoch's key, derived from the private key.
-    V2Private(vcheckd::client::v2::CheckV2, PrivateKey, Effort),
+    V2Private(Box<vcheckd::client::v2::CheckV2>, Box<PrivateKey>, Effort),
 }
 
 impl Maker<'_> {
@@ -427,7 +430,8 @@ impl Maker<'_> {
             Maker::V1(check) => {
                 let mut state = ClientState::in_memory();
                 let rt = tokio::runtime::Builder::new_current_thread().build()?;
-                rt.block_on(check.preview(&[], Duration::ZERO, &mut state, now))?.0
+                rt.block_on(check.preview(&[], Duration::ZERO, &mut state, now))?
+                    .0
             }
             Maker::V2Policy(c, policy, effort) => c.prepare_at(&policy.seal, *effort, now)?.into(),
             Maker::V2Private(c, key, effort) => seal_with_private(c, key, *effort, now)?,
@@ -447,16 +451,20 @@ pub fn run_encode(args: EncodeArgs) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let check = match &private {
-        Some(k) => args.report.check_with_v2_key(Policy::from_env(), k.public())?,
+        Some(k) => args
+            .report
+            .check_with_v2_key(Policy::from_env(), k.public())?,
         None => args.report.check(Policy::from_env())?,
     };
     let Some(check) = check else {
         return Ok(ExitCode::SUCCESS);
     };
     let maker = match (&check, private) {
-        (VersionCheck::V2(c), Some(key)) => {
-            Maker::V2Private(c.clone(), key, Effort(args.effort.unwrap_or(0)))
-        }
+        (VersionCheck::V2(c), Some(key)) => Maker::V2Private(
+            Box::new(c.clone()),
+            Box::new(key),
+            Effort(args.effort.unwrap_or(0)),
+        ),
         (VersionCheck::V2(c), None) => {
             if args.server.is_empty() {
                 return Err(fail(
@@ -477,7 +485,7 @@ pub fn run_encode(args: EncodeArgs) -> Result<ExitCode> {
                 .context("fetching the zone's policy")?;
             let policy = verified.map(|v| v.policy).context("no policy")?;
             let effort = args.effort.map_or(policy.effort, Effort);
-            Maker::V2Policy(c, policy, effort)
+            Maker::V2Policy(c, Box::new(policy), effort)
         }
         (VersionCheck::V1(_), _) => Maker::V1(&check),
     };

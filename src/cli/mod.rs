@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use semver::Version;
 use clap::{Args, Parser, Subcommand};
+use semver::Version;
 
 use exit::{fail, Exit};
 use serde_json::json;
@@ -101,11 +101,19 @@ impl ReportArgs {
         let Some((zone, version, reporter)) = self.check_without_key(policy)? else {
             return Ok(None);
         };
-        Ok(Some(VersionCheck::new(zone, ClientKey::V2(key), version, reporter)))
+        Ok(Some(VersionCheck::new(
+            zone,
+            ClientKey::V2(key),
+            version,
+            reporter,
+        )))
     }
 
     /// The zone, version and reporter the arguments and environment give.
-    fn check_without_key(&self, policy: Policy) -> Result<Option<(ZoneName, Version, Option<Reporter>)>> {
+    fn check_without_key(
+        &self,
+        policy: Policy,
+    ) -> Result<Option<(ZoneName, Version, Option<Reporter>)>> {
         if policy == Policy::Disabled {
             return Ok(None);
         }

@@ -44,7 +44,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
         None => Config::embedded()?,
     };
     let now = u64::try_from(vcheckd::clock::unix_now()).unwrap_or(0);
-    let catalog = Catalog::build(&config, now).context("cannot build the zones")?;
+    let catalog = Catalog::build_stateless(&config, now).context("cannot build the zones")?;
     let wanted = args
         .zone
         .as_deref()

@@ -61,7 +61,12 @@ fn ensure_demo_keys(config: &Config) -> Result<()> {
             let path = config.resolve(path);
             if !path.exists() {
                 let public = demo_public_path(&path);
-                write_key_pair(&path, &public, &PrivateKey::generate(KeyId(1), vcheckd::clock::unix_now().max(0) as u64), false)?;
+                write_key_pair(
+                    &path,
+                    &public,
+                    &PrivateKey::generate(KeyId(1), vcheckd::clock::unix_now().max(0) as u64),
+                    false,
+                )?;
                 warn!(
                     private = %path.display(),
                     public = %public.display(),

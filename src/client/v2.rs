@@ -79,7 +79,12 @@ pub fn identity(zone: &ZoneName, reporter: Option<&Reporter>) -> Identity {
 }
 
 impl CheckV2 {
-    pub fn new(zone: ZoneName, key: PublicKey, version: Version, reporter: Option<&Reporter>) -> Self {
+    pub fn new(
+        zone: ZoneName,
+        key: PublicKey,
+        version: Version,
+        reporter: Option<&Reporter>,
+    ) -> Self {
         let identity = identity(&zone, reporter);
         CheckV2 {
             zone,
@@ -91,7 +96,12 @@ impl CheckV2 {
     }
 
     /// A check with ids already anonymized (a process that keeps them).
-    pub fn with_ids(zone: ZoneName, key: PublicKey, version: Version, ids: Option<(AnonId, AnonId)>) -> Self {
+    pub fn with_ids(
+        zone: ZoneName,
+        key: PublicKey,
+        version: Version,
+        ids: Option<(AnonId, AnonId)>,
+    ) -> Self {
         CheckV2 {
             zone,
             key,
@@ -118,7 +128,12 @@ impl CheckV2 {
         self.prepare_at(seal, target, unix_now())
     }
 
-    pub fn prepare_at(&self, seal: &SealKey, target: Effort, now: u64) -> Result<PreparedV2, EncodeError> {
+    pub fn prepare_at(
+        &self,
+        seal: &SealKey,
+        target: Effort,
+        now: u64,
+    ) -> Result<PreparedV2, EncodeError> {
         let payload = self.payload(now);
         let mut sealed = frame::seal(seal, &self.zone, &payload)?;
         let effort = prove_within(&mut sealed, target, self.effort_budget);
@@ -138,7 +153,12 @@ impl CheckV2 {
 
     /// Verifies a policy answer against `state`, records it there, and
     /// computes the status for this version.
-    pub fn verify(&self, wire: &[u8], state: &mut ClientState, now: u64) -> Result<Verified, PolicyError> {
+    pub fn verify(
+        &self,
+        wire: &[u8],
+        state: &mut ClientState,
+        now: u64,
+    ) -> Result<Verified, PolicyError> {
         let policy = SignedPolicy::verify(
             wire,
             &self.zone,
@@ -268,7 +288,10 @@ impl ClientState {
             StateFile::default()
         } else {
             serde_json::from_str(&text).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not a vcheckd client state: {e}"))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("not a vcheckd client state: {e}"),
+                )
             })?
         };
         Ok(ClientState {
@@ -294,10 +317,16 @@ impl ClientState {
         let set = |k: &str| get(k).filter(|v| !v.is_empty()).map(PathBuf::from);
         if let Some(dir) = get("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
             // systemd may list several, separated by colons: the first.
-            let first = dir.to_string_lossy().split(':').next().unwrap_or_default().to_string();
+            let first = dir
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string();
             return Some(PathBuf::from(first).join("client-state.json"));
         }
-        let base = set("XDG_STATE_HOME").or_else(|| set("HOME").map(|h| h.join(".local").join("state")))?;
+        let base = set("XDG_STATE_HOME")
+            .or_else(|| set("HOME").map(|h| h.join(".local").join("state")))?;
         Some(base.join("vcheckd").join("client-state.json"))
     }
 
@@ -319,7 +348,9 @@ impl ClientState {
     /// verified again, as of when it was issued).
     pub fn policy(&self, zone: &ZoneName, key: &PublicKey) -> Option<SignedPolicy> {
         let kept = self.find(zone, key.id)?;
-        let wire = data_encoding::HEXLOWER_PERMISSIVE.decode(kept.policy.as_bytes()).ok()?;
+        let wire = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(kept.policy.as_bytes())
+            .ok()?;
         let issued = u64::from_be_bytes(wire.get(6..14)?.try_into().ok()?);
         SignedPolicy::verify(&wire, zone, key, issued, None).ok()
     }
@@ -340,7 +371,9 @@ impl ClientState {
             policy: if newest_policy {
                 data_encoding::HEXLOWER.encode(wire)
             } else {
-                self.find(zone, policy.key_id).map(|k| k.policy.clone()).unwrap_or_default()
+                self.find(zone, policy.key_id)
+                    .map(|k| k.policy.clone())
+                    .unwrap_or_default()
             },
         };
         match self
@@ -405,19 +438,32 @@ mod tests {
         })
         .unwrap();
         let sign = |serial: u32, at: u64| {
-            ServedPolicy::sign(&zone, &ring, releases.clone(), None, serial, Effort(3), at, 86_400)
-                .unwrap()
-                .wire(KeyId(7))
-                .unwrap()
-                .to_vec()
+            ServedPolicy::sign(
+                &zone,
+                &ring,
+                releases.clone(),
+                None,
+                serial,
+                Effort(3),
+                at,
+                86_400,
+            )
+            .unwrap()
+            .wire(KeyId(7))
+            .unwrap()
+            .to_vec()
         };
         let check = CheckV2::with_ids(zone.clone(), key.public(), Version::new(2, 4, 1), None);
         let mut state = ClientState::load(&path).unwrap();
         assert_eq!(state.freshness(&zone, KeyId(7)), None);
-        check.verify(&sign(7, NOW + 7_200), &mut state, NOW + 7_200).unwrap();
+        check
+            .verify(&sign(7, NOW + 7_200), &mut state, NOW + 7_200)
+            .unwrap();
         // An older policy of a higher serial: freshness keeps both maxima,
         // the kept policy stays the newest issued.
-        check.verify(&sign(8, NOW), &mut state, NOW + 7_200).unwrap();
+        check
+            .verify(&sign(8, NOW), &mut state, NOW + 7_200)
+            .unwrap();
         state.save().unwrap();
         let again = ClientState::load(&path).unwrap();
         let f = again.freshness(&zone, KeyId(7)).unwrap();
@@ -434,10 +480,17 @@ mod tests {
     #[test]
     fn default_state_path() {
         let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| std::ffi::OsString::from(v))
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
         };
         assert_eq!(
-            ClientState::default_path_in(&env(&[("STATE_DIRECTORY", "/var/lib/app:/x"), ("HOME", "/h")])),
+            ClientState::default_path_in(&env(&[
+                ("STATE_DIRECTORY", "/var/lib/app:/x"),
+                ("HOME", "/h")
+            ])),
             Some(PathBuf::from("/var/lib/app/client-state.json"))
         );
         assert_eq!(
@@ -457,6 +510,9 @@ mod tests {
         // 60 bits are out of reach: only the budget ends the search.
         let got = prove_within(&mut frame, Effort(60), Duration::from_millis(50));
         assert_eq!(effort::effort(&frame).0, got);
-        assert!(got >= Effort(8), "thousands of tries find 8 zero bits: {got}");
+        assert!(
+            got >= Effort(8),
+            "thousands of tries find 8 zero bits: {got}"
+        );
     }
 }

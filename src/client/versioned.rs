@@ -94,7 +94,9 @@ impl VersionCheck {
                 version,
                 reporter,
             }),
-            ClientKey::V2(key) => VersionCheck::V2(CheckV2::new(zone, key, version, reporter.as_ref())),
+            ClientKey::V2(key) => {
+                VersionCheck::V2(CheckV2::new(zone, key, version, reporter.as_ref()))
+            }
         }
     }
 
@@ -232,8 +234,8 @@ pub fn seal_with_private(
     let ring = crate::protocol::v2::PrivateKeyring::new(std::slice::from_ref(key), now)
         .map_err(|e| EncodeError::Zone(e.to_string()))?;
     let epoch = crate::protocol::v2::Epoch::at(now);
-    let seal = ring
-        .seal_key(key.id, epoch)
-        .ok_or_else(|| EncodeError::Zone(format!("the key file's ratchet starts after epoch {epoch}")))?;
+    let seal = ring.seal_key(key.id, epoch).ok_or_else(|| {
+        EncodeError::Zone(format!("the key file's ratchet starts after epoch {epoch}"))
+    })?;
     Ok(check.prepare_at(&seal, effort, now)?.into())
 }

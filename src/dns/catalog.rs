@@ -294,6 +294,22 @@ impl Catalog {
     /// Builds the zones of `config`, signing v2 policies as of `now`
     /// (unix seconds).
     pub fn build(config: &Config, now: u64) -> Result<Self, CatalogError> {
+        Self::build_in(config, now, Some(config.state_dir()))
+    }
+
+    /// As [`Catalog::build`], without reading or writing the server's
+    /// state folder (its advanced ratchet seeds, the serials it signed):
+    /// for commands that only look (`policy show`) and for fuzzing. Keys
+    /// are derived from the key files alone.
+    pub fn build_stateless(config: &Config, now: u64) -> Result<Self, CatalogError> {
+        Self::build_in(config, now, None)
+    }
+
+    fn build_in(
+        config: &Config,
+        now: u64,
+        state: Option<std::path::PathBuf>,
+    ) -> Result<Self, CatalogError> {
         let mut zones: Vec<Zone> = Vec::with_capacity(config.zones.len());
         let mut signed = Vec::new();
         for zc in &config.zones {
@@ -332,10 +348,15 @@ impl Catalog {
             let keyring = Keyring::new(&v1_keys).map_err(key_err)?;
             // This server's own advanced copy of each ratchet: seeds of
             // epochs no longer needed are erased from its state folder.
-            let store = RatchetStore::new(config.state_dir().join("keys"));
+            let store = state
+                .as_ref()
+                .map(|dir| RatchetStore::new(dir.join("keys")));
             let v2_keys = v2_keys
                 .iter()
                 .map(|k| {
+                    let Some(store) = &store else {
+                        return Ok(k.clone());
+                    };
                     let synced = store.sync(k, now)?;
                     if synced.file_is_behind {
                         tracing::warn!(
@@ -349,6 +370,19 @@ impl Catalog {
                 .collect::<Result<Vec<_>, KeyError>>()
                 .map_err(key_err)?;
             let v2_keys = PrivateKeyring::new(&v2_keys, now).map_err(key_err)?;
+            if let Some(k) = v2_keys
+                .iter()
+                .find(|k| k.epoch(v2::Epoch::at(now)).is_none())
+            {
+                return Err(CatalogError::Setting {
+                    zone: zone_err(),
+                    message: format!(
+                        "v2 key {}'s ratchet starts after this week (epoch {}): the clock is wrong, or the key file was made by a host whose clock runs ahead",
+                        k.id,
+                        v2::Epoch::at(now)
+                    ),
+                });
+            }
             let releases =
                 Releases::try_from(&zc.releases).map_err(|source| CatalogError::Releases {
                     zone: zone_err(),
@@ -369,7 +403,8 @@ impl Catalog {
                     message,
                 };
                 let validity = zc.policy_validity_secs;
-                if !(v2policy::MIN_VALIDITY_SECS..=v2policy::MAX_VALIDITY_SECS).contains(&validity) {
+                if !(v2policy::MIN_VALIDITY_SECS..=v2policy::MAX_VALIDITY_SECS).contains(&validity)
+                {
                     return Err(setting(format!(
                         "policy_validity_secs = {validity}: set it between {} (two hours) and {} (eight days)",
                         v2policy::MIN_VALIDITY_SECS,
@@ -416,8 +451,8 @@ impl Catalog {
         }
         // Every zone checked before any serial is recorded: a refused
         // reload records nothing.
-        if !signed.is_empty() {
-            let mut serials = super::serials::SignedSerials::load(&config.state_dir())?;
+        if let Some(dir) = state.as_ref().filter(|_| !signed.is_empty()) {
+            let mut serials = super::serials::SignedSerials::load(dir)?;
             let mut changed = false;
             for (zone, serial, digest) in &signed {
                 changed |= serials.admit(zone, *serial, digest)?;
@@ -429,7 +464,7 @@ impl Catalog {
         zones.sort_by_key(|z| std::cmp::Reverse(z.labels.len()));
         Ok(Catalog {
             zones,
-            ratchets: Some(config.state_dir().join("keys")),
+            ratchets: state.map(|dir| dir.join("keys")),
         })
     }
 
@@ -453,12 +488,12 @@ impl Catalog {
                     }
                 }
                 let effort = effort.unwrap_or(policy.content.effort);
-                let policy = policy
-                    .resign(&zone.name, now, effort)
-                    .map_err(|source| CatalogError::Policy {
+                let policy = policy.resign(&zone.name, now, effort).map_err(|source| {
+                    CatalogError::Policy {
                         zone: zone.name.to_string(),
                         source,
-                    })?;
+                    }
+                })?;
                 zone.set_policy(policy)?;
             }
         }

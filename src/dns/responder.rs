@@ -253,7 +253,11 @@ fn report_answer<'c>(
         *slot = q.label(i);
     }
     let mut frame = [0u8; MAX_FRAME_LEN];
-    match zone.report(&labels[..payload], &mut frame, u64::try_from(now).unwrap_or(0)) {
+    match zone.report(
+        &labels[..payload],
+        &mut frame,
+        u64::try_from(now).unwrap_or(0),
+    ) {
         Ok(ReportAnswer::V2 {
             answers,
             key_id,

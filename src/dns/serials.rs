@@ -23,7 +23,11 @@ pub enum SerialError {
     #[error("zone {zone}: the releases changed but the SOA serial {serial} did not: raise the serial in the zone file (policies signed under one serial must not change), then reload")]
     SameSerial { zone: String, serial: u32 },
     #[error("zone {zone}: the SOA serial {serial} is lower than serial {signed} already signed: clients that saw {signed} refuse it; set the serial above {signed}")]
-    Backwards { zone: String, serial: u32, signed: u32 },
+    Backwards {
+        zone: String,
+        serial: u32,
+        signed: u32,
+    },
     #[error("cannot read or write {path}: check the state folder's permissions (it is the database's folder)")]
     Io {
         path: String,
@@ -80,7 +84,12 @@ impl SignedSerials {
     /// Checks that `zone` may sign `serial` for a release section of
     /// `digest`, and records it if it is new. Returns whether the file must
     /// be saved.
-    pub(crate) fn admit(&mut self, zone: &str, serial: u32, digest: &str) -> Result<bool, SerialError> {
+    pub(crate) fn admit(
+        &mut self,
+        zone: &str,
+        serial: u32,
+        digest: &str,
+    ) -> Result<bool, SerialError> {
         match self.entries.iter_mut().find(|e| e.zone == zone) {
             Some(e) if serial < e.serial => Err(SerialError::Backwards {
                 zone: zone.to_string(),

@@ -93,7 +93,9 @@ impl DecodeError {
 /// Why a report could not be turned into a query name.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum EncodeError {
-    #[error("software version is {0} bytes, more than a report carries (protocol v1: 255, v2: 36)")]
+    #[error(
+        "software version is {0} bytes, more than a report carries (protocol v1: 255, v2: 36)"
+    )]
     VersionTooLong(usize),
     #[error("client clock {0} is past what protocol v2 carries (2106-02-07): check the clock")]
     Timestamp(u64),

@@ -89,7 +89,9 @@ pub fn prove_from(frame: &mut [u8], target: Effort, first: u64, tries: u64) -> E
     let Some(split) = frame.len().checked_sub(PROOF_LEN) else {
         return Effort(0);
     };
-    let head = Sha256::new().chain_update(PREFIX).chain_update(&frame[..split]);
+    let head = Sha256::new()
+        .chain_update(PREFIX)
+        .chain_update(&frame[..split]);
     let end = first.saturating_add(tries).min(1 << 32);
     let mut best: Option<(Effort, u32)> = None;
     for proof in first.min(end)..end {

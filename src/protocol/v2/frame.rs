@@ -108,20 +108,39 @@ pub fn seal_with_ikm(
     seal_with_rng(key, zone, payload, &mut FixedIkm(Some(ikm_e)))
 }
 
+/// Seals any plaintext bytes with the ephemeral key derived from `ikm_e`:
+/// the test vectors' frames that open but hold a malformed plaintext.
+pub fn seal_plaintext_with_ikm(
+    key: &SealKey,
+    zone: &ZoneName,
+    plaintext: &[u8],
+    ikm_e: [u8; 32],
+) -> Result<Vec<u8>, EncodeError> {
+    seal_bytes(key, zone, plaintext, &mut FixedIkm(Some(ikm_e)))
+}
+
 fn seal_with_rng(
     key: &SealKey,
     zone: &ZoneName,
     payload: &Payload,
     rng: &mut impl hpke::rand_core::CryptoRng,
 ) -> Result<Vec<u8>, EncodeError> {
-    let plaintext = plaintext::encode(payload)?;
+    seal_bytes(key, zone, &plaintext::encode(payload)?, rng)
+}
+
+fn seal_bytes(
+    key: &SealKey,
+    zone: &ZoneName,
+    plaintext: &[u8],
+    rng: &mut impl hpke::rand_core::CryptoRng,
+) -> Result<Vec<u8>, EncodeError> {
     let e = key.epoch.0.to_be_bytes();
     let header = [FORMAT_V2, key.key_id.0, e[0], e[1]];
     let (enc, ciphertext) = hpke::single_shot_seal_with_rng::<Aead, Kdf, Kem>(
         &OpModeS::Base,
         &key.public,
         &info(zone),
-        &plaintext,
+        plaintext,
         &header,
         rng,
     )
@@ -280,7 +299,10 @@ mod tests {
         proof[last] ^= 0xff;
         assert!(open(&ring, &zone, &proof).is_ok());
         let other = ZoneName::new("vc.example.org").unwrap();
-        assert_eq!(open(&ring, &other, &frame), Err(DecodeError::Authentication));
+        assert_eq!(
+            open(&ring, &other, &frame),
+            Err(DecodeError::Authentication)
+        );
         assert_eq!(
             open(&ring, &zone, &frame[..111]),
             Err(DecodeError::FrameLength(111))

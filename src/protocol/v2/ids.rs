@@ -56,14 +56,11 @@ pub fn salt(zone: &ZoneName) -> [u8; 16] {
 impl ClusterSecret {
     /// Derives the secret of `cluster_id` under `zone` (the slow step).
     pub fn derive(zone: &ZoneName, cluster_id: &str) -> Self {
-        let params = argon2::Params::new(
-            ARGON2_MEMORY_KIB,
-            ARGON2_ITERATIONS,
-            ARGON2_LANES,
-            Some(32),
-        )
-        .expect("fixed Argon2 parameters are valid");
-        let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let params =
+            argon2::Params::new(ARGON2_MEMORY_KIB, ARGON2_ITERATIONS, ARGON2_LANES, Some(32))
+                .expect("fixed Argon2 parameters are valid");
+        let argon =
+            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = [0u8; 32];
         argon
             .hash_password_into(cluster_id.as_bytes(), &salt(zone), &mut out)
@@ -81,8 +78,8 @@ impl ClusterSecret {
     }
 
     fn mac(&self, parts: &[&[u8]]) -> AnonId {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .expect("HMAC takes a key of any length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
         for p in parts {
             mac.update(p);
         }
@@ -117,7 +114,10 @@ mod tests {
         assert_ne!(a.node("node-1"), b.node("node-1"));
         assert_ne!(a.node("node-1"), a.node("node-2"));
         let other = ZoneName::new("vc.example.org").unwrap();
-        assert_ne!(ClusterSecret::derive(&other, "cluster-a").cluster(), a.cluster());
+        assert_ne!(
+            ClusterSecret::derive(&other, "cluster-a").cluster(),
+            a.cluster()
+        );
         assert_eq!(format!("{a:?}"), "ClusterSecret(..)");
     }
 }

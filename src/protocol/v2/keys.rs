@@ -36,8 +36,7 @@ use super::Kem;
 const PRIVATE_PREFIX: &str = "vck2-private";
 const PUBLIC_PREFIX: &str = "vck2-public";
 const RATCHET_PREFIX: &str = "vck2-ratchet";
-const PRIVATE_HINT: &str =
-    "vck2-private:<id 0-255>:<64 hex digits>:<epoch>:<64 hex digits>";
+const PRIVATE_HINT: &str = "vck2-private:<id 0-255>:<64 hex digits>:<epoch>:<64 hex digits>";
 const PUBLIC_HINT: &str = "vck2-public:<id 0-255>:<64 hex digits>";
 
 pub(crate) type KemPrivate = <Kem as hpke::Kem>::PrivateKey;
@@ -361,7 +360,11 @@ impl PrivateKey {
     /// start of its public key.
     fn ratchet_file(&self, dir: &Path) -> PathBuf {
         let public = self.sign.verifying_key();
-        dir.join(format!("{}-{}.ratchet", self.id.0, hex(&public.as_bytes()[..8])))
+        dir.join(format!(
+            "{}-{}.ratchet",
+            self.id.0,
+            hex(&public.as_bytes()[..8])
+        ))
     }
 }
 
@@ -379,7 +382,11 @@ impl PublicKey {
     }
 
     pub fn to_token(&self) -> String {
-        format!("{PUBLIC_PREFIX}:{}:{}", self.id.0, hex(self.verify.as_bytes()))
+        format!(
+            "{PUBLIC_PREFIX}:{}:{}",
+            self.id.0,
+            hex(self.verify.as_bytes())
+        )
     }
 
     /// Reads a public key file (any mode: nothing in it is secret).
@@ -424,7 +431,10 @@ impl fmt::Debug for ZoneKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ZoneKey")
             .field("id", &self.id)
-            .field("held", &self.held.iter().map(|k| k.epoch.0).collect::<Vec<_>>())
+            .field(
+                "held",
+                &self.held.iter().map(|k| k.epoch.0).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -507,7 +517,11 @@ impl PrivateKeyring {
     /// The same keys at a later `now`: older epochs dropped, newer derived.
     pub fn at(&self, now: u64) -> Self {
         PrivateKeyring {
-            keys: self.keys.iter().map(|k| ZoneKey::at(&k.private(), now)).collect(),
+            keys: self
+                .keys
+                .iter()
+                .map(|k| ZoneKey::at(&k.private(), now))
+                .collect(),
         }
     }
 
@@ -584,10 +598,12 @@ impl RatchetStore {
             source,
         };
         let stored = match read_private_file(&path) {
-            Ok(text) => Some(parse_ratchet(&text, key.id).ok_or_else(|| KeyError::Malformed {
-                path: path.display().to_string(),
-                expected: "vck2-ratchet:<id>:<epoch>:<64 hex digits>",
-            })?),
+            Ok(text) => Some(
+                parse_ratchet(&text, key.id).ok_or_else(|| KeyError::Malformed {
+                    path: path.display().to_string(),
+                    expected: "vck2-ratchet:<id>:<epoch>:<64 hex digits>",
+                })?,
+            ),
             Err(KeyError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 None
             }
@@ -683,7 +699,10 @@ mod tests {
         let private = PrivateKey::generate(KeyId(1), 0);
         let token = private.to_token();
         let shown = format!("{private:?} {:?}", private.ratchet);
-        for secret in [token.split(':').nth(2).unwrap(), token.split(':').nth(4).unwrap()] {
+        for secret in [
+            token.split(':').nth(2).unwrap(),
+            token.split(':').nth(4).unwrap(),
+        ] {
             assert!(!shown.contains(secret));
         }
     }
@@ -692,7 +711,10 @@ mod tests {
     fn the_ratchet_turns_forward_only() {
         let r = Ratchet::new(Epoch(10), [5; 32]);
         let r12 = r.advance_to(Epoch(12)).unwrap();
-        assert_eq!(r.advance_to(Epoch(11)).unwrap().advance_to(Epoch(12)), Some(r12.clone()));
+        assert_eq!(
+            r.advance_to(Epoch(11)).unwrap().advance_to(Epoch(12)),
+            Some(r12.clone())
+        );
         assert_eq!(r12.advance_to(Epoch(10)), None);
         assert_ne!(r.epoch_key().public_bytes(), r12.epoch_key().public_bytes());
     }
@@ -701,20 +723,36 @@ mod tests {
     fn a_server_keeps_the_accepted_epochs_and_a_day_more() {
         let key = PrivateKey::generate(KeyId(1), 100 * WEEK);
         // Mid-week 105: 104, 105 and 106 are accepted and kept.
-        let ring = PrivateKeyring::new(std::slice::from_ref(&key), 105 * WEEK + 3 * 86_400).unwrap();
-        let held: Vec<u16> = ring.get(KeyId(1)).unwrap().held.iter().map(|k| k.epoch.0).collect();
+        let ring =
+            PrivateKeyring::new(std::slice::from_ref(&key), 105 * WEEK + 3 * 86_400).unwrap();
+        let held: Vec<u16> = ring
+            .get(KeyId(1))
+            .unwrap()
+            .held
+            .iter()
+            .map(|k| k.epoch.0)
+            .collect();
         assert_eq!(held, [104, 105, 106]);
         // The first hours of week 105: 103 is kept a day past its week of
         // acceptance (104), for frames still in the journal.
         let early = PrivateKeyring::new(std::slice::from_ref(&key), 105 * WEEK + 3_600).unwrap();
-        let held: Vec<u16> = early.get(KeyId(1)).unwrap().held.iter().map(|k| k.epoch.0).collect();
+        let held: Vec<u16> = early
+            .get(KeyId(1))
+            .unwrap()
+            .held
+            .iter()
+            .map(|k| k.epoch.0)
+            .collect();
         assert_eq!(held, [103, 104, 105, 106]);
         assert!(Epoch(104).accepted_at(105 * WEEK));
         assert!(!Epoch(103).accepted_at(105 * WEEK));
         // Every server derives the same keys: the same from a later start.
         let later = ring.at(106 * WEEK + 3 * 86_400);
         assert_eq!(
-            later.epoch_key(KeyId(1), Epoch(106)).unwrap().public_bytes(),
+            later
+                .epoch_key(KeyId(1), Epoch(106))
+                .unwrap()
+                .public_bytes(),
             ring.epoch_key(KeyId(1), Epoch(106)).unwrap().public_bytes()
         );
         assert!(later.epoch_key(KeyId(1), Epoch(104)).is_none());
@@ -770,7 +808,13 @@ mod tests {
         std::fs::write(&path, PrivateKey::generate(KeyId(1), 0).to_token()).unwrap();
         let err = PublicKey::load(&path).unwrap_err();
         assert!(
-            matches!(err, KeyError::Kind { found: "v2 private", .. }),
+            matches!(
+                err,
+                KeyError::Kind {
+                    found: "v2 private",
+                    ..
+                }
+            ),
             "{err}"
         );
     }

@@ -79,7 +79,9 @@ pub fn decode(bytes: &[u8]) -> Result<Payload, DecodeError> {
         return Err(DecodeError::Plaintext("non-zero padding"));
     }
     if bytes.len() == SIZES[1] && vlen <= SMALL_VERSION {
-        return Err(DecodeError::Plaintext("large plaintext for a short version"));
+        return Err(DecodeError::Plaintext(
+            "large plaintext for a short version",
+        ));
     }
     if !vtext.is_ascii() {
         return Err(DecodeError::Version);
@@ -121,7 +123,13 @@ mod tests {
 
     #[test]
     fn every_short_version_pads_to_one_size() {
-        for v in ["0.0.0", "2.4.1", "10.20.30", "1.2.3-rc.1+b.7", "123456.7890.12345"] {
+        for v in [
+            "0.0.0",
+            "2.4.1",
+            "10.20.30",
+            "1.2.3-rc.1+b.7",
+            "123456.7890.12345",
+        ] {
             let p = payload(v);
             let bytes = encode(&p).unwrap();
             assert_eq!(bytes.len(), 56, "{v}");
@@ -132,7 +140,10 @@ mod tests {
         assert_eq!(bytes.len(), 74);
         assert_eq!(decode(&bytes).unwrap(), long);
         let too_long = payload("1.2.3-beta.1+exp.sha.5114f85abcdef01234");
-        assert!(matches!(encode(&too_long), Err(EncodeError::VersionTooLong(39))));
+        assert!(matches!(
+            encode(&too_long),
+            Err(EncodeError::VersionTooLong(39))
+        ));
     }
 
     #[test]
@@ -163,7 +174,10 @@ mod tests {
         }
         let mut large = encode(&payload("2.4.1")).unwrap();
         large.resize(74, 0);
-        assert!(decode(&large).is_err(), "large plaintext of a short version");
+        assert!(
+            decode(&large).is_err(),
+            "large plaintext of a short version"
+        );
     }
 
     #[test]

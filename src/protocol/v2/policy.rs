@@ -102,16 +102,28 @@ impl AdvisoryUrl {
     pub fn new(template: &str) -> Result<Self, String> {
         let ok_scheme = template.starts_with("https://") || template.starts_with("http://");
         if !ok_scheme {
-            return Err(format!("advisory URL {template:?} must start with https:// or http://"));
+            return Err(format!(
+                "advisory URL {template:?} must start with https:// or http://"
+            ));
         }
         if template.len() > 255 {
-            return Err(format!("advisory URL is {} bytes; at most 255", template.len()));
+            return Err(format!(
+                "advisory URL is {} bytes; at most 255",
+                template.len()
+            ));
         }
         if template.matches("{id}").count() != 1 {
-            return Err(format!("advisory URL {template:?} must hold {{id}} once, where the advisory's id goes"));
+            return Err(format!(
+                "advisory URL {template:?} must hold {{id}} once, where the advisory's id goes"
+            ));
         }
-        if template.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("advisory URL {template:?} holds a space or control character"));
+        if template
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "advisory URL {template:?} holds a space or control character"
+            ));
         }
         Ok(AdvisoryUrl(template.to_string()))
     }
@@ -185,6 +197,15 @@ pub fn release_section(
     Ok(out)
 }
 
+/// Any body signed as a policy of `zone`: the test vectors' policies that
+/// verify but hold malformed content (a client must refuse them after the
+/// signature check, by the parser).
+pub fn sign_body(key: &ZoneKey, zone: &ZoneName, body: &[u8]) -> Vec<u8> {
+    let mut out = body.to_vec();
+    out.extend_from_slice(&key.sign.sign(&signed_message(zone, body)).to_bytes());
+    out
+}
+
 impl SignedPolicy {
     /// The wire form, signed with `key` (whose id must be `self.key_id`).
     pub fn sign(&self, key: &ZoneKey, zone: &ZoneName) -> Result<Vec<u8>, CompactError> {
@@ -197,7 +218,10 @@ impl SignedPolicy {
         out.extend_from_slice(&self.seal.epoch.0.to_be_bytes());
         out.extend_from_slice(&self.seal.to_bytes());
         out.push(self.effort.0);
-        out.extend_from_slice(&release_section(self.advisory_url.as_ref(), &self.releases)?);
+        out.extend_from_slice(&release_section(
+            self.advisory_url.as_ref(),
+            &self.releases,
+        )?);
         let signature = key.sign.sign(&signed_message(zone, &out));
         out.extend_from_slice(&signature.to_bytes());
         Ok(out)
@@ -474,7 +498,9 @@ mod tests {
         assert_eq!(p.seal.epoch, Epoch::at(NOW));
         assert_eq!(
             p.seal.to_bytes(),
-            ring.epoch_key(KeyId(1), Epoch::at(NOW)).unwrap().public_bytes()
+            ring.epoch_key(KeyId(1), Epoch::at(NOW))
+                .unwrap()
+                .public_bytes()
         );
         // Two servers signing in the same grid period sign the same issued.
         let other = self::served(&ring, &zone, 7, NOW + 60);
@@ -484,7 +510,10 @@ mod tests {
     #[test]
     fn tampering_is_refused() {
         let (ring, public, zone) = setup();
-        let wire = served(&ring, &zone, 7, NOW).wire(KeyId(1)).unwrap().to_vec();
+        let wire = served(&ring, &zone, 7, NOW)
+            .wire(KeyId(1))
+            .unwrap()
+            .to_vec();
         for i in 0..wire.len() {
             let mut bad = wire.clone();
             bad[i] ^= 0x40;
@@ -492,7 +521,9 @@ mod tests {
             assert!(
                 matches!(
                     err,
-                    PolicyError::BadSignature | PolicyError::UnknownKey(_) | PolicyError::Malformed(_)
+                    PolicyError::BadSignature
+                        | PolicyError::UnknownKey(_)
+                        | PolicyError::Malformed(_)
                 ),
                 "byte {i}: {err}"
             );
@@ -524,7 +555,14 @@ mod tests {
         // replayed: refused by issued, even though its serial is equal.
         let new = served(&ring, &zone, 7, NOW + DAY / 2);
         let seen = Freshness::default().after(&first);
-        let second = SignedPolicy::verify(new.wire(KeyId(1)).unwrap(), &zone, &public, NOW + DAY / 2, Some(seen)).unwrap();
+        let second = SignedPolicy::verify(
+            new.wire(KeyId(1)).unwrap(),
+            &zone,
+            &public,
+            NOW + DAY / 2,
+            Some(seen),
+        )
+        .unwrap();
         let seen = seen.after(&second);
         assert!(matches!(
             SignedPolicy::verify(old_wire, &zone, &public, NOW + DAY / 2, Some(seen)),
@@ -536,7 +574,13 @@ mod tests {
         // Rollback of the serial.
         let higher = Freshness { serial: 8, ..seen };
         assert_eq!(
-            SignedPolicy::verify(new.wire(KeyId(1)).unwrap(), &zone, &public, NOW + DAY / 2, Some(higher)),
+            SignedPolicy::verify(
+                new.wire(KeyId(1)).unwrap(),
+                &zone,
+                &public,
+                NOW + DAY / 2,
+                Some(higher)
+            ),
             Err(PolicyError::Rollback { seen: 8, got: 7 })
         );
         // A policy signed one grid step earlier by a server whose clock
@@ -544,7 +588,13 @@ mod tests {
         // a replay.
         let at = |steps: u64| served(&ring, &zone, 7, second.issued - steps * GRID_SECS);
         let verify = |p: &ServedPolicy| {
-            SignedPolicy::verify(p.wire(KeyId(1)).unwrap(), &zone, &public, NOW + DAY / 2, Some(seen))
+            SignedPolicy::verify(
+                p.wire(KeyId(1)).unwrap(),
+                &zone,
+                &public,
+                NOW + DAY / 2,
+                Some(seen),
+            )
         };
         assert!(verify(&at(1)).is_ok());
         assert!(verify(&at(2)).is_ok());
@@ -556,7 +606,8 @@ mod tests {
         let (ring, public, zone) = setup();
         let mut served = served(&ring, &zone, 7, NOW);
         let key = ring.get(KeyId(1)).unwrap();
-        let mut p = SignedPolicy::verify(served.wire(KeyId(1)).unwrap(), &zone, &public, NOW, None).unwrap();
+        let mut p = SignedPolicy::verify(served.wire(KeyId(1)).unwrap(), &zone, &public, NOW, None)
+            .unwrap();
         p.expires = p.issued + MAX_VALIDITY_SECS + 1;
         served.signed[0].1 = p.sign(key, &zone).unwrap();
         assert!(matches!(
@@ -568,11 +619,18 @@ mod tests {
     #[test]
     fn advisory_urls_are_checked() {
         assert!(AdvisoryUrl::new("https://v.example/{id}").is_ok());
-        for bad in ["ftp://v.example/{id}", "https://v.example/", "https://v.example/{id}/{id}", "https://v.example/ {id}"] {
+        for bad in [
+            "ftp://v.example/{id}",
+            "https://v.example/",
+            "https://v.example/{id}/{id}",
+            "https://v.example/ {id}",
+        ] {
             assert!(AdvisoryUrl::new(bad).is_err(), "{bad}");
         }
         assert_eq!(
-            AdvisoryUrl::new("https://v.example/sa/{id}.html").unwrap().for_id("CVE-1"),
+            AdvisoryUrl::new("https://v.example/sa/{id}.html")
+                .unwrap()
+                .for_id("CVE-1"),
             "https://v.example/sa/CVE-1.html"
         );
     }
