@@ -113,7 +113,20 @@ impl ReportArgs {
                 node_id: required(&self.node_id, "--node-id")?,
             }),
         };
-        let key = ClientKey::load(&self.key)?;
+        let key = ClientKey::load(&self.key).map_err(|e| match e {
+            // A client is given the vendor's public key: it makes none.
+            vcheckd::protocol::KeyError::Io { path, source }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                fail(
+                    Exit::NoInput,
+                    format!(
+                        "--key {path}: no such file: give the zone's public key file, which the vendor ships with its software (the vendor makes it with `vcheckd keygen`; a name server's key is of no use here)"
+                    ),
+                )
+            }
+            e => e.into(),
+        })?;
         Ok(Some(VersionCheck::new(zone, key, version, reporter)))
     }
 }
