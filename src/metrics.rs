@@ -77,6 +77,12 @@ pub struct Metrics {
     pub journal_end: AtomicU64,
     pub processed_position: AtomicU64,
     pub journal_bytes: AtomicU64,
+    /// The journal's bound (`journal_max_bytes`), bytes held in memory
+    /// that are not written yet, and failed write+fsync rounds (a full or
+    /// failing disk: the journal keeps the records in memory and retries).
+    pub journal_max_bytes: AtomicU64,
+    pub journal_pending_bytes: AtomicU64,
+    pub journal_write_failures: AtomicU64,
     /// The ClickHouse shipper, when configured: the position ClickHouse
     /// holds everything before, reports shipped (deliveries, copies
     /// included) and failed requests (each retried).

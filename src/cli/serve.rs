@@ -161,9 +161,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let server = RunningServer::start(&config).await?;
-        server
-            .metrics()
-            .record_load(true, false, vcheckd::clock::unix_now());
+        let metrics = server.metrics();
+        metrics.record_load(true, false, vcheckd::clock::unix_now());
+        metrics.journal_max_bytes.store(
+            config.server.journal_max_bytes,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         loop {
             tokio::select! {
                 _ = hup.recv() => reload(&args, &config, &server),

@@ -293,6 +293,24 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
         "Bytes of journal segments on disk.",
         m.journal_bytes.load(Relaxed),
     );
+    out.single(
+        "vcheckd_journal_max_bytes",
+        "gauge",
+        "The journal's bound (journal_max_bytes): past it, answered reports are dropped.",
+        m.journal_max_bytes.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_journal_pending_bytes",
+        "gauge",
+        "Journal bytes appended and not yet written to disk (grows while the disk cannot be written).",
+        m.journal_pending_bytes.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_journal_write_failures_total",
+        "counter",
+        "Journal write+fsync rounds that failed (a full or failing disk); each is retried.",
+        m.journal_write_failures.load(Relaxed),
+    );
     if m.clickhouse_enabled.load(Relaxed) {
         out.single(
             "vcheckd_clickhouse_lag_bytes",
