@@ -199,7 +199,6 @@ fn dashboard_in_headless_chromium() {
         rgb("#2f9e44"), // up to date
         rgb("#e8a317"), // upgrade available
         rgb("#d9480f"), // upgrade required (insecure)
-        rgb("#4e79a7"), // active clusters (not a status)
     ];
     let (width, height, counts) = count_colours(&shot, &colours);
     assert_eq!((width, height), (1440, 1000));
