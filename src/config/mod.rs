@@ -32,11 +32,14 @@ pub enum ConfigError {
     },
     /// toml's own message is a multi-line snippet for a terminal; a log
     /// line needs it on one line, so its parts are kept instead.
-    #[error("invalid config {path}, line {line} column {column}: {message}")]
+    #[error("invalid config {path}, line {line} column {column}: {}{message}", setting.as_ref().map(|s| format!("{s}: ")).unwrap_or_default())]
     Toml {
         path: String,
         line: usize,
         column: usize,
+        /// The setting at the error, `[table] key`, when the error is in a
+        /// value (toml names only the type it expected).
+        setting: Option<String>,
         message: String,
     },
     #[error("cannot read zone file {path} of zone {zone} (the [[zone]] file setting)")]
@@ -290,7 +293,8 @@ impl Config {
     /// (fuzz/fuzz_targets/config.rs); the server uses [`Config::load`].
     pub fn parse(text: &str, origin: ConfigOrigin) -> Result<Self, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
+            let at = e.span().map_or(0, |s| s.start);
+            let (line, column) = line_column(text, at);
             ConfigError::Toml {
                 path: match &origin {
                     ConfigOrigin::Embedded => "(embedded default)".into(),
@@ -298,7 +302,10 @@ impl Config {
                 },
                 line,
                 column,
-                message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+                setting: setting_at(text, at),
+                message: readable_types(
+                    &e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+                ),
             }
         })?;
         if file.zones.is_empty() {
@@ -402,6 +409,50 @@ impl Config {
             source,
         })
     }
+}
+
+/// The setting whose value is at byte `at` of a configuration's text, as
+/// `[table] key` (`[[zone]] keys` for an array of tables): toml's errors
+/// about a value name the type it wanted, not the setting.
+fn setting_at(text: &str, at: usize) -> Option<String> {
+    let start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('#') || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|t| t.split('#').next().unwrap_or(t).trim().to_string());
+    Some(match table {
+        Some(t) => format!("{t} {key}"),
+        None => key.to_string(),
+    })
+}
+
+/// serde's type names as a person reads them ("expected u32": a whole
+/// number).
+fn readable_types(message: &str) -> String {
+    let mut out = message.to_string();
+    for (ty, words) in [
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number of 0 or more"),
+        ("usize", "a whole number of 0 or more"),
+        ("i64", "a whole number"),
+        ("f64", "a number"),
+        ("a boolean", "true or false"),
+    ] {
+        if let Some(rest) = out.strip_suffix(&format!("expected {ty}")) {
+            out = format!("{rest}expected {words}");
+        }
+    }
+    out
 }
 
 /// 1-based line and column of byte `offset` in `text`.

@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use super::catalog::Catalog;
 use super::responder::{respond, NameOutcome, Outcome, Transport};
 use super::ReportSink;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PolicyGauge};
 use crate::report::Incoming;
 
 pub struct Handler {
@@ -24,6 +24,7 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(catalog: Catalog, sink: Arc<dyn ReportSink>, metrics: Arc<Metrics>) -> Self {
+        metrics.set_policies(policy_gauges(&catalog));
         Handler {
             catalog: ArcSwap::from_pointee(catalog),
             sink,
@@ -33,6 +34,7 @@ impl Handler {
 
     /// Replaces the zones; queries in flight finish on the old ones.
     pub fn swap_catalog(&self, catalog: Catalog) {
+        self.metrics.set_policies(policy_gauges(&catalog));
         self.catalog.store(Arc::new(catalog));
     }
 
@@ -52,6 +54,8 @@ impl Handler {
                 current.clone()
             }
         });
+        self.metrics
+            .set_policies(policy_gauges(&self.catalog.load()));
         self.resign_interval(now)
     }
 
@@ -88,4 +92,21 @@ impl Handler {
             }
         }
     }
+}
+
+/// The v2 policies of `catalog`, per zone and key id, for /metrics.
+fn policy_gauges(catalog: &Catalog) -> Vec<PolicyGauge> {
+    catalog
+        .zones()
+        .filter_map(|z| Some((z, z.policy()?)))
+        .flat_map(|(zone, policy)| {
+            policy.keys.iter().map(move |key| PolicyGauge {
+                zone: zone.name.to_string(),
+                key_id: key.id.0,
+                serial: policy.content.serial,
+                issued: policy.content.issued,
+                expires: policy.content.expires,
+            })
+        })
+        .collect()
 }
