@@ -32,7 +32,8 @@ use hickory_proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
-use vcheckd::client::{Check, Reporter};
+use vcheckd::client::v1::Check;
+use vcheckd::client::Reporter;
 use vcheckd::config::{Config, SAMPLE_ZONE};
 use vcheckd::dns::{Catalog, Handler, Transport};
 use vcheckd::journal::{Journal, JournalConfig};

@@ -6,18 +6,21 @@
 //! module is the other side, used by `vcheckd check` and embeddable.
 
 pub mod clickhouse;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dns;
-pub mod hint;
 pub mod http;
 pub mod journal;
 pub mod metrics;
 pub mod processor;
-pub mod protocol;
 pub mod replay;
 pub mod report;
 pub mod simulate;
 pub mod stats;
 pub mod store;
+
+/// The wire format and the release rule live in `vcheckd-proto`, the client
+/// in `vcheckd-client` (both workspace members): the server and the client
+/// share one implementation. Re-exported under their old paths.
+pub use vcheckd_client as client;
+pub use vcheckd_proto::{hint, protocol};

@@ -21,7 +21,8 @@ use common::{query, spawn_serve};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use hickory_proto::serialize::binary::BinEncodable;
-use vcheckd::client::{Check, Reporter};
+use vcheckd::client::v1::Check;
+use vcheckd::client::Reporter;
 use vcheckd::protocol::{Key, KeyId, ZoneName};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vcheckd");

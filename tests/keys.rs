@@ -15,7 +15,8 @@ use common::*;
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
 use hickory_proto::serialize::binary::BinEncodable;
-use vcheckd::client::{Check, Reporter};
+use vcheckd::client::v1::Check;
+use vcheckd::client::Reporter;
 use vcheckd::protocol::{Key, ZoneName};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vcheckd");

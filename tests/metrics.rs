@@ -116,12 +116,18 @@ fn process_build_policy_and_reload_metrics() {
     );
 
     // The embedded default's zone: v2 key id 1, the sample zone's serial,
-    // valid for 7 days from now.
+    // issued on the hour (PROTOCOL.md §20) and valid for the default day, so
+    // it expires between 23 and 24 hours from now, on the hour.
     let policy = "{zone=\"vc.example.com\",key_id=\"1\"}";
     assert_eq!(get(&format!("vcheckd_policy_serial{policy}")), 2026112301.0);
     let expires = get(&format!("vcheckd_policy_expiry_timestamp_seconds{policy}"));
-    let week = 7.0 * 86_400.0;
-    assert!((expires - now() - week).abs() < 300.0, "{expires}");
+    let (day, hour) = (86_400.0, 3_600.0);
+    assert_eq!(expires % hour, 0.0, "{expires} is not on the hour");
+    let left = expires - now();
+    assert!(
+        left > day - hour - 300.0 && left <= day + 300.0,
+        "{expires}"
+    );
 
     // Started: one good load, no reload yet.
     assert_eq!(get("vcheckd_reloads_total{result=\"success\"}"), 0.0);

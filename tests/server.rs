@@ -467,9 +467,12 @@ async fn hints_longer_than_one_character_string_are_split() {
     }
     // The client library joins the strings too.
     let prepared = setup.check("c", "n", "2.4.0").prepare().unwrap();
-    let hint = vcheckd::client::resolve_hint(&prepared, &[addr], std::time::Duration::from_secs(3))
-        .await
-        .unwrap();
+    let hint = tokio::task::spawn_blocking(move || {
+        vcheckd::client::v1::resolve_hint(&prepared, &[addr], std::time::Duration::from_secs(3))
+    })
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(hint.status, Status::UpgradeRequired);
     server.shutdown().await.unwrap();
 }

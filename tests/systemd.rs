@@ -378,3 +378,42 @@ fn shipped_config_listens_on_ipv4_and_ipv6_together() {
         assert_eq!(m.answers.len(), 1, "{m:?}");
     }
 }
+
+/// The agent's examples (docs/examples: a long-running service, and a
+/// timer with its one-shot service) as systemd reads them, with ExecStart
+/// on this build's binary.
+#[test]
+fn systemd_analyze_verify_accepts_the_agent_examples() {
+    if systemd_analyze(&["--version"]).is_none() {
+        notice("systemd: skipped: systemd-analyze is not installed (apt-get install systemd)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "vcheckd-agent.service",
+        "vcheckd-agent-once.service",
+        "vcheckd-agent.timer",
+    ] {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("docs/examples")
+                .join(name),
+        )
+        .unwrap()
+        .replace(
+            &format!("ExecStart={INSTALLED_BIN} "),
+            &format!("ExecStart={BIN} "),
+        );
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    for name in ["vcheckd-agent.service", "vcheckd-agent.timer"] {
+        let path = dir.path().join(name);
+        let out = systemd_analyze(&["verify", path.to_str().unwrap()]).unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "systemd-analyze verify {name}:\nstatus {}\nstderr:\n{}",
+            out.status,
+            text(&out.stderr)
+        );
+    }
+}

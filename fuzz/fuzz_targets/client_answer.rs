@@ -5,7 +5,7 @@
 
 use hickory_proto::op::Message;
 use libfuzzer_sys::fuzz_target;
-use vcheckd::client::hint_from_answer;
+use vcheckd::client::v1::hint_from_answer;
 use vcheckd::hint::Hint;
 
 fuzz_target!(|data: &[u8]| {

@@ -78,7 +78,7 @@ pub struct EncodeArgs {
     effort: Option<u8>,
 }
 
-fn parse_server(text: &str) -> Result<Vec<SocketAddr>> {
+pub(super) fn parse_server(text: &str) -> Result<Vec<SocketAddr>> {
     if let Ok(addr) = text.parse::<SocketAddr>() {
         return Ok(vec![addr]);
     }
@@ -344,18 +344,14 @@ fn check_once(args: &CheckArgs) -> Result<Outcome> {
         Ok(all)
     };
     let timeout = Duration::from_secs_f64(args.timeout);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     // Only v2 keeps a state: a v1 check touches no file.
     let mut state = match check {
         VersionCheck::V2(_) => client_state(args)?,
         VersionCheck::V1(_) => ClientState::in_memory(),
     };
     if args.dry_run {
-        let (sealed, verified) = runtime
-            .block_on(check.preview(&servers()?, timeout, &mut state, unix_now()))
+        let (sealed, verified) = check
+            .preview(&servers()?, timeout, &mut state, unix_now())
             .context("version check failed")?;
         save_state(&state)?;
         let mut preview = preview_json(&sealed, &check)?;
@@ -371,8 +367,8 @@ fn check_once(args: &CheckArgs) -> Result<Outcome> {
         return Ok(Outcome::Preview(preview));
     }
     let servers = servers()?;
-    let answer = runtime
-        .block_on(check.send(&servers, timeout, &mut state, unix_now()))
+    let answer = check
+        .send(&servers, timeout, &mut state, unix_now())
         .context("version check failed")?;
     save_state(&state)?;
     Ok(Outcome::Hint {
@@ -429,9 +425,7 @@ impl Maker<'_> {
         Ok(match self {
             Maker::V1(check) => {
                 let mut state = ClientState::in_memory();
-                let rt = tokio::runtime::Builder::new_current_thread().build()?;
-                rt.block_on(check.preview(&[], Duration::ZERO, &mut state, now))?
-                    .0
+                check.preview(&[], Duration::ZERO, &mut state, now)?.0
             }
             Maker::V2Policy(c, policy, effort) => c.prepare_at(&policy.seal, *effort, now)?.into(),
             Maker::V2Private(c, key, effort) => seal_with_private(c, key, *effort, now)?,
@@ -476,12 +470,9 @@ pub fn run_encode(args: EncodeArgs) -> Result<ExitCode> {
             for s in &args.server {
                 servers.extend(parse_server(s)?);
             }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
             let mut state = ClientState::in_memory();
-            let (_, verified) = rt
-                .block_on(check.preview(&servers, Duration::from_secs(5), &mut state, unix_now()))
+            let (_, verified) = check
+                .preview(&servers, Duration::from_secs(5), &mut state, unix_now())
                 .context("fetching the zone's policy")?;
             let policy = verified.map(|v| v.policy).context("no policy")?;
             let effort = args.effort.map_or(policy.effort, Effort);

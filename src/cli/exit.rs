@@ -426,6 +426,7 @@ fn check(e: &CheckError) -> Diagnosis {
     Diagnosis::new(match e {
         // A name too long for DNS: the zone or version given is too long.
         CheckError::Encode(_) => Exit::Usage,
+        CheckError::State(_) => Exit::CantCreate,
         CheckError::NoServer => Exit::Unavailable,
         CheckError::Exchange(ExchangeError::Timeout(_)) => Exit::Timeout,
         CheckError::Exchange(_) => Exit::Network,

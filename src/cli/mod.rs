@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and one module per command.
 
+mod agent;
 mod check;
 mod clickhouse;
 pub mod exit;
@@ -40,6 +41,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Check for a newer version: send one report and print the hint.
     Check(check::CheckArgs),
+    /// Check periodically (daily, with jitter), writing a status file and
+    /// Prometheus metrics: the version-check agent.
+    Agent(agent::AgentArgs),
     /// Print the query name for a report, for scripts (sends nothing).
     Encode(check::EncodeArgs),
     /// Decode a query name with the key, as the server would.
@@ -186,6 +190,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => serve::run(a),
         Command::Check(a) => check::run_check(a),
+        Command::Agent(a) => agent::run(a),
         Command::Encode(a) => check::run_encode(a),
         Command::Decode(a) => keys::run_decode(a),
         Command::Keygen(a) => keys::run_keygen(a),

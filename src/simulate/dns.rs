@@ -19,7 +19,8 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::fleet::{Fleet, SimReport};
-use crate::client::{Check, Reporter};
+use crate::client::v1::Check;
+use crate::client::Reporter;
 use crate::hint::{Hint, Status};
 use crate::protocol::{Key, ReportId, ZoneName};
 

@@ -13,7 +13,8 @@ use hickory_proto::serialize::binary::BinEncodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use vcheckd::client::{Check, Reporter};
+use vcheckd::client::v1::Check;
+use vcheckd::client::Reporter;
 use vcheckd::protocol::{Key, KeyId, ZoneName};
 
 pub const ZONE: &str = "vc.example.com";

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use semver::Version;
 
-use super::v2::{self, CheckV2, ClientState, PreparedV2, Verified};
-use super::{resolve_hint, Check, CheckError, Prepared, Reporter};
-use crate::hint::Hint;
-use crate::protocol::v2::effort::Effort;
-use crate::protocol::v2::{PrivateKey, PublicKey, SignedPolicy};
-use crate::protocol::{EncodeError, Key, KeyError, Payload, ReportId, ZoneName};
+use crate::v1::{resolve_hint, Check, Prepared};
+use crate::v2::{self, CheckV2, ClientState, PreparedV2, Verified};
+use crate::{CheckError, Reporter};
+use vcheckd_proto::hint::Hint;
+use vcheckd_proto::protocol::v2::effort::Effort;
+use vcheckd_proto::protocol::v2::{PrivateKey, PublicKey, SignedPolicy};
+use vcheckd_proto::protocol::{EncodeError, Key, KeyError, Payload, ReportId, ZoneName};
 
 /// The key a client holds.
 #[derive(Debug, Clone)]
@@ -126,7 +127,7 @@ impl VersionCheck {
     /// still accepted, else the zone's `_policy`, fetched and verified
     /// (one more query: a first check, or one more than a week after the
     /// last). Returns it and whether it was fetched.
-    async fn seal_policy(
+    fn seal_policy(
         c: &CheckV2,
         servers: &[SocketAddr],
         timeout: Duration,
@@ -136,13 +137,13 @@ impl VersionCheck {
         if let Some(kept) = c.usable(state, now) {
             return Ok((kept, false));
         }
-        let wire = v2::resolve_policy(&c.policy_name(), servers, timeout).await?;
+        let wire = v2::resolve_policy(&c.policy_name(), servers, timeout)?;
         Ok((c.verify(&wire, state, now)?.policy, true))
     }
 
     /// What would be sent, without sending a report; v2 verifies the
     /// policy it seals under (fetching `_policy` if none is kept).
-    pub async fn preview(
+    pub fn preview(
         &self,
         servers: &[SocketAddr],
         timeout: Duration,
@@ -152,7 +153,7 @@ impl VersionCheck {
         match self {
             VersionCheck::V1(c) => Ok((Self::prepare_v1(c)?, None)),
             VersionCheck::V2(c) => {
-                let (policy, _) = Self::seal_policy(c, servers, timeout, state, now).await?;
+                let (policy, _) = Self::seal_policy(c, servers, timeout, state, now)?;
                 let sealed = c.prepare_at(&policy.seal, policy.effort, now)?;
                 let hint = policy.hint_for(&c.version);
                 Ok((sealed.into(), Some(Verified { policy, hint })))
@@ -163,7 +164,7 @@ impl VersionCheck {
     /// Sends one report and reads the answer: v1's hint, or v2's policy,
     /// verified (signature, validity, expiry, replay and rollback against
     /// `state`) and turned into a hint with the release rule.
-    pub async fn send(
+    pub fn send(
         &self,
         servers: &[SocketAddr],
         timeout: Duration,
@@ -179,24 +180,24 @@ impl VersionCheck {
                     payload: sealed.payload.clone(),
                 };
                 Ok(Answer {
-                    hint: resolve_hint(&prepared, servers, timeout).await?,
+                    hint: resolve_hint(&prepared, servers, timeout)?,
                     verified: None,
                     sealed,
                     queries: 1,
                 })
             }
             VersionCheck::V2(c) => {
-                let (policy, fetched) = Self::seal_policy(c, servers, timeout, state, now).await?;
+                let (policy, fetched) = Self::seal_policy(c, servers, timeout, state, now)?;
                 let mut queries = u32::from(fetched);
                 let mut prepared = c.prepare_at(&policy.seal, policy.effort, now)?;
-                let mut verified = Self::ask(c, &prepared, servers, timeout, state, now).await?;
+                let mut verified = Self::ask(c, &prepared, servers, timeout, state, now)?;
                 queries += 1;
                 // Sealed to a key the server no longer takes (the kept
                 // policy was older than its epoch window): the answer
                 // carries the current key; send once more, sealed to it.
                 if !prepared.epoch.accepted_at(verified.policy.issued) {
                     prepared = c.prepare_at(&verified.policy.seal, verified.policy.effort, now)?;
-                    verified = Self::ask(c, &prepared, servers, timeout, state, now).await?;
+                    verified = Self::ask(c, &prepared, servers, timeout, state, now)?;
                     queries += 1;
                 }
                 Ok(Answer {
@@ -209,7 +210,7 @@ impl VersionCheck {
         }
     }
 
-    async fn ask(
+    fn ask(
         c: &CheckV2,
         prepared: &PreparedV2,
         servers: &[SocketAddr],
@@ -217,7 +218,7 @@ impl VersionCheck {
         state: &mut ClientState,
         now: u64,
     ) -> Result<Verified, CheckError> {
-        let wire = v2::resolve_policy(&prepared.name, servers, timeout).await?;
+        let wire = v2::resolve_policy(&prepared.name, servers, timeout)?;
         Ok(c.verify(&wire, state, now)?)
     }
 }
@@ -231,9 +232,9 @@ pub fn seal_with_private(
     effort: Effort,
     now: u64,
 ) -> Result<Sealed, EncodeError> {
-    let ring = crate::protocol::v2::PrivateKeyring::new(std::slice::from_ref(key), now)
+    let ring = vcheckd_proto::protocol::v2::PrivateKeyring::new(std::slice::from_ref(key), now)
         .map_err(|e| EncodeError::Zone(e.to_string()))?;
-    let epoch = crate::protocol::v2::Epoch::at(now);
+    let epoch = vcheckd_proto::protocol::v2::Epoch::at(now);
     let seal = ring.seal_key(key.id, epoch).ok_or_else(|| {
         EncodeError::Zone(format!("the key file's ratchet starts after epoch {epoch}"))
     })?;

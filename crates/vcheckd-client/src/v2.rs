@@ -19,13 +19,13 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
-use super::{resolve, CheckError, Reporter};
-use crate::hint::Hint;
-use crate::protocol::name::frame_to_name;
-use crate::protocol::v2::effort::{self, Effort};
-use crate::protocol::v2::policy::{from_txt_strings, Freshness, PolicyError, SignedPolicy};
-use crate::protocol::v2::{frame, ClusterSecret, Epoch, PublicKey, SealKey};
-use crate::protocol::{AnonId, EncodeError, Identity, KeyId, Payload, ReportId, ZoneName};
+use crate::{resolve, CheckError, Reporter};
+use vcheckd_proto::hint::Hint;
+use vcheckd_proto::protocol::name::frame_to_name;
+use vcheckd_proto::protocol::v2::effort::{self, Effort};
+use vcheckd_proto::protocol::v2::policy::{from_txt_strings, Freshness, PolicyError, SignedPolicy};
+use vcheckd_proto::protocol::v2::{frame, ClusterSecret, Epoch, PublicKey, SealKey};
+use vcheckd_proto::protocol::{AnonId, EncodeError, Identity, KeyId, Payload, ReportId, ZoneName};
 
 /// How long a client spends on the effort proof, at most (one core). It
 /// stops as soon as the suggested effort is reached; when time runs out it
@@ -215,7 +215,7 @@ pub struct Verified {
 
 /// Asks each server in turn for the TXT of `name` and returns the first
 /// policy answer's wire form (unverified).
-pub async fn resolve_policy(
+pub fn resolve_policy(
     name: &str,
     servers: &[SocketAddr],
     timeout: Duration,
@@ -224,7 +224,7 @@ pub async fn resolve_policy(
         .map_err(|_| CheckError::Encode(EncodeError::Zone(name.to_string())))?;
     let mut last = CheckError::NoServer;
     for server in servers {
-        match ask(*server, &qname, timeout).await {
+        match ask(*server, &qname, timeout) {
             Ok(wire) => return Ok(wire),
             Err(e) => last = e,
         }
@@ -232,8 +232,8 @@ pub async fn resolve_policy(
     Err(last)
 }
 
-async fn ask(server: SocketAddr, name: &Name, timeout: Duration) -> Result<Vec<u8>, CheckError> {
-    let answer = resolve::exchange(server, name, RecordType::TXT, timeout).await?;
+fn ask(server: SocketAddr, name: &Name, timeout: Duration) -> Result<Vec<u8>, CheckError> {
+    let answer = resolve::exchange(server, name, RecordType::TXT, timeout)?;
     let rcode = answer.metadata.response_code;
     if rcode != ResponseCode::NoError {
         return Err(CheckError::Rcode { server, rcode });
@@ -418,10 +418,10 @@ impl ClientState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hint::ReleasesConfig;
-    use crate::protocol::v2::keys::{PrivateKey, EPOCH_SECS};
-    use crate::protocol::v2::policy::ServedPolicy;
-    use crate::protocol::v2::PrivateKeyring;
+    use vcheckd_proto::hint::ReleasesConfig;
+    use vcheckd_proto::protocol::v2::keys::{PrivateKey, EPOCH_SECS};
+    use vcheckd_proto::protocol::v2::policy::ServedPolicy;
+    use vcheckd_proto::protocol::v2::PrivateKeyring;
 
     const NOW: u64 = 2_900 * EPOCH_SECS + 3 * 86_400;
 
@@ -432,7 +432,7 @@ mod tests {
         let zone = ZoneName::new("vc.example.com").unwrap();
         let key = PrivateKey::generate(KeyId(7), NOW);
         let ring = PrivateKeyring::new(std::slice::from_ref(&key), NOW).unwrap();
-        let releases = crate::hint::Releases::try_from(&ReleasesConfig {
+        let releases = vcheckd_proto::hint::Releases::try_from(&ReleasesConfig {
             versions: vec!["2.4.1".into()],
             ..Default::default()
         })

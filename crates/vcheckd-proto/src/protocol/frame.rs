@@ -29,9 +29,11 @@ pub struct ReportId(pub [u8; NONCE_LEN]);
 
 impl ReportId {
     pub fn random() -> Self {
-        use rand::RngCore;
         let mut n = [0u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut n);
+        // The kernel's generator on every call: a forked child never
+        // repeats its parent's nonce (a repeated AES-GCM nonce under one
+        // key gives away the authentication key).
+        getrandom::fill(&mut n).expect("the operating system's random source is readable");
         ReportId(n)
     }
 

@@ -9,7 +9,6 @@ use std::fmt;
 use std::path::Path;
 
 use aes_gcm::{Aes256Gcm, KeyInit};
-use rand::RngCore;
 
 use super::error::KeyError;
 
@@ -85,7 +84,7 @@ impl Key {
     /// A fresh key from the operating system's random source.
     pub fn generate(id: KeyId) -> Self {
         let mut secret = [0u8; 32];
-        rand::rng().fill_bytes(&mut secret);
+        getrandom::fill(&mut secret).expect("the operating system's random source is readable");
         Key { id, secret }
     }
 
