@@ -194,6 +194,32 @@ func VerifyTXT(records [][][]byte, zone string, key PublicKey, seen Seen, now ui
 // the zone (canonical form), under the key, against what was seen before, at
 // now (unix seconds). Every refusal is a *PolicyError.
 func VerifyPolicy(wire []byte, zone string, key PublicKey, seen Seen, now uint64) (*Policy, error) {
+	p, err := decodePolicy(wire, zone, key)
+	if err != nil {
+		return nil, err
+	}
+	t := now
+	if seen.Issued > t {
+		t = seen.Issued
+	}
+	if t >= p.Expires {
+		if now >= p.Expires {
+			return nil, policyErr(ErrExpired, "expired at %s; now is %s", fmtUnix(p.Expires), fmtUnix(now))
+		}
+		return nil, policyErr(ErrExpired, "expired at %s, before a policy issued at %s that was accepted already", fmtUnix(p.Expires), fmtUnix(seen.Issued))
+	}
+	if p.Issued+replaySkewSecs < seen.Issued {
+		return nil, policyErr(ErrReplayed, "issued at %s, a policy issued at %s was accepted already", fmtUnix(p.Issued), fmtUnix(seen.Issued))
+	}
+	if p.Serial < seen.Serial {
+		return nil, policyErr(ErrRollback, "serial %d, serial %d was accepted already", p.Serial, seen.Serial)
+	}
+	return p, nil
+}
+
+// decodePolicy is steps 2-5 of PROTOCOL §21: form, key id, signature,
+// compact body and validity bounds; freshness is the caller's.
+func decodePolicy(wire []byte, zone string, key PublicKey) (*Policy, error) {
 	if len(wire) < policyMinLength {
 		return nil, policyErr(ErrMalformed, "%d bytes, at least %d expected", len(wire), policyMinLength)
 	}
@@ -214,22 +240,6 @@ func VerifyPolicy(wire []byte, zone string, key PublicKey, seen Seen, now uint64
 	p.Wire = append([]byte(nil), wire...)
 	if !(p.Issued < p.Expires && p.Expires-p.Issued <= maxValiditySecs) {
 		return nil, policyErr(ErrValidity, "issued %d, expires %d: at most eight days after issued", p.Issued, p.Expires)
-	}
-	t := now
-	if seen.Issued > t {
-		t = seen.Issued
-	}
-	if t >= p.Expires {
-		if now >= p.Expires {
-			return nil, policyErr(ErrExpired, "expired at %s; now is %s", fmtUnix(p.Expires), fmtUnix(now))
-		}
-		return nil, policyErr(ErrExpired, "expired at %s, before a policy issued at %s that was accepted already", fmtUnix(p.Expires), fmtUnix(seen.Issued))
-	}
-	if p.Issued+replaySkewSecs < seen.Issued {
-		return nil, policyErr(ErrReplayed, "issued at %s, a policy issued at %s was accepted already", fmtUnix(p.Issued), fmtUnix(seen.Issued))
-	}
-	if p.Serial < seen.Serial {
-		return nil, policyErr(ErrRollback, "serial %d, serial %d was accepted already", p.Serial, seen.Serial)
 	}
 	return p, nil
 }
