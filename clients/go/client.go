@@ -39,7 +39,8 @@ type Config struct {
 	// Anonymous sends no identity (as DISABLE_TELEMETRY does).
 	Anonymous bool
 	// Servers are the name servers to ask, "HOST" or "HOST:PORT"; default:
-	// those of /etc/resolv.conf (ResolvConf).
+	// VCHECKD_SERVER (as for `vcheckd check`: one, or several separated by
+	// commas), else those of /etc/resolv.conf (ResolvConf).
 	Servers []string
 	// Timeout is how long to wait for each name server's answer (default:
 	// resolv.conf's timeout option, else 5 s).
@@ -126,9 +127,14 @@ func New(cfg Config) (*Client, error) {
 	if c.state == "" {
 		return nil, fmt.Errorf("%w: no place for the client state: set Config.StatePath, VCHECKD_STATE, STATE_DIRECTORY, XDG_STATE_HOME or HOME", ErrConfig)
 	}
-	if len(cfg.Servers) > 0 {
+	servers := cfg.Servers
+	if len(servers) == 0 && getenv("VCHECKD_SERVER") != "" {
+		servers = strings.Split(getenv("VCHECKD_SERVER"), ",")
+	}
+	if len(servers) > 0 {
 		c.res = &resolver{timeout: 5 * time.Second, attempts: 1}
-		for _, s := range cfg.Servers {
+		for _, s := range servers {
+			s = strings.TrimSpace(s)
 			c.res.servers = append(c.res.servers, serverAddress(s))
 		}
 	} else {
