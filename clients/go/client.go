@@ -112,6 +112,15 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Version) > maxVersionLength {
 		return nil, fmt.Errorf("%w: version %q is longer than %d bytes", ErrConfig, cfg.Version, maxVersionLength)
 	}
+	// The name's length depends only on the version's and the zone's
+	// (PROTOCOL §19): refuse now what could never be sent.
+	frameLen := 4 + 32 + smallPlaintext + 16 + proofSize
+	if len(cfg.Version) > maxSmallVersion {
+		frameLen += largePlaintext - smallPlaintext
+	}
+	if _, _, err := queryName(make([]byte, frameLen), c.zone); err != nil {
+		return nil, err
+	}
 	if !c.anonymous && (c.clusterID == "" || c.nodeID == "") {
 		return nil, fmt.Errorf("%w: give ClusterID and NodeID, or set Anonymous", ErrConfig)
 	}

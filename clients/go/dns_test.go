@@ -209,3 +209,23 @@ func TestExchangeMatchingAndTCP(t *testing.T) {
 		t.Errorf("cancelled: %v", err)
 	}
 }
+
+// PROTOCOL §19: zones of up to 70 characters fit a short version's name,
+// up to 41 a long one's; New refuses what could never be sent.
+func TestNameBudget(t *testing.T) {
+	zone := func(n int) string { return strings.Repeat("a", n-len(".example")) + ".example" }
+	for _, c := range []struct {
+		zone    string
+		version string
+		ok      bool
+	}{
+		{zone(70), "2.4.1", true}, {zone(71), "2.4.1", false},
+		{zone(41), "1.2.3-beta.1+exp.sha.5114f85", true}, {zone(42), "1.2.3-beta.1+exp.sha.5114f85", false},
+	} {
+		_, err := New(Config{Zone: c.zone, Key: PublicKey{ID: 1, Key: make([]byte, 32)}, Version: c.version,
+			Anonymous: true, Servers: []string{"127.0.0.1"}, StatePath: "unused"})
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrConfig)) {
+			t.Errorf("zone of %d characters, version %s: %v", len(c.zone), c.version, err)
+		}
+	}
+}

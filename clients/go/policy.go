@@ -157,11 +157,11 @@ type Seen struct {
 
 // PolicyFromTXT joins a TXT record's strings into a policy's wire form: the
 // first string must be exactly "v=vc2"; ok is false otherwise.
-func PolicyFromTXT(strings [][]byte) (wire []byte, ok bool) {
-	if len(strings) == 0 || string(strings[0]) != policyMarker {
+func PolicyFromTXT(strs [][]byte) (wire []byte, ok bool) {
+	if len(strs) == 0 || string(strs[0]) != policyMarker {
 		return nil, false
 	}
-	return bytes.Join(strings[1:], nil), true
+	return bytes.Join(strs[1:], nil), true
 }
 
 // VerifyTXT verifies the policy among an answer's TXT records (each a list
