@@ -1,11 +1,28 @@
-"""Shared test inputs: the vector file of the repository."""
+"""Fixtures: a built vcheckd binary, and a running server with its key."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Iterator
 
-REPO = Path(__file__).resolve().parents[3]
-VECTORS_PATH = REPO / "docs" / "vectors" / "v2.json"
-VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
+import pytest
+
+from .support import VcheckdServer, keygen, vcheckd_binary
+
+
+@pytest.fixture(scope="session")
+def binary() -> Path:
+    """The vcheckd binary (built once); skips or fails when there is none."""
+    return vcheckd_binary()
+
+
+@pytest.fixture
+def server(binary: Path, tmp_path: Path) -> Iterator[VcheckdServer]:
+    """A running vcheckd serving the test zone with key id 5; its public
+    key is ``tmp_path / "keys" / "v5.public"``."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    keygen(binary, keys, 5)
+    running = VcheckdServer(binary, tmp_path / "server", keys / "v5.private").start()
+    yield running
+    running.stop()

@@ -36,7 +36,7 @@ from vcheckd_client.report import (
 )
 from vcheckd_client.semver import RunningVersion
 
-from .conftest import VECTORS
+from .support import VECTORS
 
 Json = dict[str, Any]
 
