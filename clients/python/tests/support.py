@@ -301,7 +301,7 @@ class Proxy:
             return
         server = NameServer.parse(self.upstream)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as up:
-            up.settimeout(3)
+            up.settimeout(1)
             up.sendto(request, (server.host, server.port))
             try:
                 answer = up.recv(65535)

@@ -308,8 +308,10 @@ class Agent:
             failures = self.run_once()
             delay = self.interval if self._status is AgentStatus.DISABLED else self.delay_after(failures)
             self._schedule(delay)
-            self._write()
-        self._write()
+            if failures:
+                log.debug("version check failed (%d in a row): %s; next try in %.1f s", failures, self._error, delay)
+            self.write_files()
+        self.write_files()
 
     def _schedule(self, delay: float) -> None:
         with self._mutex:
@@ -340,11 +342,12 @@ class Agent:
         with self._mutex:
             if self._policy is not None and self.client.clock() >= self._policy.expires:
                 self._set_status(AgentStatus.STALE)
-        self._write()
+        self.write_files()
 
     def run_once(self) -> int:
-        """One check now, with its effect on the status; returns the number
-        of consecutive failures after it."""
+        """One check now, with its effect on the status (the files are
+        written by :meth:`write_files`); returns the number of consecutive
+        failures after it. :meth:`run` calls it on schedule."""
         now = self.client.clock()
         try:
             result: CheckResult | None = self.client.check()
@@ -370,7 +373,6 @@ class Agent:
             else:
                 self._failures += 1
                 self._error = str(error)
-                log.debug("version check failed (%d in a row): %s", self._failures, error)
                 expired = self._policy is None or self.client.clock() >= self._policy.expires
                 if expired:
                     self._set_status(AgentStatus.STALE)
@@ -401,9 +403,9 @@ class Agent:
             except Exception:  # a GUI's callback must not stop the checks
                 log.exception("the on_change callback failed")
 
-    def _write(self) -> None:
-        """Writes the status file and the textfile; a failure is logged and
-        tried again after the next check."""
+    def write_files(self) -> None:
+        """Writes the status file and the textfile (atomically); a failure
+        is logged and tried again after the next check."""
         snapshot = self.snapshot()
         if snapshot is None:
             return
