@@ -139,9 +139,22 @@ answer_ttl = 60
 """
         )
         self.set_serial(serial)
+        self.args = ["--config", "config.toml"]
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.log: list[str] = []
+
+    @classmethod
+    def embedded(cls, binary: Path, folder: Path) -> VcheckdServer:
+        """``vcheckd serve`` without --config, as README.md's quick start
+        runs it (its demo keys made in ``folder/data``), on free ports."""
+        server = cls.__new__(cls)
+        server.binary, server.folder, server.clock = binary, folder, None
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(REPO / "zones", folder / "zones")
+        server.args = ["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]
+        server.process, server.port, server.log = None, 0, []
+        return server
 
     def set_serial(self, serial: int) -> None:
         (self.folder / "zone.txt").write_text(
@@ -159,7 +172,7 @@ answer_ttl = 60
         return self.folder / "vcheckd.sqlite"
 
     def start(self) -> VcheckdServer:
-        cmd = [str(self.binary), "serve", "--config", "config.toml"]
+        cmd = [str(self.binary), "serve", *self.args]
         if self.clock:
             cmd = ["faketime", "-f", self.clock] + cmd
         env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")

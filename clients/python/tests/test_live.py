@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from vcheckd_client import CheckDisabled, Client, DnsRcodeError, DnsTimeout, PolicyError, Status
+from vcheckd_client import CheckDisabled, Client, DnsRcodeError, DnsTimeout, PolicyError, StateError, Status
 from vcheckd_client.cli import main
 from vcheckd_client.dns import Resolver
 from vcheckd_client.policy import epoch_of, from_txt_strings
@@ -346,3 +346,11 @@ def test_vector_policies_give_their_statuses_in_a_real_exchange(
         assert len(proxy.queries) == 2, "the policy name, then the report"
     finally:
         proxy.close()
+
+
+def test_a_state_that_cannot_be_saved_fails_the_check(server: VcheckdServer, tmp_path: Path) -> None:
+    # Its temporary file's name would be too long for the file system.
+    client = client_for(server, tmp_path, "2.4.1", state_path=tmp_path / ("s" * 250))
+    with pytest.raises(StateError, match="cannot save the client state"):
+        client.check()
+    assert client.last_known() is None
