@@ -47,6 +47,14 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, 
     return code, json.loads(out)
 
 
+def cli_check(capsys: pytest.CaptureFixture[str], via: str, server: VcheckdServer, tmp_path: Path, version: str) -> tuple[int, dict[str, Any]]:
+    """``vcheckd-client check --json``, anonymous, with client_for's state."""
+    return cli(
+        capsys, "check", "--server", via, "--zone", ZONE, "--key", str(public_key(server)),
+        "--anonymous", "--version", version, "--state", str(tmp_path / "client-state.json"),
+    )
+
+
 def test_a_report_is_recorded_once(server: VcheckdServer, tmp_path: Path) -> None:
     client = client_for(server, tmp_path, "2.3.0", cluster_id="cluster-a", node_id="node-1")
     first = client.check()
@@ -223,10 +231,7 @@ def test_tampered_policies_are_refused(server: VcheckdServer, tmp_path: Path, ca
             with pytest.raises(PolicyError) as refused:
                 client.check()
             assert refused.value.reason == reason, (at, str(refused.value))
-            code, doc = cli(
-                capsys, "check", "--server", proxy.address, "--zone", ZONE, "--key", str(public_key(server)),
-                "--anonymous", "--version", "2.3.1", "--state", str(tmp_path / "client-state.json"),
-            )
+            code, doc = cli_check(capsys, proxy.address, server, tmp_path, "2.3.1")
             assert (code, doc["reason"], doc["status_name"]) == (9, reason, "stale"), doc
             assert doc["last_known"]["status_name"] == "upgrade-available", "the last verified status, shown as old"
         # Nothing refused was kept: an honest answer still passes.
@@ -254,10 +259,7 @@ def test_a_replayed_older_serial_is_refused(server: VcheckdServer, tmp_path: Pat
         with pytest.raises(PolicyError) as refused:
             client.check()
         assert refused.value.reason == "rollback", str(refused.value)
-        code, doc = cli(
-            capsys, "check", "--server", proxy.address, "--zone", ZONE, "--key", str(public_key(server)),
-            "--anonymous", "--version", "2.4.1", "--state", str(tmp_path / "client-state.json"),
-        )
+        code, doc = cli_check(capsys, proxy.address, server, tmp_path, "2.4.1")
         assert (code, doc["reason"]) == (11, "rollback"), doc
         seen = StateFile(tmp_path / "client-state.json").load(ZONE, client.key).seen
         assert seen is not None and seen.serial == SERIAL + 1
@@ -282,14 +284,12 @@ def test_answers_of_servers_whose_clock_is_off(binary: Path, tmp_path: Path, cap
         now = servers[""]
         client = client_for(now, tmp_path, "2.4.1")
         assert client.check().status is Status.UP_TO_DATE
-        common = ["--zone", ZONE, "--key", str(public_key(now)), "--anonymous", "--version", "2.4.1"]
-        common += ["--state", str(tmp_path / "client-state.json")]
         for clock, reason, code in (("-5h", "replayed", 11), ("-3d", "expired", 10)):
             behind = servers[clock]
             with pytest.raises(PolicyError) as refused:
                 client_for(behind, tmp_path, "2.4.1").check()
             assert refused.value.reason == reason, str(refused.value)
-            got, doc = cli(capsys, "check", "--server", behind.address, *common)
+            got, doc = cli_check(capsys, behind.address, now, tmp_path, "2.4.1")
             assert (got, doc["reason"]) == (code, reason), doc
         # A fresh client (no state) refuses the expired one as well.
         with pytest.raises(PolicyError, match="expired"):

@@ -351,7 +351,7 @@ class Agent:
         now = self.client.clock()
         try:
             result: CheckResult | None = self.client.check()
-            error: VcheckdError | None = None
+            error: Exception | None = None
         except CheckDisabled:
             with self._mutex:
                 self._checked_at = now
@@ -359,6 +359,9 @@ class Agent:
                 self._set_status(AgentStatus.DISABLED)
             return 0
         except VcheckdError as e:
+            result, error = None, e
+        except Exception as e:  # a bug must not end the checks: a failure like any other
+            log.debug("version check raised %r", e, exc_info=True)
             result, error = None, e
         with self._mutex:
             self._checked_at = now

@@ -57,6 +57,11 @@ def env_flag(environ: Mapping[str, str], name: str) -> bool:
     return value not in ("", "0", "false", "no", "off")
 
 
+def verdict_json(status: Status, message: str, latest: str) -> dict[str, Any]:
+    """The fields every status is shown with in JSON."""
+    return {"status": int(status), "status_name": status.label, "message": message, "latest": latest}
+
+
 def policy_json(policy: Policy) -> dict[str, Any]:
     """A verified policy's header, as ``vcheckd check --json`` shows it."""
     return {
@@ -95,10 +100,7 @@ class CheckResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "status": int(self.status),
-            "status_name": self.status.label,
-            "message": self.message,
-            "latest": self.latest,
+            **verdict_json(self.status, self.message, self.latest),
             "running": self.running,
             "advisory_url": self.advisory_url,
             "report_id": self.report_id,
@@ -137,11 +139,7 @@ class DryRun:
             "flags": self.report.flags,
             "effort": self.report.effort,
             "policy": policy_json(self.policy),
-            "computed": {
-                "status": int(self.verdict.status),
-                "status_name": self.verdict.status.label,
-                "message": self.verdict.message,
-            },
+            "computed": verdict_json(self.verdict.status, self.verdict.message, str(self.policy.latest)),
         }
 
 
@@ -160,10 +158,7 @@ class LastKnown:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "status": int(self.status),
-            "status_name": self.status.label,
-            "message": self.message,
-            "latest": self.latest,
+            **verdict_json(self.status, self.message, self.latest),
             "issued": self.issued,
             "expires": self.expires,
             "serial": self.serial,

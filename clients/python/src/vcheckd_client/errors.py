@@ -8,7 +8,7 @@ one, the fix.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 __all__ = [
     "VcheckdError",
@@ -64,16 +64,8 @@ PolicyReason = Literal[
 """Why a policy was refused: the names of docs/vectors/v2.json's
 ``invalid_policies`` errors, plus ``missing`` (no ``v=vc2`` TXT record)."""
 
-POLICY_REASONS: tuple[PolicyReason, ...] = (
-    "missing",
-    "malformed",
-    "unknown_key",
-    "signature",
-    "validity",
-    "expired",
-    "replayed",
-    "rollback",
-)
+POLICY_REASONS: tuple[PolicyReason, ...] = get_args(PolicyReason)
+"""Every reason, in the order of the checks (PROTOCOL §21)."""
 
 
 class PolicyError(VcheckdError):
