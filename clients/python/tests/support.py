@@ -22,7 +22,8 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, NoReturn
+from collections.abc import Sequence
 
 import pytest
 
@@ -53,7 +54,7 @@ def missing(what: str) -> NoReturn:
     pytest.skip(what)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _find_binary() -> Path | str:
     """The vcheckd binary, or why there is none."""
     given = os.environ.get("VCHECKD_BIN")
@@ -246,7 +247,9 @@ answer_ttl = 60
                 return found
             time.sleep(0.2)
 
-    def check(self, version: str, state: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def check(
+        self, version: str, state: Path, *extra: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``vcheckd check --json`` against this server."""
         cmd = [str(self.binary), "check", "--server", self.address, "--zone", ZONE]
         cmd += ["--version", version, "--json", "--state", str(state), "--timeout", "5", *extra]

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
-from vcheckd_client import Agent, AgentStatus, Client, Status
+from vcheckd_client import Agent, Client
 
 from .support import ZONE, Proxy, VcheckdServer, silent_socket
 
@@ -75,7 +75,10 @@ class Running:
             if status_file is None or not status_file.exists() or (textfile is not None and not textfile.exists()):
                 return False
             doc = read_json(status_file)
-            return predicate(doc) and (textfile is None or f"consecutive_failures{{zone=\"{ZONE}\"}} {doc['consecutive_failures']}\n" in textfile.read_text())
+            return predicate(doc) and (
+                textfile is None
+                or f'consecutive_failures{{zone="{ZONE}"}} {doc["consecutive_failures"]}\n' in textfile.read_text()
+            )
 
         return check
 
@@ -87,7 +90,9 @@ class Running:
 
 def status_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
     return [
-        (r.levelno, r.getMessage()) for r in caplog.records if r.name == "vcheckd_client.agent" and "version check for" in r.getMessage()
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "vcheckd_client.agent" and "version check for" in r.getMessage()
     ]
 
 
@@ -98,14 +103,26 @@ def test_a_server_that_goes_away_and_comes_back(
     offset = [0.0]
     proxy = Proxy(server.address)
     client = Client(
-        ZONE, server.folder.parent / "keys" / "v5.public", "2.3.0", cluster_id="cluster-a", node_id="node-1",
-        name_servers=[proxy.address], state_path=tmp_path / "state.json", timeout=0.5, environ={},
+        ZONE,
+        server.folder.parent / "keys" / "v5.public",
+        "2.3.0",
+        cluster_id="cluster-a",
+        node_id="node-1",
+        name_servers=[proxy.address],
+        state_path=tmp_path / "state.json",
+        timeout=0.5,
+        environ={},
         clock=lambda: time.time() + offset[0],
     )
     status_file, textfile = tmp_path / "out" / "status.json", tmp_path / "out" / "vcheckd.prom"
     agent = Agent(
-        client, status_file=status_file, textfile=textfile,
-        interval=3600, startup_jitter=0.5, backoff_initial=0.2, backoff_max=1.6,
+        client,
+        status_file=status_file,
+        textfile=textfile,
+        interval=3600,
+        startup_jitter=0.5,
+        backoff_initial=0.2,
+        backoff_max=1.6,
     )
     running = Running(agent)
     try:
@@ -121,7 +138,9 @@ def test_a_server_that_goes_away_and_comes_back(
         assert snap is not None and snap.policy_expires is not None and snap.last_success is not None
         assert snap.next_check is not None
         assert 3600 * 0.9 <= snap.next_check - snap.last_success <= 3600 * 1.1 + 1
-        assert textfile.read_text() == expected_textfile(status=3, state="ok", last_success=int(snap.last_success), failures=0)
+        assert textfile.read_text() == expected_textfile(
+            status=3, state="ok", last_success=int(snap.last_success), failures=0
+        )
         policy_expires = snap.policy_expires
 
         # The server goes away: failures back off, the status sticks.
@@ -184,7 +203,8 @@ def expected_textfile(status: int | None, state: str, last_success: int, failure
     lines = []
     if status is not None:
         lines += [
-            "# HELP vcheckd_version_status Status code of the last verified check: 0 unknown, 1 up to date, 2 upgrade available, 3 upgrade required.",
+            "# HELP vcheckd_version_status Status code of the last verified check: "
+            "0 unknown, 1 up to date, 2 upgrade available, 3 upgrade required.",
             "# TYPE vcheckd_version_status gauge",
             f'vcheckd_version_status{{zone="{ZONE}",running="2.3.0",latest="{latest}"}} {status}',
         ]
@@ -192,7 +212,10 @@ def expected_textfile(status: int | None, state: str, last_success: int, failure
         "# HELP vcheckd_version_check_state The agent's state: 1 for the current one.",
         "# TYPE vcheckd_version_check_state gauge",
     ]
-    lines += [f'vcheckd_version_check_state{{zone="{ZONE}",state="{s}"}} {int(s == state)}' for s in ("ok", "stale", "disabled")]
+    lines += [
+        f'vcheckd_version_check_state{{zone="{ZONE}",state="{s}"}} {int(s == state)}'
+        for s in ("ok", "stale", "disabled")
+    ]
     lines += [
         "# HELP vcheckd_version_check_last_success_timestamp_seconds When a policy was last verified.",
         "# TYPE vcheckd_version_check_last_success_timestamp_seconds gauge",
@@ -207,11 +230,18 @@ def expected_textfile(status: int | None, state: str, last_success: int, failure
 def test_before_any_success_the_status_is_stale(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with silent_socket() as silent:
         client = Client(
-            ZONE, KEY, "2.3.0", name_servers=["127.0.0.1:%d" % silent.getsockname()[1]],
-            state_path=tmp_path / "s.json", timeout=0.3, environ={},
+            ZONE,
+            KEY,
+            "2.3.0",
+            name_servers=[f"127.0.0.1:{silent.getsockname()[1]}"],
+            state_path=tmp_path / "s.json",
+            timeout=0.3,
+            environ={},
         )
         status_file, textfile = tmp_path / "status.json", tmp_path / "vc.prom"
-        running = Running(Agent(client, status_file=status_file, textfile=textfile, startup_jitter=0, backoff_initial=0.2))
+        running = Running(
+            Agent(client, status_file=status_file, textfile=textfile, startup_jitter=0, backoff_initial=0.2)
+        )
         try:
             wait_for("a failed check", running.files_show(lambda d: True))
         finally:
@@ -227,8 +257,14 @@ def test_disabled_sends_nothing_ever(tmp_path: Path) -> None:
     with silent_socket() as silent:
         silent.setblocking(False)
         client = Client(
-            ZONE, KEY, "2.3.0", cluster_id="c", node_id="n", name_servers=["127.0.0.1:%d" % silent.getsockname()[1]],
-            state_path=tmp_path / "s.json", environ={"DISABLE_VERSION_CHECK": "1"},
+            ZONE,
+            KEY,
+            "2.3.0",
+            cluster_id="c",
+            node_id="n",
+            name_servers=[f"127.0.0.1:{silent.getsockname()[1]}"],
+            state_path=tmp_path / "s.json",
+            environ={"DISABLE_VERSION_CHECK": "1"},
         )
         status_file, textfile = tmp_path / "status.json", tmp_path / "vc.prom"
         agent = Agent(client, status_file=status_file, textfile=textfile, interval=0.2)
@@ -242,7 +278,12 @@ def test_disabled_sends_nothing_ever(tmp_path: Path) -> None:
         with pytest.raises(BlockingIOError):
             silent.recv(512)  # not one datagram
     doc = read_json(status_file)
-    assert (doc["status"], doc["last_status"], doc["status_code"], doc["consecutive_failures"]) == ("disabled", None, None, 0)
+    assert (doc["status"], doc["last_status"], doc["status_code"], doc["consecutive_failures"]) == (
+        "disabled",
+        None,
+        None,
+        0,
+    )
     assert doc["message"] == "DISABLE_VERSION_CHECK is set; nothing sent"
     assert 'state="disabled"} 1' in textfile.read_text()
     assert "vcheckd_version_status{" not in textfile.read_text()
@@ -251,8 +292,14 @@ def test_disabled_sends_nothing_ever(tmp_path: Path) -> None:
 
 def test_disable_telemetry_is_anonymous_in_the_status_file(server: VcheckdServer, tmp_path: Path) -> None:
     client = Client(
-        ZONE, server.folder.parent / "keys" / "v5.public", "2.4.1", cluster_id="c", node_id="n",
-        name_servers=[server.address], state_path=tmp_path / "s.json", environ={"DISABLE_TELEMETRY": "on"},
+        ZONE,
+        server.folder.parent / "keys" / "v5.public",
+        "2.4.1",
+        cluster_id="c",
+        node_id="n",
+        name_servers=[server.address],
+        state_path=tmp_path / "s.json",
+        environ={"DISABLE_TELEMETRY": "on"},
     )
     agent = Agent(client, status_file=tmp_path / "status.json", startup_jitter=0)
     assert agent.run_once() == 0
@@ -266,12 +313,31 @@ def test_the_command_line_agent_checks_on_sighup_and_stops_on_sigterm(server: Vc
     env = {k: v for k, v in os.environ.items() if not k.startswith("DISABLE_")}
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "vcheckd_client", "agent", "--zone", ZONE,
-            "--key", str(server.folder.parent / "keys" / "v5.public"), "--version", "2.4.0", "--anonymous",
-            "--server", server.address, "--state", str(tmp_path / "s.json"), "--status-file", str(status_file),
-            "--startup-jitter", "0", "--interval", "3600",
+            sys.executable,
+            "-m",
+            "vcheckd_client",
+            "agent",
+            "--zone",
+            ZONE,
+            "--key",
+            str(server.folder.parent / "keys" / "v5.public"),
+            "--version",
+            "2.4.0",
+            "--anonymous",
+            "--server",
+            server.address,
+            "--state",
+            str(tmp_path / "s.json"),
+            "--status-file",
+            str(status_file),
+            "--startup-jitter",
+            "0",
+            "--interval",
+            "3600",
         ],
-        env=env, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_for("the first check", lambda: status_file.exists())

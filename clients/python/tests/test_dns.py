@@ -29,7 +29,7 @@ class Responder:
         self.requests: list[bytes] = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
-        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self.script = script
         threading.Thread(target=self._run, daemon=True).start()
 
@@ -54,7 +54,9 @@ def with_id(message: bytes, msg_id: int) -> bytes:
 def test_only_the_answer_to_our_question_counts() -> None:
     def script(request: bytes) -> list[bytes]:
         good = _response(request, 0, [(b"v=vc2", b"right")])
-        other_id = with_id(_response(request, 0, [(b"v=vc2", b"wrong id")]), (struct.unpack(">H", request[:2])[0] + 1) % 65536)
+        other_id = with_id(
+            _response(request, 0, [(b"v=vc2", b"wrong id")]), (struct.unpack(">H", request[:2])[0] + 1) % 65536
+        )
         other_question = _response(request.replace(b"\x02vc\x07", b"\x02xx\x07"), 0, [(b"v=vc2", b"wrong name")])
         # 0x20: the resolver answers with the name's letters in another case.
         recased = _response(request.replace(b"\x03Abc", b"\x03aBC"), 0, [(b"v=vc2", b"right")])
@@ -92,7 +94,7 @@ def test_the_query_is_an_absolute_txt_question_with_edns_1232() -> None:
 
 def test_a_silent_server_is_a_timeout_and_the_next_one_is_asked() -> None:
     with silent_socket() as silent:
-        address = "127.0.0.1:%d" % silent.getsockname()[1]
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
         with pytest.raises(DnsTimeout) as timed_out:
             Resolver([address], timeout=0.5).query_txt(NAME)
         assert timed_out.value.server == address

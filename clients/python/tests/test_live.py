@@ -47,11 +47,24 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, 
     return code, json.loads(out)
 
 
-def cli_check(capsys: pytest.CaptureFixture[str], via: str, server: VcheckdServer, tmp_path: Path, version: str) -> tuple[int, dict[str, Any]]:
+def cli_check(
+    capsys: pytest.CaptureFixture[str], via: str, server: VcheckdServer, tmp_path: Path, version: str
+) -> tuple[int, dict[str, Any]]:
     """``vcheckd-client check --json``, anonymous, with client_for's state."""
     return cli(
-        capsys, "check", "--server", via, "--zone", ZONE, "--key", str(public_key(server)),
-        "--anonymous", "--version", version, "--state", str(tmp_path / "client-state.json"),
+        capsys,
+        "check",
+        "--server",
+        via,
+        "--zone",
+        ZONE,
+        "--key",
+        str(public_key(server)),
+        "--anonymous",
+        "--version",
+        version,
+        "--state",
+        str(tmp_path / "client-state.json"),
     )
 
 
@@ -78,7 +91,10 @@ def test_a_report_is_recorded_once(server: VcheckdServer, tmp_path: Path) -> Non
     for report_id in report_ids:
         assert server.reports(report_id)[0] == 1, report_id
     stats = subprocess.run(
-        [str(server.binary), "stats", "summary", "--json", "--db", str(server.db)], capture_output=True, text=True, check=True
+        [str(server.binary), "stats", "summary", "--json", "--db", str(server.db)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     summary = json.loads(stats.stdout)[0]
     # Three reports; four v2 names received (one of them twice).
@@ -92,7 +108,9 @@ VERSIONS = ["2.4.1", "2.4.1+build.7", "2.3.1", "2.3.0", "2.2.0", "2.2.7", "2.1.0
 def test_the_status_equals_vcheckd_checks(server: VcheckdServer, tmp_path: Path) -> None:
     for version in VERSIONS:
         ours = client_for(server, tmp_path, version, state_path=tmp_path / "ours.json").check()
-        run = server.check(version, tmp_path / "theirs.json", "--key", str(public_key(server)), env={"DISABLE_TELEMETRY": "1"})
+        run = server.check(
+            version, tmp_path / "theirs.json", "--key", str(public_key(server)), env={"DISABLE_TELEMETRY": "1"}
+        )
         assert run.returncode == 0, run.stderr
         theirs = json.loads(run.stdout)
         assert (int(ours.status), ours.status.label, ours.message, ours.latest) == (
@@ -121,15 +139,23 @@ def test_a_policy_too_big_for_udp_comes_over_tcp(binary: Path, tmp_path: Path) -
     keys = tmp_path / "keys"
     keys.mkdir()
     keygen(binary, keys, 5)
-    server = VcheckdServer(binary, tmp_path / "server", keys / "v5.private", releases=f"versions = [{versions}]\n").start()
+    server = VcheckdServer(
+        binary, tmp_path / "server", keys / "v5.private", releases=f"versions = [{versions}]\n"
+    ).start()
     try:
         answer = Resolver([server.address]).query_txt(f"5._policy.{ZONE}.")
         assert answer.tcp
         wire = from_txt_strings(answer.records[0])
         assert wire is not None and len(wire) > 1232
         result = client_for(server, tmp_path, "3.9.38").check()
-        assert (result.status, result.message, result.latest) == (Status.UPGRADE_AVAILABLE, "3.9.39 is available", "3.9.39")
-        run = server.check("3.9.38", tmp_path / "theirs.json", "--key", str(public_key(server)), env={"DISABLE_TELEMETRY": "1"})
+        assert (result.status, result.message, result.latest) == (
+            Status.UPGRADE_AVAILABLE,
+            "3.9.39 is available",
+            "3.9.39",
+        )
+        run = server.check(
+            "3.9.38", tmp_path / "theirs.json", "--key", str(public_key(server)), env={"DISABLE_TELEMETRY": "1"}
+        )
         assert json.loads(run.stdout)["message"] == result.message
         assert server.wait_recorded(result.report_id)[0] == 1
     finally:
@@ -145,11 +171,13 @@ def test_dns_failures_have_their_errors_and_exit_codes(
     code, doc = cli(capsys, "check", "--server", server.address, "--zone", "vc.example.org", *common)
     assert (code, doc["rcode"], doc["status_name"]) == (6, "REFUSED", "stale"), doc
     with pytest.raises(DnsRcodeError) as refused:
-        Client("vc.example.org", key, "2.4.1", name_servers=[server.address], state_path=tmp_path / "s.json", environ={}).check()
+        Client(
+            "vc.example.org", key, "2.4.1", name_servers=[server.address], state_path=tmp_path / "s.json", environ={}
+        ).check()
     assert refused.value.rcode == 5 and refused.value.rcode_name == "REFUSED"
     # A timeout: a name server that never answers.
     with silent_socket() as silent:
-        address = "127.0.0.1:%d" % silent.getsockname()[1]
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
         started = time.monotonic()
         code, doc = cli(capsys, "check", "--server", address, "--zone", ZONE, *common)
         assert code == 3, doc
@@ -170,7 +198,12 @@ def test_dns_failures_have_their_errors_and_exit_codes(
         # SERVFAIL from one name server: the next one is asked, same name.
         proxy.rewrite, proxy.rcode = None, 2
         result = Client(
-            ZONE, key, "2.4.1", name_servers=[proxy.address, server.address], state_path=tmp_path / "s2.json", environ={}
+            ZONE,
+            key,
+            "2.4.1",
+            name_servers=[proxy.address, server.address],
+            state_path=tmp_path / "s2.json",
+            environ={},
         ).check()
         assert result.status is Status.UP_TO_DATE
         assert server.wait_recorded(result.report_id)[0] == 1
@@ -205,14 +238,19 @@ def test_the_opt_out_switches(server: VcheckdServer, tmp_path: Path) -> None:
         assert server.wait_recorded(result.report_id)[0] == 1
         server.stop()
         summary = subprocess.run(
-            [str(server.binary), "stats", "summary", "--json", "--db", str(server.db)], capture_output=True, text=True, check=True
+            [str(server.binary), "stats", "summary", "--json", "--db", str(server.db)],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         assert json.loads(summary.stdout)[0]["anonymous_reports"] == 1
     finally:
         proxy.close()
 
 
-def test_tampered_policies_are_refused(server: VcheckdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tampered_policies_are_refused(
+    server: VcheckdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     proxy = Proxy(server.address)
     try:
         client = client_for(server, tmp_path, "2.3.1", via=proxy.address)
@@ -220,7 +258,13 @@ def test_tampered_policies_are_refused(server: VcheckdServer, tmp_path: Path, ca
         assert proxy.last is not None
         wire = from_txt_strings(proxy.last[0])
         assert wire is not None
-        for at, reason in ((0, "malformed"), (1, "unknown_key"), (10, "signature"), (len(wire) // 2, "signature"), (len(wire) - 1, "signature")):
+        for at, reason in (
+            (0, "malformed"),
+            (1, "unknown_key"),
+            (10, "signature"),
+            (len(wire) // 2, "signature"),
+            (len(wire) - 1, "signature"),
+        ):
 
             def flip(records: list[tuple[bytes, ...]], at: int = at) -> list[tuple[bytes, ...]]:
                 w = bytearray(from_txt_strings(records[0]) or b"")
@@ -241,7 +285,9 @@ def test_tampered_policies_are_refused(server: VcheckdServer, tmp_path: Path, ca
         proxy.close()
 
 
-def test_a_replayed_older_serial_is_refused(server: VcheckdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_replayed_older_serial_is_refused(
+    server: VcheckdServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     proxy = Proxy(server.address)
     try:
         client = client_for(server, tmp_path, "2.4.1", via=proxy.address)
@@ -267,7 +313,9 @@ def test_a_replayed_older_serial_is_refused(server: VcheckdServer, tmp_path: Pat
         proxy.close()
 
 
-def test_answers_of_servers_whose_clock_is_off(binary: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_answers_of_servers_whose_clock_is_off(
+    binary: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Real answers from servers under faketime: signed five hours ago
     (replayed after a current one), three days ago (expired), and two weeks
     ahead (a new epoch: the report is sealed again to its key)."""
@@ -318,8 +366,13 @@ def test_every_invalid_vector_is_refused_in_a_real_exchange(
     proxy.rewrite = lambda records: [tuple(bytes.fromhex(s) for s in vector["txt_strings"])]
     try:
         client = Client(
-            vector["zone"], VECTORS["keys"]["public"], "2.4.1", name_servers=[proxy.address],
-            state_path=state, environ={}, clock=lambda: float(vector["now"]),
+            vector["zone"],
+            VECTORS["keys"]["public"],
+            "2.4.1",
+            name_servers=[proxy.address],
+            state_path=state,
+            environ={},
+            clock=lambda: float(vector["now"]),
         )
         with pytest.raises(PolicyError) as refused:
             client.check()
@@ -338,8 +391,14 @@ def test_vector_policies_give_their_statuses_in_a_real_exchange(
     expected = vector["statuses"][-1]
     try:
         result = Client(
-            ZONE, VECTORS["keys"]["public"], expected["version"], name_servers=[proxy.address],
-            state_path=tmp_path / "s.json", environ={}, clock=lambda: float(vector["verify_at"]), effort_budget=0.05,
+            ZONE,
+            VECTORS["keys"]["public"],
+            expected["version"],
+            name_servers=[proxy.address],
+            state_path=tmp_path / "s.json",
+            environ={},
+            clock=lambda: float(vector["verify_at"]),
+            effort_budget=0.05,
         ).check()
         assert (int(result.status), result.message) == (expected["status"], expected["message"])
         assert result.policy.wire.hex() == vector["wire"]

@@ -25,7 +25,16 @@ KEY = VECTORS["keys"]["public"]
 
 def test_semver_precedence() -> None:
     # SemVer 2.0.0 §11's example, in order.
-    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0"]
+    ordered = [
+        "1.0.0-alpha",
+        "1.0.0-alpha.1",
+        "1.0.0-alpha.beta",
+        "1.0.0-beta",
+        "1.0.0-beta.2",
+        "1.0.0-beta.11",
+        "1.0.0-rc.1",
+        "1.0.0",
+    ]
     versions = [Version.parse(v) for v in ordered]
     assert sorted(reversed(versions)) == versions
     assert [str(v) for v in versions] == ordered
@@ -142,7 +151,17 @@ def test_the_state_file_merges_and_refuses_what_it_cannot_read(tmp_path: Path) -
 
 
 def test_command_line_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    base = ["check", "--zone", "vc.example.com", "--key", KEY, "--version", "2.4.1", "--state", str(tmp_path / "s.json")]
+    base = [
+        "check",
+        "--zone",
+        "vc.example.com",
+        "--key",
+        KEY,
+        "--version",
+        "2.4.1",
+        "--state",
+        str(tmp_path / "s.json"),
+    ]
     assert main(base + ["--json"]) == 64
     doc = json.loads(capsys.readouterr().out)
     assert doc["status_name"] == "error" and "--cluster-id, --node-id required" in doc["error"]

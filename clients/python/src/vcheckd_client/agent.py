@@ -393,7 +393,11 @@ class Agent:
         assert snapshot is not None
         level = logging.WARNING if status in (AgentStatus.UPGRADE_REQUIRED, AgentStatus.STALE) else logging.INFO
         if status is AgentStatus.STALE:
-            last = f"last verified: {snapshot.last_status.label}" if snapshot.last_status is not None else "none verified yet"
+            last = (
+                f"last verified: {snapshot.last_status.label}"
+                if snapshot.last_status is not None
+                else "none verified yet"
+            )
             text = f"no fresh policy ({last}): {self._error}"
         elif status is AgentStatus.DISABLED:
             text = snapshot.message

@@ -8,7 +8,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from .agent import (
     DEFAULT_BACKOFF_INITIAL,
@@ -87,16 +88,26 @@ def exit_code(error: BaseException) -> int:
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--zone", default=env("VCHECKD_ZONE"), help="the delegated zone, e.g. vc.example.com [env: VCHECKD_ZONE]")
     common.add_argument(
-        "--key", default=env("VCHECKD_KEY"), help="the zone's public key file (vck2-public:...) or token [env: VCHECKD_KEY]"
-    )
-    common.add_argument("--version", dest="running", required=True, help="the running version (SemVer; a leading v is accepted)")
-    common.add_argument(
-        "--cluster-id", default=env("VCHECKD_CLUSTER_ID"), help="the real cluster id; only its keyed hash is sent [env: VCHECKD_CLUSTER_ID]"
+        "--zone", default=env("VCHECKD_ZONE"), help="the delegated zone, e.g. vc.example.com [env: VCHECKD_ZONE]"
     )
     common.add_argument(
-        "--node-id", default=env("VCHECKD_NODE_ID"), help="the real node id; only its keyed hash is sent [env: VCHECKD_NODE_ID]"
+        "--key",
+        default=env("VCHECKD_KEY"),
+        help="the zone's public key file (vck2-public:...) or token [env: VCHECKD_KEY]",
+    )
+    common.add_argument(
+        "--version", dest="running", required=True, help="the running version (SemVer; a leading v is accepted)"
+    )
+    common.add_argument(
+        "--cluster-id",
+        default=env("VCHECKD_CLUSTER_ID"),
+        help="the real cluster id; only its keyed hash is sent [env: VCHECKD_CLUSTER_ID]",
+    )
+    common.add_argument(
+        "--node-id",
+        default=env("VCHECKD_NODE_ID"),
+        help="the real node id; only its keyed hash is sent [env: VCHECKD_NODE_ID]",
     )
     common.add_argument("--anonymous", action="store_true", help="send no identity (as DISABLE_TELEMETRY=1 does)")
     common.add_argument(
@@ -113,7 +124,10 @@ def _parser() -> argparse.ArgumentParser:
         "$XDG_STATE_HOME/vcheckd/client-state.json, ~/.local/state/vcheckd/client-state.json)",
     )
     common.add_argument(
-        "--effort-budget-ms", type=int, default=250, help="milliseconds of one core for the effort proof, at most (default 250)"
+        "--effort-budget-ms",
+        type=int,
+        default=250,
+        help="milliseconds of one core for the effort proof, at most (default 250)",
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of a sentence")
 
@@ -125,7 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     fmt = argparse.RawDescriptionHelpFormatter
-    sub.add_parser("check", parents=[common], help="send one report and print the status", epilog=EXIT_CODES, formatter_class=fmt)
+    sub.add_parser(
+        "check", parents=[common], help="send one report and print the status", epilog=EXIT_CODES, formatter_class=fmt
+    )
     sub.add_parser(
         "dry-run",
         parents=[common],
@@ -143,12 +159,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     agent.add_argument("--status-file", help="the JSON status file, for GUIs")
     agent.add_argument("--textfile", help="a .prom file for node_exporter's textfile collector")
-    agent.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="seconds between checks (default 86400)")
     agent.add_argument(
-        "--startup-jitter", type=float, default=DEFAULT_STARTUP_JITTER, help="the first check within this many seconds (default 300)"
+        "--interval", type=float, default=DEFAULT_INTERVAL, help="seconds between checks (default 86400)"
     )
-    agent.add_argument("--backoff-initial", type=float, default=DEFAULT_BACKOFF_INITIAL, help="first retry after a failure (default 60 s)")
-    agent.add_argument("--backoff-max", type=float, default=DEFAULT_BACKOFF_MAX, help="longest retry wait (default 21600 s)")
+    agent.add_argument(
+        "--startup-jitter",
+        type=float,
+        default=DEFAULT_STARTUP_JITTER,
+        help="the first check within this many seconds (default 300)",
+    )
+    agent.add_argument(
+        "--backoff-initial",
+        type=float,
+        default=DEFAULT_BACKOFF_INITIAL,
+        help="first retry after a failure (default 60 s)",
+    )
+    agent.add_argument(
+        "--backoff-max", type=float, default=DEFAULT_BACKOFF_MAX, help="longest retry wait (default 21600 s)"
+    )
     agent.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -161,7 +189,9 @@ def _client(args: argparse.Namespace) -> Client:
     missing = [flag for flag, value in (("--zone", args.zone), ("--key", args.key)) if not value]
     anonymous = args.anonymous or env_flag(os.environ, "DISABLE_TELEMETRY")
     if not anonymous:
-        missing += [flag for flag, value in (("--cluster-id", args.cluster_id), ("--node-id", args.node_id)) if value is None]
+        missing += [
+            flag for flag, value in (("--cluster-id", args.cluster_id), ("--node-id", args.node_id)) if value is None
+        ]
     if missing:
         extra = " (or --anonymous / DISABLE_TELEMETRY=1 to send no identity)" if not anonymous else ""
         raise _Usage(f"{', '.join(missing)} required{extra}")
@@ -274,7 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CheckDisabled as e:
         _print(
             args,
-            {"status": -1, "status_name": "disabled", "message": str(e), "running": args.running, "exit_code": 0, "error": None},
+            {
+                "status": -1,
+                "status_name": "disabled",
+                "message": str(e),
+                "running": args.running,
+                "exit_code": 0,
+                "error": None,
+            },
             f"vcheckd-client: version check disabled ({e})",
         )
         return 0

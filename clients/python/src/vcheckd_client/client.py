@@ -32,7 +32,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable
+from collections.abc import Mapping, Sequence
 
 from .dns import NameServer, Resolver
 from .errors import CheckDisabled, ConfigError, StateError

@@ -28,7 +28,8 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence, Tuple
+from typing import Any
+from collections.abc import Sequence
 
 from .errors import ConfigError, DnsError, DnsNetworkError, DnsRcodeError, DnsTimeout
 
@@ -40,7 +41,7 @@ TYPE_TXT, TYPE_OPT, CLASS_IN = 16, 41, 1
 RCODE_NOERROR, RCODE_SERVFAIL, RCODE_REFUSED = 0, 2, 5
 _FLAG_QR, _FLAG_TC, _FLAG_RD = 0x8000, 0x0200, 0x0100
 _RETRY_ELSEWHERE = (RCODE_SERVFAIL, RCODE_REFUSED)
-_SockAddr = Tuple[Any, ...]  # (host, port) or (host, port, flowinfo, scope id)
+_SockAddr = tuple[Any, ...]  # (host, port) or (host, port, flowinfo, scope id)
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,9 @@ class Resolver:
     ) -> None:
         if timeout <= 0:
             raise ConfigError("the DNS timeout must be positive")
-        self.servers = None if servers is None else [s if isinstance(s, NameServer) else NameServer.parse(s) for s in servers]
+        self.servers = (
+            None if servers is None else [s if isinstance(s, NameServer) else NameServer.parse(s) for s in servers]
+        )
         if self.servers is not None and not self.servers:
             raise ConfigError("an empty list of name servers: give at least one, or None for /etc/resolv.conf")
         self.timeout = timeout
@@ -374,7 +377,13 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 def _hint(rcode: int) -> str:
     if rcode == RCODE_REFUSED:
-        return "that name server does not serve the zone: check the zone name, and that the name servers asked (or the resolver's delegation) lead to the zone's vcheckd servers"
+        return (
+            "that name server does not serve the zone: check the zone name, and that the name servers "
+            "asked (or the resolver's delegation) lead to the zone's vcheckd servers"
+        )
     if rcode == RCODE_SERVFAIL:
-        return "the server could not answer or keep the report (a vcheckd server whose journal is full, or a resolver that cannot reach the zone's servers); try again later"
+        return (
+            "the server could not answer or keep the report (a vcheckd server whose journal is full, "
+            "or a resolver that cannot reach the zone's servers); try again later"
+        )
     return ""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 from .errors import PolicyError
 from .keys import PublicKey

@@ -70,9 +70,9 @@ def cluster_salt(zone: str) -> bytes:
 def cluster_secret(zone: str, cluster_id: str) -> bytes:
     """Argon2id(cluster id, salt, t=3, m=64 MiB, p=1, 32 bytes): guessing a
     real cluster id back costs the operator one of these per guess."""
-    return Argon2id(
-        salt=cluster_salt(zone), length=32, iterations=3, lanes=1, memory_cost=65536
-    ).derive(cluster_id.encode("utf-8"))
+    return Argon2id(salt=cluster_salt(zone), length=32, iterations=3, lanes=1, memory_cost=65536).derive(
+        cluster_id.encode("utf-8")
+    )
 
 
 def anonymized_ids(secret: bytes, node_id: str) -> Identity:

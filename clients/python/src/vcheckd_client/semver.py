@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Tuple, Union
+from typing import Union
 
 __all__ = ["Version", "RunningVersion", "parse_prerelease", "VersionSyntaxError"]
 
 Identifier = Union[int, str]
-Prerelease = Tuple[Identifier, ...]
+Prerelease = tuple[Identifier, ...]
 
 _ALNUM = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-")
 _DIGITS = frozenset("0123456789")

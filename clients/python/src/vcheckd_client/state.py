@@ -24,7 +24,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from ._files import write_atomically
 from .errors import ConfigError, PolicyError, StateError
@@ -86,7 +87,9 @@ class StateFile:
         except json.JSONDecodeError as e:
             raise StateError(f"the client state {self.path} is not JSON ({e}): remove it to start afresh") from e
         if not isinstance(doc, dict) or not isinstance(doc.get("policies"), list):
-            raise StateError(f"the client state {self.path} is not a vcheckd client state: remove it or give another path")
+            raise StateError(
+                f"the client state {self.path} is not a vcheckd client state: remove it or give another path"
+            )
         if doc.get("version") != STATE_FORMAT:
             raise StateError(
                 f"the client state {self.path} has format {doc.get('version')!r}, this client reads {STATE_FORMAT}: "
@@ -103,7 +106,9 @@ class StateFile:
     def _seen(self, entry: dict[str, Any]) -> Seen:
         serial, issued = entry.get("serial"), entry.get("issued")
         if not isinstance(serial, int) or not isinstance(issued, int) or serial < 0 or issued < 0:
-            raise StateError(f"the client state {self.path} holds a bad serial or issued time: remove it to start afresh")
+            raise StateError(
+                f"the client state {self.path} holds a bad serial or issued time: remove it to start afresh"
+            )
         return Seen(serial, issued)
 
     def load(self, zone: str, key: PublicKey) -> KeptState:
