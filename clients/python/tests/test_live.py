@@ -178,10 +178,8 @@ def test_dns_failures_have_their_errors_and_exit_codes(
     # A timeout: a name server that never answers.
     with silent_socket() as silent:
         address = f"127.0.0.1:{silent.getsockname()[1]}"
-        started = time.monotonic()
         code, doc = cli(capsys, "check", "--server", address, "--zone", ZONE, *common)
         assert code == 3, doc
-        assert time.monotonic() - started < 10
         with pytest.raises(DnsTimeout):
             client_for(server, tmp_path, "2.4.1", via=address, timeout=1).check()
     # SERVFAIL and NXDOMAIN, and an answer with no policy, through the proxy.
