@@ -4,9 +4,9 @@
 //! same table and counting), "after" classifies the answer from its bytes
 //! and counts it against its prefix's budgets (one for a normal answer,
 //! two for a large one). The answers are the sizes tests/amplification.rs
-//! measures: the apex SOA (94 bytes, normal), the policy at `_policy` (164
-//! bytes, large by its factor) and a v2 report's answer with a realistic
-//! policy (1,037 bytes, large by its size).
+//! measures: the apex SOA (94 bytes, normal), the policy at `_policy` (200
+//! bytes with a one-release policy, large by its factor) and a v2 report's
+//! answer with a realistic policy (1,097 bytes, large by its size).
 //!
 //! Cases: many prefixes (real traffic), one prefix under a flood (every
 //! check on one slot) and two threads on one prefix (the worst contention
@@ -138,9 +138,9 @@ fn check(c: &mut Criterion) {
             60,
         )),
     );
-    let policy = answer("5._policy.vc.example.com.", RecordType::TXT, txt(96));
+    let policy = answer("5._policy.vc.example.com.", RecordType::TXT, txt(134));
     let report_name = format!("{}.{zone}", vec!["a".repeat(60); 3].join("."));
-    let report = answer(&report_name, RecordType::TXT, txt(795));
+    let report = answer(&report_name, RecordType::TXT, txt(855));
     let answers = [
         ("normal", &soa),
         ("large _policy", &policy),

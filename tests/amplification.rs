@@ -25,12 +25,14 @@ use common::*;
 use hickory_proto::op::{Edns, Message, OpCode};
 use hickory_proto::rr::{RData, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
-use vcheckd::client::v2::{CheckV2, SerialState};
+use vcheckd::client::v2::{CheckV2, ClientState};
 use vcheckd::client::Reporter;
 use vcheckd::config::Config;
 use vcheckd::dns::rrl::{Class, LARGE_BYTES, LARGE_FACTOR};
 use vcheckd::dns::server::RunningServer;
+use vcheckd::protocol::v2::effort::Effort;
 use vcheckd::protocol::v2::policy::from_txt_strings;
+use vcheckd::protocol::v2::{Epoch, PrivateKeyring, SealKey};
 use vcheckd::protocol::{KeyId, ZoneName};
 
 /// The defaults of a configuration file (`rrl_rate`, `rrl_large_rate`).
@@ -179,29 +181,39 @@ async fn measure(addr: SocketAddr, case: &Case) -> Row {
     }
 }
 
-/// A zone serving v1 (the test key) and v2 with `releases`, and its v2
-/// client.
-fn v2_zone(releases: &str) -> (Setup, CheckV2) {
+/// A zone serving v1 (the test key) and v2 with `releases`, its v2 client,
+/// and the key the client seals to this week.
+fn v2_zone(releases: &str) -> (Setup, CheckV2, SealKey) {
     let setup = Setup::new();
     let private = add_v2(&setup, releases);
-    let check = CheckV2 {
-        zone: ZoneName::new(ZONE).unwrap(),
-        key: private.public(),
-        version: semver::Version::new(2, 3, 1),
-        reporter: Some(Reporter {
+    let now = now();
+    let seal = PrivateKeyring::new(std::slice::from_ref(&private), now)
+        .unwrap()
+        .seal_key(private.id, Epoch::at(now))
+        .unwrap();
+    let check = CheckV2::new(
+        ZoneName::new(ZONE).unwrap(),
+        private.public(),
+        semver::Version::new(2, 3, 1),
+        Some(&Reporter {
             cluster_id: "cluster-1".into(),
             node_id: "node-1".into(),
         }),
-    };
-    (setup, check)
+    );
+    (setup, check, seal)
+}
+
+fn now() -> u64 {
+    u64::try_from(vcheckd::clock::unix_now()).unwrap()
 }
 
 /// Every kind of answer the zone gives.
-fn cases(setup: &Setup, check: &CheckV2) -> Vec<Case> {
+fn cases(setup: &Setup, check: &CheckV2, seal: &SealKey) -> Vec<Case> {
     use RecordType::*;
     let apex = format!("{ZONE}.");
     let v1 = setup.name("cluster-1", "node-1", "2.3.1");
-    let v2 = check.prepare().unwrap().name;
+    // No effort: the attacker's cheapest name, answered all the same.
+    let v2 = check.prepare(seal, Effort(0)).unwrap().name;
     let policy = check.policy_name();
     // What a QNAME-minimising resolver asks first: the report name's last
     // payload label under the zone.
@@ -259,19 +271,18 @@ fn verified(check: &CheckV2, row: &Row) {
             _ => None,
         })
         .unwrap_or_else(|| panic!("{} {}: no policy", row.what, row.qtype));
-    let now = u64::try_from(vcheckd::clock::unix_now()).unwrap();
     check
-        .verify(&wire, &mut SerialState::in_memory(), now)
+        .verify(&wire, &mut ClientState::in_memory(), now())
         .unwrap_or_else(|e| panic!("{} {}: {e}", row.what, row.qtype));
 }
 
 async fn measure_zone(label: &str, releases: &str) -> Vec<Row> {
-    let (setup, check) = v2_zone(releases);
+    let (setup, check, seal) = v2_zone(releases);
     let config = Config::load(&setup.config_path()).unwrap();
     let server = RunningServer::start(&config).await.unwrap();
     let addr = server.local_addrs()[0];
     let mut rows = Vec::new();
-    for case in cases(&setup, &check) {
+    for case in cases(&setup, &check, &seal) {
         rows.push(measure(addr, &case).await);
     }
     server.shutdown().await.unwrap();

@@ -189,7 +189,7 @@ async fn large_answers_have_their_own_smaller_budget_inside_the_rate() {
     const NORMAL: u64 = RATE - LARGE_FLOOD;
     let (_setup, server, addr) = start_limited(RATE, LARGE_RATE).await;
     let metrics = server.metrics().clone();
-    // The policy at `_policy`: 195 bytes for a 53-byte query, large by
+    // The policy at `_policy`: 231 bytes for a 53-byte query, large by
     // its factor (tests/amplification.rs).
     let policy = vcheckd::client::v2::policy_name(&ZoneName::new(ZONE).unwrap(), KeyId(5));
 

@@ -177,7 +177,8 @@ impl Setup {
 /// Gives the setup's zone a protocol v2 key (id 5) and `releases` as its
 /// signed policy, v1 still accepted; returns the key.
 pub fn add_v2(setup: &Setup, releases: &str) -> vcheckd::protocol::v2::PrivateKey {
-    let private = vcheckd::protocol::v2::PrivateKey::generate(KeyId(5));
+    let now = u64::try_from(vcheckd::clock::unix_now()).unwrap();
+    let private = vcheckd::protocol::v2::PrivateKey::generate(KeyId(5), now);
     write_private(&setup.dir.path().join("v2.private"), &private.to_token());
     let text = config_text(releases).replace(
         "keys = [\"test.key\"]",
