@@ -195,8 +195,9 @@ mod defaults {
         2
     }
     /// A quarter of `rrl_rate`: 50 answers of at most 1,232 bytes send a
-    /// victim prefix no more than the other 150 of `rrl_rate` do with the
-    /// largest normal answer measured (docs/DEPLOY.md, "Forged sources").
+    /// victim prefix about what the other 150 of `rrl_rate` do with the
+    /// largest normal answer measured, 404 bytes (docs/DEPLOY.md, "Forged
+    /// sources").
     pub fn rrl_large_rate() -> u32 {
         50
     }

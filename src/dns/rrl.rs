@@ -23,13 +23,12 @@
 //!
 //! The table is a fixed array of atomics, allocated once: no allocation,
 //! lock or log line per packet, and the UDP workers share it. A prefix
-//! hashes to a pair of adjacent slots, the count of its
-//! answers and of its large answers in the current second (NSD's
-//! per-second counting; a burst straddling a second boundary can get up to
-//! twice the rate). Prefixes are hashed with a per-process random seed, so
-//! nobody can pick a prefix that collides with a victim's; a collision
-//! only makes limiting a little stricter for the prefixes that share a
-//! pair.
+//! hashes to a pair of adjacent slots, the count of its answers and of its
+//! large answers in the current second (NSD's per-second counting; a burst
+//! straddling a second boundary can get up to twice the rate). Prefixes
+//! are hashed with a per-process random seed, so nobody can pick a prefix
+//! that collides with a victim's; a collision only makes limiting a little
+//! stricter for the prefixes that share a pair.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,9 +39,10 @@ use std::time::Instant;
 const SLOTS: usize = 1 << 16;
 
 /// Answers of this many bytes or more are large: more than a DNS message
-/// over UDP could hold before EDNS (RFC 1035), and above the largest
-/// normal answer measured (404 bytes, a report's answer with a small policy). Knot's LARGE class starts at 1,024;
-/// half that bounds the normal class's worst case to 511 bytes an answer.
+/// over UDP could hold before EDNS (RFC 1035), and above the largest normal
+/// answer measured (404 bytes: a report's answer with a small policy).
+/// Knot's LARGE class starts at 1,024; half that bounds the normal class's
+/// worst case to 511 bytes an answer.
 pub const LARGE_BYTES: usize = 512;
 
 /// Answers more than this many times the smallest query that asks for them
@@ -60,11 +60,11 @@ const OPT_BYTES: usize = 11;
 /// which budgets it counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
-    /// Under [`LARGE_BYTES`] and at most [`LARGE_FACTOR`] times its smallest query:
-    /// counts against `rate`.
+    /// Under [`LARGE_BYTES`] and at most [`LARGE_FACTOR`] times its
+    /// smallest query: counts against `rate`.
     Normal,
-    /// [`LARGE_BYTES`] or more, or more than [`LARGE_FACTOR`] times its smallest
-    /// query: counts against `rate` and against `large_rate`.
+    /// [`LARGE_BYTES`] or more, or more than [`LARGE_FACTOR`] times its
+    /// smallest query: counts against `rate` and against `large_rate`.
     Large,
 }
 
