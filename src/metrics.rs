@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::dns::responder::{NameOutcome, Outcome, Rcode, Transport};
+use crate::dns::rrl::{Action, Class};
 use crate::protocol::{DecodeError, Identity};
 
 use crate::replay::Outside;
@@ -34,6 +35,10 @@ const QTYPES: [(&str, Option<u16>); 7] = [
     ("other", None),
 ];
 
+/// What the rate limiter did with a response over a limit: sent it
+/// truncated, or not at all (the `action` label of `vcheckd_rrl_total`).
+pub const RRL_ACTIONS: [&str; 2] = ["slip", "drop"];
+
 /// Upper bounds (seconds) of the processor's batch latency histogram.
 pub const BATCH_SECONDS_BUCKETS: [f64; 10] =
     [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
@@ -45,9 +50,9 @@ pub struct Metrics {
     /// Packets too short for a DNS header, or responses sent to us: dropped
     /// without an answer.
     pub dropped_packets: AtomicU64,
-    /// UDP responses over the rate limit: sent truncated (slip) or not sent.
-    pub rrl_slipped: AtomicU64,
-    pub rrl_dropped: AtomicU64,
+    /// UDP responses over a rate limit, by [`RRL_ACTIONS`] and class
+    /// ([`Class::ALL`]): sent truncated (slip) or not sent (drop).
+    rrl: [[AtomicU64; Class::ALL.len()]; RRL_ACTIONS.len()],
     /// TCP connections closed at once: their source held its cap already.
     pub tcp_refused_per_source: AtomicU64,
     rcodes: [AtomicU64; RCODES.len()],
@@ -174,6 +179,30 @@ impl Metrics {
         bump(&self.qtypes[i]);
     }
 
+    /// Counts what the rate limiter did with a response, if it limited it.
+    pub fn count_rrl(&self, action: Action) {
+        let (i, class) = match action {
+            Action::Send => return,
+            Action::Slip(class) => (0, class),
+            Action::Drop(class) => (1, class),
+        };
+        bump(&self.rrl[i][class.index()]);
+    }
+
+    /// Limited responses as `(action, class, value)`, every pair.
+    pub fn rrl(&self) -> Vec<(&'static str, &'static str, u64)> {
+        RRL_ACTIONS
+            .iter()
+            .zip(&self.rrl)
+            .flat_map(|(action, by_class)| {
+                Class::ALL
+                    .iter()
+                    .zip(by_class)
+                    .map(|(class, c)| (*action, class.name(), c.load(Ordering::Relaxed)))
+            })
+            .collect()
+    }
+
     pub fn observe_batch(&self, elapsed: std::time::Duration) {
         bump(&self.batches);
         self.batch_micros
@@ -275,8 +304,6 @@ impl Metrics {
             ("queries.udp".to_string(), get(&self.queries_udp)),
             ("queries.tcp".to_string(), get(&self.queries_tcp)),
             ("packets.dropped".to_string(), get(&self.dropped_packets)),
-            ("rrl.slip".to_string(), get(&self.rrl_slipped)),
-            ("rrl.drop".to_string(), get(&self.rrl_dropped)),
             (
                 "tcp.refused_per_source".to_string(),
                 get(&self.tcp_refused_per_source),
@@ -290,6 +317,9 @@ impl Metrics {
             ),
             ("reports.dropped".to_string(), get(&self.reports_dropped)),
         ];
+        for (action, class, v) in self.rrl() {
+            out.push((format!("rrl.{action}.{class}"), v));
+        }
         for (name, v) in self.rcodes() {
             out.push((format!("rcode.{name}"), v));
         }

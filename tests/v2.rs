@@ -211,22 +211,7 @@ async fn a_frame_that_does_not_open_is_answered_but_counted_not_recorded() {
 
 #[tokio::test]
 async fn a_realistic_policy_fits_one_udp_answer() {
-    // 100 releases on 5 maintained lines, 20 advisories fixed on each line.
-    let versions: Vec<String> = (0..5)
-        .flat_map(|minor| (0..20).map(move |patch| format!("\"3.{minor}.{patch}\"")))
-        .collect();
-    let mut releases = format!(
-        "versions = [{}]\nend_of_life = [\"1\", \"2\"]\n",
-        versions.join(", ")
-    );
-    for i in 0..20 {
-        let fixed: Vec<String> = (0..5).map(|m| format!("\"3.{m}.{i}\"")).collect();
-        releases.push_str(&format!(
-            "[[zone.releases.advisory]]\nid = \"CVE-2026-{:05}\"\nfixed = [{}]\n",
-            31_000 + i,
-            fixed.join(", ")
-        ));
-    }
+    let releases = realistic_releases();
     let setup = V2Setup::new(&releases, true);
     let (server, addr) = setup.start().await;
     let check = setup.check("c", "3.2.4");

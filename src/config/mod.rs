@@ -109,6 +109,11 @@ pub struct ServerConfig {
     /// before rate limiting starts; 0 turns it off.
     #[serde(default = "defaults::rrl_rate")]
     pub rrl_rate: u32,
+    /// Of those, large responses a second per prefix (512 bytes or more,
+    /// or more than 3 times their query: the policy at `_policy` names); 0:
+    /// no budget of their own (docs/DEPLOY.md, "Forged sources").
+    #[serde(default = "defaults::rrl_large_rate")]
+    pub rrl_large_rate: u32,
     /// Of the rate-limited responses, every `rrl_slip`-th is sent truncated
     /// (so real resolvers retry over TCP) and the others dropped; 0: all dropped.
     #[serde(default = "defaults::rrl_slip")]
@@ -188,6 +193,13 @@ mod defaults {
     }
     pub fn rrl_slip() -> u32 {
         2
+    }
+    /// A quarter of `rrl_rate`: 50 answers of at most 1,232 bytes send a
+    /// victim prefix about what the other 150 of `rrl_rate` do with the
+    /// largest normal answer measured, 404 bytes (docs/DEPLOY.md, "Forged
+    /// sources").
+    pub fn rrl_large_rate() -> u32 {
+        50
     }
     pub fn retention_days() -> u32 {
         30
@@ -487,7 +499,14 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         let c = Config::parse(&text, ConfigOrigin::Embedded).unwrap();
-        assert_eq!((c.server.rrl_rate, c.server.rrl_slip), (200, 2));
+        assert_eq!(
+            (
+                c.server.rrl_rate,
+                c.server.rrl_large_rate,
+                c.server.rrl_slip
+            ),
+            (200, 50, 2)
+        );
         assert_eq!(c.server.max_tcp_connections_per_source, 16);
         // The loopback demo turns rate limiting off (see default.toml).
         assert_eq!(Config::embedded().unwrap().server.rrl_rate, 0);

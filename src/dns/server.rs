@@ -20,7 +20,7 @@ use tracing::info;
 
 use super::catalog::{Catalog, CatalogError};
 use super::handler::Handler;
-use super::rrl::RateLimiter;
+use super::rrl::{Limits, RateLimiter};
 use super::tcp::{self, TcpLimits};
 use super::udp;
 use crate::config::Config;
@@ -156,10 +156,11 @@ impl RunningServer {
             max_connections: config.server.max_tcp_connections,
             max_per_source: config.server.max_tcp_connections_per_source,
         };
-        let limiter = Arc::new(RateLimiter::new(
-            config.server.rrl_rate,
-            config.server.rrl_slip,
-        ));
+        let limiter = Arc::new(RateLimiter::new(Limits {
+            rate: config.server.rrl_rate,
+            large_rate: config.server.rrl_large_rate,
+            slip: config.server.rrl_slip,
+        }));
         let mut tasks = JoinSet::new();
         let mut udp_threads = UdpThreads::default();
         let mut addrs = Vec::new();

@@ -24,7 +24,6 @@ use tracing::warn;
 use super::handler::Handler;
 use super::responder::Transport;
 use super::rrl::{self, Action, RateLimiter};
-use crate::metrics::bump;
 
 /// How often a blocked receive wakes up to look at the stop flag: the
 /// longest a stop waits for the UDP threads.
@@ -107,15 +106,13 @@ pub(crate) fn serve(
             if !handler.handle(&requests[i][..datagram.len], Transport::Udp, response) {
                 continue;
             }
-            match limiter.check(ip_of(&peer)) {
-                Action::Send => {}
-                Action::Slip if rrl::truncate_to_question(response) => {
-                    bump(&handler.metrics().rrl_slipped);
-                }
-                Action::Slip | Action::Drop => {
-                    bump(&handler.metrics().rrl_dropped);
-                    continue;
-                }
+            let action = match limiter.check(ip_of(&peer), response) {
+                Action::Slip(class) if !rrl::truncate_to_question(response) => Action::Drop(class),
+                action => action,
+            };
+            handler.metrics().count_rrl(action);
+            if let Action::Drop(_) = action {
+                continue;
             }
             answers.push(i);
             peers.push(Some(peer));

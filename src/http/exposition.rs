@@ -190,18 +190,15 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
     out.family(
         "vcheckd_rrl_total",
         "counter",
-        "UDP responses over the per-prefix rate limit: sent truncated (slip) or not sent (drop).",
+        "UDP responses over a per-prefix rate limit, by answer class: sent truncated (slip) or not sent (drop).",
     );
-    out.sample(
-        "vcheckd_rrl_total",
-        &[("action", "slip")],
-        m.rrl_slipped.load(Relaxed),
-    );
-    out.sample(
-        "vcheckd_rrl_total",
-        &[("action", "drop")],
-        m.rrl_dropped.load(Relaxed),
-    );
+    for (action, class, v) in m.rrl() {
+        out.sample(
+            "vcheckd_rrl_total",
+            &[("action", action), ("class", class)],
+            v,
+        );
+    }
     out.single(
         "vcheckd_tcp_refused_per_source_total",
         "counter",

@@ -99,6 +99,28 @@ id = "CVE-2026-0001"
 fixed = ["2.3.1", "2.4.1"]
 "#;
 
+/// A realistic release policy: 100 releases on 5 maintained lines (3.0 to
+/// 3.4, 20 patch releases each), two end-of-life majors, and 20 advisories
+/// each fixed on every maintained line.
+pub fn realistic_releases() -> String {
+    let versions: Vec<String> = (0..5)
+        .flat_map(|minor| (0..20).map(move |patch| format!("\"3.{minor}.{patch}\"")))
+        .collect();
+    let mut releases = format!(
+        "versions = [{}]\nend_of_life = [\"1\", \"2\"]\n",
+        versions.join(", ")
+    );
+    for i in 0..20 {
+        let fixed: Vec<String> = (0..5).map(|m| format!("\"3.{m}.{i}\"")).collect();
+        releases.push_str(&format!(
+            "[[zone.releases.advisory]]\nid = \"CVE-2026-{:05}\"\nfixed = [{}]\n",
+            31_000 + i,
+            fixed.join(", ")
+        ));
+    }
+    releases
+}
+
 /// [`RELEASES`] as the server reads it.
 pub fn releases() -> vcheckd::hint::Releases {
     let doc: toml::Table = toml::from_str(&format!("[zone.releases]\n{RELEASES}")).unwrap();
@@ -151,6 +173,20 @@ impl Setup {
     pub fn name(&self, cluster: &str, node: &str, version: &str) -> String {
         self.check(cluster, node, version).prepare().unwrap().name
     }
+}
+
+/// Gives the setup's zone a protocol v2 key (id 5) and `releases` as its
+/// signed policy, v1 still accepted; returns the key.
+pub fn add_v2(setup: &Setup, releases: &str) -> vcheckd::protocol::v2::PrivateKey {
+    let now = u64::try_from(vcheckd::clock::unix_now()).unwrap();
+    let private = vcheckd::protocol::v2::PrivateKey::generate(KeyId(5), now);
+    write_private(&setup.dir.path().join("v2.private"), &private.to_token());
+    let text = config_text(releases).replace(
+        "keys = [\"test.key\"]",
+        "keys = [\"test.key\"]\nprivate_keys = [\"v2.private\"]\naccept_v1 = true",
+    );
+    std::fs::write(setup.config_path(), text).unwrap();
+    private
 }
 
 /// Writes a secret file as the server wants it: mode 0600 (it refuses key
