@@ -153,29 +153,13 @@ fn run(
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     let path_var = std::env::join_paths(dirs).unwrap();
-    let attempt = || -> Output {
-        Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &text])
-            .current_dir(cwd)
-            .env("PATH", &path_var)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap()
-    };
-    let mut out = attempt();
-    // Exit code 75 says "temporary failure: try again" (a database held by
-    // the running server, on a loaded machine): done as it says, twice.
-    for _ in 0..2 {
-        if out.status.code() != Some(75) {
-            break;
-        }
-        notice(&format!(
-            "docs: {}:{} exited 75 (try again): again",
-            b.file, b.line
-        ));
-        std::thread::sleep(Duration::from_secs(2));
-        out = attempt();
-    }
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &text])
+        .current_dir(cwd)
+        .env("PATH", &path_var)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     let shown = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

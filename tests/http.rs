@@ -382,7 +382,11 @@ async fn api_equals_stats_for_the_same_data() {
         ));
     }
     assert_same(&got, &json(&want));
-    assert_eq!(got.as_array().unwrap().first().unwrap()["day"], today - 29);
+    // Days are ISO dates in JSON, as everywhere else.
+    assert_eq!(
+        got.as_array().unwrap().first().unwrap()["date"],
+        stats::date_of_day(today - 29)
+    );
     let got = get(http, &format!("/api/v1/trend?{q}&by=week"))
         .await
         .json();
@@ -395,7 +399,7 @@ async fn api_equals_stats_for_the_same_data() {
     // adoption of the newest release, as `stats adoption 2.4.1` computes it.
     let got = get(http, "/api/v1/adoption/v2.4.1").await.json();
     let released = today - 8;
-    assert_eq!(got[0]["released_day"], released);
+    assert_eq!(got[0]["released"], stats::date_of_day(released));
     let want = per_zone(|z| {
         let data = load(&db, released - stats::ADOPTION_WINDOW_DAYS + 1, today, z);
         stats::adoption(&data, &semver::Version::new(2, 4, 1), today)
@@ -570,4 +574,72 @@ fn serve_flag_overrides_the_http_address() {
     };
     assert!(exit.success());
     assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+/// `vcheckd stats --format csv`: one header, then a row per zone and
+/// version with the numbers `--format json` gives, days as ISO dates in
+/// both (and quoting as RFC 4180 says, read back by the csv crate).
+#[test]
+fn stats_csv_is_one_table_for_every_zone_and_json_has_iso_dates() {
+    let setup = Setup::new();
+    write_fleet(&setup.db_path(), 40, 0, &[ZONE, ORG]);
+    let stats = |args: &[&str]| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vcheckd"))
+            .arg("stats")
+            .args(args)
+            .arg("--db")
+            .arg(setup.db_path())
+            .env_remove("VCHECKD_DB")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = stats(&["versions", "--format", "csv"]);
+    let mut csv = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(
+        csv.headers().unwrap(),
+        vec![
+            "zone",
+            "version",
+            "status",
+            "clusters",
+            "clusters_by_node_share",
+            "nodes",
+            "reports",
+            "anonymous"
+        ]
+    );
+    let rows: Vec<Vec<String>> = csv
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    let json: serde_json::Value =
+        serde_json::from_str(&stats(&["versions", "--format", "json"])).unwrap();
+    let mut want = Vec::new();
+    for zone in json.as_array().unwrap() {
+        assert_eq!(zone["until"], date_of_day(today()), "{zone}");
+        assert_eq!(zone["since"], date_of_day(today() - 6), "{zone}");
+        for r in zone["rows"].as_array().unwrap() {
+            want.push(vec![
+                zone["zone"].as_str().unwrap().to_string(),
+                r["version"].as_str().unwrap().to_string(),
+                r["status"].as_u64().map_or("-".into(), |s| s.to_string()),
+                r["clusters"].to_string(),
+                format!("{:.2}", r["cluster_share"].as_f64().unwrap()),
+                r["nodes"].to_string(),
+                r["reports"].to_string(),
+                r["anonymous_reports"].to_string(),
+            ]);
+        }
+    }
+    assert!(want.iter().any(|r| r[0] == ZONE) && want.iter().any(|r| r[0] == ORG));
+    assert_eq!(rows, want);
+    // A trend: one row per zone, day and version, the day as a date.
+    let trend = stats(&["trend", "--format", "csv"]);
+    let first = trend.lines().nth(1).unwrap();
+    assert!(
+        first.contains(&format!(",{},", date_of_day(today() - 29))),
+        "{first}"
+    );
 }

@@ -568,14 +568,21 @@ fn cli_history_and_stats_agree() {
     // The simulated fleet has one zone: one result.
     let stats = &stats[0];
     for field in [
-        "first_day",
-        "last_day",
+        "since",
+        "until",
         "active_clusters",
         "active_nodes",
         "mixed_clusters",
     ] {
         assert_eq!(stats[field], truth[field], "{field}");
     }
+    // Days are ISO dates in JSON (YYYY-MM-DD), as in every other output.
+    let until = stats["until"].as_str().unwrap_or_default();
+    assert_eq!(
+        vcheckd::stats::day_of_date(until),
+        Some(vcheckd::clock::today()),
+        "{until}"
+    );
     let rows = |v: &serde_json::Value| -> Vec<(String, u64, u64, u64)> {
         (v["rows"].as_array().unwrap().iter())
             .map(|r| {

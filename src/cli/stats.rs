@@ -83,25 +83,17 @@ pub(super) fn parse_day(flag: &str, text: &str) -> Result<i64> {
 /// Prints one result per zone: JSON as an array, CSV as one table (the
 /// zone is a column), tables one after the other.
 fn print<T: Serialize + Tabular>(values: &[T], format: Format) -> Result<()> {
-    let mut out = String::new();
-    match format {
-        Format::Json => out = serde_json::to_string_pretty(values)? + "\n",
+    let out = match format {
+        Format::Json => serde_json::to_string_pretty(values)? + "\n",
         Format::Csv => {
-            for (i, v) in values.iter().enumerate() {
-                let text = render::csv(v);
-                let skip = if i == 0 {
-                    0
-                } else {
-                    text.find('\n').map_or(0, |n| n + 1)
-                };
-                out.push_str(&text[skip..]);
-            }
+            let tables: Vec<&dyn Tabular> = values.iter().map(|v| v as &dyn Tabular).collect();
+            render::csv(&tables)?
         }
         Format::Table => {
             let tables: Vec<String> = values.iter().map(|v| render::table(v)).collect();
-            out = tables.join("\n");
+            tables.join("\n")
         }
-    }
+    };
     Ok(write_stdout(&out)?)
 }
 
@@ -179,7 +171,7 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
             }
             match format {
                 Format::Json => write_stdout(&(serde_json::to_string_pretty(&points)? + "\n"))?,
-                Format::Csv => write_stdout(&render::csv(&TrendTable(&points)))?,
+                Format::Csv => write_stdout(&render::csv(&[&TrendTable(&points)])?)?,
                 Format::Table => write_stdout(&render::table(&TrendTable(&points)))?,
             }
         }

@@ -269,15 +269,12 @@ impl Lease {
     }
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (a time outside jiff's
+/// years -9999..=9999 as the number).
 pub(crate) fn utc(secs: i64) -> String {
-    let t = secs.rem_euclid(86_400);
-    format!(
-        "{} {:02}:{:02}:{:02} UTC",
-        crate::stats::date_of_day(secs.div_euclid(86_400)),
-        t / 3_600,
-        t / 60 % 60,
-        t % 60
+    jiff::Timestamp::from_second(secs).map_or_else(
+        |_| format!("{secs} (unix seconds)"),
+        |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
     )
 }
 
@@ -340,5 +337,7 @@ mod tests {
     #[test]
     fn expiry_reads_as_utc() {
         assert_eq!(utc(86_400 + 3_723), "1970-01-02 01:02:03 UTC");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
+        assert_eq!(utc(i64::MAX), format!("{} (unix seconds)", i64::MAX));
     }
 }

@@ -1,24 +1,27 @@
 //! `/`: the dashboard page for a person. Plain HTML with inline CSS and
-//! server-drawn SVG charts: no script, nothing fetched from elsewhere, so
-//! it works offline. Long version tails are grouped into "other".
+//! server-drawn SVG charts (maud templates, which escape every value from
+//! data): no script, nothing fetched from elsewhere, so it works offline.
+//! Long version tails are grouped into "other". Each chart is drawn for a
+//! laptop's width and a phone's, and the style shows the one that fits.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 use semver::Version;
 
 use super::api::parse_version;
 use super::query::{Failure, Params, RawParams, Window};
-use super::svg::{self, escape, percent, Bar, Layer, Scale, Series, OTHER};
+use super::svg::{self, percent, Bar, Layer, Scale, Series, Width, OTHER};
 use super::Context;
 use crate::protocol::ZoneName;
 use crate::stats::{
-    cmp_versions_desc, date_of_day, Adoption, Bucket, Source, Summary, TrendPoint, Versions,
+    cmp_versions_desc, date_of_day, utc_time, Adoption, Bucket, Source, Summary, TrendPoint,
+    Versions,
 };
 
 const PARAMS: &[&str] = &["since", "until", "zone", "top", "version"];
@@ -214,6 +217,8 @@ form{display:flex;flex-wrap:wrap;gap:8px;align-items:center;margin-left:auto}
 form label{color:#d1d5db;font-size:12px}
 form input,form select,form button{font:inherit;font-size:13px;padding:3px 6px;border-radius:4px;border:1px solid #4b5563;background:#1f2937;color:#f9fafb}
 form input[type=number]{width:4.5em}
+form input[name=since],form input[name=until]{width:7.5em}
+form input:invalid{border-color:#f87171}
 form button{background:#2563eb;border-color:#2563eb;cursor:pointer}
 main{padding:16px 24px 32px;max-width:1600px;margin:0 auto}
 .tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(190px,1fr));gap:12px;margin-bottom:16px}
@@ -225,11 +230,12 @@ main{padding:16px 24px 32px;max-width:1600px;margin:0 auto}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr));gap:16px}
 .grid>section{min-width:0}
 .scroll{overflow-x:auto}
-@media (max-width:600px){header{padding:10px 12px}main{padding:12px 8px 24px}section{padding:10px 10px}form{margin-left:0}th,td{padding:3px 5px}}
+svg.chart{width:100%;height:auto;display:block}
+svg.chart.narrow{display:none}
+@media (max-width:600px){header{padding:10px 12px}main{padding:12px 8px 24px}section{padding:10px 10px}form{margin-left:0}th,td{padding:3px 5px}svg.chart.wide{display:none}svg.chart.narrow{display:block}}
 section{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 section h2{font-size:15px;margin:0 0 2px}
 section p.sub{margin:0 0 8px;color:#6b7280;font-size:12px}
-svg.chart{width:100%;height:auto;display:block}
 .legend{display:flex;flex-wrap:wrap;gap:4px 14px;margin:8px 0 0;padding:0;list-style:none;font-size:12px;color:#374151}
 .legend li{display:flex;align-items:center;gap:5px}
 .legend i{display:inline-block;width:11px;height:11px;border-radius:2px}
@@ -245,28 +251,38 @@ footer{color:#6b7280;font-size:12px;margin-top:16px}
 a{color:#2563eb}
 "#;
 
-fn head(out: &mut String, title: &str) {
-    let _ = write!(
-        out,
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <link rel=\"icon\" href=\"data:,\"><title>{}</title><style>{STYLE}</style></head><body>",
-        escape(title)
-    );
+/// The page around `body`: its head, with the inline style.
+fn document(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                link rel="icon" href="data:,";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body { (body) }
+        }
+    }
 }
 
 fn error_page(f: &Failure) -> String {
-    let mut out = String::new();
-    head(&mut out, "vcheckd: error");
-    let _ = write!(
-        out,
-        "<header><h1>vcheckd</h1></header><main><section><h2>{} {}</h2><p>{}</p>\
-         <p><a href=\"/\">Back to the dashboard</a></p></section></main></body></html>",
-        f.status.as_u16(),
-        escape(f.status.canonical_reason().unwrap_or("")),
-        escape(&f.message)
-    );
-    out
+    document(
+        "vcheckd: error",
+        html! {
+            header { h1 { "vcheckd" } }
+            main {
+                section {
+                    h2 { (f.status.as_u16()) " " (f.status.canonical_reason().unwrap_or("")) }
+                    p { (f.message) }
+                    p { a href="/" { "Back to the dashboard" } }
+                }
+            }
+        },
+    )
+    .into_string()
 }
 
 /// A count that may be fractional (clusters by node share): whole from
@@ -299,165 +315,154 @@ fn share(part: f64, whole: u64) -> f64 {
     }
 }
 
-fn tile(out: &mut String, label: &str, value: &str, detail: &str, alert: bool) {
-    let _ = write!(
-        out,
-        "<div class=\"tile{}\"><div class=\"label\">{}</div><div class=\"value\">{}</div>\
-         <div class=\"detail\">{}</div></div>",
-        if alert { " alert" } else { "" },
-        escape(label),
-        escape(value),
-        escape(detail)
-    );
-}
-
-fn legend(out: &mut String, items: &[(String, &str, bool)]) {
-    out.push_str("<ul class=\"legend\">");
-    for (name, color, dashed) in items {
-        let _ = write!(
-            out,
-            "<li><i class=\"{}\" style=\"background:{color}\"></i>{}</li>",
-            if *dashed { "dash" } else { "" },
-            escape(name)
-        );
+fn tile(label: &str, value: &str, detail: &str, alert: bool) -> Markup {
+    html! {
+        div.tile.alert[alert] {
+            div.label { (label) }
+            div.value { (value) }
+            div.detail { (detail) }
+        }
     }
-    out.push_str("</ul>");
 }
 
-fn section(out: &mut String, id: &str, title: &str, sub: &str) {
-    let _ = write!(
-        out,
-        "<section id=\"{}\"><h2>{}</h2><p class=\"sub\">{}</p>",
-        escape(id),
-        escape(title),
-        escape(sub)
-    );
+/// A legend: (name, colour, dashed line).
+fn legend(items: &[(String, &str, bool)]) -> Markup {
+    html! {
+        ul.legend {
+            @for (name, color, dashed) in items {
+                li { i class=[dashed.then_some("dash")] style={ "background:" (color) } {} (name) }
+            }
+        }
+    }
 }
 
-fn form(out: &mut String, p: &Page) {
-    let _ = write!(
-        out,
-        "<form method=\"get\" action=\"/\">\
-         <label>from <input type=\"date\" name=\"since\" value=\"{}\"></label>\
-         <label>to <input type=\"date\" name=\"until\" value=\"{}\"></label>\
-         <label>zone <select name=\"zone\">",
-        date_of_day(p.w.since),
-        date_of_day(p.w.until)
-    );
+/// A chart's card.
+fn card(id: &str, title: &str, sub: &str, body: Markup) -> Markup {
+    html! {
+        section id=(id) {
+            h2 { (title) }
+            p.sub { (sub) }
+            (body)
+        }
+    }
+}
+
+/// A chart drawn at every width; the page's style shows the one that
+/// fits the screen (see [`svg::Width`]).
+fn drawn(chart: impl Fn(Width) -> Markup) -> Markup {
+    html! {
+        @for width in Width::ALL {
+            (chart(width))
+        }
+    }
+}
+
+/// A date field that reads `YYYY-MM-DD` in every browser: a text field
+/// with a pattern, since `type="date"` shows the browser's locale
+/// (MM/DD/YYYY in the US) and nothing but script could change that (the
+/// page has none). The server checks the date again: a 400 that names
+/// the format.
+fn date_input(name: &str, day: i64) -> Markup {
+    html! {
+        input type="text" name=(name) value=(date_of_day(day)) placeholder="YYYY-MM-DD"
+            pattern="[0-9]{4}-[0-9]{2}-[0-9]{2}" maxlength="10" inputmode="numeric"
+            title="a UTC date, YYYY-MM-DD";
+    }
+}
+
+fn form(p: &Page) -> Markup {
     let mut zones = p.zones.clone();
     if let Some(z) = &p.w.zone {
         zones.insert(z.clone());
     }
-    for z in &zones {
-        let selected = if p.w.zone.as_ref() == Some(z) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(
-            out,
-            "<option value=\"{0}\"{selected}>{0}</option>",
-            escape(z)
-        );
+    html! {
+        form method="get" action="/" {
+            label { "from " (date_input("since", p.w.since)) }
+            label { "to " (date_input("until", p.w.until)) }
+            label {
+                "zone "
+                select name="zone" {
+                    @for z in &zones {
+                        option value=(z) selected[p.w.zone.as_ref() == Some(z)] { (z) }
+                    }
+                }
+            }
+            label {
+                "versions shown "
+                input type="number" name="top" min="1" max=(MAX_TOP) value=(p.top);
+            }
+            button type="submit" { "Show" }
+        }
     }
-    let _ = write!(
-        out,
-        "</select></label><label>versions shown <input type=\"number\" name=\"top\" min=\"1\" \
-         max=\"{MAX_TOP}\" value=\"{}\"></label><button type=\"submit\">Show</button></form>",
-        p.top
-    );
 }
 
-fn tiles(out: &mut String, p: &Page) {
+fn tiles(p: &Page) -> Markup {
     let s = &p.summary;
     let c = &p.current;
     let active = |days: i64| s.active.iter().find(|a| a.days == days);
-    out.push_str("<div class=\"tiles\">");
-    if let Some(a7) = active(7) {
-        let a1 = active(1).map_or(0, |a| a.clusters);
-        let a30 = active(30).map_or(0, |a| a.clusters);
-        tile(
-            out,
-            "Active clusters · 7 days",
-            &thousands(a7.clusters),
-            &format!("{} today · {} in 30 days", thousands(a1), thousands(a30)),
-            false,
-        );
-        let n1 = active(1).map_or(0, |a| a.nodes);
-        let n30 = active(30).map_or(0, |a| a.nodes);
-        tile(
-            out,
-            "Active nodes · 7 days",
-            &thousands(a7.nodes),
-            &format!("{} today · {} in 30 days", thousands(n1), thousands(n30)),
-            false,
-        );
+    let days = |d: Option<i64>| d.map_or("not yet".to_string(), |d| format!("{d} d"));
+    html! {
+        div.tiles {
+            @if let Some(a7) = active(7) {
+                @let (a1, a30) = (active(1).map_or(0, |a| a.clusters), active(30).map_or(0, |a| a.clusters));
+                @let (n1, n30) = (active(1).map_or(0, |a| a.nodes), active(30).map_or(0, |a| a.nodes));
+                (tile(
+                    "Active clusters · 7 days",
+                    &thousands(a7.clusters),
+                    &format!("{} today · {} in 30 days", thousands(a1), thousands(a30)),
+                    false,
+                ))
+                (tile(
+                    "Active nodes · 7 days",
+                    &thousands(a7.nodes),
+                    &format!("{} today · {} in 30 days", thousands(n1), thousands(n30)),
+                    false,
+                ))
+            }
+            (tile(
+                "New / gone clusters",
+                &format!("+{} / −{}", thousands(s.new_clusters), thousands(s.gone_clusters)),
+                &format!("in the {} days shown", p.w.days()),
+                false,
+            ))
+            (tile(
+                "Mixed-version clusters",
+                &thousands(c.mixed_clusters),
+                &format!(
+                    "{} of active clusters (upgrading)",
+                    percent(share(c.mixed_clusters as f64, c.active_clusters))
+                ),
+                false,
+            ))
+            (tile(
+                "On insecure versions",
+                &percent(c.insecure_cluster_share()),
+                &format!(
+                    "{} clusters · {} nodes ({})",
+                    thousands(c.insecure_clusters),
+                    thousands(c.insecure_nodes),
+                    percent(c.insecure_node_share())
+                ),
+                c.insecure_clusters > 0,
+            ))
+            @if let Some(a) = &p.adoption {
+                (tile(
+                    &format!("Adoption of {}", a.version),
+                    &percent(a.series.last().map_or(0.0, |x| x.share)),
+                    &format!(
+                        "of clusters on it or newer · 50%: {} · 90%: {}",
+                        days(a.days_to_50),
+                        days(a.days_to_90)
+                    ),
+                    false,
+                ))
+            }
+        }
     }
-    tile(
-        out,
-        "New / gone clusters",
-        &format!(
-            "+{} / −{}",
-            thousands(s.new_clusters),
-            thousands(s.gone_clusters)
-        ),
-        &format!("in the {} days shown", p.w.days()),
-        false,
-    );
-    tile(
-        out,
-        "Mixed-version clusters",
-        &thousands(c.mixed_clusters),
-        &format!(
-            "{} of active clusters (upgrading)",
-            percent(share(c.mixed_clusters as f64, c.active_clusters))
-        ),
-        false,
-    );
-    tile(
-        out,
-        "On insecure versions",
-        &percent(c.insecure_cluster_share()),
-        &format!(
-            "{} clusters · {} nodes ({})",
-            thousands(c.insecure_clusters),
-            thousands(c.insecure_nodes),
-            percent(c.insecure_node_share())
-        ),
-        c.insecure_clusters > 0,
-    );
-    if let Some(a) = &p.adoption {
-        let now = a.series.last().map_or(0.0, |x| x.share);
-        let days = |d: Option<i64>| d.map_or("not yet".to_string(), |d| format!("{d} d"));
-        tile(
-            out,
-            &format!("Adoption of {}", a.version),
-            &percent(now),
-            &format!(
-                "of clusters on it or newer · 50%: {} · 90%: {}",
-                days(a.days_to_50),
-                days(a.days_to_90)
-            ),
-            false,
-        );
-    }
-    out.push_str("</div>");
 }
 
-fn distribution(out: &mut String, p: &Page) {
+fn distribution(p: &Page) -> Markup {
     let c = &p.current;
-    section(
-        out,
-        "versions",
-        "Version distribution",
-        &format!(
-            "Clusters active {}–{}, by version (mixed clusters split by node share); \
-             top {} by name, the rest as \"other\".",
-            date_of_day(c.first_day),
-            date_of_day(c.last_day),
-            p.top
-        ),
-    );
     let rows: Vec<Bar> = c
         .grouped(p.top)
         .into_iter()
@@ -483,22 +488,28 @@ fn distribution(out: &mut String, p: &Page) {
             }
         })
         .collect();
-    out.push_str(&svg::bars("chart-versions", "Version distribution", &rows));
-    legend(
-        out,
-        &[
+    let body = html! {
+        (drawn(|w| svg::bars("chart-versions", "Version distribution", w, &rows)))
+        (legend(&[
             ("up to date".into(), status_color(Some(1)), false),
             ("upgrade available".into(), status_color(Some(2)), false),
-            (
-                "upgrade required (insecure)".into(),
-                status_color(Some(3)),
-                false,
-            ),
+            ("upgrade required (insecure)".into(), status_color(Some(3)), false),
             ("not a known release".into(), status_color(Some(0)), false),
             ("other versions".into(), OTHER, false),
-        ],
-    );
-    out.push_str("</section>");
+        ]))
+    };
+    card(
+        "versions",
+        "Version distribution",
+        &format!(
+            "Clusters active {}–{}, by version (mixed clusters split by node share); \
+             top {} by name, the rest as \"other\".",
+            date_of_day(c.first_day),
+            date_of_day(c.last_day),
+            p.top
+        ),
+        body,
+    )
 }
 
 /// Versions named in the stacked chart (newest first), each in its
@@ -516,19 +527,11 @@ fn named_versions(p: &Page) -> Vec<(String, &'static str)> {
     named
 }
 
-fn adoption_over_time(out: &mut String, p: &Page) {
+fn adoption_over_time(p: &Page) -> Markup {
     let by = match p.bucket {
         Bucket::Day => "day",
         Bucket::Week => "week",
     };
-    section(
-        out,
-        "adoption",
-        "Adoption over time",
-        &format!(
-            "Share of active clusters on each version, per {by}; newest version at the bottom."
-        ),
-    );
     let named = named_versions(p);
     let index: HashMap<&str, usize> = named
         .iter()
@@ -550,17 +553,19 @@ fn adoption_over_time(out: &mut String, p: &Page) {
         clusters[layer][d] += t.clusters;
         totals[d] += t.clusters;
     }
+    let shares = |c: &[f64]| -> Vec<f64> {
+        c.iter()
+            .zip(&totals)
+            .map(|(c, t)| if *t > 0.0 { c / t } else { 0.0 })
+            .collect()
+    };
     let mut layers: Vec<Layer> = named
         .iter()
         .zip(&clusters)
         .map(|((v, color), c)| Layer {
             name: v.clone(),
             color,
-            shares: c
-                .iter()
-                .zip(&totals)
-                .map(|(c, t)| if *t > 0.0 { c / t } else { 0.0 })
-                .collect(),
+            shares: shares(c),
         })
         .collect();
     let other = &clusters[named.len()];
@@ -568,34 +573,28 @@ fn adoption_over_time(out: &mut String, p: &Page) {
         layers.push(Layer {
             name: "other".into(),
             color: OTHER,
-            shares: other
-                .iter()
-                .zip(&totals)
-                .map(|(c, t)| if *t > 0.0 { c / t } else { 0.0 })
-                .collect(),
+            shares: shares(other),
         });
     }
-    out.push_str(&svg::stacked(
-        "chart-adoption",
-        "Adoption over time",
-        &days,
-        &layers,
-    ));
     let items: Vec<(String, &str, bool)> = layers
         .iter()
         .map(|l| (l.name.clone(), l.color, false))
         .collect();
-    legend(out, &items);
-    out.push_str("</section>");
+    let body = html! {
+        (drawn(|w| svg::stacked("chart-adoption", "Adoption over time", w, &days, &layers)))
+        (legend(&items))
+    };
+    card(
+        "adoption",
+        "Adoption over time",
+        &format!(
+            "Share of active clusters on each version, per {by}; newest version at the bottom."
+        ),
+        body,
+    )
 }
 
-fn activity(out: &mut String, p: &Page) {
-    section(
-        out,
-        "activity",
-        "Active clusters and nodes per day",
-        "A cluster or node is active on a day when it reported that day (UTC).",
-    );
+fn activity(p: &Page) -> Markup {
     let days: Vec<i64> = p.days.iter().map(|d| d.day).collect();
     let series = [
         Series {
@@ -611,38 +610,30 @@ fn activity(out: &mut String, p: &Page) {
             dashed: false,
         },
     ];
-    out.push_str(&svg::lines(
-        "chart-activity",
-        "Active clusters and nodes per day",
-        &days,
-        &series,
-        Scale::Count,
-        &[],
-    ));
-    legend(
-        out,
-        &[
+    let title = "Active clusters and nodes per day";
+    let body = html! {
+        (drawn(|w| svg::lines("chart-activity", title, w, &days, &series, Scale::Count, &[])))
+        (legend(&[
             ("clusters".into(), "#4e79a7", false),
             ("nodes".into(), "#9c755f", false),
-        ],
-    );
-    out.push_str("</section>");
+        ]))
+    };
+    card(
+        "activity",
+        title,
+        "A cluster or node is active on a day when it reported that day (UTC).",
+        body,
+    )
 }
 
-fn insecure(out: &mut String, p: &Page) {
-    section(
-        out,
-        "insecure",
-        "Share on insecure versions",
-        "Active clusters with any node, and nodes, on a version answered \
-         \"upgrade required\" (security fix or end of life), per day.",
-    );
+fn insecure(p: &Page) -> Markup {
     let days: Vec<i64> = p.days.iter().map(|d| d.day).collect();
     let active = |d: &Day| d.nodes > 0;
+    let insecure = status_color(Some(3));
     let series = [
         Series {
             name: "clusters".into(),
-            color: "#d9480f",
+            color: insecure,
             values: p
                 .days
                 .iter()
@@ -652,7 +643,7 @@ fn insecure(out: &mut String, p: &Page) {
         },
         Series {
             name: "nodes".into(),
-            color: "#d9480f",
+            color: insecure,
             values: p
                 .days
                 .iter()
@@ -661,151 +652,140 @@ fn insecure(out: &mut String, p: &Page) {
             dashed: true,
         },
     ];
-    out.push_str(&svg::lines(
-        "chart-insecure",
-        "Share on insecure versions",
-        &days,
-        &series,
-        Scale::Share,
-        &[],
-    ));
-    legend(
-        out,
-        &[
-            ("clusters".into(), "#d9480f", false),
-            ("nodes".into(), "#d9480f", true),
-        ],
-    );
-    out.push_str("</section>");
+    let title = "Share on insecure versions";
+    let body = html! {
+        (drawn(|w| svg::lines("chart-insecure", title, w, &days, &series, Scale::Share, &[])))
+        (legend(&[
+            ("clusters".into(), insecure, false),
+            ("nodes".into(), insecure, true),
+        ]))
+    };
+    card(
+        "insecure",
+        title,
+        "Active clusters with any node, and nodes, on a version answered \
+         \"upgrade required\" (security fix or end of life), per day.",
+        body,
+    )
 }
 
-fn release(out: &mut String, p: &Page) {
+fn release(p: &Page) -> Markup {
     let Some(a) = &p.adoption else {
-        section(
-            out,
-            "release",
-            "Adoption of the latest release",
-            &match &p.asked {
-                Some(v) => format!("No report has carried version {v} yet."),
-                None => "No release has been reported in this window.".to_string(),
-            },
-        );
-        out.push_str("</section>");
-        return;
+        let sub = match &p.asked {
+            Some(v) => format!("No report has carried version {v} yet."),
+            None => "No release has been reported in this window.".to_string(),
+        };
+        return card("release", "Adoption of the latest release", &sub, html! {});
     };
-    let days = |d: Option<i64>| d.map_or("not yet".to_string(), |d| format!("{d} days"));
-    section(
-        out,
+    let after = |d: Option<i64>| d.map_or("not yet".to_string(), |d| format!("{d} days"));
+    let shown: Vec<_> = a.series.iter().filter(|x| x.day >= p.w.since).collect();
+    let days: Vec<i64> = shown.iter().map(|x| x.day).collect();
+    let series = [Series {
+        name: format!("{} or newer", a.version),
+        color: status_color(Some(1)),
+        values: shown.iter().map(|x| Some(x.share)).collect(),
+        dashed: false,
+    }];
+    let title = format!("Adoption of {}", a.version);
+    let guides = [(0.5, "50%"), (0.9, "90%")];
+    let body = html! {
+        (drawn(|w| svg::lines("chart-release", &title, w, &days, &series, Scale::Share, &guides)))
+    };
+    card(
         "release",
-        &format!("Adoption of {}", a.version),
+        &title,
         &format!(
             "Share of clusters active in the trailing 7 days whose nodes all run {} or newer. \
              First seen {}; 50% after {}, 90% after {}.",
             a.version,
             a.released_day.map_or("-".into(), date_of_day),
-            days(a.days_to_50),
-            days(a.days_to_90)
+            after(a.days_to_50),
+            after(a.days_to_90)
         ),
-    );
-    let shown: Vec<_> = a.series.iter().filter(|x| x.day >= p.w.since).collect();
-    let days: Vec<i64> = shown.iter().map(|x| x.day).collect();
-    let series = [Series {
-        name: format!("{} or newer", a.version),
-        color: "#2f9e44",
-        values: shown.iter().map(|x| Some(x.share)).collect(),
-        dashed: false,
-    }];
-    out.push_str(&svg::lines(
-        "chart-release",
-        &format!("Adoption of {}", a.version),
-        &days,
-        &series,
-        Scale::Share,
-        &[(0.5, "50%"), (0.9, "90%")],
-    ));
-    out.push_str("</section>");
+        body,
+    )
 }
 
-fn table(out: &mut String, p: &Page) {
+fn table(p: &Page) -> Markup {
     let c = &p.current;
-    section(
-        out,
+    let (first, last) = (date_of_day(c.first_day), date_of_day(c.last_day));
+    let body = html! {
+        // Open while short enough to read at a glance.
+        details #all-versions open[c.rows.len() <= 12] {
+            summary { "All " (c.rows.len()) " versions, " (first) "–" (last) }
+            div.scroll {
+                table {
+                    thead {
+                        tr {
+                            th { "version" }
+                            th { "status" }
+                            th title="clusters all of whose nodes run the version" { "clusters" }
+                            th title="mixed clusters counted by node share" { "incl. mixed" }
+                            th { "share" }
+                            th { "nodes" }
+                            th { "reports" }
+                        }
+                    }
+                    tbody {
+                        @for r in &c.rows {
+                            tr {
+                                td { (r.version) }
+                                td {
+                                    span.dot style={ "background:" (status_color(r.status)) } {}
+                                    (status_name(r.status))
+                                }
+                                td { (thousands(r.clusters)) }
+                                td { (amount(r.cluster_share)) }
+                                td { (percent(share(r.cluster_share, c.active_clusters))) }
+                                td { (thousands(r.nodes)) }
+                                td { (thousands(r.reports)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    card(
         "table",
         "All versions",
         &format!(
-            "Clusters active {}–{}: {} active clusters, {} mixed-version, {} active nodes.",
-            date_of_day(c.first_day),
-            date_of_day(c.last_day),
+            "Clusters active {first}–{last}: {} active clusters, {} mixed-version, {} active nodes.",
             thousands(c.active_clusters),
             thousands(c.mixed_clusters),
             thousands(c.active_nodes)
         ),
-    );
-    let _ = write!(
-        out,
-        "<details id=\"all-versions\"{}><summary>All {} versions, {}–{}</summary><div class=\"scroll\"><table>\
-         <thead><tr><th>version</th><th>status</th>\
-         <th title=\"clusters all of whose nodes run the version\">clusters</th>\
-         <th title=\"mixed clusters counted by node share\">incl. mixed</th>\
-         <th>share</th><th>nodes</th><th>reports</th></tr></thead><tbody>",
-        // Open while short enough to read at a glance.
-        if c.rows.len() <= 12 { " open" } else { "" },
-        c.rows.len(),
-        date_of_day(c.first_day),
-        date_of_day(c.last_day)
-    );
-    for r in &c.rows {
-        let _ = write!(
-            out,
-            "<tr><td>{}</td><td><span class=\"dot\" style=\"background:{}\"></span>{}</td>\
-             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&r.version),
-            status_color(r.status),
-            status_name(r.status),
-            thousands(r.clusters),
-            amount(r.cluster_share),
-            percent(share(r.cluster_share, c.active_clusters)),
-            thousands(r.nodes),
-            thousands(r.reports),
-        );
-    }
-    out.push_str("</tbody></table></div></details></section>");
+        body,
+    )
 }
 
 fn render(p: &Page) -> String {
-    let mut out = String::with_capacity(64 * 1024);
     let zone = p.w.zone.as_deref().unwrap_or("no reports yet");
-    head(&mut out, &format!("vcheckd · {zone}"));
-    let _ = write!(
-        out,
-        "<header><h1>vcheckd fleet</h1><span class=\"window\">{} · {} – {}</span>",
-        escape(zone),
-        date_of_day(p.w.since),
-        date_of_day(p.w.until)
-    );
-    form(&mut out, p);
-    out.push_str("</header><main>");
-    tiles(&mut out, p);
-    out.push_str("<div class=\"grid\">");
-    distribution(&mut out, p);
-    adoption_over_time(&mut out, p);
-    release(&mut out, p);
-    insecure(&mut out, p);
-    activity(&mut out, p);
-    table(&mut out, p);
-    out.push_str("</div>");
-    let now = crate::clock::unix_now();
-    let _ = write!(
-        out,
-        "<footer>Computed at {:02}:{:02}:{:02} UTC (at most every {} s). Days are UTC. \
-         The same numbers as JSON: \
-         <a href=\"/api/v1/versions\">/api/v1/versions</a>, \
-         <a href=\"/api/v1/summary\">summary</a>, <a href=\"/api/v1/trend\">trend</a>; \
-         Prometheus: <a href=\"/metrics\">/metrics</a>.</footer></main></body></html>",
-        now / 3600 % 24,
-        now / 60 % 60,
-        now % 60,
-        PAGE_TTL.as_secs()
-    );
-    out
+    let body = html! {
+        header {
+            h1 { "vcheckd fleet" }
+            span.window { (zone) " · " (date_of_day(p.w.since)) " – " (date_of_day(p.w.until)) }
+            (form(p))
+        }
+        main {
+            (tiles(p))
+            div.grid {
+                (distribution(p))
+                (adoption_over_time(p))
+                (release(p))
+                (insecure(p))
+                (activity(p))
+                (table(p))
+            }
+            footer {
+                "Computed at " (utc_time(crate::clock::unix_now()))
+                " (at most every " (PAGE_TTL.as_secs()) " s). Days are UTC. The same numbers as JSON: "
+                a href="/api/v1/versions" { "/api/v1/versions" } ", "
+                a href="/api/v1/summary" { "summary" } ", "
+                a href="/api/v1/trend" { "trend" } "; Prometheus: "
+                a href="/metrics" { "/metrics" } "."
+            }
+        }
+    };
+    document(&format!("vcheckd · {zone}"), body).into_string()
 }

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::fleet::{Fleet, SimReport, VersionIdx};
 use crate::hint::Status;
-use crate::stats::ADOPTION_WINDOW_DAYS;
+use crate::stats::{iso_date, iso_date_or_null, ADOPTION_WINDOW_DAYS};
 use crate::store::day_of;
 
 const DAY: i64 = 86_400;
@@ -37,7 +37,10 @@ pub struct TruthActive {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TruthSummary {
+    // JSON: the window as `vcheckd stats --format json` shows it.
+    #[serde(rename = "since", serialize_with = "iso_date")]
     pub first_day: i64,
+    #[serde(rename = "until", serialize_with = "iso_date")]
     pub last_day: i64,
     /// Active in the 1, 7 and 30 days ending on `last_day`.
     pub active: Vec<TruthActive>,
@@ -63,7 +66,10 @@ pub struct TruthRow {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TruthVersions {
+    // JSON: the window as `vcheckd stats --format json` shows it.
+    #[serde(rename = "since", serialize_with = "iso_date")]
     pub first_day: i64,
+    #[serde(rename = "until", serialize_with = "iso_date")]
     pub last_day: i64,
     pub active_clusters: u64,
     pub active_nodes: u64,
@@ -77,6 +83,7 @@ pub struct TruthVersions {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TruthAdoptionPoint {
+    #[serde(rename = "date", serialize_with = "iso_date")]
     pub day: i64,
     pub active_clusters: u64,
     pub adopted_clusters: u64,
@@ -86,6 +93,7 @@ pub struct TruthAdoptionPoint {
 pub struct TruthAdoption {
     pub version: String,
     /// Day of the version's first report (any identity).
+    #[serde(rename = "released", serialize_with = "iso_date_or_null")]
     pub released_day: Option<i64>,
     pub days_to_50: Option<i64>,
     pub days_to_90: Option<i64>,

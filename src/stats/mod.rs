@@ -77,7 +77,10 @@ pub struct Active {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub zone: String,
+    /// The window, both days included (JSON: `since`, `until`, ISO dates).
+    #[serde(rename = "since", serialize_with = "iso_date")]
     pub first_day: i64,
+    #[serde(rename = "until", serialize_with = "iso_date")]
     pub last_day: i64,
     /// Active in the 1, 7 and 30 days ending on `last_day`.
     pub active: Vec<Active>,
@@ -196,7 +199,10 @@ impl VersionRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Versions {
     pub zone: String,
+    /// The window, both days included (JSON: `since`, `until`, ISO dates).
+    #[serde(rename = "since", serialize_with = "iso_date")]
     pub first_day: i64,
+    #[serde(rename = "until", serialize_with = "iso_date")]
     pub last_day: i64,
     pub active_clusters: u64,
     pub active_nodes: u64,
@@ -354,7 +360,8 @@ impl Bucket {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrendPoint {
     pub zone: String,
-    /// First day of the bucket.
+    /// First day of the bucket (JSON: `date`).
+    #[serde(rename = "date", serialize_with = "iso_date")]
     pub day: i64,
     pub version: String,
     /// Active clusters in the bucket by node share (see [`VersionRow`]).
@@ -404,6 +411,7 @@ pub const ADOPTION_WINDOW_DAYS: i64 = 7;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AdoptionPoint {
+    #[serde(rename = "date", serialize_with = "iso_date")]
     pub day: i64,
     pub active_clusters: u64,
     /// Share of active clusters all of whose nodes run the version or newer.
@@ -414,7 +422,9 @@ pub struct AdoptionPoint {
 pub struct Adoption {
     pub zone: String,
     pub version: String,
-    /// First day any report carried the version (the release, as seen).
+    /// First day any report carried the version (the release, as seen;
+    /// JSON: `released`, an ISO date or null).
+    #[serde(rename = "released", serialize_with = "iso_date_or_null")]
     pub released_day: Option<i64>,
     pub days_to_50: Option<i64>,
     pub days_to_90: Option<i64>,
@@ -480,6 +490,21 @@ pub fn date_of_day(day: i64) -> String {
             || format!("day {day}"),
             |t| t.strftime("%Y-%m-%d").to_string(),
         )
+}
+
+/// A day number in JSON as its ISO 8601 date (`"2026-11-23"`), as every
+/// other output shows days: the day number is the code's unit, not a
+/// reader's (serde's `serialize_with`).
+pub fn iso_date<S: serde::Serializer>(day: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&date_of_day(*day))
+}
+
+/// [`iso_date`] for a day that may be absent (`null`).
+pub fn iso_date_or_null<S: serde::Serializer>(day: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match day {
+        Some(day) => iso_date(day, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// Unix seconds as an ISO 8601 UTC time, `2026-11-23T10:00:00Z`.

@@ -45,20 +45,24 @@ pub fn table(t: &dyn Tabular) -> String {
     out
 }
 
-pub fn csv(t: &dyn Tabular) -> String {
-    let quote = |cell: &str| {
-        if cell.contains([',', '"', '\n']) {
-            format!("\"{}\"", cell.replace('"', "\"\""))
-        } else {
-            cell.to_string()
-        }
-    };
-    let mut out = t.header().join(",") + "\n";
-    for row in t.rows() {
-        out.push_str(&row.iter().map(|c| quote(c)).collect::<Vec<_>>().join(","));
-        out.push('\n');
+/// CSV (RFC 4180 quoting, `\n` line ends): the header once, then the rows
+/// of every table in turn. Each row names its zone, so one result per zone
+/// makes one CSV.
+pub fn csv(tables: &[&dyn Tabular]) -> Result<String, csv::Error> {
+    let mut out = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    if let Some(first) = tables.first() {
+        out.write_record(first.header())?;
     }
-    out
+    for t in tables {
+        for row in t.rows() {
+            out.write_record(&row)?;
+        }
+    }
+    let bytes = out.into_inner().map_err(|e| e.into_error())?;
+    // Every cell was a `String`: the bytes are UTF-8.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn pct(x: f64) -> String {
@@ -205,5 +209,40 @@ impl Tabular for Adoption {
                 ]
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Cells(Vec<Vec<String>>);
+
+    impl Tabular for Cells {
+        fn header(&self) -> Vec<&'static str> {
+            vec!["zone", "note"]
+        }
+        fn rows(&self) -> Vec<Vec<String>> {
+            self.0.clone()
+        }
+        fn footer(&self) -> Vec<String> {
+            vec!["a footer is for people, not for CSV".into()]
+        }
+    }
+
+    #[test]
+    fn csv_has_one_header_quotes_what_needs_it_and_no_footer() {
+        let row = |z: &str, n: &str| vec![z.to_string(), n.to_string()];
+        let a = Cells(vec![
+            row("a.example", "plain"),
+            row("a.example", "x, \"y\""),
+        ]);
+        let b = Cells(vec![row("b.example", "two\nlines")]);
+        let text = csv(&[&a, &b]).unwrap();
+        assert_eq!(
+            text,
+            "zone,note\na.example,plain\na.example,\"x, \"\"y\"\"\"\nb.example,\"two\nlines\"\n"
+        );
+        assert_eq!(csv(&[]).unwrap(), "");
     }
 }

@@ -108,6 +108,19 @@ pub struct Store {
     /// write the open day's snapshot, which the next batches would make
     /// stale at once; [`Store::flush_open_day`] writes it at the end.
     bulk_load: bool,
+    /// Whether [`Store::flush_open_day`] makes stale days again (node
+    /// states and snapshots replayed from the first stored day: seconds,
+    /// in one write transaction). Set when this writer opens (a writer
+    /// before it may have left days stale) and when it stores late reports
+    /// itself; not for days another connection marks stale while this one
+    /// runs. That writer is a bulk load (`vcheckd simulate --db` into a
+    /// running server's file), which repairs them once when it ends: the
+    /// server's processor, idle every 100 ms, used to replay every day
+    /// after each of the loader's batches, holding the database for longer
+    /// than the loader's busy timeout on a loaded machine ("database is
+    /// locked"). A loader that is killed leaves them to the server's next
+    /// start.
+    repair_due: bool,
 }
 
 impl Store {
@@ -144,6 +157,7 @@ impl Store {
             open_written: None,
             data_version: None,
             bulk_load: false,
+            repair_due: true,
         })
     }
 
@@ -175,6 +189,7 @@ impl Store {
             open_written: None,
             data_version: None,
             bulk_load: false,
+            repair_due: false,
         })
     }
 
@@ -236,6 +251,7 @@ impl Store {
         tx.commit()?;
         self.writer = writer;
         self.data_version = Some(version);
+        self.repair_due |= outcome.late > 0;
         Ok(outcome)
     }
 
@@ -247,8 +263,9 @@ impl Store {
 
     /// Writes the open day's snapshot now if it changed since it was last
     /// written, after making node states and snapshots again if history was
-    /// taken in for days long closed: when the writer goes idle or stops,
-    /// or at the end of a bulk load.
+    /// taken in for days long closed (by this writer, or before it opened:
+    /// see `repair_due`): when the writer goes idle or stops, or at the end
+    /// of a bulk load.
     pub fn flush_open_day(&mut self) -> Result<(), StoreError> {
         let mut writer = std::mem::take(&mut self.writer);
         let tx = write_transaction(&mut self.conn)?;
@@ -256,12 +273,15 @@ impl Store {
         if self.data_version.is_some_and(|v| v != version) {
             writer = ingest::WriterState::default();
         }
-        ingest::repair_stale(&tx, &mut writer)?;
+        if self.repair_due {
+            ingest::repair_stale(&tx, &mut writer)?;
+        }
         ingest::write_open_snapshot(&tx, &mut writer)?;
         ingest::write_lagging_states(&tx, &mut writer)?;
         tx.commit()?;
         self.writer = writer;
         self.data_version = Some(version);
+        self.repair_due = false;
         Ok(())
     }
 
@@ -454,7 +474,8 @@ mod tests {
 
     /// History written into a database that already holds a later day
     /// (`vcheckd simulate --db` into a running server's file) ends in the
-    /// same snapshots as the same reports taken in in time order.
+    /// same snapshots as the same reports taken in in time order, repaired
+    /// by the loader, not by the server's writer while the loader runs.
     #[test]
     fn history_taken_in_late_ends_as_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -488,24 +509,56 @@ mod tests {
         store.insert_batch(std::slice::from_ref(&today)).unwrap();
         store.flush_open_day().unwrap();
         drop(store);
-        let late = dir.path().join("late.sqlite");
-        let mut store = Store::open(&late).unwrap();
-        store.insert_batch(std::slice::from_ref(&today)).unwrap();
-        let outcome = store.insert_batch(&history).unwrap();
-        assert!(outcome.late > 0);
-        store.flush_open_day().unwrap();
-        drop(store);
-        let (a, b) = (
-            SqliteReader::open(&in_order).unwrap(),
-            SqliteReader::open(&late).unwrap(),
-        );
-        for day in 4..=20 {
-            assert_eq!(
-                a.snapshot(&zone, Day(day)).unwrap(),
-                b.snapshot(&zone, Day(day)).unwrap(),
-                "day {day}"
+        // The server's writer holds today; a bulk load of history, another
+        // connection, writes two days per batch while the server's writer
+        // goes idle between them. The server leaves the days the loader
+        // makes stale to the loader, which repairs them once at its end; or,
+        // if it is killed first, to the server's next start. (Replaying
+        // every day after each batch held the database longer than the
+        // loader's busy timeout: "database is locked".)
+        let stale = |s: &Store| -> i64 {
+            s.conn
+                .query_row("SELECT COUNT(*) FROM stale_from", [], |r| r.get(0))
+                .unwrap()
+        };
+        for killed in [false, true] {
+            let late = dir.path().join(format!("late-{killed}.sqlite"));
+            let mut server = Store::open(&late).unwrap();
+            server.insert_batch(std::slice::from_ref(&today)).unwrap();
+            server.flush_open_day().unwrap();
+            let mut loader = Store::open(&late).unwrap();
+            loader.set_bulk_load(true);
+            for part in history.chunks(8) {
+                assert!(loader.insert_batch(part).unwrap().late > 0);
+                server.flush_open_day().unwrap();
+                assert_eq!(stale(&server), 1, "the server replayed the loader's days");
+            }
+            loader.set_bulk_load(false);
+            if !killed {
+                loader.flush_open_day().unwrap();
+                assert_eq!(stale(&loader), 0);
+            }
+            drop(loader);
+            server.flush_open_day().unwrap();
+            assert_eq!(stale(&server), i64::from(killed));
+            drop(server);
+            let mut restarted = Store::open(&late).unwrap();
+            restarted.flush_open_day().unwrap();
+            assert_eq!(stale(&restarted), 0);
+            drop(restarted);
+            let (a, b) = (
+                SqliteReader::open(&in_order).unwrap(),
+                SqliteReader::open(&late).unwrap(),
             );
+            for day in 4..=20 {
+                assert_eq!(
+                    a.snapshot(&zone, Day(day)).unwrap(),
+                    b.snapshot(&zone, Day(day)).unwrap(),
+                    "day {day}, loader killed: {killed}"
+                );
+            }
         }
+        let a = SqliteReader::open(&in_order).unwrap();
         assert!(a.snapshot(&zone, Day(12)).unwrap().active(3).unwrap().1 > 0);
     }
 
