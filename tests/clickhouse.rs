@@ -525,7 +525,7 @@ fn compare(client: &Client, topology: &Topology) {
         );
     }
     // The servers' counters, shipped today, summed over both.
-    let today = vcheckd::clock::today();
+    let today = vcheckd::clock::today().0;
     let s = ch.summary(&z, today, today).unwrap();
     let sum = |f: fn(&Counted) -> u64| counted.iter().map(f).sum::<u64>();
     assert_eq!(
@@ -955,7 +955,7 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
     }
     let sqlite = Source::open(&[setup.db_path()]).unwrap();
     let from_ch = Source::clickhouse(&url, Duration::from_secs(30));
-    let today = vcheckd::clock::today();
+    let today = vcheckd::clock::today().0;
     let z = ZoneName::new(common::ZONE).unwrap();
     let (a, b) = (
         from_ch.summary(&z, today - 6, today).unwrap(),

@@ -13,10 +13,11 @@ use std::time::Duration;
 use common::*;
 use http_support::*;
 use openmetrics_parser::{prometheus::parse_prometheus, PrometheusType, PrometheusValue};
+use vcheckd::clock::date_of_day;
 use vcheckd::config::Config;
 use vcheckd::dns::server::RunningServer;
 use vcheckd::protocol::ZoneName;
-use vcheckd::stats::{self, date_of_day, Bucket, Dataset, Scope};
+use vcheckd::stats::{self, Bucket, Dataset, Scope};
 use vcheckd::store::reader::{SqliteReader, StatsReader};
 
 /// A Setup whose config has `[http]` on an ephemeral port.

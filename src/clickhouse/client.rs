@@ -34,7 +34,7 @@ pub enum ClickHouseError {
     #[error("day {day} is not rolled up in ClickHouse ({}): run `vcheckd clickhouse rollup --config FILE`, or let a name server with [clickhouse] rollup = true do it", match .through { Some(d) => format!("rolled up through day {d}"), None => "nothing rolled up yet".to_string() })]
     NotRolledUp { day: i64, through: Option<i64> },
     /// Another process holds the rollup lease (one rollup at a time).
-    #[error("the ClickHouse rollup is being run by {holder} (its lease expires at {} unless renewed): try again when that run ends, at the latest then", super::lease::utc(*.expires))]
+    #[error("the ClickHouse rollup is being run by {holder} (its lease expires at {} unless renewed): try again when that run ends, at the latest then", crate::clock::utc(*.expires))]
     RollupBusy { holder: String, expires: i64 },
 }
 

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::clock::Day;
 use crate::metrics::Metrics;
 
 /// One row of `counters`.
@@ -66,13 +67,13 @@ impl Tally {
     }
 
     /// Adds each counter's gain since the last call to `day`.
-    pub(crate) fn observe(&mut self, counters: Vec<(String, u64)>, day: i64) {
+    pub(crate) fn observe(&mut self, counters: Vec<(String, u64)>, day: Day) {
         for (name, value) in counters {
             let before = self.seen.get(&name).copied().unwrap_or(0);
             let gain = value.saturating_sub(before);
             if gain > 0 {
-                *self.totals.entry((day, name.clone())).or_default() += gain;
-                self.changed.insert((day, name.clone()));
+                *self.totals.entry((day.0, name.clone())).or_default() += gain;
+                self.changed.insert((day.0, name.clone()));
             }
             self.seen.insert(name, value);
         }
@@ -136,15 +137,24 @@ mod tests {
     fn gains_go_to_the_day_observed_and_totals_replace_themselves() {
         let mut t = Tally::new(9);
         assert!(t.rows("ns1").is_none());
-        t.observe(c(&[("reports.dropped", 2), ("rejected.base32", 0)]), 100);
+        t.observe(
+            c(&[("reports.dropped", 2), ("rejected.base32", 0)]),
+            Day(100),
+        );
         assert_eq!(
             lines(&t),
             [r#"{"day":100,"name":"reports.dropped","server":"ns1","run":9,"value":2}"#]
         );
         t.shipped();
         assert!(t.rows("ns1").is_none(), "nothing changed");
-        t.observe(c(&[("reports.dropped", 5), ("rejected.base32", 1)]), 100);
-        t.observe(c(&[("reports.dropped", 6), ("rejected.base32", 1)]), 101);
+        t.observe(
+            c(&[("reports.dropped", 5), ("rejected.base32", 1)]),
+            Day(100),
+        );
+        t.observe(
+            c(&[("reports.dropped", 6), ("rejected.base32", 1)]),
+            Day(101),
+        );
         assert_eq!(
             lines(&t),
             [

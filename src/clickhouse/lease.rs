@@ -139,7 +139,7 @@ impl Lease {
             holder: &self.holder,
             claimed_at,
             expires,
-            at: super::rollup::now_nanos(),
+            at: crate::clock::now_nanos(),
         };
         let body = serde_json::to_vec(&row)
             .map_err(|e| ClickHouseError::Answer(format!("lease row: {e}")))?;
@@ -168,7 +168,7 @@ impl Lease {
             _ => {}
         }
         if let Some(recent) = self.defer {
-            let since = super::rollup::now_nanos()
+            let since = crate::clock::now_nanos()
                 .saturating_sub(u64::try_from(recent.as_nanos()).unwrap_or(u64::MAX));
             if let Some(r) = ran_since(&rows, &self.holder, since) {
                 let next = i64::try_from((r.at / 1_000_000_000).saturating_add(recent.as_secs()))
@@ -181,7 +181,7 @@ impl Lease {
         }
         // A new claim (none held, or ours nearly expired: claimed again,
         // as another may be claiming it now).
-        let claimed_at = super::rollup::now_nanos();
+        let claimed_at = crate::clock::now_nanos();
         let sent = Instant::now();
         self.write(claimed_at, now + self.ttl_secs)?;
         // Held until read back otherwise: a claim left in place by an
@@ -269,18 +269,6 @@ impl Lease {
     }
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
-pub(crate) fn utc(secs: i64) -> String {
-    let t = secs.rem_euclid(86_400);
-    format!(
-        "{} {:02}:{:02}:{:02} UTC",
-        crate::stats::date_of_day(secs.div_euclid(86_400)),
-        t / 3_600,
-        t / 60 % 60,
-        t % 60
-    )
-}
-
 fn busy(h: &Row) -> ClickHouseError {
     ClickHouseError::RollupBusy {
         holder: h.holder.clone(),
@@ -335,10 +323,5 @@ mod tests {
             ran_since(&rows, "a", 400).map(|r| r.holder.as_str()),
             Some("me")
         );
-    }
-
-    #[test]
-    fn expiry_reads_as_utc() {
-        assert_eq!(utc(86_400 + 3_723), "1970-01-02 01:02:03 UTC");
     }
 }

@@ -322,7 +322,7 @@ impl StatsReader for ClickHouseReader {
                 .is_some_and(|r| r.first().is_some_and(|n| n != "0"))
             {
                 return Err(ClickHouseError::NotRolledUp {
-                    day: crate::clock::today(),
+                    day: crate::clock::today().0,
                     through: None,
                 }
                 .into());

@@ -16,10 +16,9 @@ use super::api::parse_version;
 use super::query::{Failure, Params, RawParams, Window};
 use super::svg::{self, escape, percent, Bar, Layer, Scale, Series, OTHER, PALETTE};
 use super::Context;
+use crate::clock::date_of_day;
 use crate::protocol::ZoneName;
-use crate::stats::{
-    cmp_versions_desc, date_of_day, Adoption, Bucket, Source, Summary, TrendPoint, Versions,
-};
+use crate::stats::{cmp_versions_desc, Adoption, Bucket, Source, Summary, TrendPoint, Versions};
 
 const PARAMS: &[&str] = &["since", "until", "zone", "top", "version"];
 /// The dashboard's default window, in days.

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::stats::date_of_day;
+use crate::clock::date_of_day;
 
 /// Escapes text for HTML and SVG content and attribute values.
 pub fn escape(text: &str) -> String {

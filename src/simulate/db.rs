@@ -3,6 +3,7 @@
 //! and day closing), as if the reports had arrived over the simulated
 //! days, with the daily counters the answer path would have kept.
 
+use crate::clock::Day;
 use crate::protocol::{anonymize, IdKind, Identity, Key, Payload, Report, ZoneName};
 use crate::store::{day_of, CounterDelta, ReceivedReport, Store, StoreError};
 
@@ -124,7 +125,7 @@ fn write_days(
         // What the answer path would have counted that day (the store
         // counted stored and duplicate reports itself).
         let n = |name: &str, delta: u64| CounterDelta {
-            day,
+            day: Day(day),
             name: name.to_string(),
             delta,
         };

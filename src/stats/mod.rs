@@ -468,58 +468,9 @@ impl Adoption {
     }
 }
 
-/// A day number as `YYYY-MM-DD` (proleptic Gregorian, UTC).
-pub fn date_of_day(day: i64) -> String {
-    // Howard Hinnant's civil_from_days.
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// `YYYY-MM-DD` to a day number; `None` if malformed.
-pub fn day_of_date(text: &str) -> Option<i64> {
-    let mut parts = text.trim().splitn(3, '-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let d: i64 = parts.next()?.parse().ok()?;
-    if !(1..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy.rem_euclid(400);
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let day = era * 146_097 + doe - 719_468;
-    // Day 31 of a 30-day month rolls over: reject it.
-    (date_of_day(day) == format!("{y:04}-{m:02}-{d:02}")).then_some(day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(date_of_day(0), "1970-01-01");
-        assert_eq!(date_of_day(20_415), "2025-11-23");
-        assert_eq!(day_of_date("2025-11-23"), Some(20_415));
-        assert_eq!(
-            day_of_date("2024-02-29").map(date_of_day).as_deref(),
-            Some("2024-02-29")
-        );
-        assert_eq!(day_of_date("2025-02-29"), None);
-        assert_eq!(day_of_date("2025-13-01"), None);
-        assert_eq!(day_of_date("soon"), None);
-    }
 
     fn nd(day: i64, cluster: u8, node: u8, version: &str, status: u8) -> NodeDay {
         NodeDay {

@@ -1,7 +1,8 @@
 //! Text forms of the statistics: aligned tables for people, CSV for
 //! spreadsheets. (JSON is serde's form of the same structs.)
 
-use super::{date_of_day, Adoption, Summary, TrendPoint, Versions};
+use super::{Adoption, Summary, TrendPoint, Versions};
+use crate::clock::date_of_day;
 
 /// A statistic as a header and rows of cells.
 pub trait Tabular {

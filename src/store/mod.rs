@@ -23,6 +23,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use thiserror::Error;
 
 pub use crate::clock::day_of;
+use crate::clock::Day;
 pub use crate::report::ReceivedReport;
 
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
@@ -86,7 +87,7 @@ pub struct BatchOutcome {
 /// A counter's gain on one day, persisted with the batch it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterDelta {
-    pub day: i64,
+    pub day: Day,
     pub name: String,
     pub delta: u64,
 }
@@ -220,7 +221,7 @@ impl Store {
             )?;
             for c in counters.iter().filter(|c| c.delta > 0) {
                 up.execute(params![
-                    c.day,
+                    c.day.0,
                     c.name,
                     i64::try_from(c.delta).unwrap_or(i64::MAX)
                 ])?;
@@ -292,13 +293,13 @@ impl Store {
     /// the rollups keep their counts. Never a day that is not closed yet
     /// (its node-days are grouped from these rows). Returns the rows
     /// deleted.
-    pub fn prune(&mut self, before_day: i64, limit: usize) -> Result<usize, StoreError> {
+    pub fn prune(&mut self, before_day: Day, limit: usize) -> Result<usize, StoreError> {
         let open = ingest::open_day(&self.conn)?.unwrap_or(i64::MIN);
         Ok(self.conn.execute(
             "DELETE FROM reports WHERE (client_time, report_id) IN
                (SELECT client_time, report_id FROM reports
                 WHERE received_at < MIN(?1, ?3) * 86400 LIMIT ?2)",
-            params![before_day, limit as i64, open],
+            params![before_day.0, limit as i64, open],
         )?)
     }
 }
@@ -313,7 +314,6 @@ fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Day;
     use crate::hint::Status;
     use crate::protocol::{AnonId, Identity, KeyId, Payload, Report, ReportId, ZoneName};
     use crate::store::reader::{SqliteReader, StatsReader};

@@ -239,7 +239,7 @@ impl Rollup {
             .map(|m| m.computed_at.saturating_add(1))
             .max()
             .unwrap_or(0)
-            .max(now_nanos());
+            .max(crate::clock::now_nanos());
         let mut base = self.base_before(start, first_day, &markers)?;
         let start = base.day.map_or(first_day, |d| d + 1);
         report.from_start = from.map(|_| start);
@@ -383,11 +383,4 @@ impl Rollup {
         }
         inserts.send(&self.client, "rollup_days")
     }
-}
-
-/// Now in nanoseconds since 1970: a run's `computed_at`.
-pub(crate) fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
