@@ -10,6 +10,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod dns;
+pub mod fleet;
 pub mod hint;
 pub mod http;
 pub mod journal;

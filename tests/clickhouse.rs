@@ -506,7 +506,7 @@ fn compare(client: &Client, topology: &Topology) {
             .iter()
             .map(|r| (r.anonymous_reports, r.status))
             .collect::<Vec<_>>(),
-        vec![(2, Some(Status::UpToDate as u8))],
+        vec![(2, Some(Status::UpToDate))],
         "an anonymous-only version day: the latest report's status"
     );
     for bucket in [Bucket::Day, Bucket::Week] {

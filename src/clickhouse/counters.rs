@@ -13,11 +13,12 @@
 //! servers. A crash loses what was not shipped yet, at most one shipping
 //! interval, as the processor's in-memory counts since its last commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use crate::clock::Day;
+use crate::fleet::CounterBase;
 use crate::metrics::Metrics;
 
 /// One row of `counters`.
@@ -49,7 +50,7 @@ pub(crate) fn current(metrics: &Metrics) -> Vec<(String, u64)> {
 /// This run's counter totals per day, and which changed since shipped.
 pub(crate) struct Tally {
     run: u64,
-    seen: HashMap<String, u64>,
+    seen: CounterBase,
     totals: BTreeMap<(i64, String), u64>,
     changed: BTreeSet<(i64, String)>,
 }
@@ -60,7 +61,7 @@ impl Tally {
     pub(crate) fn new(run: u64) -> Self {
         Tally {
             run,
-            seen: HashMap::new(),
+            seen: CounterBase::new(),
             totals: BTreeMap::new(),
             changed: BTreeSet::new(),
         }
@@ -68,15 +69,11 @@ impl Tally {
 
     /// Adds each counter's gain since the last call to `day`.
     pub(crate) fn observe(&mut self, counters: Vec<(String, u64)>, day: Day) {
-        for (name, value) in counters {
-            let before = self.seen.get(&name).copied().unwrap_or(0);
-            let gain = value.saturating_sub(before);
-            if gain > 0 {
-                *self.totals.entry((day.0, name.clone())).or_default() += gain;
-                self.changed.insert((day.0, name.clone()));
-            }
-            self.seen.insert(name, value);
+        for gain in self.seen.deltas(&counters, day) {
+            *self.totals.entry((day.0, gain.name.clone())).or_default() += gain.delta;
+            self.changed.insert((day.0, gain.name));
         }
+        self.seen.take(counters);
     }
 
     /// The changed totals as JSONEachRow, `None` when nothing changed.

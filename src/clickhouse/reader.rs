@@ -25,10 +25,10 @@ use super::dedup::{first_deliveries, COPY_SPAN_DAYS};
 use super::rollup::{self, Marker};
 use super::url::ClickHouseUrl;
 use crate::clock::Day;
+use crate::fleet::{self, Interner, Member, NodeDay, Snapshot, VersionDay, VersionFigures};
 use crate::hint::Status;
 use crate::protocol::ZoneName;
-use crate::store::reader::{NodeDayRow, StatsReader, VersionDay};
-use crate::store::snapshot::{self, Member, Snapshot, VersionFigures};
+use crate::store::reader::StatsReader;
 use crate::store::StoreError;
 
 impl From<ClickHouseError> for StoreError {
@@ -39,7 +39,7 @@ impl From<ClickHouseError> for StoreError {
 
 /// One node's state as of a day: cluster, node, day of its latest report,
 /// version and status answered.
-type NodeState = ([u8; 16], [u8; 16], i64, String, u8);
+type NodeState = ([u8; 16], [u8; 16], Day, String, Status);
 
 /// Node states of a zone as of a day, by (zone, day).
 type StateCache = HashMap<(String, i64), Arc<Vec<NodeState>>>;
@@ -280,9 +280,9 @@ impl ClickHouseReader {
             out.push((
                 id16(text(row, 0)?)?,
                 id16(text(row, 1)?)?,
-                field(row, 2)?,
+                Day(field(row, 2)?),
                 text(row, 3)?.to_string(),
-                field(row, 4)?,
+                status(field(row, 4)?)?,
             ));
         }
         let out = Arc::new(out);
@@ -300,7 +300,7 @@ impl ClickHouseReader {
                 version,
                 status: *status,
             });
-        Ok(snapshot::compute(day, members, lengths))
+        Ok(fleet::snapshot::compute(Day(day), members, lengths))
     }
 }
 
@@ -404,12 +404,9 @@ impl StatsReader for ClickHouseReader {
         first: Day,
         last: Day,
         with_ids: bool,
-    ) -> Result<Vec<NodeDayRow>, StoreError> {
+    ) -> Result<Vec<NodeDay>, StoreError> {
         let ids = if with_ids {
-            format!(
-                "groupArray({})(report_id)",
-                crate::store::rollup::IDS_PER_NODE_DAY
-            )
+            format!("groupArray({})(report_id)", crate::fleet::IDS_PER_NODE_DAY)
         } else {
             "[]".to_string()
         };
@@ -423,8 +420,10 @@ impl StatsReader for ClickHouseReader {
             self.reports(zone, Some(first.0), last.0, true)
         ))?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut interner = Interner::default();
+        let zone = interner.zone(zone.as_str());
         for row in &rows {
-            let Ok(version) = Version::parse(text(row, 3)?) else {
+            let Some(version) = interner.version(text(row, 3)?) else {
                 continue;
             };
             let ids = text(row, 7)?
@@ -433,8 +432,9 @@ impl StatsReader for ClickHouseReader {
                 .filter_map(|h| HEXLOWER_PERMISSIVE.decode(h.as_bytes()).ok())
                 .filter_map(|b| <[u8; 12]>::try_from(b).ok())
                 .collect();
-            out.push(NodeDayRow {
+            out.push(NodeDay {
                 day: Day(field(row, 0)?),
+                zone: zone.clone(),
                 cluster: id16(text(row, 1)?)?,
                 node: id16(text(row, 2)?)?,
                 version,
@@ -514,9 +514,9 @@ impl StatsReader for ClickHouseReader {
 
 /// Window `length` (days) of a stored snapshot's windows.
 fn window_of(
-    windows: &mut [snapshot::WindowFigures],
+    windows: &mut [fleet::WindowFigures],
     length: i64,
-) -> Option<&mut snapshot::WindowFigures> {
+) -> Option<&mut fleet::WindowFigures> {
     usize::try_from(length - 1)
         .ok()
         .and_then(|i| windows.get_mut(i))

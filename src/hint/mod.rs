@@ -34,6 +34,13 @@ pub enum Status {
     UpgradeRequired = 3,
 }
 
+/// As its code, the form the JSON API and the tables hold.
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
+    }
+}
+
 impl Status {
     pub fn code(self) -> u8 {
         self as u8

@@ -17,6 +17,7 @@ use super::query::{Failure, Params, RawParams, Window};
 use super::svg::{self, escape, percent, Bar, Layer, Scale, Series, OTHER, PALETTE};
 use super::Context;
 use crate::clock::date_of_day;
+use crate::hint::Status;
 use crate::protocol::ZoneName;
 use crate::stats::{cmp_versions_desc, Adoption, Bucket, Source, Summary, TrendPoint, Versions};
 
@@ -40,19 +41,17 @@ const PAGE_TTL: Duration = Duration::from_secs(30);
 pub struct PageCache(tokio::sync::Mutex<Option<(String, Instant, Arc<String>)>>);
 
 /// Status colours: up to date, upgrade available, upgrade required, unknown.
-fn status_color(status: Option<u8>) -> &'static str {
+fn status_color(status: Option<Status>) -> &'static str {
     match status {
-        Some(1) => "#2f9e44",
-        Some(2) => "#e8a317",
-        Some(3) => "#d9480f",
+        Some(Status::UpToDate) => "#2f9e44",
+        Some(Status::UpgradeAvailable) => "#e8a317",
+        Some(Status::UpgradeRequired) => "#d9480f",
         _ => "#9ca3af",
     }
 }
 
-fn status_name(status: Option<u8>) -> &'static str {
-    status
-        .and_then(crate::hint::Status::from_code)
-        .map_or("-", crate::hint::Status::label)
+fn status_name(status: Option<Status>) -> &'static str {
+    status.map_or("-", Status::label)
 }
 
 /// One day's activity.
@@ -86,14 +85,14 @@ struct Page {
 /// The newest version that was answered "up to date" (the latest release),
 /// else the newest seen.
 fn latest_release(v: &Versions) -> Option<Version> {
-    let newest = |status: Option<u8>| {
+    let newest = |status: Option<Status>| {
         v.rows
             .iter()
             .filter(|r| status.is_none() || r.status == status)
             .filter_map(|r| Version::parse(&r.version).ok())
             .max()
     };
-    newest(Some(1)).or_else(|| newest(None))
+    newest(Some(Status::UpToDate)).or_else(|| newest(None))
 }
 
 fn compute(
@@ -483,14 +482,26 @@ fn distribution(out: &mut String, p: &Page) {
     legend(
         out,
         &[
-            ("up to date".into(), status_color(Some(1)), false),
-            ("upgrade available".into(), status_color(Some(2)), false),
             (
-                "upgrade required (insecure)".into(),
-                status_color(Some(3)),
+                "up to date".into(),
+                status_color(Some(Status::UpToDate)),
                 false,
             ),
-            ("not a known release".into(), status_color(Some(0)), false),
+            (
+                "upgrade available".into(),
+                status_color(Some(Status::UpgradeAvailable)),
+                false,
+            ),
+            (
+                "upgrade required (insecure)".into(),
+                status_color(Some(Status::UpgradeRequired)),
+                false,
+            ),
+            (
+                "not a known release".into(),
+                status_color(Some(Status::Unknown)),
+                false,
+            ),
             ("other versions".into(), OTHER, false),
         ],
     );

@@ -3,9 +3,11 @@
 //! and day closing), as if the reports had arrived over the simulated
 //! days, with the daily counters the answer path would have kept.
 
+use crate::clock::day_of;
 use crate::clock::Day;
+use crate::fleet::CounterDelta;
 use crate::protocol::{anonymize, IdKind, Identity, Key, Payload, Report, ZoneName};
-use crate::store::{day_of, CounterDelta, ReceivedReport, Store, StoreError};
+use crate::store::{ReceivedReport, Store, StoreError};
 
 use super::fleet::{Fleet, SimReport};
 

@@ -9,9 +9,9 @@ use rand::{Rng, SeedableRng};
 use semver::Version;
 
 use super::{mix, SimConfig, SimError};
+use crate::clock::day_of;
 use crate::hint::{Releases, Status};
 use crate::protocol::ReportId;
-use crate::store::day_of;
 
 /// Index into [`Fleet::versions`] (ascending, so indices compare as versions).
 pub type VersionIdx = u16;

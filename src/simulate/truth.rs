@@ -22,9 +22,9 @@ use semver::Version;
 use serde::Serialize;
 
 use super::fleet::{Fleet, SimReport, VersionIdx};
+use crate::clock::day_of;
 use crate::hint::Status;
 use crate::stats::ADOPTION_WINDOW_DAYS;
-use crate::store::day_of;
 
 const DAY: i64 = 86_400;
 
@@ -53,7 +53,7 @@ pub struct TruthSummary {
 pub struct TruthRow {
     pub version: String,
     /// The server's answer to this version.
-    pub status: u8,
+    pub status: Status,
     pub clusters: u64,
     pub cluster_share: f64,
     pub nodes: u64,
@@ -211,7 +211,7 @@ impl<'a> Truth<'a> {
         let fleet = self.fleet;
         let row = |v: VersionIdx| TruthRow {
             version: fleet.version(v).to_string(),
-            status: fleet.status[usize::from(v)].code(),
+            status: fleet.status[usize::from(v)],
             clusters: 0,
             cluster_share: 0.0,
             nodes: 0,

@@ -14,13 +14,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use semver::Version;
 use serde::Serialize;
 
+use crate::clock::Day;
+use crate::fleet::{self, Member, NodeDay, WindowFigures};
+use crate::hint::Status;
 use crate::protocol::ZoneName;
 
-pub use dataset::{AnonDay, Dataset, NodeDay, Scope};
+pub use dataset::{Dataset, Scope};
 pub use source::{Source, StatsError};
-
-/// Status code of "upgrade required" (security fix or end of life).
-const INSECURE: u8 = 3;
 
 /// Newest version first; text that is not semver sorts last.
 pub fn cmp_versions_desc(a: &str, b: &str) -> Ordering {
@@ -32,23 +32,19 @@ pub fn cmp_versions_desc(a: &str, b: &str) -> Ordering {
     }
 }
 
-type NodeKey<'a> = (&'a str, [u8; 16], [u8; 16]);
-type ClusterKey<'a> = (&'a str, [u8; 16]);
+/// A node of the zone: cluster and node.
+type NodeKey = ([u8; 16], [u8; 16]);
 
-/// Each node active in a span of days, with its latest row there.
-fn latest_by_node(data: &Dataset, first: i64, last: i64) -> HashMap<NodeKey<'_>, &NodeDay> {
-    let mut nodes: HashMap<NodeKey<'_>, &NodeDay> = HashMap::new();
+/// Each node active in a span of days, with its latest row there (the
+/// counting model's tie rule, [`fleet::later`]).
+fn latest_by_node(data: &Dataset, first: Day, last: Day) -> HashMap<NodeKey, &NodeDay> {
+    let mut nodes: HashMap<NodeKey, &NodeDay> = HashMap::new();
     for row in data.days(first, last) {
         nodes
-            .entry((row.zone.as_str(), row.cluster, row.node))
+            .entry((row.cluster, row.node))
             .and_modify(|r| {
-                // Same second (receive times are whole seconds): the higher
-                // version is taken as the later one, an upgrade.
-                let later = row.last_at > r.last_at
-                    || (row.last_at == r.last_at
-                        && cmp_versions_desc(&row.version, &r.version) == Ordering::Less);
-                if later {
-                    *r = row
+                if fleet::later(row.last_at, &row.version, r.last_at, &r.version) {
+                    *r = row;
                 }
             })
             .or_insert(row);
@@ -56,15 +52,19 @@ fn latest_by_node(data: &Dataset, first: i64, last: i64) -> HashMap<NodeKey<'_>,
     nodes
 }
 
-/// Each active cluster's nodes' latest rows.
-fn clusters_of<'a>(
-    nodes: &HashMap<NodeKey<'a>, &'a NodeDay>,
-) -> HashMap<ClusterKey<'a>, Vec<&'a NodeDay>> {
-    let mut clusters: HashMap<ClusterKey<'a>, Vec<&'a NodeDay>> = HashMap::new();
-    for ((zone, cluster, _), row) in nodes {
-        clusters.entry((zone, *cluster)).or_default().push(row);
-    }
-    clusters
+/// The window of `days` ending on `last` over each node's latest row in
+/// it: the counting model's snapshot of those nodes.
+fn window_of(nodes: &HashMap<NodeKey, &NodeDay>, last: Day, days: i64) -> WindowFigures {
+    let mut members: Vec<(&NodeKey, &&NodeDay)> = nodes.iter().collect();
+    members.sort_unstable_by_key(|(k, _)| **k);
+    let members = members.into_iter().map(|((cluster, _), r)| Member {
+        cluster: *cluster,
+        last_day: r.day,
+        version: r.version.as_str(),
+        status: r.status,
+    });
+    let snap = fleet::snapshot::compute(last, members, &[days]);
+    snap.windows.into_iter().next().unwrap_or_default()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -109,12 +109,12 @@ pub fn summary_scope(first_day: i64, last_day: i64, zone: ZoneName) -> Scope {
 }
 
 pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
+    let (first, last) = (Day(first_day), Day(last_day));
     let active = [1, 7, 30]
         .iter()
         .map(|&days| {
-            let nodes = latest_by_node(data, last_day - days + 1, last_day);
-            let clusters: HashSet<ClusterKey<'_>> =
-                nodes.keys().map(|(z, c, _)| (*z, *c)).collect();
+            let nodes = latest_by_node(data, last - days + 1, last);
+            let clusters: HashSet<[u8; 16]> = nodes.keys().map(|(c, _)| *c).collect();
             Active {
                 days,
                 clusters: clusters.len() as u64,
@@ -122,30 +122,22 @@ pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
             }
         })
         .collect();
-    let in_window: HashSet<ClusterKey<'_>> = data
-        .days(first_day, last_day)
-        .map(|r| (r.zone.as_str(), r.cluster))
-        .collect();
-    let len = last_day - first_day + 1;
-    let before: HashSet<ClusterKey<'_>> = data
-        .days(first_day - len, first_day - 1)
-        .map(|r| (r.zone.as_str(), r.cluster))
+    let in_window: HashSet<[u8; 16]> = data.days(first, last).map(|r| r.cluster).collect();
+    let len = last - first + 1;
+    let before: HashSet<[u8; 16]> = data
+        .days(first - len, first - 1)
+        .map(|r| r.cluster)
         .collect();
     let new_clusters = in_window
         .iter()
-        .filter(|(zone, cluster)| {
+        .filter(|cluster| {
             data.cluster_first_day
-                .get(&(zone.to_string(), *cluster))
-                .is_some_and(|d| *d >= first_day)
+                .get(*cluster)
+                .is_some_and(|d| *d >= first)
         })
         .count() as u64;
-    let anonymous_reports = data
-        .anon_days
-        .iter()
-        .filter(|a| a.day >= first_day && a.day <= last_day)
-        .map(|a| a.reports)
-        .sum();
-    let identified: u64 = data.days(first_day, last_day).map(|r| r.reports).sum();
+    let anonymous_reports = data.anon_days(first, last).map(|a| a.anonymous).sum();
+    let identified: u64 = data.days(first, last).map(|r| r.reports).sum();
     Summary {
         zone: data.zone.clone(),
         first_day,
@@ -155,11 +147,11 @@ pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
         gone_clusters: before.difference(&in_window).count() as u64,
         reports: identified + anonymous_reports,
         anonymous_reports,
-        duplicates: data.counter("reports.duplicate", first_day, last_day),
-        rejected_names: data.counter("rejected.", first_day, last_day),
-        dropped: data.counter("reports.dropped", first_day, last_day),
-        reports_v1: data.counter("reports.v1", first_day, last_day),
-        reports_v2: data.counter("reports.v2", first_day, last_day),
+        duplicates: data.counter("reports.duplicate", first, last),
+        rejected_names: data.counter("rejected.", first, last),
+        dropped: data.counter("reports.dropped", first, last),
+        reports_v1: data.counter("reports.v1", first, last),
+        reports_v2: data.counter("reports.v2", first, last),
     }
 }
 
@@ -168,7 +160,7 @@ pub struct VersionRow {
     pub version: String,
     /// Status answered to the latest report of this version (None: only
     /// grouped rows).
-    pub status: Option<u8>,
+    pub status: Option<Status>,
     /// Clusters all of whose nodes run this version.
     pub clusters: u64,
     /// Clusters counted by node share: a mixed cluster with 3 of 4 nodes on
@@ -256,14 +248,48 @@ impl Versions {
     }
 }
 
+impl Versions {
+    /// The distribution of a window of `first..=last` from its figures
+    /// (a snapshot's window) and its active clusters and nodes, with
+    /// `rows`: each version's reports and status.
+    pub(crate) fn from_figures(
+        zone: String,
+        (first_day, last_day): (i64, i64),
+        figures: WindowFigures,
+        (active_clusters, active_nodes): (u64, u64),
+        mut rows: BTreeMap<String, VersionRow>,
+    ) -> Self {
+        for (name, f) in &figures.versions {
+            if let Some(row) = rows.get_mut(name) {
+                row.clusters = f.clusters;
+                row.nodes = f.nodes;
+                row.cluster_share = f.clusters as f64 + f.share_mixed;
+            }
+        }
+        let mut rows: Vec<VersionRow> = rows.into_values().collect();
+        rows.sort_by(|a, b| cmp_versions_desc(&a.version, &b.version));
+        Versions {
+            zone,
+            first_day,
+            last_day,
+            active_clusters,
+            active_nodes,
+            mixed_clusters: figures.mixed_clusters,
+            insecure_nodes: figures.insecure_nodes,
+            insecure_clusters: figures.insecure_clusters,
+            rows,
+        }
+    }
+}
+
 pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
-    let nodes = latest_by_node(data, first_day, last_day);
-    let clusters = clusters_of(&nodes);
-    let mut rows: BTreeMap<&str, VersionRow> = BTreeMap::new();
+    let (first, last) = (Day(first_day), Day(last_day));
+    let nodes = latest_by_node(data, first, last);
+    let mut rows: BTreeMap<String, VersionRow> = BTreeMap::new();
     let mut status_at: HashMap<&str, i64> = HashMap::new();
-    for r in data.days(first_day, last_day) {
+    for r in data.days(first, last) {
         let entry = rows
-            .entry(r.version.as_str())
+            .entry(r.version.to_string())
             .or_insert_with(|| VersionRow::empty(&r.version));
         entry.reports += r.reports;
         let seen = status_at.entry(r.version.as_str()).or_insert(i64::MIN);
@@ -272,67 +298,25 @@ pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
             entry.status = Some(r.status);
         }
     }
-    for a in data
-        .anon_days
-        .iter()
-        .filter(|a| a.day >= first_day && a.day <= last_day)
-    {
+    for a in data.anon_days(first, last) {
+        let name = a.version.to_string();
         let entry = rows
-            .entry(a.version.as_str())
-            .or_insert_with(|| VersionRow::empty(&a.version));
-        entry.anonymous_reports += a.reports;
-        entry.reports += a.reports;
+            .entry(name.clone())
+            .or_insert_with(|| VersionRow::empty(&name));
+        entry.anonymous_reports += a.anonymous;
+        entry.reports += a.anonymous;
         entry.status.get_or_insert(a.status);
     }
-    for r in nodes.values() {
-        if let Some(entry) = rows.get_mut(r.version.as_str()) {
-            entry.nodes += 1;
-        }
-    }
-    let (mut mixed, mut insecure_clusters) = (0, 0);
-    // Whole clusters are counted as integers and the fractions of mixed ones
-    // summed in a fixed order, so the shares are exact where they can be
-    // and the same on every run.
-    let mut fractions: BTreeMap<&str, f64> = BTreeMap::new();
-    let mut keys: Vec<&ClusterKey<'_>> = clusters.keys().collect();
-    keys.sort();
-    for key in keys {
-        let members = &clusters[key];
-        let mut per_version: BTreeMap<&str, usize> = BTreeMap::new();
-        for m in members {
-            *per_version.entry(m.version.as_str()).or_default() += 1;
-        }
-        if per_version.len() == 1 {
-            if let Some(entry) = rows.get_mut(members[0].version.as_str()) {
-                entry.clusters += 1;
-            }
-        } else {
-            mixed += 1;
-            for (version, count) in per_version {
-                *fractions.entry(version).or_default() += count as f64 / members.len() as f64;
-            }
-        }
-        if members.iter().any(|m| m.status == INSECURE) {
-            insecure_clusters += 1;
-        }
-    }
-    for row in rows.values_mut() {
-        row.cluster_share =
-            row.clusters as f64 + fractions.get(row.version.as_str()).copied().unwrap_or(0.0);
-    }
-    let mut rows: Vec<VersionRow> = rows.into_values().collect();
-    rows.sort_by(|a, b| cmp_versions_desc(&a.version, &b.version));
-    Versions {
-        zone: data.zone.clone(),
-        first_day,
-        last_day,
-        active_clusters: clusters.len() as u64,
-        active_nodes: nodes.len() as u64,
-        mixed_clusters: mixed,
-        insecure_nodes: nodes.values().filter(|r| r.status == INSECURE).count() as u64,
-        insecure_clusters,
+    let clusters: HashSet<[u8; 16]> = nodes.keys().map(|(c, _)| *c).collect();
+    let active = (clusters.len() as u64, nodes.len() as u64);
+    let figures = window_of(&nodes, last, last - first + 1);
+    Versions::from_figures(
+        data.zone.clone(),
+        (first_day, last_day),
+        figures,
+        active,
         rows,
-    }
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -423,7 +407,7 @@ pub struct Adoption {
 
 pub fn adoption(data: &Dataset, version: &Version, last_day: i64) -> Adoption {
     let name = version.to_string();
-    let released_day = data.version_first_day.get(&name).copied();
+    let released_day = data.version_first_day.get(&name).map(|d| d.0);
     let mut result = Adoption {
         zone: data.zone.clone(),
         version: name,
@@ -435,15 +419,12 @@ pub fn adoption(data: &Dataset, version: &Version, last_day: i64) -> Adoption {
     let Some(released) = released_day else {
         return result;
     };
-    let at_least = |v: &str| Version::parse(v).is_ok_and(|v| v >= *version);
     for day in released..=last_day {
+        let day = Day(day);
         let nodes = latest_by_node(data, day - ADOPTION_WINDOW_DAYS + 1, day);
-        let clusters = clusters_of(&nodes);
-        let adopted = clusters
-            .values()
-            .filter(|members| members.iter().all(|m| at_least(&m.version)))
-            .count() as u64;
-        result.push(day, clusters.len() as u64, adopted);
+        let clusters: HashSet<[u8; 16]> = nodes.keys().map(|(c, _)| *c).collect();
+        let figures = window_of(&nodes, day, ADOPTION_WINDOW_DAYS);
+        result.push(day.0, clusters.len() as u64, figures.adopted(version));
     }
     result
 }
@@ -474,14 +455,15 @@ mod tests {
 
     fn nd(day: i64, cluster: u8, node: u8, version: &str, status: u8) -> NodeDay {
         NodeDay {
-            day,
+            day: Day(day),
             zone: "z".into(),
             cluster: [cluster; 16],
             node: [node; 16],
             version: version.into(),
-            status,
+            status: Status::from_code(status).unwrap(),
             last_at: day * 86_400 + i64::from(node),
             reports: 1,
+            ids: Vec::new(),
         }
     }
 
@@ -493,11 +475,11 @@ mod tests {
         d.node_days.sort_by_key(|r| r.day);
         for r in &d.node_days {
             d.version_first_day
-                .entry(r.version.clone())
+                .entry(r.version.to_string())
                 .and_modify(|x| *x = (*x).min(r.day))
                 .or_insert(r.day);
             d.cluster_first_day
-                .entry((r.zone.clone(), r.cluster))
+                .entry(r.cluster)
                 .and_modify(|x| *x = (*x).min(r.day))
                 .or_insert(r.day);
         }

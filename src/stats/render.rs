@@ -135,7 +135,7 @@ impl Tabular for Versions {
                 vec![
                     self.zone.clone(),
                     r.version.clone(),
-                    r.status.map_or("-".into(), |s| s.to_string()),
+                    r.status.map_or("-".into(), |s| s.code().to_string()),
                     r.clusters.to_string(),
                     format!("{:.2}", r.cluster_share),
                     r.nodes.to_string(),

@@ -18,9 +18,9 @@ use super::{
     ADOPTION_WINDOW_DAYS,
 };
 use crate::clock::Day;
+use crate::fleet::{Snapshot, ACTIVITY_DAYS, MAX_WINDOW};
 use crate::protocol::ZoneName;
 use crate::store::reader::{SqliteReader, StatsReader};
-use crate::store::snapshot::{Snapshot, ACTIVITY_DAYS, MAX_WINDOW};
 use crate::store::StoreError;
 
 #[derive(Debug, Error)]
@@ -230,7 +230,7 @@ impl Source {
         last: i64,
     ) -> Result<Option<Adoption>, StoreError> {
         let refs = self.refs();
-        let Some(released) = Dataset::version_first_day(&refs, version, zone)? else {
+        let Some(Day(released)) = Dataset::version_first_day(&refs, version, zone)? else {
             return Ok(None);
         };
         let Some(reader) = self.single() else {
@@ -248,16 +248,9 @@ impl Source {
         for day in released..=last {
             let snap = reader.snapshot(zone, Day(day))?;
             let active = snap.active(ADOPTION_WINDOW_DAYS).unwrap_or((0, 0)).0;
-            let adopted: u64 = snap
+            let adopted = snap
                 .window(ADOPTION_WINDOW_DAYS)
-                .map(|w| {
-                    w.versions
-                        .iter()
-                        .filter(|(v, _)| Version::parse(v).is_ok_and(|v| v >= *version))
-                        .map(|(_, f)| f.min_clusters)
-                        .sum()
-                })
-                .unwrap_or(0);
+                .map_or(0, |w| w.adopted(version));
             result.push(day, active, adopted);
         }
         Ok(Some(result))
@@ -274,7 +267,6 @@ fn versions_from(
     last: i64,
 ) -> Result<Versions, StoreError> {
     let len = last - first + 1;
-    let figures = snap.window(len).cloned().unwrap_or_default();
     let mut rows: BTreeMap<String, VersionRow> = BTreeMap::new();
     let mut status_at: BTreeMap<String, i64> = BTreeMap::new();
     for v in reader.version_days(zone, Day(first), Day(last))? {
@@ -289,33 +281,19 @@ fn versions_from(
                 let seen = status_at.entry(name).or_insert(i64::MIN);
                 if at >= *seen {
                     *seen = at;
-                    row.status = Some(v.status.code());
+                    row.status = Some(v.status);
                 }
             }
             None => {
-                row.status.get_or_insert(v.status.code());
+                row.status.get_or_insert(v.status);
             }
         }
     }
-    for (name, f) in &figures.versions {
-        if let Some(row) = rows.get_mut(name) {
-            row.clusters = f.clusters;
-            row.nodes = f.nodes;
-            row.cluster_share = f.clusters as f64 + f.share_mixed;
-        }
-    }
-    let (active_clusters, active_nodes) = snap.active(len).unwrap_or((0, 0));
-    let mut rows: Vec<VersionRow> = rows.into_values().collect();
-    rows.sort_by(|a, b| super::cmp_versions_desc(&a.version, &b.version));
-    Ok(Versions {
-        zone: zone.as_str().to_string(),
-        first_day: first,
-        last_day: last,
-        active_clusters,
-        active_nodes,
-        mixed_clusters: figures.mixed_clusters,
-        insecure_nodes: figures.insecure_nodes,
-        insecure_clusters: figures.insecure_clusters,
+    Ok(Versions::from_figures(
+        zone.as_str().to_string(),
+        (first, last),
+        snap.window(len).cloned().unwrap_or_default(),
+        snap.active(len).unwrap_or((0, 0)),
         rows,
-    })
+    ))
 }

@@ -8,14 +8,11 @@
 //! a power loss may roll back the last commits, position included, and the
 //! processor takes the same records again from the journal, exactly once.
 
-pub(crate) mod fleet;
 mod ingest;
-mod keys;
-mod latest;
 pub mod reader;
 pub mod rollup;
 mod schema;
-pub mod snapshot;
+mod snapshot;
 
 use std::path::Path;
 
@@ -24,6 +21,7 @@ use thiserror::Error;
 
 pub use crate::clock::day_of;
 use crate::clock::Day;
+use crate::fleet::CounterDelta;
 pub use crate::report::ReceivedReport;
 
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
@@ -82,14 +80,6 @@ pub struct BatchOutcome {
     /// Stored reports of a day whose snapshot was already made (and is not
     /// made again: see docs/STATS.md).
     pub late: u64,
-}
-
-/// A counter's gain on one day, persisted with the batch it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterDelta {
-    pub day: Day,
-    pub name: String,
-    pub delta: u64,
 }
 
 pub struct Store {
@@ -221,7 +211,7 @@ impl Store {
             )?;
             for c in counters.iter().filter(|c| c.delta > 0) {
                 up.execute(params![
-                    c.day.0,
+                    c.day,
                     c.name,
                     i64::try_from(c.delta).unwrap_or(i64::MAX)
                 ])?;
@@ -294,14 +284,41 @@ impl Store {
     /// (its node-days are grouped from these rows). Returns the rows
     /// deleted.
     pub fn prune(&mut self, before_day: Day, limit: usize) -> Result<usize, StoreError> {
-        let open = ingest::open_day(&self.conn)?.unwrap_or(i64::MIN);
+        let open = ingest::open_day(&self.conn)?.unwrap_or(Day(i64::MIN));
         Ok(self.conn.execute(
             "DELETE FROM reports WHERE (client_time, report_id) IN
                (SELECT client_time, report_id FROM reports
                 WHERE received_at < MIN(?1, ?3) * 86400 LIMIT ?2)",
-            params![before_day.0, limit as i64, open],
+            params![before_day, limit as i64, open],
         )?)
     }
+}
+
+/// Days are stored as their number.
+impl rusqlite::ToSql for Day {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.0.into())
+    }
+}
+
+impl rusqlite::types::FromSql for Day {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(value).map(Day)
+    }
+}
+
+/// The cluster and node ids in columns `at` and `at + 1` of a row: `None`
+/// if either is not 16 bytes (NULL: an anonymous report), and the row is
+/// skipped.
+pub(crate) fn ids_at(
+    r: &rusqlite::Row<'_>,
+    at: usize,
+) -> rusqlite::Result<Option<([u8; 16], [u8; 16])>> {
+    let id = |i: usize| {
+        r.get_ref(i)
+            .map(|v| <[u8; 16]>::try_from(v.as_blob().unwrap_or_default()).ok())
+    };
+    Ok(id(at)?.zip(id(at + 1)?))
 }
 
 /// A write transaction that takes the write lock at its start: waiting (up

@@ -35,9 +35,9 @@
 //! is written after all of the day's rows, so a run cut short leaves the
 //! day to the next one.
 
+mod fold;
 mod late;
 mod markers;
-mod node_days;
 mod rows;
 mod snapshot_rows;
 mod states;
@@ -51,8 +51,8 @@ use tracing::{debug, info};
 use super::client::{field, ClickHouseError, Client};
 use super::lease::Lease;
 use super::schema::Topology;
-use crate::clock::day_of;
-use crate::store::fleet::FleetStates;
+use crate::clock::{day_of, Day};
+use crate::fleet::FleetStates;
 use markers::MarkerRow;
 pub(crate) use markers::{markers, Marker};
 use rows::Inserts;
@@ -301,15 +301,15 @@ impl Rollup {
                 rows += next;
                 end += 1;
             }
-            let mut days = self.node_days(day, end)?;
+            let mut days = self.node_days(Day(day), Day(end), base.states.interner())?;
             let stored = self.stored(day, end)?;
             let mut inserts = Inserts::default();
             for d in day..=end {
                 self.lease.keep()?;
                 self.fold_day(
                     base,
-                    d,
-                    days.remove(&d).unwrap_or_default(),
+                    Day(d),
+                    days.remove(&Day(d)).unwrap_or_default(),
                     &stored,
                     stamp,
                     &mut inserts,
@@ -355,19 +355,18 @@ impl Rollup {
         markers: &BTreeMap<i64, Marker>,
         stamp: u64,
     ) -> Result<(), ClickHouseError> {
-        let mut days = self.node_days(first, last)?;
+        let mut days = self.node_days(Day(first), Day(last), base.states.interner())?;
         let stored = self.stored(first, last)?;
         let mut inserts = Inserts::default();
         for d in first..=last {
+            let rows = days.remove(&Day(d)).unwrap_or_default();
             if markers.get(&d).is_some_and(|m| m.closed) {
                 // Closed by a server whose clock is ahead: its rows stay.
                 let mut ignored = Inserts::default();
-                let rows = days.remove(&d).unwrap_or_default();
-                self.fold_day(base, d, rows, &stored, stamp, &mut ignored);
+                self.fold_day(base, Day(d), rows, &stored, stamp, &mut ignored);
                 continue;
             }
-            let rows = days.remove(&d).unwrap_or_default();
-            self.fold_day(base, d, rows, &stored, stamp, &mut inserts);
+            self.fold_day(base, Day(d), rows, &stored, stamp, &mut inserts);
             inserts.push(
                 "rollup_days",
                 &MarkerRow {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::rows::{Inserts, SnapshotActivityRow, SnapshotTotalRow, SnapshotVersionRow};
 use super::stored::Stored;
-use crate::store::snapshot::Snapshot;
+use crate::fleet::Snapshot;
 
 /// A day's snapshot rows (and zero rows for stored keys it lacks).
 pub(super) fn snapshot_rows(

@@ -10,7 +10,9 @@ use super::rows::{insert, serialize, NodeStateRow};
 use super::{Base, Marker, Rollup, KEEP_STATE_DAYS};
 use crate::clickhouse::client::{id16, num, str_at, ClickHouseError};
 use crate::clickhouse::schema::{self, NODE_STATE};
-use crate::store::fleet::{FleetStates, StoredState};
+use crate::clock::Day;
+use crate::fleet::{FleetStates, StoredState};
+use crate::hint::Status;
 
 impl Rollup {
     /// Node states as of the closed day before `start` (or an earlier
@@ -104,15 +106,17 @@ impl Rollup {
                 self.db()
             ),
             |r| {
-                states.restore(&StoredState {
-                    zone: str_at(r, 0)?,
-                    cluster: id16(str_at(r, 1)?)?,
-                    node: id16(str_at(r, 2)?)?,
-                    last_day: num(r, 3)?,
-                    last_at: num(r, 4)?,
-                    version: str_at(r, 5)?,
-                    status: num(r, 6)?,
-                });
+                if let Some(status) = Status::from_code(num(r, 6)?) {
+                    states.restore(&StoredState {
+                        zone: str_at(r, 0)?,
+                        cluster: id16(str_at(r, 1)?)?,
+                        node: id16(str_at(r, 2)?)?,
+                        last_day: Day(num(r, 3)?),
+                        last_at: num(r, 4)?,
+                        version: str_at(r, 5)?,
+                        status,
+                    });
+                }
                 Ok(())
             },
         )?;
@@ -147,10 +151,10 @@ impl Rollup {
                 zone: s.zone,
                 cluster: HEXLOWER.encode(&s.cluster),
                 node: HEXLOWER.encode(&s.node),
-                last_day: s.last_day,
+                last_day: s.last_day.0,
                 last_at: s.last_at,
                 version: s.version,
-                status: s.status,
+                status: s.status.code(),
                 computed_at: stamp,
             };
             serde_json::to_writer(&mut body, &row).map_err(serialize)?;
