@@ -29,6 +29,7 @@
 
 mod counters;
 mod days;
+mod fold;
 mod keys;
 mod node;
 pub mod snapshot;
@@ -36,6 +37,7 @@ mod states;
 
 pub use counters::{CounterBase, CounterDelta};
 pub use days::{MergedNodeDay, NodeDay, NodeDayKey, ReportId, VersionDay, IDS_PER_NODE_DAY};
+pub use fold::{Fold, Reported};
 pub use keys::{Id, Interner, NodeKey, Text};
 pub use node::{later, DayState, NodeLatest};
 pub use snapshot::{Member, Snapshot, VersionFigures, WindowFigures, ACTIVITY_DAYS, MAX_WINDOW};

@@ -257,17 +257,21 @@ pub(crate) fn apply(
         match open {
             // The first reports ever: every day of the batch but its newest.
             None => close_days(tx, oldest.unwrap_or(newest), newest - 1, writer)?,
-            Some(o) if newest > o => {
-                // The day closing is closed from what the writer kept of
-                // it, this batch's reports of it included.
-                follow_open_day(tx, writer, o, &fresh, false)?;
-                close_days(tx, o, newest - 1, writer)?;
+            Some(o) => {
+                // A straggler of the day that just closed (stamped before
+                // midnight, taken in after one stamped after it): that day
+                // is closed again, now with it, also when the batch goes
+                // on past the open day.
+                if straggled {
+                    close_days(tx, o - 1, o - 1, writer)?;
+                }
+                if newest > o {
+                    // The day closing is closed from what the writer kept
+                    // of it, this batch's reports of it included.
+                    follow_open_day(tx, writer, o, &fresh, false)?;
+                    close_days(tx, o, newest - 1, writer)?;
+                }
             }
-            // A straggler of the day that just closed (stamped before
-            // midnight, taken in after one stamped after it): that day is
-            // closed again, now with it.
-            Some(o) if straggled => close_days(tx, o - 1, o - 1, writer)?,
-            _ => {}
         }
         // A day newer than the open one has no stored reports but this
         // batch's.
@@ -806,6 +810,9 @@ pub(crate) fn close_days(
         )?;
     }
     writer.states = Some(states);
+    // The open day's snapshot starts from these states: a day closed
+    // again (a straggler) changes it too.
+    writer.dirty = true;
     Ok(())
 }
 
