@@ -1016,3 +1016,52 @@ fn a_rollup_by_hand_waits_while_a_server_holds_the_lease() {
     // It gave the lease up: the server's next turn runs.
     server.run(vcheckd::clock::unix_now(), None).unwrap();
 }
+
+/// The counting model holds ClickHouse to it as it holds SQLite
+/// (tests/fleet_props.rs): the same generated reports (retries, anonymous
+/// ones, upgrades, reports of one second, two zones, a day's history
+/// shipped after later days), shipped by the real shipper and rolled up,
+/// read back as the node-days, version days and daily snapshots the model
+/// makes of them. A database per case, on one server; few cases, since
+/// each ships and rolls up.
+#[test]
+fn clickhouse_stores_what_the_model_counts() {
+    if !available("clickhouse_stores_what_the_model_counts") {
+        return;
+    }
+    use proptest::test_runner::{Config, TestRunner};
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::start(&dir.path().join("ch"), "", (free_port(), free_port()));
+    let cases = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 8,
+        max_shrink_iters: 32,
+        ..Config::default()
+    });
+    let none = Counted {
+        duplicate: 0,
+        rejected: 0,
+        dropped: 0,
+    };
+    runner
+        .run(&common::fleet::case(30), |case| {
+            let i = cases.fetch_add(1, Ordering::Relaxed);
+            let client = Client::new(&ch.url(&format!("props{i}")), Duration::from_secs(30));
+            let here = dir.path().join(format!("case{i}"));
+            ship(
+                &here,
+                "ns1",
+                &case.deliveries,
+                none,
+                &client,
+                &Topology::Single,
+            );
+            let mut job = Rollup::new(client.clone(), Topology::Single, 900);
+            job.run(NOW, None).unwrap();
+            job.release().unwrap();
+            let reader = clickhouse::ClickHouseReader::new(client);
+            common::fleet::assert_matches_model(&reader, &case, "ClickHouse");
+            Ok(())
+        })
+        .unwrap();
+}

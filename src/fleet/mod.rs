@@ -12,7 +12,10 @@
 //! - the statistics' exact path merges [`NodeDay`]s of several databases
 //!   ([`MergedNodeDay`]) and reads each node's latest by [`later`];
 //! - the processor and the ClickHouse shipper date counter gains through
-//!   [`CounterBase`].
+//!   [`CounterBase`];
+//! - [`Fold`] runs the model alone over a set of reports: the property
+//!   tests (tests/fleet_props.rs, tests/clickhouse.rs) hold both backends
+//!   to it.
 //!
 //! Guarantees: every type uses [`Day`] and [`Status`], never bare numbers;
 //! versions in node-days and node states are semver (interned once by
