@@ -8,7 +8,7 @@
 use std::ops::{Add, AddAssign, Sub, SubAssign};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Seconds in a UTC day (no leap seconds in unix time).
 pub const DAY_SECS: i64 = 86_400;
@@ -39,7 +39,9 @@ pub fn today() -> Day {
 
 /// A UTC day: days since 1970-01-01. Serialized as that number, which is
 /// what the JSON API and the tables hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Day(pub i64);
 

@@ -23,10 +23,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use super::client::{field, text, ClickHouseError, Client};
+use super::client::{ClickHouseError, Client};
 
 /// The one lease key.
 const KEY: &str = "rollup";
@@ -41,7 +41,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 const SLOW_CLAIM: Duration = Duration::from_millis(900);
 
 /// A lease row as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 struct Row {
     holder: String,
     /// When the holder first claimed it (ns): the earliest fresh claim
@@ -116,21 +116,11 @@ impl Lease {
     }
 
     fn rows(&self) -> Result<Vec<Row>, ClickHouseError> {
-        let rows = self.client.query(&format!(
+        self.client.rows(&format!(
             "SELECT holder, claimed_at, expires, at FROM {}.rollup_lease FINAL
              WHERE lease = '{KEY}'",
             self.client.database()
-        ))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Row {
-                    holder: text(r, 0)?.to_string(),
-                    claimed_at: field(r, 1)?,
-                    expires: field(r, 2)?,
-                    at: field(r, 3)?,
-                })
-            })
-            .collect()
+        ))
     }
 
     fn write(&self, claimed_at: u64, expires: i64) -> Result<(), ClickHouseError> {

@@ -41,6 +41,15 @@ impl serde::Serialize for Status {
     }
 }
 
+/// From its code; any other number is an error.
+impl<'de> serde::Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = u8::deserialize(d)?;
+        Status::from_code(code)
+            .ok_or_else(|| serde::de::Error::custom(format!("{code} is no status code")))
+    }
+}
+
 impl Status {
     pub fn code(self) -> u8 {
         self as u8

@@ -6,12 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use data_encoding::HEXLOWER;
+use serde::Deserialize;
 
 use super::rows::{keep_earliest, FirstDayRow, Inserts, VersionDayRow};
 use super::snapshot_rows::snapshot_rows;
 use super::stored::Stored;
 use super::{Base, Rollup};
-use crate::clickhouse::client::{id16, num, str_at, ClickHouseError};
+use crate::clickhouse::client::{hex16, ClickHouseError};
 use crate::clickhouse::dedup::{first_deliveries, COPY_SPAN_DAYS};
 use crate::clock::Day;
 use crate::fleet::{Interner, NodeDay, NodeDayKey, Text, VersionDay};
@@ -37,18 +38,35 @@ pub(super) struct DayReports {
 impl Rollup {
     /// Each day's reports in `first..=last`, every report once, dated and
     /// answered as its first delivery; texts interned in `interner`.
-    /// Reports whose version is not semver, or whose status is no status
-    /// code, are left out (the shipper never writes one).
+    /// Reports whose version is not semver are left out (the shipper
+    /// never writes one).
     pub(super) fn node_days(
         &self,
         first: Day,
         last: Day,
         interner: &mut Interner,
     ) -> Result<BTreeMap<Day, DayReports>, ClickHouseError> {
+        /// A row of the query below: one node's reports of a version
+        /// (all anonymous reports of one, `anon` = 1), each once.
+        #[derive(Deserialize)]
+        struct Row {
+            day: Day,
+            zone: String,
+            anon: u8,
+            #[serde(deserialize_with = "hex16")]
+            cluster: [u8; 16],
+            #[serde(deserialize_with = "hex16")]
+            node: [u8; 16],
+            version: String,
+            reports: u64,
+            last_at: i64,
+            status: Status,
+        }
         let mut out: BTreeMap<Day, DayReports> = BTreeMap::new();
-        self.client.query_each(
+        self.client.each(
             &format!(
-                "SELECT d, zone, anon, cluster, node, v, count(), max(at), argMax(st, at)
+                "SELECT d AS day, zone, anon, cluster, node, v AS version, count() AS reports,
+                        max(at) AS last_at, argMax(st, at) AS status
                  FROM ({} HAVING d BETWEEN {} AND {})
                  GROUP BY d, zone, anon, cluster, node, v",
                 first_deliveries(
@@ -62,35 +80,30 @@ impl Rollup {
                 first.0,
                 last.0
             ),
-            |r| {
-                let (Some(version), Some(status)) = (
-                    interner.version(str_at(r, 5)?),
-                    Status::from_code(num(r, 8)?),
-                ) else {
+            |r: Row| {
+                let Some(version) = interner.version(&r.version) else {
                     return Ok(());
                 };
-                let day = Day(num(r, 0)?);
-                let zone = interner.zone(str_at(r, 1)?);
-                let (reports, last_at) = (num(r, 6)?, num(r, 7)?);
-                let reports_of_day = out.entry(day).or_default();
-                if num::<u8>(r, 2)? == 1 {
+                let zone = interner.zone(&r.zone);
+                let reports_of_day = out.entry(r.day).or_default();
+                if r.anon == 1 {
                     reports_of_day.anonymous.push(Anonymous {
                         zone,
                         version,
-                        reports,
-                        last_at,
-                        status,
+                        reports: r.reports,
+                        last_at: r.last_at,
+                        status: r.status,
                     });
                     return Ok(());
                 }
                 let key = NodeDayKey {
-                    day,
+                    day: r.day,
                     zone: &zone,
-                    cluster: id16(str_at(r, 3)?)?,
-                    node: id16(str_at(r, 4)?)?,
+                    cluster: r.cluster,
+                    node: r.node,
                 };
-                let mut row = NodeDay::first(key, &version, last_at, status, None);
-                row.reports = reports;
+                let mut row = NodeDay::first(key, &version, r.last_at, r.status, None);
+                row.reports = r.reports;
                 reports_of_day.nodes.push(row);
                 Ok(())
             },
@@ -147,12 +160,12 @@ impl Rollup {
                 "version_days",
                 &VersionDayRow {
                     zone,
-                    day: day.0,
+                    day,
                     version,
                     reports: v.reports,
                     anonymous: v.anonymous,
                     last_at: v.last_at.unwrap_or(-1),
-                    status: v.status.code(),
+                    status: v.status,
                     computed_at: stamp,
                 },
             );
@@ -166,8 +179,8 @@ impl Rollup {
                         zone,
                         cluster: None,
                         version: Some(version),
-                        first_day: day.0,
-                        keep: keep_earliest(day.0),
+                        first_day: day,
+                        keep: keep_earliest(day),
                     },
                 );
             }
@@ -176,18 +189,18 @@ impl Rollup {
             .keys()
             .map(|(z, v)| (z.as_str(), v.as_str()))
             .collect();
-        for (zone, _, v) in stored.version_days.iter().filter(|k| k.1 == day.0) {
+        for (zone, _, v) in stored.version_days.iter().filter(|k| k.1 == day) {
             if !computed.contains(&(zone.as_str(), v.as_str())) {
                 inserts.push(
                     "version_days",
                     &VersionDayRow {
                         zone,
-                        day: day.0,
+                        day,
                         version: v,
                         reports: 0,
                         anonymous: 0,
                         last_at: -1,
-                        status: 0,
+                        status: Status::Unknown,
                         computed_at: stamp,
                     },
                 );
@@ -200,8 +213,8 @@ impl Rollup {
                     zone,
                     cluster: Some(HEXLOWER.encode(cluster)),
                     version: None,
-                    first_day: day.0,
-                    keep: keep_earliest(day.0),
+                    first_day: day,
+                    keep: keep_earliest(day),
                 },
             );
         }
@@ -210,6 +223,6 @@ impl Rollup {
             base.states.take(r);
         }
         let snaps = base.states.snapshots(day);
-        snapshot_rows(&snaps, day.0, stored, stamp, inserts);
+        snapshot_rows(&snaps, day, stored, stamp, inserts);
     }
 }

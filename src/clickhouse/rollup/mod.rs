@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use tracing::{debug, info};
 
-use super::client::{field, ClickHouseError, Client};
+use super::client::{one, ClickHouseError, Client};
 use super::lease::Lease;
 use super::schema::Topology;
 use crate::clock::{day_of, Day};
@@ -268,15 +268,18 @@ impl Rollup {
     /// The first receive day of any report (before `before`), if there
     /// is any.
     fn first_report_day(&self, before: Option<i64>) -> Result<Option<i64>, ClickHouseError> {
-        let filter = before.map_or(String::new(), |d| format!(" WHERE day < {d}"));
-        let rows = self.client.query(&format!(
-            "SELECT count(), min(day) FROM {}.reports{filter}",
-            self.db()
-        ))?;
-        match rows.first() {
-            Some(r) if field::<u64>(r, 0)? > 0 => Ok(Some(field(r, 1)?)),
-            _ => Ok(None),
+        /// The row of the query below.
+        #[derive(serde::Deserialize)]
+        struct First {
+            reports: u64,
+            first: i64,
         }
+        let filter = before.map_or(String::new(), |d| format!(" WHERE day < {d}"));
+        let row: First = one(self.client.rows(&format!(
+            "SELECT count() AS reports, min(day) AS first FROM {}.reports{filter}",
+            self.db()
+        ))?)?;
+        Ok((row.reports > 0).then_some(row.first))
     }
 
     /// Closes `first..=last`, in chunks of days, renewing the lease
