@@ -147,28 +147,52 @@ fn hint(c: &mut Criterion) {
 }
 
 fn v2(c: &mut Criterion) {
-    use vcheckd::protocol::name::labels_to_frame;
-    use vcheckd::protocol::v2::{self, frame, PrivateKey, PrivateKeyring};
-    let private = PrivateKey::from_secrets(KeyId(1), [0x21; 32], [0x42; 32]).unwrap();
-    let public = private.public();
-    let ring = PrivateKeyring::new(vec![private]).unwrap();
+    use vcheckd::protocol::name::{frame_to_name, labels_to_frame};
+    use vcheckd::protocol::v2::effort::{self, Effort};
+    use vcheckd::protocol::v2::keys::Ratchet;
+    use vcheckd::protocol::v2::{frame, ClusterSecret, Epoch, PrivateKey, PrivateKeyring};
+    let now = 2_970 * 604_800 + 86_400;
+    let private = PrivateKey::from_secrets(
+        KeyId(1),
+        [0x42; 32],
+        Ratchet::new(Epoch::at(now), [0x21; 32]),
+    );
+    let ring = PrivateKeyring::new(std::slice::from_ref(&private), now).unwrap();
+    let seal = ring.seal_key(KeyId(1), Epoch::at(now)).unwrap();
     let zone = ZoneName::new(ZONE).unwrap();
     let payload = payload(&key());
-    let (name, _) = v2::encode_query_name(&public, &zone, &payload).unwrap();
+    let mut sealed = frame::seal(&seal, &zone, &payload).unwrap();
+    effort::prove(&mut sealed, Effort(8), 1 << 20);
+    let name = frame_to_name(&sealed, &zone).unwrap();
     let owned = payload_labels(&name);
     let labels: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-    let sealed = labels_to_frame(&labels).unwrap();
     assert!(frame::open(&ring, &zone, &sealed).is_ok());
     let mut g = c.benchmark_group("v2");
     g.bench_function("seal_client", |b| {
-        b.iter(|| v2::encode_query_name(black_box(&public), black_box(&zone), black_box(&payload)))
+        b.iter(|| frame::seal(black_box(&seal), black_box(&zone), black_box(&payload)))
     });
-    // What the answer path does with a v2 name: base32 and the shape.
-    g.bench_function("answer_path_shape_check", |b| {
+    // The client's one-time cost per process: the cluster secret.
+    g.sample_size(10);
+    g.bench_function("cluster_secret_argon2id", |b| {
+        b.iter(|| ClusterSecret::derive(black_box(&zone), black_box("cluster-1")))
+    });
+    g.sample_size(100);
+    // A try of the effort search (one or two SHA-256 compressions): a
+    // proof of effort e costs 2^e of them on average.
+    g.bench_function("effort_try", |b| {
+        let mut f = sealed.clone();
+        b.iter(|| effort::prove_from(black_box(&mut f), Effort(255), 0, 1))
+    });
+    // What the answer path does with a v2 name: base32, the shape and the
+    // effort (one hash of the frame).
+    g.bench_function("answer_path_shape_and_effort", |b| {
         b.iter(|| {
             let f = labels_to_frame(black_box(&labels)).unwrap();
-            frame::check_shape(&f, |id| id == KeyId(1)).is_ok()
+            (frame::check_shape(&f).is_ok(), effort::effort(&f).0)
         })
+    });
+    g.bench_function("effort_verify", |b| {
+        b.iter(|| effort::effort(black_box(&sealed)))
     });
     // What the processor does with it.
     g.bench_function("open_processor", |b| {

@@ -409,6 +409,12 @@ impl Run {
             self.metrics
                 .journal_bytes
                 .store(stats.bytes_on_disk, Ordering::Relaxed);
+            self.metrics
+                .journal_pending_bytes
+                .store(stats.pending_bytes, Ordering::Relaxed);
+            self.metrics
+                .journal_write_failures
+                .store(stats.commit_failures, Ordering::Relaxed);
             if damaged > 0 {
                 warn!(
                     records = damaged,

@@ -257,7 +257,7 @@ mod tests {
         use crate::hint::ReleasesConfig;
         use crate::protocol::v2::PrivateKey;
         let zone = ZoneName::new("vc.example.com").unwrap();
-        let key = PrivateKey::generate(KeyId(2));
+        let key = PrivateKey::generate(KeyId(2), 1_700_000_000);
         let releases = Releases::try_from(&ReleasesConfig {
             versions: vec!["2.4.0".into(), "2.4.1".into()],
             ..Default::default()
@@ -266,15 +266,19 @@ mod tests {
         let mut opener = Opener::default();
         opener.insert(
             zone.clone(),
-            PrivateKeyring::new(vec![key.clone()]).unwrap(),
+            PrivateKeyring::new(std::slice::from_ref(&key), 1_700_000_009).unwrap(),
             releases,
         );
+        let seal = PrivateKeyring::new(std::slice::from_ref(&key), 1_700_000_000)
+            .unwrap()
+            .seal_key(KeyId(2), v2::Epoch::at(1_700_000_000))
+            .unwrap();
         let payload = Payload {
             timestamp: 1_700_000_000,
             identity: Identity::Withheld,
             version: semver::Version::parse("2.4.0").unwrap(),
         };
-        let frame = v2::frame::seal(&key.public(), &zone, &payload).unwrap();
+        let frame = v2::frame::seal(&seal, &zone, &payload).unwrap();
         let mut record = Vec::new();
         Incoming::V2 {
             zone: &zone,
@@ -289,8 +293,9 @@ mod tests {
             (r.report.payload, r.received_at, r.status, r.zone.clone()),
             (payload, 1_700_000_009, Status::UpgradeAvailable, zone)
         );
-        let last = record.len() - 1;
-        record[last] ^= 1;
+        // A byte of the ciphertext (the last 4 are the proof, not sealed).
+        let sealed_byte = record.len() - 5;
+        record[sealed_byte] ^= 1;
         assert_eq!(
             decode(&record, &opener),
             Err(Undecodable::Rejected(DecodeError::Authentication))
