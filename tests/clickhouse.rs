@@ -1156,7 +1156,7 @@ fn every_query_reads_its_rows_by_name() {
     );
     assert_eq!(done.late_from, None, "rollup: fingerprints");
     let reader = clickhouse::ClickHouseReader::new(client.clone());
-    assert_eq!(reader.zones().unwrap(), [z.clone()], "zones");
+    assert_eq!(reader.zones().unwrap(), std::slice::from_ref(&z), "zones");
     let at = |day: i64, s: i64| Some(day * DAY + s);
     let v = |text: &str| semver::Version::parse(text).unwrap();
     assert_eq!(
