@@ -285,27 +285,18 @@ impl Versions {
 pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
     let (first, last) = (Day(first_day), Day(last_day));
     let nodes = latest_by_node(data, first, last);
-    let mut rows: BTreeMap<String, VersionRow> = BTreeMap::new();
-    let mut status_at: HashMap<&str, i64> = HashMap::new();
+    let mut rows = VersionRows::default();
     for r in data.days(first, last) {
-        let entry = rows
-            .entry(r.version.to_string())
-            .or_insert_with(|| VersionRow::empty(&r.version));
-        entry.reports += r.reports;
-        let seen = status_at.entry(r.version.as_str()).or_insert(i64::MIN);
-        if r.last_at >= *seen {
-            *seen = r.last_at;
-            entry.status = Some(r.status);
-        }
+        rows.take(&r.version, r.reports, 0, Some(r.last_at), r.status);
     }
     for a in data.anon_days(first, last) {
-        let name = a.version.to_string();
-        let entry = rows
-            .entry(name.clone())
-            .or_insert_with(|| VersionRow::empty(&name));
-        entry.anonymous_reports += a.anonymous;
-        entry.reports += a.anonymous;
-        entry.status.get_or_insert(a.status);
+        rows.take(
+            &a.version.to_string(),
+            a.anonymous,
+            a.anonymous,
+            None,
+            a.status,
+        );
     }
     let clusters: HashSet<[u8; 16]> = nodes.keys().map(|(c, _)| *c).collect();
     let active = (clusters.len() as u64, nodes.len() as u64);
@@ -315,8 +306,53 @@ pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
         (first_day, last_day),
         figures,
         active,
-        rows,
+        rows.rows,
     )
+}
+
+/// Each version's reports in a window, and the status answered to its
+/// latest identified report (else to an anonymous one).
+#[derive(Default)]
+pub(crate) struct VersionRows {
+    pub(crate) rows: BTreeMap<String, VersionRow>,
+    /// Per version, the receive time of the latest identified report.
+    status_at: HashMap<String, i64>,
+}
+
+impl VersionRows {
+    /// Takes in `reports` of `version` (`anonymous` of them), the latest
+    /// identified one received at `latest` (None: anonymous only), and
+    /// the status answered.
+    pub(crate) fn take(
+        &mut self,
+        version: &str,
+        reports: u64,
+        anonymous: u64,
+        latest: Option<i64>,
+        status: Status,
+    ) {
+        let row = self
+            .rows
+            .entry(version.to_string())
+            .or_insert_with(|| VersionRow::empty(version));
+        row.reports += reports;
+        row.anonymous_reports += anonymous;
+        match latest {
+            Some(at) => {
+                let seen = self
+                    .status_at
+                    .entry(version.to_string())
+                    .or_insert(i64::MIN);
+                if at >= *seen {
+                    *seen = at;
+                    row.status = Some(status);
+                }
+            }
+            None => {
+                row.status.get_or_insert(status);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

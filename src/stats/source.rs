@@ -8,13 +8,11 @@
 //! in memory ([`Dataset`]). Both give the same figures (a test holds them
 //! to it); the exact path's cost grows with nodes times days.
 
-use std::collections::BTreeMap;
-
 use semver::Version;
 use thiserror::Error;
 
 use super::{
-    summary_scope, Adoption, Bucket, Dataset, Scope, Summary, TrendPoint, VersionRow, Versions,
+    summary_scope, Adoption, Bucket, Dataset, Scope, Summary, TrendPoint, VersionRows, Versions,
     ADOPTION_WINDOW_DAYS,
 };
 use crate::clock::Day;
@@ -267,33 +265,16 @@ fn versions_from(
     last: i64,
 ) -> Result<Versions, StoreError> {
     let len = last - first + 1;
-    let mut rows: BTreeMap<String, VersionRow> = BTreeMap::new();
-    let mut status_at: BTreeMap<String, i64> = BTreeMap::new();
+    let mut rows = VersionRows::default();
     for v in reader.version_days(zone, Day(first), Day(last))? {
-        let name = v.version.to_string();
-        let row = rows
-            .entry(name.clone())
-            .or_insert_with(|| VersionRow::empty(&name));
-        row.reports += v.reports;
-        row.anonymous_reports += v.anonymous;
-        match v.last_at {
-            Some(at) => {
-                let seen = status_at.entry(name).or_insert(i64::MIN);
-                if at >= *seen {
-                    *seen = at;
-                    row.status = Some(v.status);
-                }
-            }
-            None => {
-                row.status.get_or_insert(v.status);
-            }
-        }
+        let version = v.version.to_string();
+        rows.take(&version, v.reports, v.anonymous, v.last_at, v.status);
     }
     Ok(Versions::from_figures(
         zone.as_str().to_string(),
         (first, last),
         snap.window(len).cloned().unwrap_or_default(),
         snap.active(len).unwrap_or((0, 0)),
-        rows,
+        rows.rows,
     ))
 }

@@ -107,6 +107,16 @@ impl Store {
         Self::open_writer(path).map_err(|e| e.at(path))
     }
 
+    fn new(conn: Connection) -> Self {
+        Store {
+            conn,
+            writer: ingest::WriterState::default(),
+            open_written: None,
+            data_version: None,
+            bulk_load: false,
+        }
+    }
+
     fn open_writer(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
@@ -129,13 +139,7 @@ impl Store {
         // after every few batches.
         conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
         schema::migrate(&mut conn)?;
-        Ok(Store {
-            conn,
-            writer: ingest::WriterState::default(),
-            open_written: None,
-            data_version: None,
-            bulk_load: false,
-        })
+        Ok(Store::new(conn))
     }
 
     /// Opens an existing database for reading only (stats); never creates
@@ -160,13 +164,7 @@ impl Store {
         if found == 0 {
             return Err(StoreError::NotVcheckd);
         }
-        Ok(Store {
-            conn,
-            writer: ingest::WriterState::default(),
-            open_written: None,
-            data_version: None,
-            bulk_load: false,
-        })
+        Ok(Store::new(conn))
     }
 
     /// Stores a batch in one transaction. A report id seen before is not
