@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub const DAY_SECS: i64 = 86_400;
 
 /// Now, in unix seconds (0 if the clock is set before 1970).
+#[must_use]
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -21,6 +22,7 @@ pub fn unix_now() -> i64 {
 }
 
 /// Now, in nanoseconds since 1970 (0 if the clock is set before it).
+#[must_use]
 pub fn now_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -28,11 +30,13 @@ pub fn now_nanos() -> u64 {
 }
 
 /// The UTC day number (days since 1970-01-01) a unix time falls on.
+#[must_use]
 pub fn day_of(unix_seconds: i64) -> i64 {
     unix_seconds.div_euclid(DAY_SECS)
 }
 
 /// Today's UTC day.
+#[must_use]
 pub fn today() -> Day {
     Day::of(unix_now())
 }
@@ -46,21 +50,25 @@ pub fn today() -> Day {
 pub struct Day(pub i64);
 
 impl Day {
+    #[must_use]
     pub fn today() -> Self {
         today()
     }
 
     /// The day a unix time falls on.
+    #[must_use]
     pub fn of(unix_seconds: i64) -> Self {
         Day(day_of(unix_seconds))
     }
 
     /// The unix time the day begins at (its midnight, UTC).
+    #[must_use]
     pub fn start(self) -> i64 {
         self.0.saturating_mul(DAY_SECS)
     }
 
     /// The day as `YYYY-MM-DD`.
+    #[must_use]
     pub fn date(self) -> String {
         date_of_day(self.0)
     }
@@ -108,6 +116,7 @@ impl SubAssign<i64> for Day {
 
 /// A day number as `YYYY-MM-DD` (UTC); a day outside years 1-9999 as
 /// `day N`.
+#[must_use]
 pub fn date_of_day(day: i64) -> String {
     // 0001-01-01T00:00:00Z in unix seconds: jiff goes back to year -9999.
     const YEAR_1: i64 = -62_135_596_800;
@@ -121,12 +130,14 @@ pub fn date_of_day(day: i64) -> String {
 }
 
 /// Unix seconds as an ISO 8601 UTC time, `2026-11-23T10:00:00Z`.
+#[must_use]
 pub fn utc_time(unix_seconds: i64) -> String {
     jiff::Timestamp::from_second(unix_seconds)
         .map_or_else(|_| format!("{unix_seconds} (unix)"), |t| t.to_string())
 }
 
 /// `YYYY-MM-DD` to a day number; `None` if malformed or not a date.
+#[must_use]
 pub fn day_of_date(text: &str) -> Option<i64> {
     let date: jiff::civil::Date = text.trim().parse().ok()?;
     if !(1..=9999).contains(&date.year()) {
@@ -137,6 +148,7 @@ pub fn day_of_date(text: &str) -> Option<i64> {
 }
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC`.
+#[must_use]
 pub fn utc(secs: i64) -> String {
     let t = secs.rem_euclid(DAY_SECS);
     format!(

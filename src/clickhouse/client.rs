@@ -53,6 +53,7 @@ pub struct Client {
 
 impl Client {
     /// `timeout` bounds each request, connect included.
+    #[must_use]
     pub fn new(url: &ClickHouseUrl, timeout: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -66,10 +67,12 @@ impl Client {
         }
     }
 
+    #[must_use]
     pub fn url(&self) -> &ClickHouseUrl {
         &self.url
     }
 
+    #[must_use]
     pub fn database(&self) -> &str {
         self.url.database()
     }

@@ -143,6 +143,7 @@ fn quote(text: &str) -> String {
 }
 
 impl ClickHouseReader {
+    #[must_use]
     pub fn new(client: Client) -> Self {
         ClickHouseReader {
             client,
@@ -155,6 +156,7 @@ impl ClickHouseReader {
     }
 
     /// A reader of the database at `url` (each query bounded by `timeout`).
+    #[must_use]
     pub fn open(url: &ClickHouseUrl, timeout: std::time::Duration) -> Self {
         Self::new(Client::new(url, timeout))
     }

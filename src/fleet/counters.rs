@@ -25,12 +25,14 @@ pub struct CounterBase {
 }
 
 impl CounterBase {
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Each counter of `reading` (name, value) that gained since taken,
     /// with its gain, dated `day`.
+    #[must_use]
     pub fn deltas(&self, reading: &[(String, u64)], day: Day) -> Vec<CounterDelta> {
         reading
             .iter()

@@ -56,6 +56,7 @@ pub struct NodeDayKey<'a> {
 impl NodeDay {
     /// A node-day of one report: received at `at` (unix seconds) with
     /// the id `id`, and answered `status`.
+    #[must_use]
     pub fn first(
         key: NodeDayKey<'_>,
         version: &Text,
@@ -106,6 +107,7 @@ pub struct MergedNodeDay {
 }
 
 impl MergedNodeDay {
+    #[must_use]
     pub fn new(mut row: NodeDay) -> Self {
         let ids: HashSet<ReportId> = row.ids.drain(..).collect();
         let saturated = (ids.len() as u64) < row.reports;
@@ -134,6 +136,7 @@ impl MergedNodeDay {
     }
 
     /// The node-day, its reports counted once (without its ids).
+    #[must_use]
     pub fn row(self) -> NodeDay {
         self.row
     }
@@ -158,6 +161,7 @@ pub struct VersionDay {
 
 impl VersionDay {
     /// No reports yet; `status` until one is taken.
+    #[must_use]
     pub fn new(day: Day, version: Version, status: Status) -> Self {
         VersionDay {
             day,

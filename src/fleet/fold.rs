@@ -37,6 +37,7 @@ pub struct Fold {
 }
 
 impl Fold {
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
@@ -86,6 +87,7 @@ impl Fold {
     }
 
     /// Every zone's snapshot of `day`, from the node-days up to it.
+    #[must_use]
     pub fn snapshots(&self, day: Day) -> BTreeMap<String, Snapshot> {
         let mut days: Vec<&NodeDay> = self.node_days.values().filter(|d| d.day <= day).collect();
         days.sort_by_key(|d| (d.day, d.last_at));

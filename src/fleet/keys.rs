@@ -19,6 +19,7 @@ use std::sync::Arc;
 pub struct Text(Arc<str>);
 
 impl Text {
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -61,7 +62,7 @@ impl PartialOrd for Text {
 
 impl std::hash::Hash for Text {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state)
+        self.0.hash(state);
     }
 }
 
@@ -77,6 +78,7 @@ impl std::ops::Deref for Text {
 pub struct Id(u128);
 
 impl Id {
+    #[must_use]
     pub fn bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()
     }

@@ -14,7 +14,7 @@
 //! - the processor and the ClickHouse shipper date counter gains through
 //!   [`CounterBase`];
 //! - [`Fold`] runs the model alone over a set of reports: the property
-//!   tests (tests/fleet_props.rs, tests/clickhouse.rs) hold both backends
+//!   tests (`tests/fleet_props.rs`, `tests/clickhouse.rs`) hold both backends
 //!   to it.
 //!
 //! Guarantees: every type uses [`Day`] and [`Status`], never bare numbers;

@@ -40,6 +40,7 @@ pub struct DayState {
 /// rule. Receive times are whole seconds, so within one second the higher
 /// version is taken as the later report (an upgrade). Text that is not
 /// semver is taken as older than any version.
+#[must_use]
 pub fn later(at: i64, version: &str, than_at: i64, than_version: &str) -> bool {
     match at.cmp(&than_at) {
         Ordering::Greater => true,
@@ -53,6 +54,7 @@ pub fn later(at: i64, version: &str, than_at: i64, than_version: &str) -> bool {
 }
 
 impl NodeLatest {
+    #[must_use]
     pub fn new(day: Day, at: i64, version: &Text, status: Status) -> Self {
         NodeLatest {
             last_day: day,
@@ -96,6 +98,7 @@ impl NodeLatest {
 
     /// The node's state at the end of `day`: its latest report on or
     /// before that day, if known.
+    #[must_use]
     pub fn as_of(&self, day: Day) -> Option<(Day, &str, Status)> {
         if self.last_day <= day {
             return Some((self.last_day, self.version.as_str(), self.status));

@@ -52,6 +52,7 @@ pub struct WindowFigures {
 impl WindowFigures {
     /// Clusters all of whose nodes run `version` or newer: those whose
     /// oldest node does (adoption).
+    #[must_use]
     pub fn adopted(&self, version: &Version) -> u64 {
         self.versions
             .iter()
@@ -76,6 +77,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// A stored snapshot before its rows are read in: every window and
     /// age, all zero (a store writes only the rows that are not).
+    #[must_use]
     pub fn stored_empty() -> Self {
         Snapshot {
             activity: vec![(0, 0); ACTIVITY_DAYS as usize],
@@ -86,6 +88,7 @@ impl Snapshot {
 
     /// Clusters and nodes active in the `days` ending on the snapshot's day
     /// (`None` beyond [`ACTIVITY_DAYS`]).
+    #[must_use]
     pub fn active(&self, days: i64) -> Option<(u64, u64)> {
         if !(1..=ACTIVITY_DAYS).contains(&days) {
             return None;
@@ -98,6 +101,7 @@ impl Snapshot {
         )
     }
 
+    #[must_use]
     pub fn window(&self, days: i64) -> Option<&WindowFigures> {
         self.lengths
             .iter()
@@ -227,13 +231,12 @@ pub fn compute<'a>(
             for (v, n) in &part.nodes {
                 figures[*v].nodes += n;
             }
-            match part.whole {
-                Some(v) => figures[v].clusters += 1,
-                None => {
-                    totals[w].0 += 1;
-                    for (v, f) in &part.shares {
-                        figures[*v].share_mixed += f;
-                    }
+            if let Some(v) = part.whole {
+                figures[v].clusters += 1
+            } else {
+                totals[w].0 += 1;
+                for (v, f) in &part.shares {
+                    figures[*v].share_mixed += f;
                 }
             }
             if let Some(v) = part.oldest {
@@ -248,13 +251,12 @@ pub fn compute<'a>(
     };
     let mut members = members.peekable();
     while let Some(m) = members.next() {
-        let v = match index.get(m.version) {
-            Some(v) => *v,
-            None => {
-                names.push(m.version);
-                index.insert(m.version, names.len() - 1);
-                names.len() - 1
-            }
+        let v = if let Some(v) = index.get(m.version) {
+            *v
+        } else {
+            names.push(m.version);
+            index.insert(m.version, names.len() - 1);
+            names.len() - 1
         };
         cluster.push((day - m.last_day, v, m.status));
         if members.peek().is_none_or(|next| next.cluster != m.cluster) {

@@ -40,14 +40,17 @@ pub struct FleetStates {
 }
 
 impl FleetStates {
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.states.len()
     }
 
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.states.is_empty()
     }
@@ -126,6 +129,7 @@ impl FleetStates {
     }
 
     /// The state of the node `key`, if it has one.
+    #[must_use]
     pub fn get(&self, key: &NodeKey) -> Option<&NodeLatest> {
         self.states.get(key)
     }
@@ -174,12 +178,14 @@ impl FleetStates {
 
     /// Every zone's snapshot of `day` (every window the stored snapshots
     /// keep), from the states as of that day.
+    #[must_use]
     pub fn snapshots(&self, day: Day) -> BTreeMap<String, Snapshot> {
         snapshot::compute_all(self.states.iter(), day)
     }
 
     /// Every zone's snapshot of `day` for the windows of the `lengths`
     /// given (ascending), from the states as of that day.
+    #[must_use]
     pub fn windows(&self, day: Day, lengths: &[i64]) -> BTreeMap<String, Snapshot> {
         snapshot::compute_windows(self.states.iter(), day, lengths)
     }

@@ -28,7 +28,8 @@ pub struct DbOutcome {
 }
 
 /// Each node's identity as its reports carry it (anonymized with `key`,
-/// as a client does; withheld for clusters with DISABLE_TELEMETRY).
+/// as a client does; withheld for clusters with `DISABLE_TELEMETRY`).
+#[must_use]
 pub fn identities(fleet: &Fleet, key: &Key) -> Vec<Identity> {
     fleet
         .nodes

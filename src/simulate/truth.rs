@@ -102,6 +102,7 @@ pub struct Truth<'a> {
 impl<'a> Truth<'a> {
     /// `reports` must be sorted by time, as [`Fleet::history`] and
     /// [`Fleet::snapshot`] are.
+    #[must_use]
     pub fn new(fleet: &'a Fleet, reports: &'a [SimReport]) -> Self {
         assert!(
             reports.is_sorted_by_key(|r| r.time),
@@ -111,6 +112,7 @@ impl<'a> Truth<'a> {
     }
 
     /// The whole simulated history.
+    #[must_use]
     pub fn of_history(fleet: &'a Fleet) -> Self {
         Self::new(fleet, &fleet.history)
     }
@@ -163,12 +165,14 @@ impl<'a> Truth<'a> {
             .collect()
     }
 
+    #[must_use]
     pub fn active(&self, first: i64, last: i64) -> (u64, u64) {
         let latest = self.latest(first, last);
         let clusters: BTreeSet<u32> = latest.keys().map(|n| self.cluster(*n)).collect();
         (clusters.len() as u64, latest.len() as u64)
     }
 
+    #[must_use]
     pub fn summary(&self, first: i64, last: i64) -> TruthSummary {
         let active = [1, 7, 30]
             .into_iter()
@@ -206,6 +210,7 @@ impl<'a> Truth<'a> {
         }
     }
 
+    #[must_use]
     pub fn versions(&self, first: i64, last: i64) -> TruthVersions {
         let mut rows: BTreeMap<VersionIdx, TruthRow> = BTreeMap::new();
         let fleet = self.fleet;
@@ -265,6 +270,7 @@ impl<'a> Truth<'a> {
     }
 
     /// Adoption of `version` from its first report through `last_day`.
+    #[must_use]
     pub fn adoption(&self, version: &Version, last_day: i64) -> TruthAdoption {
         let fleet = self.fleet;
         let released_day = self

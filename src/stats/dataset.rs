@@ -113,6 +113,7 @@ impl Dataset {
     }
 
     /// Sum of counters whose name starts with `prefix`, over days in range.
+    #[must_use]
     pub fn counter(&self, prefix: &str, first: Day, last: Day) -> u64 {
         self.counters
             .range((first, String::new())..)

@@ -23,6 +23,7 @@ pub use dataset::{Dataset, Scope};
 pub use source::{Source, StatsError};
 
 /// Newest version first; text that is not semver sorts last.
+#[must_use]
 pub fn cmp_versions_desc(a: &str, b: &str) -> Ordering {
     match (Version::parse(a), Version::parse(b)) {
         (Ok(x), Ok(y)) => y.cmp(&x),
@@ -99,6 +100,7 @@ pub struct Summary {
 
 /// The span a summary needs loaded: the window and the span before it, and
 /// at least 30 days for the "active in 30 days" figure.
+#[must_use]
 pub fn summary_scope(first_day: i64, last_day: i64, zone: ZoneName) -> Scope {
     let len = last_day - first_day + 1;
     Scope {
@@ -108,6 +110,7 @@ pub fn summary_scope(first_day: i64, last_day: i64, zone: ZoneName) -> Scope {
     }
 }
 
+#[must_use]
 pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
     let (first, last) = (Day(first_day), Day(last_day));
     let active = [1, 7, 30]
@@ -209,16 +212,19 @@ fn share(part: u64, whole: u64) -> f64 {
 }
 
 impl Versions {
+    #[must_use]
     pub fn insecure_node_share(&self) -> f64 {
         share(self.insecure_nodes, self.active_nodes)
     }
 
+    #[must_use]
     pub fn insecure_cluster_share(&self) -> f64 {
         share(self.insecure_clusters, self.active_clusters)
     }
 
     /// The `top` versions by cluster share, the rest summed into "other":
     /// label cardinality for metrics, legibility for charts.
+    #[must_use]
     pub fn grouped(&self, top: usize) -> Vec<VersionRow> {
         let mut rows = self.rows.clone();
         rows.sort_by(|a, b| {
@@ -282,6 +288,7 @@ impl Versions {
     }
 }
 
+#[must_use]
 pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
     let (first, last) = (Day(first_day), Day(last_day));
     let nodes = latest_by_node(data, first, last);
@@ -363,6 +370,7 @@ pub enum Bucket {
 }
 
 impl Bucket {
+    #[must_use]
     pub fn days(self) -> i64 {
         match self {
             Bucket::Day => 1,
@@ -386,6 +394,7 @@ pub struct TrendPoint {
 /// oldest may start before `first_day`, so every bucket is comparable), the
 /// version distribution of the clusters and nodes active in it. `data`
 /// must cover the oldest bucket.
+#[must_use]
 pub fn trend(data: &Dataset, first_day: i64, last_day: i64, bucket: Bucket) -> Vec<TrendPoint> {
     let step = bucket.days();
     let mut points = Vec::new();
@@ -441,6 +450,7 @@ pub struct Adoption {
     pub series: Vec<AdoptionPoint>,
 }
 
+#[must_use]
 pub fn adoption(data: &Dataset, version: &Version, last_day: i64) -> Adoption {
     let name = version.to_string();
     let released_day = data.version_first_day.get(&name).map(|d| d.0);

@@ -43,6 +43,7 @@ pub struct Source {
 }
 
 impl Source {
+    #[must_use]
     pub fn new(readers: Vec<Box<dyn StatsReader + Send>>) -> Self {
         Source { readers }
     }
@@ -58,6 +59,7 @@ impl Source {
 
     /// Reads from a ClickHouse database (every name server's shipped
     /// reports), each query bounded by `timeout`.
+    #[must_use]
     pub fn clickhouse(
         url: &crate::clickhouse::ClickHouseUrl,
         timeout: std::time::Duration,

@@ -31,7 +31,7 @@ use crate::fleet::{
 use crate::hint::Status;
 use crate::protocol::Identity;
 
-pub(crate) const SCHEMA: &str = r#"
+pub(crate) const SCHEMA: &str = r"
     CREATE TABLE reports_v3 (
         client_time INTEGER NOT NULL,          -- client clock, unix seconds
         report_id   BLOB    NOT NULL,          -- the frame nonce, 12 bytes
@@ -105,10 +105,10 @@ pub(crate) const SCHEMA: &str = r#"
         one INTEGER PRIMARY KEY CHECK (one = 1),
         day INTEGER NOT NULL
     );
-"#;
+";
 
 /// Schema 4: `node_latest` may lag the closed days.
-pub(crate) const SCHEMA_LAGGING_STATES: &str = r#"
+pub(crate) const SCHEMA_LAGGING_STATES: &str = r"
     -- Present when `node_latest` holds the node-days of the closed days up
     -- to `day` only: the later closed days' node-days are folded in when
     -- node states are loaded. Absent: it holds every closed day.
@@ -116,7 +116,7 @@ pub(crate) const SCHEMA_LAGGING_STATES: &str = r#"
         one INTEGER PRIMARY KEY CHECK (one = 1),
         day INTEGER NOT NULL
     );
-"#;
+";
 
 /// Closed days `node_latest` may lag behind before a day's close rewrites
 /// it (else the writer rewrites it when it goes idle, or a bulk load ends):
@@ -629,17 +629,16 @@ impl OpenDay {
             }
         };
         n.latest.observe(day, at, version, status);
-        match n.days.iter_mut().find(|d| d.version == *version) {
-            Some(d) => d.take(at, status, id),
-            None => {
-                let key = NodeDayKey {
-                    day,
-                    zone: &zone,
-                    cluster,
-                    node,
-                };
-                n.days.push(NodeDay::first(key, version, at, status, id));
-            }
+        if let Some(d) = n.days.iter_mut().find(|d| d.version == *version) {
+            d.take(at, status, id)
+        } else {
+            let key = NodeDayKey {
+                day,
+                zone: &zone,
+                cluster,
+                node,
+            };
+            n.days.push(NodeDay::first(key, version, at, status, id));
         }
     }
 }
@@ -772,27 +771,24 @@ pub(crate) fn close_days(
     };
     let mut day = first;
     while day <= last {
-        match writer.open.take_if(|o| o.day == day) {
-            Some(open) => {
-                put_node_days(
-                    tx,
-                    day,
-                    open.nodes.values().flat_map(|n| {
-                        let mut days: Vec<&NodeDay> = n.days.iter().collect();
-                        days.sort_by(|a, b| a.version.as_str().cmp(b.version.as_str()));
-                        days
-                    }),
-                )?;
-                for node in open.nodes.into_values() {
-                    let mut days = node.days;
-                    days.sort_by_key(|d| d.last_at);
-                    fold(&mut states, &days);
-                }
+        if let Some(open) = writer.open.take_if(|o| o.day == day) {
+            put_node_days(
+                tx,
+                day,
+                open.nodes.values().flat_map(|n| {
+                    let mut days: Vec<&NodeDay> = n.days.iter().collect();
+                    days.sort_by(|a, b| a.version.as_str().cmp(b.version.as_str()));
+                    days
+                }),
+            )?;
+            for node in open.nodes.into_values() {
+                let mut days = node.days;
+                days.sort_by_key(|d| d.last_at);
+                fold(&mut states, &days);
             }
-            None => {
-                let rows = regroup_day(tx, day, &mut writer.interner)?;
-                fold(&mut states, &rows);
-            }
+        } else {
+            let rows = regroup_day(tx, day, &mut writer.interner)?;
+            fold(&mut states, &rows);
         }
         snapshot::store(tx, day, &states.snapshots(day))?;
         day += 1;

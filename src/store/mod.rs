@@ -64,6 +64,7 @@ impl StoreError {
     }
 
     /// The error below any [`StoreError::Open`] wrapping.
+    #[must_use]
     pub fn innermost(&self) -> &StoreError {
         match self {
             StoreError::Open { source, .. } => source.innermost(),

@@ -10,7 +10,7 @@ use crate::fleet::IDS_PER_NODE_DAY;
 use crate::hint::Status;
 use crate::protocol::{AnonId, Identity, KeyId, Payload, Report, ReportId, ZoneName};
 
-pub const SCHEMA: &str = r#"
+pub const SCHEMA: &str = r"
     CREATE TABLE node_days (
         day     INTEGER NOT NULL,
         zone    TEXT    NOT NULL,
@@ -44,7 +44,7 @@ pub const SCHEMA: &str = r#"
         first_day INTEGER NOT NULL,
         PRIMARY KEY (zone, version)
     ) WITHOUT ROWID;
-"#;
+";
 
 /// Adds one newly stored (not duplicate) report to the rollups.
 pub fn add(tx: &Transaction<'_>, r: &ReceivedReport) -> Result<(), StoreError> {

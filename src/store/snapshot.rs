@@ -11,7 +11,7 @@ use crate::clock::Day;
 use crate::fleet::{DayState, FleetStates, Interner, NodeLatest, Snapshot, VersionFigures};
 use crate::hint::Status;
 
-pub(crate) const SCHEMA: &str = r#"
+pub(crate) const SCHEMA: &str = r"
     CREATE TABLE snapshot_versions (
         day           INTEGER NOT NULL,
         zone          TEXT    NOT NULL,
@@ -40,7 +40,7 @@ pub(crate) const SCHEMA: &str = r#"
         nodes    INTEGER NOT NULL,
         PRIMARY KEY (day, zone, age)
     ) WITHOUT ROWID;
-"#;
+";
 
 /// Every zone's node states as stored in `node_latest`, texts interned in
 /// `interner`. A row whose version is not semver, or whose status is no

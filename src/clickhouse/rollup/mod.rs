@@ -121,6 +121,7 @@ impl Rollup {
     /// open (copies crossing midnight, shipping delay).
     /// The lease is taken as `vcheckd` with a 15-minute ttl: see
     /// [`with_lease`](Self::with_lease).
+    #[must_use]
     pub fn new(client: Client, topology: Topology, grace_secs: u64) -> Self {
         Rollup {
             lease: Lease::new(client.clone(), "vcheckd", Duration::from_secs(900)),
@@ -135,6 +136,7 @@ impl Rollup {
     /// Node states sent per insert: [`STATE_CHUNK_ROWS`] unless a test
     /// makes a small fleet's states span several inserts.
     #[doc(hidden)]
+    #[must_use]
     pub fn with_state_chunk_rows(mut self, rows: usize) -> Self {
         self.state_chunk_rows = rows.max(1);
         self
@@ -143,6 +145,7 @@ impl Rollup {
     /// Takes the lease as `server` (this name server's name; a random id
     /// is added per process), for `ttl` from each renewal: several runs'
     /// interval, so that a holder that stops is replaced soon.
+    #[must_use]
     pub fn with_lease(mut self, server: &str, ttl: Duration) -> Self {
         self.lease = Lease::new(self.client.clone(), server, ttl);
         self
@@ -161,6 +164,7 @@ impl Rollup {
     }
 
     /// This process's name as a lease holder.
+    #[must_use]
     pub fn holder(&self) -> &str {
         self.lease.holder_name()
     }
@@ -174,10 +178,12 @@ impl Rollup {
         Ok(())
     }
 
+    #[must_use]
     pub fn client(&self) -> &Client {
         &self.client
     }
 
+    #[must_use]
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
