@@ -9,6 +9,7 @@ pub mod clickhouse;
 pub mod clock;
 pub mod config;
 pub mod dns;
+pub mod fleet;
 pub mod http;
 pub mod journal;
 pub mod metrics;

@@ -17,12 +17,13 @@ use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
 use crate::dns::ReportSink;
+use crate::fleet::{CounterBase, CounterDelta};
 use crate::journal::{Journal, JournalError, Position, Reader};
 use crate::metrics::{bump, Metrics};
 use crate::protocol::DecodeError;
 use crate::replay::{Outside, ReplayWindow};
 use crate::report::{self, Incoming, Opener, ReceivedReport, Undecodable};
-use crate::store::{BatchOutcome, CounterDelta, Store};
+use crate::store::{BatchOutcome, Store};
 
 /// The consumer name under which the SQLite processor keeps its position.
 pub const CONSUMER: &str = "sqlite";
@@ -299,7 +300,7 @@ impl Processor {
                     stop: flag,
                     drain_to: target,
                     committed: Position::ZERO,
-                    persisted: Vec::new(),
+                    persisted: CounterBase::new(),
                     last_flush: Instant::now(),
                 };
                 run.committed = run.reader.position();
@@ -353,7 +354,7 @@ struct Run {
     /// The position the database holds.
     committed: Position,
     /// The answer-path counters as last persisted.
-    persisted: Vec<(String, u64)>,
+    persisted: CounterBase,
     last_flush: Instant,
 }
 
@@ -455,22 +456,7 @@ impl Run {
     /// The answer-path counters' gains since the last commit, dated today.
     fn counter_deltas(&self) -> (Vec<CounterDelta>, Vec<(String, u64)>) {
         let current = self.metrics.persisted_counters();
-        let today = crate::clock::today();
-        let deltas = current
-            .iter()
-            .map(|(name, v)| {
-                let before = self
-                    .persisted
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map_or(0, |(_, b)| *b);
-                CounterDelta {
-                    day: today,
-                    name: name.clone(),
-                    delta: v.saturating_sub(before),
-                }
-            })
-            .collect();
+        let deltas = self.persisted.deltas(&current, crate::clock::today());
         (deltas, current)
     }
 
@@ -488,7 +474,7 @@ impl Run {
                 Ok(outcome) => {
                     self.metrics.observe_batch(started.elapsed());
                     self.count(outcome);
-                    self.persisted = current;
+                    self.persisted.take(current);
                     self.last_flush = Instant::now();
                     if let Err(e) = self.reader.commit(next) {
                         warn!(error = %e, "cannot release journal segments");

@@ -506,7 +506,7 @@ fn compare(client: &Client, topology: &Topology) {
             .iter()
             .map(|r| (r.anonymous_reports, r.status))
             .collect::<Vec<_>>(),
-        vec![(2, Some(Status::UpToDate as u8))],
+        vec![(2, Some(Status::UpToDate))],
         "an anonymous-only version day: the latest report's status"
     );
     for bucket in [Bucket::Day, Bucket::Week] {
@@ -525,7 +525,7 @@ fn compare(client: &Client, topology: &Topology) {
         );
     }
     // The servers' counters, shipped today, summed over both.
-    let today = vcheckd::clock::today();
+    let today = vcheckd::clock::today().0;
     let s = ch.summary(&z, today, today).unwrap();
     let sum = |f: fn(&Counted) -> u64| counted.iter().map(f).sum::<u64>();
     assert_eq!(
@@ -955,7 +955,7 @@ async fn an_outage_loses_nothing_and_dns_keeps_answering() {
     }
     let sqlite = Source::open(&[setup.db_path()]).unwrap();
     let from_ch = Source::clickhouse(&url, Duration::from_secs(30));
-    let today = vcheckd::clock::today();
+    let today = vcheckd::clock::today().0;
     let z = ZoneName::new(common::ZONE).unwrap();
     let (a, b) = (
         from_ch.summary(&z, today - 6, today).unwrap(),
@@ -1015,4 +1015,329 @@ fn a_rollup_by_hand_waits_while_a_server_holds_the_lease() {
     );
     // It gave the lease up: the server's next turn runs.
     server.run(vcheckd::clock::unix_now(), None).unwrap();
+}
+
+/// The counting model holds ClickHouse to it as it holds SQLite
+/// (tests/fleet_props.rs): the same generated reports (retries, anonymous
+/// ones, upgrades, reports of one second, two zones, a day's history
+/// shipped after later days), shipped by the real shipper and rolled up,
+/// read back as the node-days, version days and daily snapshots the model
+/// makes of them. A database per case, on one server; few cases, since
+/// each ships and rolls up.
+#[test]
+fn clickhouse_stores_what_the_model_counts() {
+    if !available("clickhouse_stores_what_the_model_counts") {
+        return;
+    }
+    use proptest::test_runner::{Config, TestRunner};
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::start(&dir.path().join("ch"), "", (free_port(), free_port()));
+    let cases = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 8,
+        max_shrink_iters: 32,
+        ..Config::default()
+    });
+    let none = Counted {
+        duplicate: 0,
+        rejected: 0,
+        dropped: 0,
+    };
+    runner
+        .run(&common::fleet::case(30), |case| {
+            let i = cases.fetch_add(1, Ordering::Relaxed);
+            let client = Client::new(&ch.url(&format!("props{i}")), Duration::from_secs(30));
+            let here = dir.path().join(format!("case{i}"));
+            ship(
+                &here,
+                "ns1",
+                &case.deliveries,
+                none,
+                &client,
+                &Topology::Single,
+            );
+            let mut job = Rollup::new(client.clone(), Topology::Single, 900);
+            job.run(NOW, None).unwrap();
+            job.release().unwrap();
+            let reader = clickhouse::ClickHouseReader::new(client);
+            common::fleet::assert_matches_model(&reader, &case, "ClickHouse");
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Every query vcheckd sends ClickHouse, each checked (by name, in the
+/// failure message) on a fixture whose answers are known: two nodes of one
+/// cluster, an upgrade the same day, an anonymous report, a retry. The
+/// rollup's queries (markers, the first report day, fingerprints, the
+/// day's reports, stored keys, kept states, the lease) show in what a run
+/// did; a second process's run from a later day restores node states and
+/// first days; the reader's in what it answers.
+#[test]
+fn every_query_reads_its_rows_by_name() {
+    if !available("every_query_reads_its_rows_by_name") {
+        return;
+    }
+    use vcheckd::clock::Day;
+    use vcheckd::fleet::{NodeDay, VersionDay, VersionFigures};
+    use vcheckd::store::reader::StatsReader;
+    let dir = tempfile::tempdir().unwrap();
+    let ch = ClickHouse::start(&dir.path().join("ch"), "", (free_port(), free_port()));
+    let client = Client::new(&ch.url("fixture"), Duration::from_secs(30));
+    let z = ZoneName::new("q.example").unwrap();
+    let d = 20_497;
+    let (c1, n1, n2) = ([0xc1; 16], [0x01; 16], [0x02; 16]);
+    let report =
+        |id: u8, node: Option<[u8; 16]>, version: &str, at: i64, status: Status| ReceivedReport {
+            report: Report {
+                id: ReportId([id; 12]),
+                key_id: key().id,
+                payload: Payload {
+                    timestamp: u64::try_from(at).unwrap(),
+                    identity: match node {
+                        Some(n) => Identity::Known {
+                            cluster: vcheckd::protocol::AnonId(c1),
+                            node: vcheckd::protocol::AnonId(n),
+                        },
+                        None => Identity::Withheld,
+                    },
+                    version: semver::Version::parse(version).unwrap(),
+                },
+            },
+            zone: z.clone(),
+            received_at: at,
+            status,
+        };
+    let a = report(0xa, Some(n1), "1.0.0", d * DAY + 100, Status::UpToDate);
+    let mut retry = a.clone();
+    retry.received_at += 5;
+    let deliveries = [
+        a,
+        retry,
+        report(0xb, Some(n1), "2.0.0", d * DAY + 200, Status::UpToDate),
+        report(
+            0xc,
+            Some(n2),
+            "1.0.0",
+            (d + 1) * DAY + 300,
+            Status::UpgradeRequired,
+        ),
+        report(
+            0xd,
+            None,
+            "1.0.0",
+            (d + 1) * DAY + 400,
+            Status::UpgradeRequired,
+        ),
+    ];
+    let counted = Counted {
+        duplicate: 1,
+        rejected: 2,
+        dropped: 0,
+    };
+    ship(
+        dir.path(),
+        "ns1",
+        &deliveries,
+        counted,
+        &client,
+        &Topology::Single,
+    );
+    // markers (none yet), the first report day, fingerprints, the days'
+    // reports, stored keys, kept states and the lease.
+    let mut job = Rollup::new(client.clone(), Topology::Single, 900);
+    let done = job.run(NOW, None).unwrap();
+    job.release().unwrap();
+    let closable = (NOW - 900) / DAY - 1;
+    assert_eq!(
+        done.closed,
+        Some((d, closable)),
+        "rollup: markers, first report day"
+    );
+    assert_eq!(done.late_from, None, "rollup: fingerprints");
+    let reader = clickhouse::ClickHouseReader::new(client.clone());
+    assert_eq!(reader.zones().unwrap(), std::slice::from_ref(&z), "zones");
+    let at = |day: i64, s: i64| Some(day * DAY + s);
+    let v = |text: &str| semver::Version::parse(text).unwrap();
+    assert_eq!(
+        reader.version_days(&z, Day(d), Day(d + 1)).unwrap(),
+        [
+            (d, "1.0.0", 1, 0, at(d, 100), Status::UpToDate),
+            (d, "2.0.0", 1, 0, at(d, 200), Status::UpToDate),
+            (
+                d + 1,
+                "1.0.0",
+                2,
+                1,
+                at(d + 1, 300),
+                Status::UpgradeRequired
+            ),
+        ]
+        .map(
+            |(day, version, reports, anonymous, last_at, status)| VersionDay {
+                day: Day(day),
+                version: v(version),
+                reports,
+                anonymous,
+                last_at,
+                status,
+            }
+        ),
+        "version_days"
+    );
+    let mut days = reader.node_days(&z, Day(d), Day(d + 1), true).unwrap();
+    days.sort_by_key(|r| (r.day, r.node, r.version.to_string()));
+    let row = |day: i64, node: [u8; 16], version: &str, s: i64, status, id: u8| {
+        (
+            Day(day),
+            node,
+            version.to_string(),
+            status,
+            day * DAY + s,
+            1,
+            vec![[id; 12]],
+        )
+    };
+    let view = |r: &NodeDay| {
+        assert_eq!(
+            (r.zone.as_str(), r.cluster),
+            (z.as_str(), c1),
+            "node-days: zone, cluster"
+        );
+        (
+            r.day,
+            r.node,
+            r.version.to_string(),
+            r.status,
+            r.last_at,
+            r.reports,
+            r.ids.clone(),
+        )
+    };
+    assert_eq!(
+        days.iter().map(view).collect::<Vec<_>>(),
+        [
+            row(d, n1, "1.0.0", 100, Status::UpToDate, 0xa),
+            row(d, n1, "2.0.0", 200, Status::UpToDate, 0xb),
+            row(d + 1, n2, "1.0.0", 300, Status::UpgradeRequired, 0xc),
+        ],
+        "node_days (raw reports, each once)"
+    );
+    // snapshot_totals, snapshot_versions, snapshot_activity.
+    let snap = reader.snapshot(&z, Day(d + 1)).unwrap();
+    assert_eq!(
+        &snap.activity[..3],
+        [(1, 1), (0, 1), (0, 0)],
+        "snapshot_activity"
+    );
+    let one = snap.window(1).unwrap();
+    assert_eq!(
+        (
+            one.mixed_clusters,
+            one.insecure_clusters,
+            one.insecure_nodes
+        ),
+        (0, 1, 1),
+        "snapshot_totals"
+    );
+    let figures = |clusters, share_mixed, nodes, min_clusters| VersionFigures {
+        clusters,
+        share_mixed,
+        nodes,
+        min_clusters,
+    };
+    assert_eq!(
+        one.versions,
+        [("1.0.0".to_string(), figures(1, 0.0, 1, 1))].into(),
+        "snapshot_versions"
+    );
+    let two = snap.window(2).unwrap().clone();
+    assert_eq!(two.mixed_clusters, 1, "snapshot_totals: mixed");
+    assert_eq!(
+        two.versions,
+        [
+            ("1.0.0".to_string(), figures(0, 0.5, 1, 1)),
+            ("2.0.0".to_string(), figures(0, 0.5, 1, 0)),
+        ]
+        .into(),
+        "snapshot_versions: shares"
+    );
+    // Node states from the raw reports (a window no snapshot keeps).
+    let long = reader.long_window(&z, Day(d + 1), 100).unwrap().unwrap();
+    assert_eq!(long.window(100), Some(&two), "node states as of a day");
+    assert_eq!(
+        reader.cluster_first_days(&z).unwrap(),
+        [(c1, Day(d))],
+        "clusters' first days"
+    );
+    assert_eq!(
+        (
+            reader.new_clusters(&z, Day(d), Day(d)).unwrap(),
+            reader.new_clusters(&z, Day(d + 1), Day(d + 1)).unwrap()
+        ),
+        (1, 0),
+        "new clusters"
+    );
+    let mut firsts = reader.version_first_days(&z).unwrap();
+    firsts.sort();
+    assert_eq!(
+        firsts,
+        [(v("1.0.0"), Day(d)), (v("2.0.0"), Day(d))],
+        "versions' first days"
+    );
+    let counters = reader.counters(Day(0), vcheckd::clock::today()).unwrap();
+    let total = |name: &str| -> u64 {
+        counters
+            .iter()
+            .filter(|((_, n), _)| n == name)
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(
+        (total("reports.duplicate"), total("rejected.base32")),
+        (1, 2),
+        "counters"
+    );
+    // Another process closes again from the day after the first: it
+    // restores the node states of `d` and the versions seen by then.
+    let mut again = Rollup::new(client.clone(), Topology::Single, 900);
+    let redone = again.run(NOW, Some(d + 1)).unwrap();
+    again.release().unwrap();
+    assert_eq!(
+        (redone.from_start, redone.closed),
+        (Some(d + 1), Some((d + 1, closable))),
+        "node_state read back, versions' first days"
+    );
+    let reread = clickhouse::ClickHouseReader::new(client.clone());
+    assert_eq!(
+        reread.snapshot(&z, Day(d + 1)).unwrap(),
+        snap,
+        "states restored"
+    );
+    // A late report of a closed day: its fingerprint changed.
+    let late = [report(
+        0xe,
+        Some([3; 16]),
+        "2.0.0",
+        d * DAY + 900,
+        Status::UpToDate,
+    )];
+    ship(
+        dir.path(),
+        "ns2",
+        &late,
+        Counted {
+            duplicate: 0,
+            rejected: 0,
+            dropped: 0,
+        },
+        &client,
+        &Topology::Single,
+    );
+    let mut job = Rollup::new(client.clone(), Topology::Single, 900);
+    let done = job.run(NOW, None).unwrap();
+    job.release().unwrap();
+    assert_eq!(done.late_from, Some(d), "fingerprints: a late report");
+    // The schema's version and columns, read again: nothing to do.
+    clickhouse::migrate(&client, &Topology::Single).unwrap();
 }

@@ -196,12 +196,12 @@ impl Browser {
 
     /// A PNG of the whole page, as wide as the viewport.
     fn screenshot(&mut self) -> Vec<u8> {
+        let width = self.eval("document.documentElement.clientWidth");
+        let height = self.eval("document.documentElement.scrollHeight");
         let shot = self.call(
             "Page.captureScreenshot",
             json!({"format": "png", "captureBeyondViewport": true, "clip": {
-                "x": 0, "y": 0, "scale": 1,
-                "width": self.eval("document.documentElement.clientWidth"),
-                "height": self.eval("document.documentElement.scrollHeight"),
+                "x": 0, "y": 0, "scale": 1, "width": width, "height": height,
             }}),
         );
         data_encoding::BASE64
@@ -350,7 +350,7 @@ fn dashboard_in_headless_chromium() {
     assert!(html.contains("Adoption of 2.4.1"));
     // The date fields read as ISO dates, whatever the browser's locale.
     let since = browser.eval("document.querySelector('input[name=since]').value");
-    assert_eq!(since, vcheckd::stats::date_of_day(today() - 29));
+    assert_eq!(since, vcheckd::clock::date_of_day(today() - 29));
     assert_eq!(
         browser.eval("document.querySelector('input[name=since]').type"),
         "text"

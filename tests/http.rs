@@ -13,10 +13,11 @@ use std::time::Duration;
 use common::*;
 use http_support::*;
 use openmetrics_parser::{prometheus::parse_prometheus, PrometheusType, PrometheusValue};
+use vcheckd::clock::date_of_day;
 use vcheckd::config::Config;
 use vcheckd::dns::server::RunningServer;
 use vcheckd::protocol::ZoneName;
-use vcheckd::stats::{self, date_of_day, Bucket, Dataset, Scope};
+use vcheckd::stats::{self, Bucket, Dataset, Scope};
 use vcheckd::store::reader::{SqliteReader, StatsReader};
 
 /// A Setup whose config has `[http]` on an ephemeral port.
@@ -385,7 +386,7 @@ async fn api_equals_stats_for_the_same_data() {
     // Days are ISO dates in JSON, as everywhere else.
     assert_eq!(
         got.as_array().unwrap().first().unwrap()["date"],
-        stats::date_of_day(today - 29)
+        vcheckd::clock::date_of_day(today - 29)
     );
     let got = get(http, &format!("/api/v1/trend?{q}&by=week"))
         .await
@@ -399,7 +400,7 @@ async fn api_equals_stats_for_the_same_data() {
     // adoption of the newest release, as `stats adoption 2.4.1` computes it.
     let got = get(http, "/api/v1/adoption/v2.4.1").await.json();
     let released = today - 8;
-    assert_eq!(got[0]["released"], stats::date_of_day(released));
+    assert_eq!(got[0]["released"], vcheckd::clock::date_of_day(released));
     let want = per_zone(|z| {
         let data = load(&db, released - stats::ADOPTION_WINDOW_DAYS + 1, today, z);
         stats::adoption(&data, &semver::Version::new(2, 4, 1), today)

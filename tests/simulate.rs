@@ -579,8 +579,8 @@ fn cli_history_and_stats_agree() {
     // Days are ISO dates in JSON (YYYY-MM-DD), as in every other output.
     let until = stats["until"].as_str().unwrap_or_default();
     assert_eq!(
-        vcheckd::stats::day_of_date(until),
-        Some(vcheckd::clock::today()),
+        vcheckd::clock::day_of_date(until),
+        Some(vcheckd::clock::today().0),
         "{until}"
     );
     let rows = |v: &serde_json::Value| -> Vec<(String, u64, u64, u64)> {

@@ -13,8 +13,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
 use vcheckd::clickhouse::{self, Client};
+use vcheckd::clock::date_of_day as date;
 use vcheckd::config::Config;
-use vcheckd::stats::date_of_day as date;
 
 #[derive(Debug, Args)]
 pub struct ClickHouseArgs {

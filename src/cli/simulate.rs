@@ -12,12 +12,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use vcheckd::clock::date_of_day;
 use vcheckd::config::Config;
 use vcheckd::hint::{Releases, ReleasesConfig};
 use vcheckd::protocol::{Key, KeyId, ZoneName};
 use vcheckd::simulate::dns::{self, DnsTarget};
 use vcheckd::simulate::{db, defaults, schedule, Fleet, Release, SimConfig, SimReport, Truth};
-use vcheckd::stats::date_of_day;
 use vcheckd::store::Store;
 
 const AFTER_HELP: &str = "Examples:\n  \

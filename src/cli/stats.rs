@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::exit::{self, fail, Exit};
 use super::write_stdout;
 use vcheckd::stats::render::{self, Tabular, TrendTable};
-use vcheckd::stats::{self, Bucket, Source};
+use vcheckd::stats::{Bucket, Source};
 
 #[derive(Debug, Args)]
 #[command(after_help = exit::HELP)]
@@ -76,7 +76,7 @@ enum By {
 }
 
 pub(super) fn parse_day(flag: &str, text: &str) -> Result<i64> {
-    stats::day_of_date(text)
+    vcheckd::clock::day_of_date(text)
         .ok_or_else(|| fail(Exit::Usage, format!("{flag} {text:?}: expected YYYY-MM-DD")))
 }
 
@@ -101,7 +101,7 @@ fn print<T: Serialize + Tabular>(values: &[T], format: Format) -> Result<()> {
 const CLICKHOUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub fn run(args: StatsArgs) -> Result<ExitCode> {
-    let today = vcheckd::clock::today();
+    let today = vcheckd::clock::today().0;
     let until = match &args.until {
         Some(t) => parse_day("--until", t)?,
         None => today,
@@ -201,7 +201,7 @@ pub fn run(args: StatsArgs) -> Result<ExitCode> {
                     lines.push_str(&format!(
                         "{} {version}: first seen {}; 50% of active clusters: {}; 90%: {}\n",
                         adoption.zone,
-                        stats::date_of_day(released),
+                        vcheckd::clock::date_of_day(released),
                         days(adoption.days_to_50),
                         days(adoption.days_to_90)
                     ));

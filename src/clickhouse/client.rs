@@ -1,5 +1,6 @@
 //! A small ClickHouse client over its HTTP interface: statements, queries
-//! answered as TabSeparated text, and inserts as JSONEachRow.
+//! answered as JSONEachRow and decoded by column name into a row type of
+//! each query's own, and inserts as JSONEachRow.
 //!
 //! Blocking (ureq), because its callers are threads: the shipper, and the
 //! statistics, which run on blocking threads already. The HTTP interface is
@@ -7,6 +8,9 @@
 
 use std::io::Read;
 use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 use thiserror::Error;
 
@@ -34,7 +38,7 @@ pub enum ClickHouseError {
     #[error("day {day} is not rolled up in ClickHouse ({}): run `vcheckd clickhouse rollup --config FILE`, or let a name server with [clickhouse] rollup = true do it", match .through { Some(d) => format!("rolled up through day {d}"), None => "nothing rolled up yet".to_string() })]
     NotRolledUp { day: i64, through: Option<i64> },
     /// Another process holds the rollup lease (one rollup at a time).
-    #[error("the ClickHouse rollup is being run by {holder} (its lease expires at {} unless renewed): try again when that run ends, at the latest then", super::lease::utc(*.expires))]
+    #[error("the ClickHouse rollup is being run by {holder} (its lease expires at {} unless renewed): try again when that run ends, at the latest then", crate::clock::utc(*.expires))]
     RollupBusy { holder: String, expires: i64 },
 }
 
@@ -49,6 +53,7 @@ pub struct Client {
 
 impl Client {
     /// `timeout` bounds each request, connect included.
+    #[must_use]
     pub fn new(url: &ClickHouseUrl, timeout: Duration) -> Self {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -62,10 +67,12 @@ impl Client {
         }
     }
 
+    #[must_use]
     pub fn url(&self) -> &ClickHouseUrl {
         &self.url
     }
 
+    #[must_use]
     pub fn database(&self) -> &str {
         self.url.database()
     }
@@ -133,9 +140,10 @@ impl Client {
         self.post(&[], sql.as_bytes(), true).map(drop)
     }
 
-    /// Runs a query and returns its rows as TabSeparated fields. Callers
-    /// select numbers and hex or identifier-like text only, which
-    /// TabSeparated writes unescaped.
+    /// Runs a query and returns its rows as TabSeparated fields: for
+    /// checks by hand and tests (vcheckd's own queries decode typed rows,
+    /// [`rows`](Self::rows)). Numbers and hex or identifier-like text only,
+    /// which TabSeparated writes unescaped.
     pub fn query(&self, sql: &str) -> Result<Vec<Vec<String>>, ClickHouseError> {
         let text = self.post(&[], format!("{sql} FORMAT TabSeparated").as_bytes(), false)?;
         Ok(text
@@ -144,19 +152,33 @@ impl Client {
             .collect())
     }
 
-    /// Runs a query and hands each row's TabSeparated fields to `each`, as
-    /// they arrive (for answers of a row per node: no copy of the whole
-    /// answer). Returns the rows read. An error in `each` ends the read.
-    pub(crate) fn query_each(
+    /// Runs a query and returns its rows, each decoded into a `T` by
+    /// column name (the names, or aliases, of its SELECT list).
+    pub(crate) fn rows<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, ClickHouseError> {
+        let mut out = Vec::new();
+        self.each(sql, |row| {
+            out.push(row);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Runs a query and hands each row, decoded as [`rows`](Self::rows)
+    /// does, to `each` as it arrives (for answers of a row per node: no
+    /// copy of the whole answer). Returns the rows read. An error in
+    /// `each`, or a row that does not decode, ends the read.
+    pub(crate) fn each<T: DeserializeOwned>(
         &self,
         sql: &str,
-        mut each: impl FnMut(&[&str]) -> Result<(), ClickHouseError>,
+        mut each: impl FnMut(T) -> Result<(), ClickHouseError>,
     ) -> Result<u64, ClickHouseError> {
         use std::io::BufRead;
         let mut rows = 0;
         let mut failed = None;
-        let body = format!("{sql} FORMAT TabSeparated");
-        self.send(&[], body.as_bytes(), false, |reader| {
+        let body = format!("{sql} FORMAT JSONEachRow");
+        // 64-bit numbers as JSON numbers, not strings (18.16 knows it).
+        let params = [("output_format_json_quote_64bit_integers", "0")];
+        self.send(&params, body.as_bytes(), false, |reader| {
             let mut lines = std::io::BufReader::with_capacity(1 << 16, reader);
             let mut line = String::new();
             loop {
@@ -164,8 +186,10 @@ impl Client {
                 if lines.read_line(&mut line)? == 0 {
                     return Ok(());
                 }
-                let fields: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
-                if let Err(e) = each(&fields) {
+                let decoded = serde_json::from_str::<T>(&line).map_err(|e| {
+                    ClickHouseError::Answer(format!("{e} in the row {:?}", line.trim_end()))
+                });
+                if let Err(e) = decoded.and_then(&mut each) {
                     failed = Some(e);
                     return Ok(());
                 }
@@ -193,32 +217,11 @@ impl Client {
     }
 }
 
-/// A field parsed as a number, or a clear error naming it.
-pub(crate) fn field<T: std::str::FromStr>(row: &[String], i: usize) -> Result<T, ClickHouseError> {
-    row.get(i)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
-}
-
-/// A field as text.
-pub(crate) fn text(row: &[String], i: usize) -> Result<&str, ClickHouseError> {
-    row.get(i)
-        .map(String::as_str)
-        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
-}
-
-/// Field `i` of a streamed row (see [`Client::query_each`]) as a number.
-pub(crate) fn num<T: std::str::FromStr>(row: &[&str], i: usize) -> Result<T, ClickHouseError> {
-    row.get(i)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
-}
-
-/// Field `i` of a streamed row as text.
-pub(crate) fn str_at<'a>(row: &[&'a str], i: usize) -> Result<&'a str, ClickHouseError> {
-    row.get(i)
-        .copied()
-        .ok_or_else(|| ClickHouseError::Answer(format!("field {i} of {row:?}")))
+/// Decodes a cluster or node id, stored as 32 hex digits (a column's
+/// `deserialize_with`).
+pub(crate) fn hex16<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 16], D::Error> {
+    let hex = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    id16(&hex).map_err(serde::de::Error::custom)
 }
 
 /// A cluster or node id, stored as 32 hex digits.
@@ -230,17 +233,36 @@ pub(crate) fn id16(hex: &str) -> Result<[u8; 16], ClickHouseError> {
         .ok_or_else(|| ClickHouseError::Answer(format!("not a 16-byte id: {hex:?}")))
 }
 
+/// The one row of an answer that has one (`count()`, `max(..)`).
+pub(crate) fn one<T>(rows: Vec<T>) -> Result<T, ClickHouseError> {
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| ClickHouseError::Answer("no row where one was due".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Debug, serde::Deserialize)]
+    struct Row {
+        #[serde(deserialize_with = "hex16")]
+        cluster: [u8; 16],
+        n: u64,
+    }
+
     #[test]
-    fn short_rows_are_errors_not_panics() {
-        let row = ["20500", "vc.example.com"];
-        assert_eq!(num::<i64>(&row, 0).unwrap(), 20_500);
-        assert_eq!(str_at(&row, 1).unwrap(), "vc.example.com");
-        assert!(str_at(&row, 2).is_err());
-        assert!(num::<u64>(&row, 5).is_err());
+    fn rows_decode_by_name_and_bad_ones_are_errors_not_panics() {
+        let row: Row =
+            serde_json::from_str(r#"{"n":7,"cluster":"0102030405060708090a0b0c0d0e0f10"}"#)
+                .unwrap();
+        assert_eq!((row.cluster[0], row.cluster[15], row.n), (1, 16, 7));
+        assert!(serde_json::from_str::<Row>(r#"{"n":7,"cluster":"abc"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Row>(r#"{"cluster":"0102030405060708090a0b0c0d0e0f10"}"#)
+                .is_err()
+        );
         assert!(id16("abc").is_err());
+        assert!(one::<u8>(Vec::new()).is_err());
     }
 }

@@ -13,10 +13,12 @@
 //! servers. A crash loses what was not shipped yet, at most one shipping
 //! interval, as the processor's in-memory counts since its last commit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use crate::clock::Day;
+use crate::fleet::CounterBase;
 use crate::metrics::Metrics;
 
 /// One row of `counters`.
@@ -48,7 +50,7 @@ pub(crate) fn current(metrics: &Metrics) -> Vec<(String, u64)> {
 /// This run's counter totals per day, and which changed since shipped.
 pub(crate) struct Tally {
     run: u64,
-    seen: HashMap<String, u64>,
+    seen: CounterBase,
     totals: BTreeMap<(i64, String), u64>,
     changed: BTreeSet<(i64, String)>,
 }
@@ -59,23 +61,19 @@ impl Tally {
     pub(crate) fn new(run: u64) -> Self {
         Tally {
             run,
-            seen: HashMap::new(),
+            seen: CounterBase::new(),
             totals: BTreeMap::new(),
             changed: BTreeSet::new(),
         }
     }
 
     /// Adds each counter's gain since the last call to `day`.
-    pub(crate) fn observe(&mut self, counters: Vec<(String, u64)>, day: i64) {
-        for (name, value) in counters {
-            let before = self.seen.get(&name).copied().unwrap_or(0);
-            let gain = value.saturating_sub(before);
-            if gain > 0 {
-                *self.totals.entry((day, name.clone())).or_default() += gain;
-                self.changed.insert((day, name.clone()));
-            }
-            self.seen.insert(name, value);
+    pub(crate) fn observe(&mut self, counters: Vec<(String, u64)>, day: Day) {
+        for gain in self.seen.deltas(&counters, day) {
+            *self.totals.entry((day.0, gain.name.clone())).or_default() += gain.delta;
+            self.changed.insert((day.0, gain.name));
         }
+        self.seen.take(counters);
     }
 
     /// The changed totals as JSONEachRow, `None` when nothing changed.
@@ -136,15 +134,24 @@ mod tests {
     fn gains_go_to_the_day_observed_and_totals_replace_themselves() {
         let mut t = Tally::new(9);
         assert!(t.rows("ns1").is_none());
-        t.observe(c(&[("reports.dropped", 2), ("rejected.base32", 0)]), 100);
+        t.observe(
+            c(&[("reports.dropped", 2), ("rejected.base32", 0)]),
+            Day(100),
+        );
         assert_eq!(
             lines(&t),
             [r#"{"day":100,"name":"reports.dropped","server":"ns1","run":9,"value":2}"#]
         );
         t.shipped();
         assert!(t.rows("ns1").is_none(), "nothing changed");
-        t.observe(c(&[("reports.dropped", 5), ("rejected.base32", 1)]), 100);
-        t.observe(c(&[("reports.dropped", 6), ("rejected.base32", 1)]), 101);
+        t.observe(
+            c(&[("reports.dropped", 5), ("rejected.base32", 1)]),
+            Day(100),
+        );
+        t.observe(
+            c(&[("reports.dropped", 6), ("rejected.base32", 1)]),
+            Day(101),
+        );
         assert_eq!(
             lines(&t),
             [

@@ -23,10 +23,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use super::client::{field, text, ClickHouseError, Client};
+use super::client::{ClickHouseError, Client};
 
 /// The one lease key.
 const KEY: &str = "rollup";
@@ -41,7 +41,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 const SLOW_CLAIM: Duration = Duration::from_millis(900);
 
 /// A lease row as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 struct Row {
     holder: String,
     /// When the holder first claimed it (ns): the earliest fresh claim
@@ -116,21 +116,11 @@ impl Lease {
     }
 
     fn rows(&self) -> Result<Vec<Row>, ClickHouseError> {
-        let rows = self.client.query(&format!(
+        self.client.rows(&format!(
             "SELECT holder, claimed_at, expires, at FROM {}.rollup_lease FINAL
              WHERE lease = '{KEY}'",
             self.client.database()
-        ))?;
-        rows.iter()
-            .map(|r| {
-                Ok(Row {
-                    holder: text(r, 0)?.to_string(),
-                    claimed_at: field(r, 1)?,
-                    expires: field(r, 2)?,
-                    at: field(r, 3)?,
-                })
-            })
-            .collect()
+        ))
     }
 
     fn write(&self, claimed_at: u64, expires: i64) -> Result<(), ClickHouseError> {
@@ -139,7 +129,7 @@ impl Lease {
             holder: &self.holder,
             claimed_at,
             expires,
-            at: super::rollup::now_nanos(),
+            at: crate::clock::now_nanos(),
         };
         let body = serde_json::to_vec(&row)
             .map_err(|e| ClickHouseError::Answer(format!("lease row: {e}")))?;
@@ -168,7 +158,7 @@ impl Lease {
             _ => {}
         }
         if let Some(recent) = self.defer {
-            let since = super::rollup::now_nanos()
+            let since = crate::clock::now_nanos()
                 .saturating_sub(u64::try_from(recent.as_nanos()).unwrap_or(u64::MAX));
             if let Some(r) = ran_since(&rows, &self.holder, since) {
                 let next = i64::try_from((r.at / 1_000_000_000).saturating_add(recent.as_secs()))
@@ -181,7 +171,7 @@ impl Lease {
         }
         // A new claim (none held, or ours nearly expired: claimed again,
         // as another may be claiming it now).
-        let claimed_at = super::rollup::now_nanos();
+        let claimed_at = crate::clock::now_nanos();
         let sent = Instant::now();
         self.write(claimed_at, now + self.ttl_secs)?;
         // Held until read back otherwise: a claim left in place by an
@@ -269,15 +259,6 @@ impl Lease {
     }
 }
 
-/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (a time outside jiff's
-/// years -9999..=9999 as the number).
-pub(crate) fn utc(secs: i64) -> String {
-    jiff::Timestamp::from_second(secs).map_or_else(
-        |_| format!("{secs} (unix seconds)"),
-        |t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
-    )
-}
-
 fn busy(h: &Row) -> ClickHouseError {
     ClickHouseError::RollupBusy {
         holder: h.holder.clone(),
@@ -332,12 +313,5 @@ mod tests {
             ran_since(&rows, "a", 400).map(|r| r.holder.as_str()),
             Some("me")
         );
-    }
-
-    #[test]
-    fn expiry_reads_as_utc() {
-        assert_eq!(utc(86_400 + 3_723), "1970-01-02 01:02:03 UTC");
-        assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
-        assert_eq!(utc(i64::MAX), format!("{} (unix seconds)", i64::MAX));
     }
 }

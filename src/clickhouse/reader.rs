@@ -20,15 +20,17 @@ use std::sync::Arc;
 use data_encoding::HEXLOWER_PERMISSIVE;
 use semver::Version;
 
-use super::client::{field, id16, num, text, ClickHouseError, Client};
+use serde::Deserialize;
+
+use super::client::{hex16, one, ClickHouseError, Client};
 use super::dedup::{first_deliveries, COPY_SPAN_DAYS};
 use super::rollup::{self, Marker};
 use super::url::ClickHouseUrl;
 use crate::clock::Day;
+use crate::fleet::{self, Interner, Member, NodeDay, Snapshot, VersionDay, VersionFigures};
 use crate::hint::Status;
 use crate::protocol::ZoneName;
-use crate::store::reader::{NodeDayRow, StatsReader, VersionDay};
-use crate::store::snapshot::{self, Member, Snapshot, VersionFigures};
+use crate::store::reader::StatsReader;
 use crate::store::StoreError;
 
 impl From<ClickHouseError> for StoreError {
@@ -37,9 +39,79 @@ impl From<ClickHouseError> for StoreError {
     }
 }
 
-/// One node's state as of a day: cluster, node, day of its latest report,
-/// version and status answered.
-type NodeState = ([u8; 16], [u8; 16], i64, String, u8);
+/// One node's state as of a day: the day of its latest report, that
+/// report's version and the status answered.
+#[derive(Deserialize)]
+struct NodeState {
+    #[serde(deserialize_with = "hex16")]
+    cluster: [u8; 16],
+    last_day: Day,
+    version: String,
+    status: Status,
+}
+
+/// A row of `snapshot_totals`.
+#[derive(Deserialize)]
+struct TotalsRow {
+    day: i64,
+    window: i64,
+    mixed_clusters: u64,
+    insecure_clusters: u64,
+    insecure_nodes: u64,
+}
+
+/// A row of `snapshot_versions`.
+#[derive(Deserialize)]
+struct VersionsRow {
+    day: i64,
+    window: i64,
+    version: String,
+    clusters: u64,
+    share_mixed_bits: u64,
+    nodes: u64,
+    min_clusters: u64,
+}
+
+/// A row of `snapshot_activity`.
+#[derive(Deserialize)]
+struct ActivityRow {
+    day: i64,
+    age: usize,
+    clusters: u64,
+    nodes: u64,
+}
+
+/// A row of `version_days`.
+#[derive(Deserialize)]
+struct VersionDayRow {
+    day: Day,
+    version: String,
+    reports: u64,
+    anonymous: u64,
+    last_at: i64,
+    status: Status,
+}
+
+/// A node-day grouped from the raw reports, with its report ids (hex).
+#[derive(Deserialize)]
+struct NodeDayRow {
+    day: Day,
+    #[serde(deserialize_with = "hex16")]
+    cluster: [u8; 16],
+    #[serde(deserialize_with = "hex16")]
+    node: [u8; 16],
+    version: String,
+    status: Status,
+    last_at: i64,
+    reports: u64,
+    ids: Vec<String>,
+}
+
+/// The row of a `count() AS n` query.
+#[derive(Deserialize)]
+struct Count {
+    n: u64,
+}
 
 /// Node states of a zone as of a day, by (zone, day).
 type StateCache = HashMap<(String, i64), Arc<Vec<NodeState>>>;
@@ -70,11 +142,8 @@ fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-fn status(code: u8) -> Result<Status, ClickHouseError> {
-    Status::from_code(code).ok_or_else(|| ClickHouseError::Answer(format!("status {code}")))
-}
-
 impl ClickHouseReader {
+    #[must_use]
     pub fn new(client: Client) -> Self {
         ClickHouseReader {
             client,
@@ -87,6 +156,7 @@ impl ClickHouseReader {
     }
 
     /// A reader of the database at `url` (each query bounded by `timeout`).
+    #[must_use]
     pub fn open(url: &ClickHouseUrl, timeout: std::time::Duration) -> Self {
         Self::new(Client::new(url, timeout))
     }
@@ -139,58 +209,52 @@ impl ClickHouseReader {
             quote(zone.as_str())
         );
         let mut days: BTreeMap<i64, Snapshot> = BTreeMap::new();
-        self.client.query_each(
+        self.client.each(
             &format!(
                 "SELECT day, window, mixed_clusters, insecure_clusters, insecure_nodes
                  FROM {db}.snapshot_totals {filter}"
             ),
-            |r| {
-                let snap = days
-                    .entry(num(r, 0)?)
-                    .or_insert_with(Snapshot::stored_empty);
-                if let Some(w) = window_of(&mut snap.windows, num(r, 1)?) {
-                    w.mixed_clusters = num(r, 2)?;
-                    w.insecure_clusters = num(r, 3)?;
-                    w.insecure_nodes = num(r, 4)?;
+            |r: TotalsRow| {
+                let snap = days.entry(r.day).or_insert_with(Snapshot::stored_empty);
+                if let Some(w) = window_of(&mut snap.windows, r.window) {
+                    w.mixed_clusters = r.mixed_clusters;
+                    w.insecure_clusters = r.insecure_clusters;
+                    w.insecure_nodes = r.insecure_nodes;
                 }
                 Ok(())
             },
         )?;
-        self.client.query_each(
+        self.client.each(
             &format!(
                 "SELECT day, window, version, clusters, share_mixed_bits, nodes, min_clusters
                  FROM {db}.snapshot_versions {filter}"
             ),
-            |r| {
-                let nodes: u64 = num(r, 5)?;
-                let Some(snap) = days.get_mut(&num(r, 0)?) else {
+            |r: VersionsRow| {
+                let Some(snap) = days.get_mut(&r.day).filter(|_| r.nodes > 0) else {
                     return Ok(());
                 };
-                if nodes == 0 {
-                    return Ok(());
-                }
-                if let Some(w) = window_of(&mut snap.windows, num(r, 1)?) {
+                if let Some(w) = window_of(&mut snap.windows, r.window) {
                     w.versions.insert(
-                        r.get(2).copied().unwrap_or_default().to_string(),
+                        r.version,
                         VersionFigures {
-                            clusters: num(r, 3)?,
-                            share_mixed: f64::from_bits(num(r, 4)?),
-                            nodes,
-                            min_clusters: num(r, 6)?,
+                            clusters: r.clusters,
+                            share_mixed: f64::from_bits(r.share_mixed_bits),
+                            nodes: r.nodes,
+                            min_clusters: r.min_clusters,
                         },
                     );
                 }
                 Ok(())
             },
         )?;
-        self.client.query_each(
+        self.client.each(
             &format!("SELECT day, age, clusters, nodes FROM {db}.snapshot_activity {filter}"),
-            |r| {
-                if let Some(snap) = days.get_mut(&num(r, 0)?) {
-                    let age: usize = num(r, 1)?;
-                    if let Some(slot) = snap.activity.get_mut(age) {
-                        *slot = (num(r, 2)?, num(r, 3)?);
-                    }
+            |r: ActivityRow| {
+                let slot = days
+                    .get_mut(&r.day)
+                    .and_then(|snap| snap.activity.get_mut(r.age));
+                if let Some(slot) = slot {
+                    *slot = (r.clusters, r.nodes);
                 }
                 Ok(())
             },
@@ -214,30 +278,28 @@ impl ClickHouseReader {
             format!("AND day BETWEEN {first} AND {last}")
         });
         let mut out = Vec::new();
-        self.client.query_each(
+        self.client.each(
             &format!(
                 "SELECT day, version, reports, anonymous, last_at, status
                  FROM {}.version_days FINAL WHERE zone = {} {days} ORDER BY day, version",
                 self.client.database(),
                 quote(zone.as_str())
             ),
-            |r| {
-                let reports: u64 = num(r, 2)?;
-                let Ok(version) = Version::parse(r.get(1).copied().unwrap_or_default()) else {
+            |r: VersionDayRow| {
+                // Rows of zeros: keys a later computation no longer has.
+                let Ok(version) = Version::parse(&r.version) else {
                     return Ok(());
                 };
-                if reports == 0 {
-                    return Ok(());
+                if r.reports > 0 {
+                    out.push(VersionDay {
+                        day: r.day,
+                        version,
+                        reports: r.reports,
+                        anonymous: r.anonymous,
+                        last_at: (r.last_at >= 0).then_some(r.last_at),
+                        status: r.status,
+                    });
                 }
-                let last_at: i64 = num(r, 4)?;
-                out.push(VersionDay {
-                    day: Day(num(r, 0)?),
-                    version,
-                    reports,
-                    anonymous: num(r, 3)?,
-                    last_at: (last_at >= 0).then_some(last_at),
-                    status: status(num(r, 5)?)?,
-                });
                 Ok(())
             },
         )?;
@@ -270,21 +332,12 @@ impl ClickHouseReader {
         if let Some(s) = self.states.borrow().get(&key) {
             return Ok(s.clone());
         }
-        let rows = self.client.query(&format!(
-            "SELECT cluster, node, max(d), argMax(v, (at, vk)), argMax(st, (at, vk))
+        let out: Vec<NodeState> = self.client.rows(&format!(
+            "SELECT cluster, node, max(d) AS last_day, argMax(v, (at, vk)) AS version,
+                    argMax(st, (at, vk)) AS status
              FROM ({}) GROUP BY cluster, node ORDER BY cluster, node",
             self.reports(zone, None, day, true)
         ))?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push((
-                id16(text(row, 0)?)?,
-                id16(text(row, 1)?)?,
-                field(row, 2)?,
-                text(row, 3)?.to_string(),
-                field(row, 4)?,
-            ));
-        }
         let out = Arc::new(out);
         self.states.borrow_mut().insert(key, out.clone());
         Ok(out)
@@ -292,15 +345,13 @@ impl ClickHouseReader {
 
     fn compute(&self, zone: &ZoneName, day: i64, lengths: &[i64]) -> Result<Snapshot, StoreError> {
         let states = self.states(zone, day)?;
-        let members = states
-            .iter()
-            .map(|(cluster, _, last_day, version, status)| Member {
-                cluster: *cluster,
-                last_day: *last_day,
-                version,
-                status: *status,
-            });
-        Ok(snapshot::compute(day, members, lengths))
+        let members = states.iter().map(|s| Member {
+            cluster: s.cluster,
+            last_day: s.last_day,
+            version: &s.version,
+            status: s.status,
+        });
+        Ok(fleet::snapshot::compute(Day(day), members, lengths))
     }
 }
 
@@ -308,21 +359,23 @@ impl StatsReader for ClickHouseReader {
     /// Zones with any report, from the rollup's `versions` (raw reports
     /// never rolled up are an error that says so).
     fn zones(&self) -> Result<Vec<ZoneName>, StoreError> {
-        let rows = self.client.query(&format!(
+        /// A row of the query below.
+        #[derive(Deserialize)]
+        struct Zone {
+            zone: String,
+        }
+        let rows: Vec<Zone> = self.client.rows(&format!(
             "SELECT DISTINCT zone FROM {}.versions ORDER BY zone",
             self.client.database()
         ))?;
         if rows.is_empty() && self.markers()?.is_empty() {
-            let any = self.client.query(&format!(
-                "SELECT count() FROM (SELECT 1 FROM {} LIMIT 1)",
+            let any: Count = one(self.client.rows(&format!(
+                "SELECT count() AS n FROM (SELECT 1 FROM {} LIMIT 1)",
                 self.table()
-            ))?;
-            if any
-                .first()
-                .is_some_and(|r| r.first().is_some_and(|n| n != "0"))
-            {
+            ))?)?;
+            if any.n > 0 {
                 return Err(ClickHouseError::NotRolledUp {
-                    day: crate::clock::today(),
+                    day: crate::clock::today().0,
                     through: None,
                 }
                 .into());
@@ -330,7 +383,7 @@ impl StatsReader for ClickHouseReader {
         }
         Ok(rows
             .iter()
-            .filter_map(|r| r.first().and_then(|z| ZoneName::new(z).ok()))
+            .filter_map(|r| ZoneName::new(&r.zone).ok())
             .collect())
     }
 
@@ -404,44 +457,40 @@ impl StatsReader for ClickHouseReader {
         first: Day,
         last: Day,
         with_ids: bool,
-    ) -> Result<Vec<NodeDayRow>, StoreError> {
+    ) -> Result<Vec<NodeDay>, StoreError> {
         let ids = if with_ids {
-            format!(
-                "groupArray({})(report_id)",
-                crate::store::rollup::IDS_PER_NODE_DAY
-            )
+            format!("groupArray({})(report_id)", crate::fleet::IDS_PER_NODE_DAY)
         } else {
-            "[]".to_string()
+            "emptyArrayString()".to_string()
         };
-        // Two passes over the node-day: the rows, and (as a string of
-        // hex ids joined by commas) the ids, which TabSeparated writes
-        // unescaped.
-        let rows = self.client.query(&format!(
-            "SELECT d, cluster, node, v, argMax(st, at), max(at), count(),
-                    arrayStringConcat(arrayMap(x -> toString(x), {ids}), ',')
+        let rows: Vec<NodeDayRow> = self.client.rows(&format!(
+            "SELECT d AS day, cluster, node, v AS version, argMax(st, at) AS status,
+                    max(at) AS last_at, count() AS reports, {ids} AS ids
              FROM ({}) GROUP BY d, cluster, node, v",
             self.reports(zone, Some(first.0), last.0, true)
         ))?;
         let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let Ok(version) = Version::parse(text(row, 3)?) else {
+        let mut interner = Interner::default();
+        let zone = interner.zone(zone.as_str());
+        for row in rows {
+            let Some(version) = interner.version(&row.version) else {
                 continue;
             };
-            let ids = text(row, 7)?
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .filter_map(|h| HEXLOWER_PERMISSIVE.decode(h.as_bytes()).ok())
-                .filter_map(|b| <[u8; 12]>::try_from(b).ok())
-                .collect();
-            out.push(NodeDayRow {
-                day: Day(field(row, 0)?),
-                cluster: id16(text(row, 1)?)?,
-                node: id16(text(row, 2)?)?,
+            out.push(NodeDay {
+                day: row.day,
+                zone: zone.clone(),
+                cluster: row.cluster,
+                node: row.node,
                 version,
-                status: status(field(row, 4)?)?,
-                last_at: field(row, 5)?,
-                reports: field(row, 6)?,
-                ids,
+                status: row.status,
+                last_at: row.last_at,
+                reports: row.reports,
+                ids: row
+                    .ids
+                    .iter()
+                    .filter_map(|h| HEXLOWER_PERMISSIVE.decode(h.as_bytes()).ok())
+                    .filter_map(|b| <[u8; 12]>::try_from(b).ok())
+                    .collect(),
             });
         }
         Ok(out)
@@ -450,8 +499,15 @@ impl StatsReader for ClickHouseReader {
     /// Every name server's counters, summed: each process run's largest
     /// total per day and counter (see `counters`).
     fn counters(&self, first: Day, last: Day) -> Result<BTreeMap<(Day, String), u64>, StoreError> {
-        let rows = self.client.query(&format!(
-            "SELECT day, name, sum(v) FROM (
+        /// A row of the query below.
+        #[derive(Deserialize)]
+        struct Counter {
+            day: Day,
+            name: String,
+            total: u64,
+        }
+        let rows: Vec<Counter> = self.client.rows(&format!(
+            "SELECT day, name, sum(v) AS total FROM (
                  SELECT day, name, server, run, max(value) AS v FROM {}.counters
                  WHERE day BETWEEN {} AND {} GROUP BY day, name, server, run)
              GROUP BY day, name",
@@ -459,64 +515,67 @@ impl StatsReader for ClickHouseReader {
             first.0,
             last.0
         ))?;
-        let mut out = BTreeMap::new();
-        for row in &rows {
-            out.insert(
-                (Day(field(row, 0)?), text(row, 1)?.to_string()),
-                field(row, 2)?,
-            );
-        }
-        Ok(out)
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.day, r.name), r.total))
+            .collect())
     }
 
     fn cluster_first_days(&self, zone: &ZoneName) -> Result<Vec<([u8; 16], Day)>, StoreError> {
-        let rows = self.client.query(&format!(
-            "SELECT cluster, min(first_day) FROM {}.clusters WHERE zone = {} GROUP BY cluster",
+        /// A row of the query below.
+        #[derive(Deserialize)]
+        struct Cluster {
+            #[serde(deserialize_with = "hex16")]
+            cluster: [u8; 16],
+            first: Day,
+        }
+        let rows: Vec<Cluster> = self.client.rows(&format!(
+            "SELECT cluster, min(first_day) AS first FROM {}.clusters WHERE zone = {}
+             GROUP BY cluster",
             self.client.database(),
             quote(zone.as_str())
         ))?;
-        rows.iter()
-            .map(|row| Ok((id16(text(row, 0)?)?, Day(field(row, 1)?))))
-            .collect()
+        Ok(rows.into_iter().map(|r| (r.cluster, r.first)).collect())
     }
 
     fn new_clusters(&self, zone: &ZoneName, first: Day, last: Day) -> Result<u64, StoreError> {
         self.rolled_up_to(last.0)?;
-        let rows = self.client.query(&format!(
-            "SELECT count() FROM (SELECT min(first_day) AS f FROM {}.clusters WHERE zone = {}
-             GROUP BY cluster) WHERE f BETWEEN {} AND {}",
+        let count: Count = one(self.client.rows(&format!(
+            "SELECT count() AS n FROM (SELECT min(first_day) AS f FROM {}.clusters
+             WHERE zone = {} GROUP BY cluster) WHERE f BETWEEN {} AND {}",
             self.client.database(),
             quote(zone.as_str()),
             first.0,
             last.0
-        ))?;
-        Ok(match rows.first() {
-            Some(row) => field(row, 0)?,
-            None => 0,
-        })
+        ))?)?;
+        Ok(count.n)
     }
 
     fn version_first_days(&self, zone: &ZoneName) -> Result<Vec<(Version, Day)>, StoreError> {
-        let rows = self.client.query(&format!(
-            "SELECT version, min(first_day) FROM {}.versions WHERE zone = {} GROUP BY version",
+        /// A row of the query below.
+        #[derive(Deserialize)]
+        struct First {
+            version: String,
+            first: Day,
+        }
+        let rows: Vec<First> = self.client.rows(&format!(
+            "SELECT version, min(first_day) AS first FROM {}.versions WHERE zone = {}
+             GROUP BY version",
             self.client.database(),
             quote(zone.as_str())
         ))?;
-        let mut out = Vec::new();
-        for row in &rows {
-            if let Ok(v) = Version::parse(text(row, 0)?) {
-                out.push((v, Day(field(row, 1)?)));
-            }
-        }
-        Ok(out)
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((Version::parse(&r.version).ok()?, r.first)))
+            .collect())
     }
 }
 
 /// Window `length` (days) of a stored snapshot's windows.
 fn window_of(
-    windows: &mut [snapshot::WindowFigures],
+    windows: &mut [fleet::WindowFigures],
     length: i64,
-) -> Option<&mut snapshot::WindowFigures> {
+) -> Option<&mut fleet::WindowFigures> {
     usize::try_from(length - 1)
         .ok()
         .and_then(|i| windows.get_mut(i))

@@ -36,7 +36,9 @@
 //! idempotent (`IF NOT EXISTS`), so a migration cut short is simply run
 //! again.
 
-use super::client::{field, ClickHouseError, Client};
+use serde::Deserialize;
+
+use super::client::{one, ClickHouseError, Client};
 use super::url::ClickHouseUrl;
 
 /// Where the schema lives.
@@ -255,12 +257,11 @@ fn add_columns(node: &Client, topology: &Topology, found: u32) -> Result<(), Cli
             Topology::Cluster { .. } => vec![format!("{table}_local"), table.to_string()],
         };
         for t in tables {
-            let rows = node.query(&format!(
-                "SELECT count() FROM system.columns
+            let present: Count = one(node.rows(&format!(
+                "SELECT count() AS n FROM system.columns
                  WHERE database = '{db}' AND table = '{t}' AND name = '{column}'"
-            ))?;
-            let present = rows.first().map(|r| field::<u64>(r, 0)).transpose()?;
-            if present == Some(0) {
+            ))?)?;
+            if present.n == 0 {
                 node.execute(&format!("ALTER TABLE {db}.{t} ADD COLUMN {column} {kind}"))?;
             }
         }
@@ -326,11 +327,21 @@ fn schema_version(client: &Client) -> Result<u32, ClickHouseError> {
     client.execute(&format!(
         "CREATE TABLE IF NOT EXISTS {db}.vcheckd_schema (version UInt32) ENGINE = TinyLog"
     ))?;
-    let rows = client.query(&format!("SELECT max(version) FROM {db}.vcheckd_schema"))?;
-    match rows.first() {
-        Some(row) => field(row, 0),
-        None => Ok(0),
+    /// The row of the query below.
+    #[derive(Deserialize)]
+    struct Applied {
+        version: u32,
     }
+    let rows: Vec<Applied> = client.rows(&format!(
+        "SELECT max(version) AS version FROM {db}.vcheckd_schema"
+    ))?;
+    Ok(rows.first().map_or(0, |r| r.version))
+}
+
+/// The row of a `count() AS n` query.
+#[derive(Deserialize)]
+struct Count {
+    n: u64,
 }
 
 /// Creates the database and tables, or brings them to [`SCHEMA_VERSION`].

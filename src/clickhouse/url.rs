@@ -24,10 +24,12 @@ pub struct ClickHouseUrl {
 }
 
 impl ClickHouseUrl {
+    #[must_use]
     pub fn authority(&self) -> &str {
         &self.authority
     }
 
+    #[must_use]
     pub fn database(&self) -> &str {
         &self.database
     }

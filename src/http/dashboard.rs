@@ -18,11 +18,10 @@ use super::api::parse_version;
 use super::query::{Failure, Params, RawParams, Window};
 use super::svg::{self, percent, Bar, Layer, Scale, Series, Width, OTHER};
 use super::Context;
+use crate::clock::date_of_day;
+use crate::hint::Status;
 use crate::protocol::ZoneName;
-use crate::stats::{
-    cmp_versions_desc, date_of_day, utc_time, Adoption, Bucket, Source, Summary, TrendPoint,
-    Versions,
-};
+use crate::stats::{cmp_versions_desc, Adoption, Bucket, Source, Summary, TrendPoint, Versions};
 
 const PARAMS: &[&str] = &["since", "until", "zone", "top", "version"];
 /// The dashboard's default window, in days.
@@ -44,19 +43,17 @@ const PAGE_TTL: Duration = Duration::from_secs(30);
 pub struct PageCache(tokio::sync::Mutex<Option<(String, Instant, Arc<String>)>>);
 
 /// Status colours: up to date, upgrade available, upgrade required, unknown.
-fn status_color(status: Option<u8>) -> &'static str {
+fn status_color(status: Option<Status>) -> &'static str {
     match status {
-        Some(1) => "#2f9e44",
-        Some(2) => "#e8a317",
-        Some(3) => "#d9480f",
+        Some(Status::UpToDate) => "#2f9e44",
+        Some(Status::UpgradeAvailable) => "#e8a317",
+        Some(Status::UpgradeRequired) => "#d9480f",
         _ => "#9ca3af",
     }
 }
 
-fn status_name(status: Option<u8>) -> &'static str {
-    status
-        .and_then(crate::hint::Status::from_code)
-        .map_or("-", crate::hint::Status::label)
+fn status_name(status: Option<Status>) -> &'static str {
+    status.map_or("-", Status::label)
 }
 
 /// One day's activity.
@@ -90,14 +87,14 @@ struct Page {
 /// The newest version that was answered "up to date" (the latest release),
 /// else the newest seen.
 fn latest_release(v: &Versions) -> Option<Version> {
-    let newest = |status: Option<u8>| {
+    let newest = |status: Option<Status>| {
         v.rows
             .iter()
             .filter(|r| status.is_none() || r.status == status)
             .filter_map(|r| Version::parse(&r.version).ok())
             .max()
     };
-    newest(Some(1)).or_else(|| newest(None))
+    newest(Some(Status::UpToDate)).or_else(|| newest(None))
 }
 
 fn compute(
@@ -491,10 +488,10 @@ fn distribution(p: &Page) -> Markup {
     let body = html! {
         (drawn(|w| svg::bars("chart-versions", "Version distribution", w, &rows)))
         (legend(&[
-            ("up to date".into(), status_color(Some(1)), false),
-            ("upgrade available".into(), status_color(Some(2)), false),
-            ("upgrade required (insecure)".into(), status_color(Some(3)), false),
-            ("not a known release".into(), status_color(Some(0)), false),
+            ("up to date".into(), status_color(Some(Status::UpToDate)), false),
+            ("upgrade available".into(), status_color(Some(Status::UpgradeAvailable)), false),
+            ("upgrade required (insecure)".into(), status_color(Some(Status::UpgradeRequired)), false),
+            ("not a known release".into(), status_color(Some(Status::Unknown)), false),
             ("other versions".into(), OTHER, false),
         ]))
     };
@@ -629,7 +626,7 @@ fn activity(p: &Page) -> Markup {
 fn insecure(p: &Page) -> Markup {
     let days: Vec<i64> = p.days.iter().map(|d| d.day).collect();
     let active = |d: &Day| d.nodes > 0;
-    let insecure = status_color(Some(3));
+    let insecure = status_color(Some(Status::UpgradeRequired));
     let series = [
         Series {
             name: "clusters".into(),
@@ -682,7 +679,7 @@ fn release(p: &Page) -> Markup {
     let days: Vec<i64> = shown.iter().map(|x| x.day).collect();
     let series = [Series {
         name: format!("{} or newer", a.version),
-        color: status_color(Some(1)),
+        color: status_color(Some(Status::UpToDate)),
         values: shown.iter().map(|x| Some(x.share)).collect(),
         dashed: false,
     }];
@@ -778,7 +775,7 @@ fn render(p: &Page) -> String {
                 (table(p))
             }
             footer {
-                "Computed at " (utc_time(crate::clock::unix_now()))
+                "Computed at " (crate::clock::utc_time(crate::clock::unix_now()))
                 " (at most every " (PAGE_TTL.as_secs()) " s). Days are UTC. The same numbers as JSON: "
                 a href="/api/v1/versions" { "/api/v1/versions" } ", "
                 a href="/api/v1/summary" { "summary" } ", "

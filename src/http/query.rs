@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Context;
 use crate::protocol::ZoneName;
-use crate::stats::{self, Source, StatsError};
+use crate::stats::{Source, StatsError};
 use crate::store::StoreError;
 
 /// Longest window any request may ask for, in days.
@@ -102,7 +102,7 @@ impl Params {
     fn day(&self, name: &str) -> Result<Option<i64>, Failure> {
         self.get(name)
             .map(|text| {
-                stats::day_of_date(text).ok_or_else(|| {
+                crate::clock::day_of_date(text).ok_or_else(|| {
                     Failure::bad_request(format!("{name}={text:?}: expected YYYY-MM-DD"))
                 })
             })
@@ -167,7 +167,10 @@ impl Window {
     }
 }
 
-pub use crate::clock::today;
+/// Today's UTC day number.
+pub fn today() -> i64 {
+    crate::clock::today().0
+}
 
 impl Context {
     /// Runs `f` on a blocking thread with a fresh read-only connection to

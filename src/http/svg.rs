@@ -13,7 +13,7 @@ use std::fmt::Write;
 
 use maud::{html, Markup, Render};
 
-use crate::stats::date_of_day;
+use crate::clock::date_of_day;
 
 /// The colour of versions grouped as "other".
 pub const OTHER: &str = "#bab0ac";

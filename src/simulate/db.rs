@@ -3,8 +3,11 @@
 //! and day closing), as if the reports had arrived over the simulated
 //! days, with the daily counters the answer path would have kept.
 
+use crate::clock::day_of;
+use crate::clock::Day;
+use crate::fleet::CounterDelta;
 use crate::protocol::{anonymize, IdKind, Identity, Key, Payload, Report, ZoneName};
-use crate::store::{day_of, CounterDelta, ReceivedReport, Store, StoreError};
+use crate::store::{ReceivedReport, Store, StoreError};
 
 use super::fleet::{Fleet, SimReport};
 
@@ -25,7 +28,8 @@ pub struct DbOutcome {
 }
 
 /// Each node's identity as its reports carry it (anonymized with `key`,
-/// as a client does; withheld for clusters with DISABLE_TELEMETRY).
+/// as a client does; withheld for clusters with `DISABLE_TELEMETRY`).
+#[must_use]
 pub fn identities(fleet: &Fleet, key: &Key) -> Vec<Identity> {
     fleet
         .nodes
@@ -124,7 +128,7 @@ fn write_days(
         // What the answer path would have counted that day (the store
         // counted stored and duplicate reports itself).
         let n = |name: &str, delta: u64| CounterDelta {
-            day,
+            day: Day(day),
             name: name.to_string(),
             delta,
         };

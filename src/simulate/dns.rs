@@ -64,6 +64,7 @@ pub struct DnsOutcome {
 
 impl DnsOutcome {
     /// Answered reports per hint status code (0 to 3).
+    #[must_use]
     pub fn by_status(&self) -> [u64; 4] {
         let mut out = [0; 4];
         for a in &self.answered {

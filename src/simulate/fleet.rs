@@ -9,9 +9,9 @@ use rand::{Rng, SeedableRng};
 use semver::Version;
 
 use super::{mix, SimConfig, SimError};
+use crate::clock::day_of;
 use crate::hint::{Releases, Status};
 use crate::protocol::ReportId;
-use crate::store::day_of;
 
 /// Index into [`Fleet::versions`] (ascending, so indices compare as versions).
 pub type VersionIdx = u16;
@@ -35,7 +35,7 @@ pub enum Behaviour {
 pub struct Cluster {
     /// The real cluster id (a UUID); only its keyed hash is ever sent.
     pub real_id: String,
-    /// DISABLE_TELEMETRY is set: reports carry no identity.
+    /// `DISABLE_TELEMETRY` is set: reports carry no identity.
     pub anonymous: bool,
     pub behaviour: Behaviour,
     /// First day (UTC day number) the cluster may report: the first
@@ -49,10 +49,12 @@ pub struct Cluster {
 
 impl Cluster {
     /// May report on `day` (it may still miss the day).
+    #[must_use]
     pub fn alive_on(&self, day: i64) -> bool {
         day >= self.join_day && self.leave_day.is_none_or(|l| day < l)
     }
 
+    #[must_use]
     pub fn joined_late(&self, start_day: i64) -> bool {
         self.join_day > start_day
     }
@@ -68,6 +70,7 @@ pub struct Node {
 }
 
 impl Node {
+    #[must_use]
     pub fn version_at(&self, time: i64) -> VersionIdx {
         let i = self.timeline.partition_point(|(from, _)| *from <= time);
         self.timeline[i.saturating_sub(1)].1
@@ -350,10 +353,12 @@ impl Fleet {
         });
     }
 
+    #[must_use]
     pub fn version(&self, v: VersionIdx) -> &Version {
         &self.versions[usize::from(v)]
     }
 
+    #[must_use]
     pub fn cluster_of(&self, node: u32) -> &Cluster {
         &self.clusters[self.nodes[node as usize].cluster as usize]
     }
@@ -361,6 +366,7 @@ impl Fleet {
     /// Today's state, as a server would see it if every node of every
     /// cluster still alive reported now: one report per node, at `now`,
     /// with fresh ids (seeded too).
+    #[must_use]
     pub fn snapshot(&self) -> Vec<SimReport> {
         let mut rng = StdRng::seed_from_u64(mix(self.seed, SNAPSHOT_STREAM));
         let mut out = Vec::new();
@@ -379,6 +385,7 @@ impl Fleet {
     }
 
     /// The reports of the history received before `day` (UTC day number).
+    #[must_use]
     pub fn history_before(&self, day: i64) -> &[SimReport] {
         let end = self.history.partition_point(|r| r.time < day * DAY);
         &self.history[..end]

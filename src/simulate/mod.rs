@@ -70,7 +70,7 @@ pub struct SimConfig {
     pub releases: Releases,
     /// Largest cluster, in nodes (clusters have 1 to this many).
     pub max_nodes: u32,
-    /// Clusters that set DISABLE_TELEMETRY: their reports carry no identity.
+    /// Clusters that set `DISABLE_TELEMETRY`: their reports carry no identity.
     pub anonymous_share: f64,
     /// Clusters that never upgrade.
     pub never_upgrade_share: f64,
@@ -103,6 +103,7 @@ pub mod defaults {
 
 impl SimConfig {
     /// A configuration with the [`defaults`].
+    #[must_use]
     pub fn new(seed: u64, now: i64, schedule: Vec<Release>, releases: Releases) -> Self {
         SimConfig {
             seed,

@@ -34,6 +34,7 @@ impl Release {
 /// fleet starts on the older releases and the newest has had time to spread.
 /// Pre-releases and text that is not semver are left out (nobody rolls a
 /// release candidate out to a fleet).
+#[must_use]
 pub fn derive(versions: &[String], days: u32) -> Vec<Release> {
     let mut stable: Vec<Version> = versions
         .iter()

@@ -22,9 +22,10 @@ use semver::Version;
 use serde::Serialize;
 
 use super::fleet::{Fleet, SimReport, VersionIdx};
+use crate::clock::day_of;
+use crate::clock::{iso_date, iso_date_or_null};
 use crate::hint::Status;
-use crate::stats::{iso_date, iso_date_or_null, ADOPTION_WINDOW_DAYS};
-use crate::store::day_of;
+use crate::stats::ADOPTION_WINDOW_DAYS;
 
 const DAY: i64 = 86_400;
 
@@ -56,7 +57,7 @@ pub struct TruthSummary {
 pub struct TruthRow {
     pub version: String,
     /// The server's answer to this version.
-    pub status: u8,
+    pub status: Status,
     pub clusters: u64,
     pub cluster_share: f64,
     pub nodes: u64,
@@ -110,6 +111,7 @@ pub struct Truth<'a> {
 impl<'a> Truth<'a> {
     /// `reports` must be sorted by time, as [`Fleet::history`] and
     /// [`Fleet::snapshot`] are.
+    #[must_use]
     pub fn new(fleet: &'a Fleet, reports: &'a [SimReport]) -> Self {
         assert!(
             reports.is_sorted_by_key(|r| r.time),
@@ -119,6 +121,7 @@ impl<'a> Truth<'a> {
     }
 
     /// The whole simulated history.
+    #[must_use]
     pub fn of_history(fleet: &'a Fleet) -> Self {
         Self::new(fleet, &fleet.history)
     }
@@ -171,12 +174,14 @@ impl<'a> Truth<'a> {
             .collect()
     }
 
+    #[must_use]
     pub fn active(&self, first: i64, last: i64) -> (u64, u64) {
         let latest = self.latest(first, last);
         let clusters: BTreeSet<u32> = latest.keys().map(|n| self.cluster(*n)).collect();
         (clusters.len() as u64, latest.len() as u64)
     }
 
+    #[must_use]
     pub fn summary(&self, first: i64, last: i64) -> TruthSummary {
         let active = [1, 7, 30]
             .into_iter()
@@ -214,12 +219,13 @@ impl<'a> Truth<'a> {
         }
     }
 
+    #[must_use]
     pub fn versions(&self, first: i64, last: i64) -> TruthVersions {
         let mut rows: BTreeMap<VersionIdx, TruthRow> = BTreeMap::new();
         let fleet = self.fleet;
         let row = |v: VersionIdx| TruthRow {
             version: fleet.version(v).to_string(),
-            status: fleet.status[usize::from(v)].code(),
+            status: fleet.status[usize::from(v)],
             clusters: 0,
             cluster_share: 0.0,
             nodes: 0,
@@ -273,6 +279,7 @@ impl<'a> Truth<'a> {
     }
 
     /// Adoption of `version` from its first report through `last_day`.
+    #[must_use]
     pub fn adoption(&self, version: &Version, last_day: i64) -> TruthAdoption {
         let fleet = self.fleet;
         let released_day = self

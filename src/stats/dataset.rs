@@ -1,38 +1,15 @@
 //! Loading the daily rollups of one or more databases (one per name server)
 //! and merging them into one view, so that every statistic is computed
-//! once, in Rust, from the same rows.
+//! once, in Rust, from the same rows: the counting model's node-days and
+//! version days ([`crate::fleet`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use crate::clock::Day;
+use crate::fleet::{MergedNodeDay, NodeDay, VersionDay};
 use crate::protocol::ZoneName;
 use crate::store::reader::StatsReader;
 use crate::store::StoreError;
-
-/// A node's reports of one version on one day, merged across databases. A
-/// node that upgraded during a day has two; its latest (`last_at`) wins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeDay {
-    pub day: i64,
-    pub zone: String,
-    pub cluster: [u8; 16],
-    pub node: [u8; 16],
-    pub version: String,
-    /// Status answered to the latest of these reports.
-    pub status: u8,
-    pub last_at: i64,
-    pub reports: u64,
-}
-
-/// Reports with identity withheld, per day and version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnonDay {
-    pub day: i64,
-    pub zone: String,
-    pub version: String,
-    pub status: u8,
-    pub reports: u64,
-}
 
 /// Which days and zone to read (statistics never merge zones). Days are UTC days since 1970-01-01, both ends
 /// inclusive.
@@ -47,33 +24,29 @@ pub struct Scope {
 #[derive(Debug, Clone, Default)]
 pub struct Dataset {
     pub zone: String,
-    /// Sorted by day.
+    /// Each report once across databases; sorted by day, cluster and node.
     pub node_days: Vec<NodeDay>,
-    pub anon_days: Vec<AnonDay>,
+    /// Version days with anonymous reports, their counts summed over
+    /// databases (anonymous reports carry nothing to deduplicate by).
+    pub anon_days: Vec<VersionDay>,
     /// (day, counter name) -> value, summed over databases.
-    pub counters: BTreeMap<(i64, String), u64>,
-    /// (zone, cluster) -> first day ever seen, over all time.
-    pub cluster_first_day: HashMap<(String, [u8; 16]), i64>,
-    /// version -> first day ever seen (any zone in scope), over all time.
-    pub version_first_day: HashMap<String, i64>,
+    pub counters: BTreeMap<(Day, String), u64>,
+    /// cluster -> first day ever seen, over all time.
+    pub cluster_first_day: HashMap<[u8; 16], Day>,
+    /// version -> first day ever seen, over all time.
+    pub version_first_day: HashMap<String, Day>,
 }
 
-type Key = (i64, String, [u8; 16], [u8; 16], String);
-
-struct Merging {
-    row: NodeDay,
-    ids: HashSet<[u8; 12]>,
-    /// Some database's id list was full: union size undercounts.
-    saturated: bool,
-}
+/// A node-day's place: day, cluster, node, version.
+type Key = (Day, [u8; 16], [u8; 16], String);
 
 impl Dataset {
     /// Reads the rows of `scope` from every reader (one per name server)
     /// and merges them: the exact path, for several databases and for
     /// windows that no snapshot keeps.
     pub fn load(readers: &[&dyn StatsReader], scope: &Scope) -> Result<Self, StoreError> {
-        let mut merged: HashMap<Key, Merging> = HashMap::new();
-        let mut anon: HashMap<(i64, String, String), AnonDay> = HashMap::new();
+        let mut merged: HashMap<Key, MergedNodeDay> = HashMap::new();
+        let mut anon: BTreeMap<(Day, semver::Version), VersionDay> = BTreeMap::new();
         let zone = &scope.zone;
         let mut data = Dataset {
             zone: zone.as_str().to_string(),
@@ -83,93 +56,42 @@ impl Dataset {
         // Report ids only matter when rows of several databases meet.
         let merging = readers.len() > 1;
         for reader in readers {
-            for r in reader.node_days(zone, first, last, merging)? {
-                let row = NodeDay {
-                    day: r.day.0,
-                    zone: zone.as_str().to_string(),
-                    cluster: r.cluster,
-                    node: r.node,
-                    version: r.version.to_string(),
-                    status: r.status.code(),
-                    last_at: r.last_at,
-                    reports: r.reports,
-                };
-                let ids: HashSet<[u8; 12]> = r.ids.into_iter().collect();
-                let saturated = merging && (ids.len() as u64) < row.reports;
-                let key = (
-                    row.day,
-                    row.zone.clone(),
-                    row.cluster,
-                    row.node,
-                    row.version.clone(),
-                );
+            for row in reader.node_days(zone, first, last, merging)? {
+                let key = (row.day, row.cluster, row.node, row.version.to_string());
                 match merged.get_mut(&key) {
                     None => {
-                        merged.insert(
-                            key,
-                            Merging {
-                                row,
-                                ids,
-                                saturated,
-                            },
-                        );
+                        merged.insert(key, MergedNodeDay::new(row));
                     }
-                    Some(m) => {
-                        let most = m.row.reports.max(row.reports);
-                        if row.last_at > m.row.last_at {
-                            m.row.status = row.status;
-                            m.row.last_at = row.last_at;
-                        }
-                        m.ids.extend(ids);
-                        m.saturated |= saturated;
-                        // Exact while every list is complete; otherwise the
-                        // larger of the two counts is a lower bound.
-                        m.row.reports = if m.saturated {
-                            most.max(m.ids.len() as u64)
-                        } else {
-                            m.ids.len() as u64
-                        };
-                    }
+                    Some(m) => m.merge(row),
                 }
             }
             for v in reader.version_days(zone, first, last)? {
                 if v.anonymous == 0 {
                     continue;
                 }
-                let row = AnonDay {
-                    day: v.day.0,
-                    zone: zone.as_str().to_string(),
-                    version: v.version.to_string(),
-                    status: v.status.code(),
-                    reports: v.anonymous,
-                };
-                anon.entry((row.day, row.zone.clone(), row.version.clone()))
-                    .and_modify(|a| a.reports += row.reports)
-                    .or_insert(row);
+                anon.entry((v.day, v.version.clone()))
+                    .and_modify(|a| a.anonymous += v.anonymous)
+                    .or_insert(v);
             }
             for ((day, name), value) in reader.counters(first, last)? {
-                *data.counters.entry((day.0, name)).or_default() += value;
+                *data.counters.entry((day, name)).or_default() += value;
             }
             for (cluster, day) in reader.cluster_first_days(zone)? {
                 data.cluster_first_day
-                    .entry((zone.as_str().to_string(), cluster))
-                    .and_modify(|d| *d = (*d).min(day.0))
-                    .or_insert(day.0);
+                    .entry(cluster)
+                    .and_modify(|d| *d = (*d).min(day))
+                    .or_insert(day);
             }
             for (version, day) in reader.version_first_days(zone)? {
                 data.version_first_day
                     .entry(version.to_string())
-                    .and_modify(|d| *d = (*d).min(day.0))
-                    .or_insert(day.0);
+                    .and_modify(|d| *d = (*d).min(day))
+                    .or_insert(day);
             }
         }
-        data.node_days = merged.into_values().map(|m| m.row).collect();
-        data.node_days.sort_by(|a, b| {
-            (a.day, &a.zone, a.cluster, a.node).cmp(&(b.day, &b.zone, b.cluster, b.node))
-        });
+        data.node_days = merged.into_values().map(MergedNodeDay::row).collect();
+        data.node_days.sort_by_key(|r| (r.day, r.cluster, r.node));
         data.anon_days = anon.into_values().collect();
-        data.anon_days
-            .sort_by(|a, b| (a.day, &a.zone, &a.version).cmp(&(b.day, &b.zone, &b.version)));
         Ok(data)
     }
 
@@ -178,12 +100,12 @@ impl Dataset {
         readers: &[&dyn StatsReader],
         version: &semver::Version,
         zone: &ZoneName,
-    ) -> Result<Option<i64>, StoreError> {
-        let mut first: Option<i64> = None;
+    ) -> Result<Option<Day>, StoreError> {
+        let mut first: Option<Day> = None;
         for reader in readers {
             for (v, day) in reader.version_first_days(zone)? {
                 if v == *version {
-                    first = Some(first.map_or(day.0, |f| f.min(day.0)));
+                    first = Some(first.map_or(day, |f| f.min(day)));
                 }
             }
         }
@@ -191,20 +113,28 @@ impl Dataset {
     }
 
     /// Sum of counters whose name starts with `prefix`, over days in range.
-    pub fn counter(&self, prefix: &str, first_day: i64, last_day: i64) -> u64 {
+    #[must_use]
+    pub fn counter(&self, prefix: &str, first: Day, last: Day) -> u64 {
         self.counters
-            .range((first_day, String::new())..)
-            .take_while(|((day, _), _)| *day <= last_day)
+            .range((first, String::new())..)
+            .take_while(|((day, _), _)| *day <= last)
             .filter(|((_, name), _)| name.starts_with(prefix))
             .map(|(_, v)| v)
             .sum()
     }
 
     /// Node days within `first..=last`.
-    pub fn days(&self, first: i64, last: i64) -> impl Iterator<Item = &NodeDay> {
+    pub fn days(&self, first: Day, last: Day) -> impl Iterator<Item = &NodeDay> {
         let start = self.node_days.partition_point(|r| r.day < first);
         self.node_days[start..]
             .iter()
             .take_while(move |r| r.day <= last)
+    }
+
+    /// Version days with anonymous reports within `first..=last`.
+    pub fn anon_days(&self, first: Day, last: Day) -> impl Iterator<Item = &VersionDay> {
+        self.anon_days
+            .iter()
+            .filter(move |a| (first..=last).contains(&a.day))
     }
 }

@@ -14,15 +14,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use semver::Version;
 use serde::Serialize;
 
+use crate::clock::{iso_date, iso_date_or_null, Day};
+use crate::fleet::{self, Member, NodeDay, WindowFigures};
+use crate::hint::Status;
 use crate::protocol::ZoneName;
 
-pub use dataset::{AnonDay, Dataset, NodeDay, Scope};
+pub use dataset::{Dataset, Scope};
 pub use source::{Source, StatsError};
 
-/// Status code of "upgrade required" (security fix or end of life).
-const INSECURE: u8 = 3;
-
 /// Newest version first; text that is not semver sorts last.
+#[must_use]
 pub fn cmp_versions_desc(a: &str, b: &str) -> Ordering {
     match (Version::parse(a), Version::parse(b)) {
         (Ok(x), Ok(y)) => y.cmp(&x),
@@ -32,23 +33,19 @@ pub fn cmp_versions_desc(a: &str, b: &str) -> Ordering {
     }
 }
 
-type NodeKey<'a> = (&'a str, [u8; 16], [u8; 16]);
-type ClusterKey<'a> = (&'a str, [u8; 16]);
+/// A node of the zone: cluster and node.
+type NodeKey = ([u8; 16], [u8; 16]);
 
-/// Each node active in a span of days, with its latest row there.
-fn latest_by_node(data: &Dataset, first: i64, last: i64) -> HashMap<NodeKey<'_>, &NodeDay> {
-    let mut nodes: HashMap<NodeKey<'_>, &NodeDay> = HashMap::new();
+/// Each node active in a span of days, with its latest row there (the
+/// counting model's tie rule, [`fleet::later`]).
+fn latest_by_node(data: &Dataset, first: Day, last: Day) -> HashMap<NodeKey, &NodeDay> {
+    let mut nodes: HashMap<NodeKey, &NodeDay> = HashMap::new();
     for row in data.days(first, last) {
         nodes
-            .entry((row.zone.as_str(), row.cluster, row.node))
+            .entry((row.cluster, row.node))
             .and_modify(|r| {
-                // Same second (receive times are whole seconds): the higher
-                // version is taken as the later one, an upgrade.
-                let later = row.last_at > r.last_at
-                    || (row.last_at == r.last_at
-                        && cmp_versions_desc(&row.version, &r.version) == Ordering::Less);
-                if later {
-                    *r = row
+                if fleet::later(row.last_at, &row.version, r.last_at, &r.version) {
+                    *r = row;
                 }
             })
             .or_insert(row);
@@ -56,15 +53,19 @@ fn latest_by_node(data: &Dataset, first: i64, last: i64) -> HashMap<NodeKey<'_>,
     nodes
 }
 
-/// Each active cluster's nodes' latest rows.
-fn clusters_of<'a>(
-    nodes: &HashMap<NodeKey<'a>, &'a NodeDay>,
-) -> HashMap<ClusterKey<'a>, Vec<&'a NodeDay>> {
-    let mut clusters: HashMap<ClusterKey<'a>, Vec<&'a NodeDay>> = HashMap::new();
-    for ((zone, cluster, _), row) in nodes {
-        clusters.entry((zone, *cluster)).or_default().push(row);
-    }
-    clusters
+/// The window of `days` ending on `last` over each node's latest row in
+/// it: the counting model's snapshot of those nodes.
+fn window_of(nodes: &HashMap<NodeKey, &NodeDay>, last: Day, days: i64) -> WindowFigures {
+    let mut members: Vec<(&NodeKey, &&NodeDay)> = nodes.iter().collect();
+    members.sort_unstable_by_key(|(k, _)| **k);
+    let members = members.into_iter().map(|((cluster, _), r)| Member {
+        cluster: *cluster,
+        last_day: r.day,
+        version: r.version.as_str(),
+        status: r.status,
+    });
+    let snap = fleet::snapshot::compute(last, members, &[days]);
+    snap.windows.into_iter().next().unwrap_or_default()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -102,6 +103,7 @@ pub struct Summary {
 
 /// The span a summary needs loaded: the window and the span before it, and
 /// at least 30 days for the "active in 30 days" figure.
+#[must_use]
 pub fn summary_scope(first_day: i64, last_day: i64, zone: ZoneName) -> Scope {
     let len = last_day - first_day + 1;
     Scope {
@@ -111,13 +113,14 @@ pub fn summary_scope(first_day: i64, last_day: i64, zone: ZoneName) -> Scope {
     }
 }
 
+#[must_use]
 pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
+    let (first, last) = (Day(first_day), Day(last_day));
     let active = [1, 7, 30]
         .iter()
         .map(|&days| {
-            let nodes = latest_by_node(data, last_day - days + 1, last_day);
-            let clusters: HashSet<ClusterKey<'_>> =
-                nodes.keys().map(|(z, c, _)| (*z, *c)).collect();
+            let nodes = latest_by_node(data, last - days + 1, last);
+            let clusters: HashSet<[u8; 16]> = nodes.keys().map(|(c, _)| *c).collect();
             Active {
                 days,
                 clusters: clusters.len() as u64,
@@ -125,30 +128,22 @@ pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
             }
         })
         .collect();
-    let in_window: HashSet<ClusterKey<'_>> = data
-        .days(first_day, last_day)
-        .map(|r| (r.zone.as_str(), r.cluster))
-        .collect();
-    let len = last_day - first_day + 1;
-    let before: HashSet<ClusterKey<'_>> = data
-        .days(first_day - len, first_day - 1)
-        .map(|r| (r.zone.as_str(), r.cluster))
+    let in_window: HashSet<[u8; 16]> = data.days(first, last).map(|r| r.cluster).collect();
+    let len = last - first + 1;
+    let before: HashSet<[u8; 16]> = data
+        .days(first - len, first - 1)
+        .map(|r| r.cluster)
         .collect();
     let new_clusters = in_window
         .iter()
-        .filter(|(zone, cluster)| {
+        .filter(|cluster| {
             data.cluster_first_day
-                .get(&(zone.to_string(), *cluster))
-                .is_some_and(|d| *d >= first_day)
+                .get(*cluster)
+                .is_some_and(|d| *d >= first)
         })
         .count() as u64;
-    let anonymous_reports = data
-        .anon_days
-        .iter()
-        .filter(|a| a.day >= first_day && a.day <= last_day)
-        .map(|a| a.reports)
-        .sum();
-    let identified: u64 = data.days(first_day, last_day).map(|r| r.reports).sum();
+    let anonymous_reports = data.anon_days(first, last).map(|a| a.anonymous).sum();
+    let identified: u64 = data.days(first, last).map(|r| r.reports).sum();
     Summary {
         zone: data.zone.clone(),
         first_day,
@@ -158,11 +153,11 @@ pub fn summary(data: &Dataset, first_day: i64, last_day: i64) -> Summary {
         gone_clusters: before.difference(&in_window).count() as u64,
         reports: identified + anonymous_reports,
         anonymous_reports,
-        duplicates: data.counter("reports.duplicate", first_day, last_day),
-        rejected_names: data.counter("rejected.", first_day, last_day),
-        dropped: data.counter("reports.dropped", first_day, last_day),
-        reports_v1: data.counter("reports.v1", first_day, last_day),
-        reports_v2: data.counter("reports.v2", first_day, last_day),
+        duplicates: data.counter("reports.duplicate", first, last),
+        rejected_names: data.counter("rejected.", first, last),
+        dropped: data.counter("reports.dropped", first, last),
+        reports_v1: data.counter("reports.v1", first, last),
+        reports_v2: data.counter("reports.v2", first, last),
     }
 }
 
@@ -171,7 +166,7 @@ pub struct VersionRow {
     pub version: String,
     /// Status answered to the latest report of this version (None: only
     /// grouped rows).
-    pub status: Option<u8>,
+    pub status: Option<Status>,
     /// Clusters all of whose nodes run this version.
     pub clusters: u64,
     /// Clusters counted by node share: a mixed cluster with 3 of 4 nodes on
@@ -223,16 +218,19 @@ fn share(part: u64, whole: u64) -> f64 {
 }
 
 impl Versions {
+    #[must_use]
     pub fn insecure_node_share(&self) -> f64 {
         share(self.insecure_nodes, self.active_nodes)
     }
 
+    #[must_use]
     pub fn insecure_cluster_share(&self) -> f64 {
         share(self.insecure_clusters, self.active_clusters)
     }
 
     /// The `top` versions by cluster share, the rest summed into "other":
     /// label cardinality for metrics, legibility for charts.
+    #[must_use]
     pub fn grouped(&self, top: usize) -> Vec<VersionRow> {
         let mut rows = self.rows.clone();
         rows.sort_by(|a, b| {
@@ -262,82 +260,111 @@ impl Versions {
     }
 }
 
+impl Versions {
+    /// The distribution of a window of `first..=last` from its figures
+    /// (a snapshot's window) and its active clusters and nodes, with
+    /// `rows`: each version's reports and status.
+    pub(crate) fn from_figures(
+        zone: String,
+        (first_day, last_day): (i64, i64),
+        figures: WindowFigures,
+        (active_clusters, active_nodes): (u64, u64),
+        mut rows: BTreeMap<String, VersionRow>,
+    ) -> Self {
+        for (name, f) in &figures.versions {
+            if let Some(row) = rows.get_mut(name) {
+                row.clusters = f.clusters;
+                row.nodes = f.nodes;
+                row.cluster_share = f.clusters as f64 + f.share_mixed;
+            }
+        }
+        let mut rows: Vec<VersionRow> = rows.into_values().collect();
+        rows.sort_by(|a, b| cmp_versions_desc(&a.version, &b.version));
+        Versions {
+            zone,
+            first_day,
+            last_day,
+            active_clusters,
+            active_nodes,
+            mixed_clusters: figures.mixed_clusters,
+            insecure_nodes: figures.insecure_nodes,
+            insecure_clusters: figures.insecure_clusters,
+            rows,
+        }
+    }
+}
+
+#[must_use]
 pub fn versions(data: &Dataset, first_day: i64, last_day: i64) -> Versions {
-    let nodes = latest_by_node(data, first_day, last_day);
-    let clusters = clusters_of(&nodes);
-    let mut rows: BTreeMap<&str, VersionRow> = BTreeMap::new();
-    let mut status_at: HashMap<&str, i64> = HashMap::new();
-    for r in data.days(first_day, last_day) {
-        let entry = rows
-            .entry(r.version.as_str())
-            .or_insert_with(|| VersionRow::empty(&r.version));
-        entry.reports += r.reports;
-        let seen = status_at.entry(r.version.as_str()).or_insert(i64::MIN);
-        if r.last_at >= *seen {
-            *seen = r.last_at;
-            entry.status = Some(r.status);
-        }
+    let (first, last) = (Day(first_day), Day(last_day));
+    let nodes = latest_by_node(data, first, last);
+    let mut rows = VersionRows::default();
+    for r in data.days(first, last) {
+        rows.take(&r.version, r.reports, 0, Some(r.last_at), r.status);
     }
-    for a in data
-        .anon_days
-        .iter()
-        .filter(|a| a.day >= first_day && a.day <= last_day)
-    {
-        let entry = rows
-            .entry(a.version.as_str())
-            .or_insert_with(|| VersionRow::empty(&a.version));
-        entry.anonymous_reports += a.reports;
-        entry.reports += a.reports;
-        entry.status.get_or_insert(a.status);
+    for a in data.anon_days(first, last) {
+        rows.take(
+            &a.version.to_string(),
+            a.anonymous,
+            a.anonymous,
+            None,
+            a.status,
+        );
     }
-    for r in nodes.values() {
-        if let Some(entry) = rows.get_mut(r.version.as_str()) {
-            entry.nodes += 1;
-        }
-    }
-    let (mut mixed, mut insecure_clusters) = (0, 0);
-    // Whole clusters are counted as integers and the fractions of mixed ones
-    // summed in a fixed order, so the shares are exact where they can be
-    // and the same on every run.
-    let mut fractions: BTreeMap<&str, f64> = BTreeMap::new();
-    let mut keys: Vec<&ClusterKey<'_>> = clusters.keys().collect();
-    keys.sort();
-    for key in keys {
-        let members = &clusters[key];
-        let mut per_version: BTreeMap<&str, usize> = BTreeMap::new();
-        for m in members {
-            *per_version.entry(m.version.as_str()).or_default() += 1;
-        }
-        if per_version.len() == 1 {
-            if let Some(entry) = rows.get_mut(members[0].version.as_str()) {
-                entry.clusters += 1;
+    let clusters: HashSet<[u8; 16]> = nodes.keys().map(|(c, _)| *c).collect();
+    let active = (clusters.len() as u64, nodes.len() as u64);
+    let figures = window_of(&nodes, last, last - first + 1);
+    Versions::from_figures(
+        data.zone.clone(),
+        (first_day, last_day),
+        figures,
+        active,
+        rows.rows,
+    )
+}
+
+/// Each version's reports in a window, and the status answered to its
+/// latest identified report (else to an anonymous one).
+#[derive(Default)]
+pub(crate) struct VersionRows {
+    pub(crate) rows: BTreeMap<String, VersionRow>,
+    /// Per version, the receive time of the latest identified report.
+    status_at: HashMap<String, i64>,
+}
+
+impl VersionRows {
+    /// Takes in `reports` of `version` (`anonymous` of them), the latest
+    /// identified one received at `latest` (None: anonymous only), and
+    /// the status answered.
+    pub(crate) fn take(
+        &mut self,
+        version: &str,
+        reports: u64,
+        anonymous: u64,
+        latest: Option<i64>,
+        status: Status,
+    ) {
+        let row = self
+            .rows
+            .entry(version.to_string())
+            .or_insert_with(|| VersionRow::empty(version));
+        row.reports += reports;
+        row.anonymous_reports += anonymous;
+        match latest {
+            Some(at) => {
+                let seen = self
+                    .status_at
+                    .entry(version.to_string())
+                    .or_insert(i64::MIN);
+                if at >= *seen {
+                    *seen = at;
+                    row.status = Some(status);
+                }
             }
-        } else {
-            mixed += 1;
-            for (version, count) in per_version {
-                *fractions.entry(version).or_default() += count as f64 / members.len() as f64;
+            None => {
+                row.status.get_or_insert(status);
             }
         }
-        if members.iter().any(|m| m.status == INSECURE) {
-            insecure_clusters += 1;
-        }
-    }
-    for row in rows.values_mut() {
-        row.cluster_share =
-            row.clusters as f64 + fractions.get(row.version.as_str()).copied().unwrap_or(0.0);
-    }
-    let mut rows: Vec<VersionRow> = rows.into_values().collect();
-    rows.sort_by(|a, b| cmp_versions_desc(&a.version, &b.version));
-    Versions {
-        zone: data.zone.clone(),
-        first_day,
-        last_day,
-        active_clusters: clusters.len() as u64,
-        active_nodes: nodes.len() as u64,
-        mixed_clusters: mixed,
-        insecure_nodes: nodes.values().filter(|r| r.status == INSECURE).count() as u64,
-        insecure_clusters,
-        rows,
     }
 }
 
@@ -349,6 +376,7 @@ pub enum Bucket {
 }
 
 impl Bucket {
+    #[must_use]
     pub fn days(self) -> i64 {
         match self {
             Bucket::Day => 1,
@@ -373,6 +401,7 @@ pub struct TrendPoint {
 /// oldest may start before `first_day`, so every bucket is comparable), the
 /// version distribution of the clusters and nodes active in it. `data`
 /// must cover the oldest bucket.
+#[must_use]
 pub fn trend(data: &Dataset, first_day: i64, last_day: i64, bucket: Bucket) -> Vec<TrendPoint> {
     let step = bucket.days();
     let mut points = Vec::new();
@@ -431,9 +460,10 @@ pub struct Adoption {
     pub series: Vec<AdoptionPoint>,
 }
 
+#[must_use]
 pub fn adoption(data: &Dataset, version: &Version, last_day: i64) -> Adoption {
     let name = version.to_string();
-    let released_day = data.version_first_day.get(&name).copied();
+    let released_day = data.version_first_day.get(&name).map(|d| d.0);
     let mut result = Adoption {
         zone: data.zone.clone(),
         version: name,
@@ -445,15 +475,12 @@ pub fn adoption(data: &Dataset, version: &Version, last_day: i64) -> Adoption {
     let Some(released) = released_day else {
         return result;
     };
-    let at_least = |v: &str| Version::parse(v).is_ok_and(|v| v >= *version);
     for day in released..=last_day {
+        let day = Day(day);
         let nodes = latest_by_node(data, day - ADOPTION_WINDOW_DAYS + 1, day);
-        let clusters = clusters_of(&nodes);
-        let adopted = clusters
-            .values()
-            .filter(|members| members.iter().all(|m| at_least(&m.version)))
-            .count() as u64;
-        result.push(day, clusters.len() as u64, adopted);
+        let clusters: HashSet<[u8; 16]> = nodes.keys().map(|(c, _)| *c).collect();
+        let figures = window_of(&nodes, day, ADOPTION_WINDOW_DAYS);
+        result.push(day.0, clusters.len() as u64, figures.adopted(version));
     }
     result
 }
@@ -478,81 +505,21 @@ impl Adoption {
     }
 }
 
-/// A day number as `YYYY-MM-DD` (UTC); a day outside years 1-9999 as
-/// `day N`.
-pub fn date_of_day(day: i64) -> String {
-    // 0001-01-01T00:00:00Z in unix seconds: jiff goes back to year -9999.
-    const YEAR_1: i64 = -62_135_596_800;
-    day.checked_mul(86_400)
-        .filter(|s| *s >= YEAR_1)
-        .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .map_or_else(
-            || format!("day {day}"),
-            |t| t.strftime("%Y-%m-%d").to_string(),
-        )
-}
-
-/// A day number in JSON as its ISO 8601 date (`"2026-11-23"`), as every
-/// other output shows days: the day number is the code's unit, not a
-/// reader's (serde's `serialize_with`).
-pub fn iso_date<S: serde::Serializer>(day: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&date_of_day(*day))
-}
-
-/// [`iso_date`] for a day that may be absent (`null`).
-pub fn iso_date_or_null<S: serde::Serializer>(day: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-    match day {
-        Some(day) => iso_date(day, s),
-        None => s.serialize_none(),
-    }
-}
-
-/// Unix seconds as an ISO 8601 UTC time, `2026-11-23T10:00:00Z`.
-pub fn utc_time(unix_seconds: i64) -> String {
-    jiff::Timestamp::from_second(unix_seconds)
-        .map_or_else(|_| format!("{unix_seconds} (unix)"), |t| t.to_string())
-}
-
-/// `YYYY-MM-DD` to a day number; `None` if malformed or not a date.
-pub fn day_of_date(text: &str) -> Option<i64> {
-    let date: jiff::civil::Date = text.trim().parse().ok()?;
-    if !(1..=9999).contains(&date.year()) {
-        return None;
-    }
-    let epoch = jiff::civil::date(1970, 1, 1);
-    Some(i64::from(date.since(epoch).ok()?.get_days()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn dates() {
-        assert_eq!(date_of_day(0), "1970-01-01");
-        assert_eq!(date_of_day(20_415), "2025-11-23");
-        assert_eq!(day_of_date("2025-11-23"), Some(20_415));
-        assert_eq!(
-            day_of_date("2024-02-29").map(date_of_day).as_deref(),
-            Some("2024-02-29")
-        );
-        assert_eq!(day_of_date("2025-02-29"), None);
-        assert_eq!(day_of_date("2025-13-01"), None);
-        assert_eq!(day_of_date("soon"), None);
-        assert_eq!(day_of_date("1969-12-31"), Some(-1));
-        assert_eq!(utc_time(86_400 + 3_723), "1970-01-02T01:02:03Z");
-    }
-
     fn nd(day: i64, cluster: u8, node: u8, version: &str, status: u8) -> NodeDay {
         NodeDay {
-            day,
+            day: Day(day),
             zone: "z".into(),
             cluster: [cluster; 16],
             node: [node; 16],
             version: version.into(),
-            status,
+            status: Status::from_code(status).unwrap(),
             last_at: day * 86_400 + i64::from(node),
             reports: 1,
+            ids: Vec::new(),
         }
     }
 
@@ -564,11 +531,11 @@ mod tests {
         d.node_days.sort_by_key(|r| r.day);
         for r in &d.node_days {
             d.version_first_day
-                .entry(r.version.clone())
+                .entry(r.version.to_string())
                 .and_modify(|x| *x = (*x).min(r.day))
                 .or_insert(r.day);
             d.cluster_first_day
-                .entry((r.zone.clone(), r.cluster))
+                .entry(r.cluster)
                 .and_modify(|x| *x = (*x).min(r.day))
                 .or_insert(r.day);
         }

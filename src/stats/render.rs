@@ -1,7 +1,8 @@
 //! Text forms of the statistics: aligned tables for people, CSV for
 //! spreadsheets. (JSON is serde's form of the same structs.)
 
-use super::{date_of_day, Adoption, Summary, TrendPoint, Versions};
+use super::{Adoption, Summary, TrendPoint, Versions};
+use crate::clock::date_of_day;
 
 /// A statistic as a header and rows of cells.
 pub trait Tabular {
@@ -138,7 +139,7 @@ impl Tabular for Versions {
                 vec![
                     self.zone.clone(),
                     r.version.clone(),
-                    r.status.map_or("-".into(), |s| s.to_string()),
+                    r.status.map_or("-".into(), |s| s.code().to_string()),
                     r.clusters.to_string(),
                     format!("{:.2}", r.cluster_share),
                     r.nodes.to_string(),

@@ -8,19 +8,17 @@
 //! in memory ([`Dataset`]). Both give the same figures (a test holds them
 //! to it); the exact path's cost grows with nodes times days.
 
-use std::collections::BTreeMap;
-
 use semver::Version;
 use thiserror::Error;
 
 use super::{
-    summary_scope, Adoption, Bucket, Dataset, Scope, Summary, TrendPoint, VersionRow, Versions,
+    summary_scope, Adoption, Bucket, Dataset, Scope, Summary, TrendPoint, VersionRows, Versions,
     ADOPTION_WINDOW_DAYS,
 };
 use crate::clock::Day;
+use crate::fleet::{Snapshot, ACTIVITY_DAYS, MAX_WINDOW};
 use crate::protocol::ZoneName;
 use crate::store::reader::{SqliteReader, StatsReader};
-use crate::store::snapshot::{Snapshot, ACTIVITY_DAYS, MAX_WINDOW};
 use crate::store::StoreError;
 
 #[derive(Debug, Error)]
@@ -45,6 +43,7 @@ pub struct Source {
 }
 
 impl Source {
+    #[must_use]
     pub fn new(readers: Vec<Box<dyn StatsReader + Send>>) -> Self {
         Source { readers }
     }
@@ -60,6 +59,7 @@ impl Source {
 
     /// Reads from a ClickHouse database (every name server's shipped
     /// reports), each query bounded by `timeout`.
+    #[must_use]
     pub fn clickhouse(
         url: &crate::clickhouse::ClickHouseUrl,
         timeout: std::time::Duration,
@@ -230,7 +230,7 @@ impl Source {
         last: i64,
     ) -> Result<Option<Adoption>, StoreError> {
         let refs = self.refs();
-        let Some(released) = Dataset::version_first_day(&refs, version, zone)? else {
+        let Some(Day(released)) = Dataset::version_first_day(&refs, version, zone)? else {
             return Ok(None);
         };
         let Some(reader) = self.single() else {
@@ -248,16 +248,9 @@ impl Source {
         for day in released..=last {
             let snap = reader.snapshot(zone, Day(day))?;
             let active = snap.active(ADOPTION_WINDOW_DAYS).unwrap_or((0, 0)).0;
-            let adopted: u64 = snap
+            let adopted = snap
                 .window(ADOPTION_WINDOW_DAYS)
-                .map(|w| {
-                    w.versions
-                        .iter()
-                        .filter(|(v, _)| Version::parse(v).is_ok_and(|v| v >= *version))
-                        .map(|(_, f)| f.min_clusters)
-                        .sum()
-                })
-                .unwrap_or(0);
+                .map_or(0, |w| w.adopted(version));
             result.push(day, active, adopted);
         }
         Ok(Some(result))
@@ -274,48 +267,16 @@ fn versions_from(
     last: i64,
 ) -> Result<Versions, StoreError> {
     let len = last - first + 1;
-    let figures = snap.window(len).cloned().unwrap_or_default();
-    let mut rows: BTreeMap<String, VersionRow> = BTreeMap::new();
-    let mut status_at: BTreeMap<String, i64> = BTreeMap::new();
+    let mut rows = VersionRows::default();
     for v in reader.version_days(zone, Day(first), Day(last))? {
-        let name = v.version.to_string();
-        let row = rows
-            .entry(name.clone())
-            .or_insert_with(|| VersionRow::empty(&name));
-        row.reports += v.reports;
-        row.anonymous_reports += v.anonymous;
-        match v.last_at {
-            Some(at) => {
-                let seen = status_at.entry(name).or_insert(i64::MIN);
-                if at >= *seen {
-                    *seen = at;
-                    row.status = Some(v.status.code());
-                }
-            }
-            None => {
-                row.status.get_or_insert(v.status.code());
-            }
-        }
+        let version = v.version.to_string();
+        rows.take(&version, v.reports, v.anonymous, v.last_at, v.status);
     }
-    for (name, f) in &figures.versions {
-        if let Some(row) = rows.get_mut(name) {
-            row.clusters = f.clusters;
-            row.nodes = f.nodes;
-            row.cluster_share = f.clusters as f64 + f.share_mixed;
-        }
-    }
-    let (active_clusters, active_nodes) = snap.active(len).unwrap_or((0, 0));
-    let mut rows: Vec<VersionRow> = rows.into_values().collect();
-    rows.sort_by(|a, b| super::cmp_versions_desc(&a.version, &b.version));
-    Ok(Versions {
-        zone: zone.as_str().to_string(),
-        first_day: first,
-        last_day: last,
-        active_clusters,
-        active_nodes,
-        mixed_clusters: figures.mixed_clusters,
-        insecure_nodes: figures.insecure_nodes,
-        insecure_clusters: figures.insecure_clusters,
-        rows,
-    })
+    Ok(Versions::from_figures(
+        zone.as_str().to_string(),
+        (first, last),
+        snap.window(len).cloned().unwrap_or_default(),
+        snap.active(len).unwrap_or((0, 0)),
+        rows.rows,
+    ))
 }

@@ -19,17 +19,19 @@
 //! Everything happens in the caller's transaction: a batch, and a day
 //! close, are in the database whole or not at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::keys::{ids_at, Id, Interner, NodeKey, Text};
-use super::latest::NodeLatest;
-use super::rollup::IDS_PER_NODE_DAY;
-use super::{day_of, snapshot, BatchOutcome, ReceivedReport, StoreError};
+use super::{ids_at, snapshot, BatchOutcome, ReceivedReport, StoreError};
+use crate::clock::Day;
+use crate::fleet::{
+    FleetStates, Id, Interner, NodeDay, NodeDayKey, NodeKey, NodeLatest, ReportId, Text, VersionDay,
+};
+use crate::hint::Status;
 use crate::protocol::Identity;
 
-pub(crate) const SCHEMA: &str = r#"
+pub(crate) const SCHEMA: &str = r"
     CREATE TABLE reports_v3 (
         client_time INTEGER NOT NULL,          -- client clock, unix seconds
         report_id   BLOB    NOT NULL,          -- the frame nonce, 12 bytes
@@ -103,10 +105,10 @@ pub(crate) const SCHEMA: &str = r#"
         one INTEGER PRIMARY KEY CHECK (one = 1),
         day INTEGER NOT NULL
     );
-"#;
+";
 
 /// Schema 4: `node_latest` may lag the closed days.
-pub(crate) const SCHEMA_LAGGING_STATES: &str = r#"
+pub(crate) const SCHEMA_LAGGING_STATES: &str = r"
     -- Present when `node_latest` holds the node-days of the closed days up
     -- to `day` only: the later closed days' node-days are folded in when
     -- node states are loaded. Absent: it holds every closed day.
@@ -114,7 +116,7 @@ pub(crate) const SCHEMA_LAGGING_STATES: &str = r#"
         one INTEGER PRIMARY KEY CHECK (one = 1),
         day INTEGER NOT NULL
     );
-"#;
+";
 
 /// Closed days `node_latest` may lag behind before a day's close rewrites
 /// it (else the writer rewrites it when it goes idle, or a bulk load ends):
@@ -122,31 +124,22 @@ pub(crate) const SCHEMA_LAGGING_STATES: &str = r#"
 /// loading node states folds in at most this many days of node-days.
 const STATES_LAG_DAYS: i64 = 7;
 
-/// One version's reports of one day in a batch.
-struct VersionDay {
-    reports: u64,
-    anonymous: u64,
-    /// Latest identified report; -1: none yet.
-    last_at: i64,
-    status: u8,
-}
-
 /// Per-batch aggregates, written once per key; keyed by what the batch
 /// holds (no allocation per report).
 #[derive(Default)]
 struct Pending<'b> {
-    version_days: HashMap<(i64, &'b str, &'b semver::Version), VersionDay>,
-    /// (zone, cluster) -> (first_day, last_day)
-    clusters: HashMap<(&'b str, [u8; 16]), (i64, i64)>,
-    /// (zone, version) -> first_day
-    versions: HashMap<(&'b str, &'b semver::Version), i64>,
+    version_days: HashMap<(Day, &'b str, &'b semver::Version), VersionDay>,
+    /// (zone, cluster) -> (first day, last day)
+    clusters: HashMap<(&'b str, [u8; 16]), (Day, Day)>,
+    /// (zone, version) -> first day
+    versions: HashMap<(&'b str, &'b semver::Version), Day>,
     /// Per receive day: (stored, duplicates), persisted as the day's
     /// counters in this same transaction, so they always equal the rows.
-    counted: HashMap<i64, (u64, u64)>,
+    counted: HashMap<Day, (u64, u64)>,
 }
 
 /// The open day (the newest receive day taken in), if any report was.
-pub(crate) fn open_day(conn: &Connection) -> Result<Option<i64>, StoreError> {
+pub(crate) fn open_day(conn: &Connection) -> Result<Option<Day>, StoreError> {
     Ok(conn
         .query_row("SELECT day FROM open_day", [], |r| r.get(0))
         .optional()?)
@@ -164,9 +157,9 @@ pub(crate) fn apply(
     let open = open_day(tx)?;
     let mut pending = Pending::default();
     let mut newest = open;
-    let mut oldest: Option<i64> = None;
+    let mut oldest: Option<Day> = None;
     let mut straggled = false;
-    let mut late_days: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
+    let mut late_days: BTreeSet<Day> = BTreeSet::new();
     // Stored reports with an identity: they move their node's state.
     let mut fresh: Vec<Fresh<'_>> = Vec::new();
     let mut insert = tx.prepare_cached(
@@ -178,7 +171,7 @@ pub(crate) fn apply(
     let mut dup = tx.prepare_cached(
         "UPDATE reports SET duplicates = duplicates + 1 WHERE client_time = ?1 AND report_id = ?2",
     )?;
-    let mut version_text: HashMap<&semver::Version, Text> = HashMap::new();
+    let mut version_text: HashMap<&semver::Version, (String, Option<Text>)> = HashMap::new();
     for r in batch {
         let p = &r.report.payload;
         // Stored as i64: a client clock past 2^63 is nonsense, clamp it.
@@ -187,9 +180,11 @@ pub(crate) fn apply(
             Identity::Withheld => (None, None),
             Identity::Known { cluster, node } => (Some(cluster.0), Some(node.0)),
         };
-        let version = version_text
-            .entry(&p.version)
-            .or_insert_with(|| writer.interner.version(&p.version.to_string()));
+        let (text, version) = version_text.entry(&p.version).or_insert_with(|| {
+            let text = p.version.to_string();
+            let interned = writer.interner.version(&text);
+            (text, interned)
+        });
         let zone = r.zone.as_str();
         let inserted = insert.execute(params![
             client_time,
@@ -199,11 +194,11 @@ pub(crate) fn apply(
             r.report.key_id.0,
             cluster.as_ref().map(|c| &c[..]),
             node.as_ref().map(|n| &n[..]),
-            version.as_str(),
+            text.as_str(),
             p.flags(),
             r.status.code(),
         ])?;
-        let day = day_of(r.received_at);
+        let day = Day::of(r.received_at);
         if inserted == 0 {
             dup.execute(params![client_time, &r.report.id.0[..]])?;
             outcome.duplicates += 1;
@@ -222,39 +217,27 @@ pub(crate) fn apply(
         }
         newest = Some(newest.map_or(day, |n| n.max(day)));
         oldest = Some(oldest.map_or(day, |o| o.min(day)));
-        let status = r.status.code();
-        let vd = pending
+        pending
             .version_days
             .entry((day, zone, &p.version))
-            .or_insert(VersionDay {
-                reports: 0,
-                anonymous: 0,
-                last_at: -1,
-                status,
-            });
-        vd.reports += 1;
+            .or_insert_with(|| VersionDay::new(day, p.version.clone(), r.status))
+            .take(1, cluster.is_some(), r.received_at, r.status);
         pending
             .versions
             .entry((zone, &p.version))
             .and_modify(|d| *d = (*d).min(day))
             .or_insert(day);
         let (Some(cluster), Some(node)) = (cluster, node) else {
-            vd.anonymous += 1;
-            if vd.last_at < 0 {
-                vd.status = status;
-            }
             continue;
         };
-        if r.received_at >= vd.last_at {
-            vd.last_at = r.received_at;
-            vd.status = status;
+        if let Some(version) = version {
+            fresh.push(Fresh {
+                report: r,
+                cluster,
+                node,
+                version: version.clone(),
+            });
         }
-        fresh.push(Fresh {
-            report: r,
-            cluster,
-            node,
-            version: version.clone(),
-        });
         pending
             .clusters
             .entry((zone, cluster))
@@ -274,17 +257,21 @@ pub(crate) fn apply(
         match open {
             // The first reports ever: every day of the batch but its newest.
             None => close_days(tx, oldest.unwrap_or(newest), newest - 1, writer)?,
-            Some(o) if newest > o => {
-                // The day closing is closed from what the writer kept of
-                // it, this batch's reports of it included.
-                follow_open_day(tx, writer, o, &fresh, false)?;
-                close_days(tx, o, newest - 1, writer)?;
+            Some(o) => {
+                // A straggler of the day that just closed (stamped before
+                // midnight, taken in after one stamped after it): that day
+                // is closed again, now with it, also when the batch goes
+                // on past the open day.
+                if straggled {
+                    close_days(tx, o - 1, o - 1, writer)?;
+                }
+                if newest > o {
+                    // The day closing is closed from what the writer kept
+                    // of it, this batch's reports of it included.
+                    follow_open_day(tx, writer, o, &fresh, false)?;
+                    close_days(tx, o, newest - 1, writer)?;
+                }
             }
-            // A straggler of the day that just closed (stamped before
-            // midnight, taken in after one stamped after it): that day is
-            // closed again, now with it.
-            Some(o) if straggled => close_days(tx, o - 1, o - 1, writer)?,
-            _ => {}
         }
         // A day newer than the open one has no stored reports but this
         // batch's.
@@ -293,7 +280,7 @@ pub(crate) fn apply(
     }
     if let Some(&first) = late_days.first() {
         for &day in &late_days {
-            regroup_day(tx, day)?;
+            regroup_day(tx, day, &mut writer.interner)?;
         }
         tx.execute(
             "INSERT INTO stale_from (one, day) VALUES (1, ?1)
@@ -304,7 +291,8 @@ pub(crate) fn apply(
     Ok(outcome)
 }
 
-/// A stored report with an identity, as the writer's states take it.
+/// A stored report with an identity (and a semver version), as the
+/// writer's states take it.
 struct Fresh<'b> {
     report: &'b ReceivedReport,
     cluster: [u8; 16],
@@ -319,7 +307,7 @@ struct Fresh<'b> {
 fn follow_open_day(
     tx: &Transaction<'_>,
     writer: &mut WriterState,
-    day: i64,
+    day: Day,
     fresh: &[Fresh<'_>],
     new_day: bool,
 ) -> Result<(), StoreError> {
@@ -343,16 +331,16 @@ fn follow_open_day(
     match open {
         Some(o) if o.day == day => {
             for f in fresh {
-                if day_of(f.report.received_at) == day {
-                    let key = interner.node(f.report.zone.as_str(), f.cluster, f.node);
-                    let r = f.report;
+                let r = f.report;
+                if Day::of(r.received_at) == day {
+                    let key = interner.node(r.zone.as_str(), f.cluster, f.node);
                     o.take(
                         states,
                         key,
                         r.received_at,
                         &f.version,
-                        r.status.code(),
-                        &r.report.id.0,
+                        r.status,
+                        Some(&r.report.id.0),
                     );
                     *dirty = true;
                 }
@@ -367,64 +355,77 @@ fn follow_open_day(
     Ok(())
 }
 
-/// The open day as the writer keeps it, taken from its stored raw rows in
-/// receive order, report by report as [`apply`] takes them: after a
-/// restart, or when another connection wrote.
-fn read_open_day(
+/// One raw row of a day, as the writer groups it into node-days.
+struct RawRow<'r> {
+    at: i64,
+    zone: &'r str,
+    cluster: [u8; 16],
+    node: [u8; 16],
+    version: &'r str,
+    status: Status,
+    id: Option<ReportId>,
+}
+
+/// Hands each identified raw row received on the days `first..=last`
+/// (of `zone` only, if given) to `each`, in receive order (an index
+/// range). Rows whose status is no status code are skipped.
+fn raw_rows(
     conn: &Connection,
-    day: i64,
-    states: &States,
-    interner: &mut Interner,
-) -> Result<OpenDay, StoreError> {
+    first: Day,
+    last: Day,
+    zone: Option<&str>,
+    mut each: impl FnMut(RawRow<'_>),
+) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT received_at, zone, cluster, node, version, status, report_id
          FROM reports
-         WHERE received_at >= ?1 * 86400 AND received_at < (?1 + 1) * 86400
-           AND cluster IS NOT NULL
+         WHERE received_at >= ?1 * 86400 AND received_at < (?2 + 1) * 86400
+           AND cluster IS NOT NULL AND (?3 IS NULL OR zone = ?3)
          ORDER BY received_at",
     )?;
-    let mut rows = stmt.query([day])?;
-    let mut today = OpenDay {
-        day,
-        nodes: BTreeMap::new(),
-    };
-    let mut versions = HashMap::new();
+    let mut rows = stmt.query(params![first, last, zone])?;
     while let Some(r) = rows.next()? {
         let text = |i: usize| r.get_ref(i).map(|v| v.as_str().unwrap_or_default());
         let Some((cluster, node)) = ids_at(r, 2)? else {
             continue;
         };
-        let Some(version) = parsed_version(&mut versions, interner, text(4)?) else {
+        let Some(status) = Status::from_code(r.get(5)?) else {
             continue;
         };
-        let key = interner.node(text(1)?, cluster, node);
-        today.take(
-            states,
-            key,
-            r.get(0)?,
-            &version,
-            r.get(5)?,
-            r.get_ref(6)?.as_blob().unwrap_or_default(),
-        );
+        each(RawRow {
+            at: r.get(0)?,
+            zone: text(1)?,
+            cluster,
+            node,
+            version: text(4)?,
+            status,
+            id: ReportId::try_from(r.get_ref(6)?.as_blob().unwrap_or_default()).ok(),
+        });
     }
-    Ok(today)
+    Ok(())
 }
 
-/// The interned text of a stored version, if it parses (rows whose text no
-/// longer does are left out of node states, as they always were).
-fn parsed_version(
-    cache: &mut HashMap<String, Option<Text>>,
+/// The open day as the writer keeps it, taken from its stored raw rows in
+/// receive order, report by report as [`apply`] takes them: after a
+/// restart, or when another connection wrote.
+fn read_open_day(
+    conn: &Connection,
+    day: Day,
+    states: &FleetStates,
     interner: &mut Interner,
-    text: &str,
-) -> Option<Text> {
-    if let Some(v) = cache.get(text) {
-        return v.clone();
-    }
-    let v = semver::Version::parse(text)
-        .ok()
-        .map(|_| interner.version(text));
-    cache.insert(text.to_string(), v.clone());
-    v
+) -> Result<OpenDay, StoreError> {
+    let mut today = OpenDay {
+        day,
+        nodes: BTreeMap::new(),
+    };
+    raw_rows(conn, day, day, None, |r| {
+        let Some(version) = interner.version(r.version) else {
+            return;
+        };
+        let key = interner.node(r.zone, r.cluster, r.node);
+        today.take(states, key, r.at, &version, r.status, r.id.as_ref());
+    })?;
+    Ok(today)
 }
 
 /// Writes the open day's snapshot from the writer's states, if it changed:
@@ -442,37 +443,63 @@ pub(crate) fn write_open_snapshot(
     snapshot::store(
         tx,
         open.day,
-        &snapshot::compute_all(merged(states, &open.nodes), open.day),
+        &crate::fleet::snapshot::compute_all(merged(states, &open.nodes), open.day),
     )?;
     writer.dirty = false;
     Ok(())
 }
 
-/// Writes the batch's aggregates.
+/// Writes the batch's aggregates. A version day already stored takes the
+/// batch's tally in as the counting model merges them.
 fn write_pending(
     tx: &Transaction<'_>,
     pending: Pending<'_>,
     writer: &mut WriterState,
 ) -> Result<(), StoreError> {
     let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let mut up = tx.prepare_cached(
+    let mut stored = tx.prepare_cached(
+        "SELECT reports, anonymous, last_at, status FROM version_days
+         WHERE day = ?1 AND zone = ?2 AND version = ?3",
+    )?;
+    let mut put = tx.prepare_cached(
         "INSERT INTO version_days (day, zone, version, reports, anonymous, last_at, status)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (day, zone, version) DO UPDATE SET
-            reports   = reports + excluded.reports,
-            anonymous = anonymous + excluded.anonymous,
-            status    = CASE WHEN excluded.last_at >= last_at THEN excluded.status ELSE status END,
-            last_at   = MAX(last_at, excluded.last_at)",
+            reports = excluded.reports, anonymous = excluded.anonymous,
+            last_at = excluded.last_at, status = excluded.status",
     )?;
-    for ((day, zone, version), v) in pending.version_days {
-        up.execute(params![
+    for ((day, zone, version), batch) in pending.version_days {
+        let text = version.to_string();
+        let before = stored
+            .query_row(params![day, zone, text], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, u8>(3)?,
+                ))
+            })
+            .optional()?;
+        let mut row = match before {
+            Some((reports, anonymous, last_at, status)) => VersionDay {
+                day,
+                version: version.clone(),
+                reports: u64::try_from(reports).unwrap_or(0),
+                anonymous: u64::try_from(anonymous).unwrap_or(0),
+                last_at: (last_at >= 0).then_some(last_at),
+                status: Status::from_code(status).unwrap_or(batch.status),
+            },
+            None => VersionDay::new(day, version.clone(), batch.status),
+        };
+        row.merge(&batch);
+        put.execute(params![
             day,
             zone,
-            version.to_string(),
-            n(v.reports),
-            n(v.anonymous),
-            v.last_at,
-            v.status
+            text,
+            n(row.reports),
+            n(row.anonymous),
+            row.last_at.unwrap_or(-1),
+            row.status.code()
         ])?;
     }
     let mut up = tx.prepare_cached(
@@ -491,7 +518,10 @@ fn write_pending(
     for ((zone, cluster), (first, last)) in pending.clusters {
         // Most clusters report many times a day: written once a day each.
         let key = (writer.interner.zone(zone), Id::from(cluster));
-        let known = writer.clusters.entry(key).or_insert((i64::MAX, i64::MIN));
+        let known = writer
+            .clusters
+            .entry(key)
+            .or_insert((Day(i64::MAX), Day(i64::MIN)));
         if known.0 <= first && last <= known.1 {
             continue;
         }
@@ -513,93 +543,46 @@ fn write_pending(
     Ok(())
 }
 
-/// One node's reports of one version on one day, grouped from raw rows.
-pub(crate) struct GroupedNodeDay {
-    pub day: i64,
-    pub zone: String,
-    pub cluster: [u8; 16],
-    pub node: [u8; 16],
-    pub version: String,
-    pub status: u8,
-    pub last_at: i64,
-    pub reports: i64,
-    pub ids: Vec<u8>,
-}
-
-/// A node-day's key: day, zone, cluster, node, version.
-type NodeDayKey = (i64, String, [u8; 16], [u8; 16], String);
-
 /// Node-days of the days `first..=last` grouped from the raw rows (sorted
 /// by the receive time of their latest report), for the days not closed
 /// yet and for closing a day. `zone`: only that zone. The rows are read in
 /// receive-time order (an index range) and grouped here, which is several
-/// times faster than SQL's sort-based GROUP BY.
+/// times faster than SQL's sort-based GROUP BY. Texts are interned in
+/// `interner`; rows whose version is not semver are left out.
 pub(crate) fn group_node_days(
     conn: &Connection,
-    first: i64,
-    last: i64,
+    first: Day,
+    last: Day,
     zone: Option<&str>,
-) -> Result<Vec<GroupedNodeDay>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT received_at, zone, cluster, node, version, status, report_id
-         FROM reports
-         WHERE received_at >= ?1 * 86400 AND received_at < (?2 + 1) * 86400
-           AND cluster IS NOT NULL AND (?3 IS NULL OR zone = ?3)
-         ORDER BY received_at",
-    )?;
-    let mut rows = stmt.query(params![first, last, zone])?;
-    let mut index: HashMap<NodeDayKey, usize> = HashMap::new();
-    let mut out: Vec<GroupedNodeDay> = Vec::new();
-    while let Some(r) = rows.next()? {
-        let at: i64 = r.get(0)?;
-        let Some((cluster, node)) = ids_at(r, 2)? else {
-            continue;
+    interner: &mut Interner,
+) -> Result<Vec<NodeDay>, StoreError> {
+    let mut index: HashMap<(Day, NodeKey, Text), usize> = HashMap::new();
+    let mut out: Vec<NodeDay> = Vec::new();
+    raw_rows(conn, first, last, zone, |r| {
+        let Some(version) = interner.version(r.version) else {
+            return;
         };
-        let key = (day_of(at), r.get(1)?, cluster, node, r.get(4)?);
-        let status: u8 = r.get(5)?;
-        let id = r.get_ref(6)?.as_blob().unwrap_or_default();
-        match index.get(&key) {
-            Some(&i) => {
-                let g = &mut out[i];
-                // Rows come in receive order: the later one is the latest.
-                g.last_at = at;
-                g.status = status;
-                g.reports += 1;
-                if g.ids.len() < IDS_PER_NODE_DAY * 12 {
-                    g.ids.extend_from_slice(id);
-                }
+        let node = interner.node(r.zone, r.cluster, r.node);
+        let day = Day::of(r.at);
+        match index.entry((day, node, version)) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                out[*e.get()].take(r.at, r.status, r.id.as_ref());
             }
-            None => {
-                index.insert(key.clone(), out.len());
-                out.push(GroupedNodeDay {
-                    day: key.0,
-                    zone: key.1,
-                    cluster,
-                    node,
-                    version: key.4,
-                    status,
-                    last_at: at,
-                    reports: 1,
-                    ids: id.to_vec(),
-                });
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let (_, node, version) = e.key();
+                let key = NodeDayKey {
+                    day,
+                    zone: &node.zone,
+                    cluster: r.cluster,
+                    node: r.node,
+                };
+                out.push(NodeDay::first(key, version, r.at, r.status, r.id.as_ref()));
+                e.insert(out.len() - 1);
             }
         }
-    }
+    })?;
     out.sort_by_key(|g| g.last_at);
     Ok(out)
-}
-
-/// Every node's state, in key order (zone, cluster, node): the order
-/// snapshots take clusters in.
-pub(crate) type States = BTreeMap<NodeKey, NodeLatest>;
-
-/// One node's reports of one version on the open day, as taken in.
-struct OpenNodeDay {
-    version: Text,
-    status: u8,
-    last_at: i64,
-    reports: i64,
-    ids: Vec<u8>,
 }
 
 /// A node that reported on the open day: its state with the day's reports
@@ -607,72 +590,55 @@ struct OpenNodeDay {
 /// an upgrade).
 struct OpenNode {
     latest: NodeLatest,
-    days: Vec<OpenNodeDay>,
+    days: Vec<NodeDay>,
 }
 
 /// The open day as the writer keeps it: its node-days are written from
 /// here when it closes, instead of grouped again from the raw rows.
 struct OpenDay {
-    day: i64,
+    day: Day,
     nodes: BTreeMap<NodeKey, OpenNode>,
 }
 
 impl OpenDay {
-    /// The node's entry, started from its state as of the closed days.
-    fn node(
-        &mut self,
-        states: &States,
-        key: NodeKey,
-        make: impl FnOnce() -> NodeLatest,
-    ) -> &mut OpenNode {
-        match self.nodes.entry(key) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                let latest = states.get(e.key()).cloned().unwrap_or_else(make);
-                e.insert(OpenNode {
-                    latest,
-                    days: Vec::new(),
-                })
-            }
-        }
-    }
-
-    /// Takes in one stored report of the open day.
+    /// Takes in one stored report of the open day (its node's state as of
+    /// the closed days is in `states`).
     fn take(
         &mut self,
-        states: &States,
+        states: &FleetStates,
         key: NodeKey,
         at: i64,
         version: &Text,
-        status: u8,
-        id: &[u8],
+        status: Status,
+        id: Option<&ReportId>,
     ) {
         let day = self.day;
-        let n = self.node(states, key, || NodeLatest::new(day, at, version, status));
-        n.latest.observe(day, at, version, status);
-        match n.days.iter_mut().find(|d| d.version == *version) {
-            Some(d) => {
-                if at >= d.last_at {
-                    d.last_at = at;
-                    d.status = status;
-                }
-                d.reports += 1;
-                if d.ids.len() < IDS_PER_NODE_DAY * 12 {
-                    d.ids.extend_from_slice(id);
-                }
+        let (zone, cluster, node) = (key.zone.clone(), key.cluster.bytes(), key.node.bytes());
+        let n = match self.nodes.entry(key) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let latest = states
+                    .get(e.key())
+                    .cloned()
+                    .unwrap_or_else(|| NodeLatest::new(day, at, version, status));
+                e.insert(OpenNode {
+                    latest,
+                    // Room for an upgrade without growing.
+                    days: Vec::with_capacity(1),
+                })
             }
-            None => n.days.push(OpenNodeDay {
-                version: version.clone(),
-                status,
-                last_at: at,
-                reports: 1,
-                ids: {
-                    // Room for a few reports without growing.
-                    let mut ids = Vec::with_capacity(4 * id.len());
-                    ids.extend_from_slice(id);
-                    ids
-                },
-            }),
+        };
+        n.latest.observe(day, at, version, status);
+        if let Some(d) = n.days.iter_mut().find(|d| d.version == *version) {
+            d.take(at, status, id)
+        } else {
+            let key = NodeDayKey {
+                day,
+                zone: &zone,
+                cluster,
+                node,
+            };
+            n.days.push(NodeDay::first(key, version, at, status, id));
         }
     }
 }
@@ -684,23 +650,23 @@ impl OpenDay {
 pub(crate) struct WriterState {
     interner: Interner,
     /// Node states as of the last closed day.
-    states: Option<States>,
+    states: Option<FleetStates>,
     /// The open day's node-days and node states.
     open: Option<OpenDay>,
     /// The open day changed since its snapshot was last written.
     dirty: bool,
     /// Per (zone, cluster), days the `clusters` row is known to span: a
     /// batch within them writes nothing.
-    clusters: HashMap<(Text, Id), (i64, i64)>,
+    clusters: HashMap<(Text, Id), (Day, Day)>,
 }
 
 /// Node states with the open day's folded in, in key order: a merge of the
 /// two sorted maps.
 fn merged<'a>(
-    states: &'a States,
+    states: &'a FleetStates,
     open: &'a BTreeMap<NodeKey, OpenNode>,
 ) -> impl Iterator<Item = (&'a NodeKey, &'a NodeLatest)> {
-    let mut a = states.iter().peekable();
+    let mut a = states.nodes().peekable();
     let mut b = open.iter().map(|(k, n)| (k, &n.latest)).peekable();
     std::iter::from_fn(move || match (a.peek(), b.peek()) {
         (Some((ka, _)), Some((kb, _))) => match ka.cmp(kb) {
@@ -716,42 +682,29 @@ fn merged<'a>(
     })
 }
 
-/// Folds grouped node-days (latest last) into node states.
-fn fold(states: &mut States, rows: &[GroupedNodeDay], interner: &mut Interner) {
-    let mut parsed = HashMap::new();
+/// Folds node-days (latest last) into node states.
+fn fold(states: &mut FleetStates, rows: &[NodeDay]) {
     for r in rows {
-        let Some(version) = parsed_version(&mut parsed, interner, &r.version) else {
-            continue;
-        };
-        let key = interner.node(&r.zone, r.cluster, r.node);
-        observe(states, key, r.day, r.last_at, &version, r.status);
-    }
-}
-
-/// Takes one node-day into a node's state.
-fn observe(states: &mut States, key: NodeKey, day: i64, at: i64, version: &Text, status: u8) {
-    match states.get_mut(&key) {
-        Some(n) => n.observe(day, at, version, status),
-        None => {
-            states.insert(key, NodeLatest::new(day, at, version, status));
-        }
+        states.take(r);
     }
 }
 
 /// Every node's state as of the last closed day: `node_latest`, with the
 /// node-days of the closed days it lags behind folded in.
-fn load_states(conn: &Connection, interner: &mut Interner) -> Result<States, StoreError> {
-    let mut states: States = snapshot::load_latest(conn, interner)?.into_iter().collect();
+fn load_states(conn: &Connection, interner: &mut Interner) -> Result<FleetStates, StoreError> {
+    let mut states = snapshot::load_latest(conn, interner)?;
     if let (Some(from), Some(open)) = (states_lag(conn)?, open_day(conn)?) {
-        for day in from + 1..open {
-            fold(&mut states, &stored_node_days(conn, day)?, interner);
+        let mut day = from + 1;
+        while day < open {
+            fold(&mut states, &stored_node_days(conn, day, interner)?);
+            day += 1;
         }
     }
     Ok(states)
 }
 
 /// The last closed day `node_latest` holds, if it lags behind.
-fn states_lag(conn: &Connection) -> Result<Option<i64>, StoreError> {
+fn states_lag(conn: &Connection) -> Result<Option<Day>, StoreError> {
     Ok(conn
         .query_row("SELECT day FROM node_latest_day", [], |r| r.get(0))
         .optional()?)
@@ -777,23 +730,22 @@ pub(crate) fn write_lagging_states(
 
 /// Replaces `node_latest` with `states`, written in key order, and marks
 /// it current.
-fn rewrite_states(tx: &Transaction<'_>, states: &States) -> Result<(), StoreError> {
+fn rewrite_states(tx: &Transaction<'_>, states: &FleetStates) -> Result<(), StoreError> {
     tx.execute("DELETE FROM node_latest", [])?;
-    put_node_states(tx, states.iter())?;
+    put_node_states(tx, states.nodes())?;
     tx.execute("DELETE FROM node_latest_day", [])?;
     Ok(())
 }
 
 /// Node states as of now: the closed days' states with the open day's raw
 /// rows folded in.
-pub(crate) fn open_states(conn: &Connection) -> Result<States, StoreError> {
+pub(crate) fn open_states(conn: &Connection) -> Result<FleetStates, StoreError> {
     let mut interner = Interner::default();
     let mut states = load_states(conn, &mut interner)?;
     if let Some(open) = open_day(conn)? {
         fold(
             &mut states,
-            &group_node_days(conn, open, open, None)?,
-            &mut interner,
+            &group_node_days(conn, open, open, None, &mut interner)?,
         );
     }
     Ok(states)
@@ -806,8 +758,8 @@ pub(crate) fn open_states(conn: &Connection) -> Result<States, StoreError> {
 /// this fails, since the transaction will not commit.
 pub(crate) fn close_days(
     tx: &Transaction<'_>,
-    first: i64,
-    last: i64,
+    first: Day,
+    last: Day,
     writer: &mut WriterState,
 ) -> Result<(), StoreError> {
     if first > last {
@@ -817,31 +769,29 @@ pub(crate) fn close_days(
         Some(states) => states,
         None => load_states(tx, &mut writer.interner)?,
     };
-    for day in first..=last {
-        match writer.open.take_if(|o| o.day == day) {
-            Some(open) => {
-                put_open_node_days(tx, &open)?;
-                for (key, node) in open.nodes {
-                    let mut days = node.days;
-                    days.sort_by_key(|d| d.last_at);
-                    for d in &days {
-                        observe(
-                            &mut states,
-                            key.clone(),
-                            day,
-                            d.last_at,
-                            &d.version,
-                            d.status,
-                        );
-                    }
-                }
+    let mut day = first;
+    while day <= last {
+        if let Some(open) = writer.open.take_if(|o| o.day == day) {
+            put_node_days(
+                tx,
+                day,
+                open.nodes.values().flat_map(|n| {
+                    let mut days: Vec<&NodeDay> = n.days.iter().collect();
+                    days.sort_by(|a, b| a.version.as_str().cmp(b.version.as_str()));
+                    days
+                }),
+            )?;
+            for node in open.nodes.into_values() {
+                let mut days = node.days;
+                days.sort_by_key(|d| d.last_at);
+                fold(&mut states, &days);
             }
-            None => {
-                let rows = regroup_day(tx, day)?;
-                fold(&mut states, &rows, &mut writer.interner);
-            }
+        } else {
+            let rows = regroup_day(tx, day, &mut writer.interner)?;
+            fold(&mut states, &rows);
         }
-        snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
+        snapshot::store(tx, day, &states.snapshots(day))?;
+        day += 1;
     }
     // `node_latest` follows the closed days lazily (the node-days written
     // above are what it lags by).
@@ -856,66 +806,58 @@ pub(crate) fn close_days(
         )?;
     }
     writer.states = Some(states);
+    // The open day's snapshot starts from these states: a day closed
+    // again (a straggler) changes it too.
+    writer.dirty = true;
     Ok(())
 }
 
-/// Writes the open day's node-days, in key order (sequential pages).
-fn put_open_node_days(tx: &Transaction<'_>, open: &OpenDay) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM node_days WHERE day = ?1", [open.day])?;
+/// Replaces the stored node-days of `day` with `rows`, given in key order
+/// (sequential pages).
+fn put_node_days<'a>(
+    tx: &Transaction<'_>,
+    day: Day,
+    rows: impl Iterator<Item = &'a NodeDay>,
+) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM node_days WHERE day = ?1", [day])?;
     let mut put = tx.prepare_cached(
         "INSERT INTO node_days (day, zone, cluster, node, version, status, last_at, reports, ids)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
-    let mut days: Vec<&OpenNodeDay> = Vec::new();
-    for (key, node) in &open.nodes {
-        days.clear();
-        days.extend(&node.days);
-        days.sort_by(|a, b| a.version.as_str().cmp(b.version.as_str()));
-        let (cluster, id) = (key.cluster.bytes(), key.node.bytes());
-        for d in &days {
-            put.execute(params![
-                open.day,
-                key.zone.as_str(),
-                &cluster[..],
-                &id[..],
-                d.version.as_str(),
-                d.status,
-                d.last_at,
-                d.reports,
-                &d.ids[..]
-            ])?;
-        }
+    for r in rows {
+        put.execute(params![
+            r.day,
+            r.zone.as_str(),
+            &r.cluster[..],
+            &r.node[..],
+            r.version.as_str(),
+            r.status.code(),
+            r.last_at,
+            i64::try_from(r.reports).unwrap_or(i64::MAX),
+            r.ids.as_flattened()
+        ])?;
     }
     Ok(())
 }
 
 /// A day's node-days grouped again from its raw rows and stored in place of
 /// the old ones; returned in time order.
-fn regroup_day(tx: &Transaction<'_>, day: i64) -> Result<Vec<GroupedNodeDay>, StoreError> {
-    let rows = group_node_days(tx, day, day, None)?;
-    tx.execute("DELETE FROM node_days WHERE day = ?1", [day])?;
-    // Inserted in key order (sequential pages).
-    let mut by_key: Vec<&GroupedNodeDay> = rows.iter().collect();
+fn regroup_day(
+    tx: &Transaction<'_>,
+    day: Day,
+    interner: &mut Interner,
+) -> Result<Vec<NodeDay>, StoreError> {
+    let rows = group_node_days(tx, day, day, None, interner)?;
+    let mut by_key: Vec<&NodeDay> = rows.iter().collect();
     by_key.sort_by(|a, b| {
-        (&a.zone, a.cluster, a.node, &a.version).cmp(&(&b.zone, b.cluster, b.node, &b.version))
+        (a.zone.as_str(), a.cluster, a.node, a.version.as_str()).cmp(&(
+            b.zone.as_str(),
+            b.cluster,
+            b.node,
+            b.version.as_str(),
+        ))
     });
-    let mut put = tx.prepare_cached(
-        "INSERT INTO node_days (day, zone, cluster, node, version, status, last_at, reports, ids)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    for r in by_key {
-        put.execute(params![
-            r.day,
-            r.zone,
-            &r.cluster[..],
-            &r.node[..],
-            r.version,
-            r.status,
-            r.last_at,
-            r.reports,
-            r.ids
-        ])?;
-    }
+    put_node_days(tx, day, by_key.into_iter())?;
     Ok(rows)
 }
 
@@ -923,12 +865,18 @@ fn regroup_day(tx: &Transaction<'_>, day: i64) -> Result<Vec<GroupedNodeDay>, St
 /// day from the first, for the closed days before `open`: after history
 /// was taken in for days long closed, and for the schema upgrade. Returns
 /// the node states as of the last closed day.
-fn replay(tx: &Transaction<'_>, open: i64, interner: &mut Interner) -> Result<States, StoreError> {
-    let oldest: Option<i64> = tx.query_row("SELECT MIN(day) FROM node_days", [], |r| r.get(0))?;
-    let mut states = States::new();
-    for day in oldest.unwrap_or(open)..open {
-        fold(&mut states, &stored_node_days(tx, day)?, interner);
-        snapshot::store(tx, day, &snapshot::compute_all(states.iter(), day))?;
+fn replay(
+    tx: &Transaction<'_>,
+    open: Day,
+    interner: &mut Interner,
+) -> Result<FleetStates, StoreError> {
+    let oldest: Option<Day> = tx.query_row("SELECT MIN(day) FROM node_days", [], |r| r.get(0))?;
+    let mut states = FleetStates::new();
+    let mut day = oldest.unwrap_or(open);
+    while day < open {
+        fold(&mut states, &stored_node_days(tx, day, interner)?);
+        snapshot::store(tx, day, &states.snapshots(day))?;
+        day += 1;
     }
     rewrite_states(tx, &states)?;
     tx.execute("DELETE FROM stale_from", [])?;
@@ -941,7 +889,7 @@ pub(crate) fn repair_stale(
     tx: &Transaction<'_>,
     writer: &mut WriterState,
 ) -> Result<(), StoreError> {
-    let stale: Option<i64> = tx
+    let stale: Option<Day> = tx
         .query_row("SELECT day FROM stale_from", [], |r| r.get(0))
         .optional()?;
     let (Some(_), Some(open)) = (stale, open_day(tx)?) else {
@@ -977,10 +925,10 @@ fn put_node_states<'a>(
             l.last_day,
             l.last_at,
             l.version.as_str(),
-            l.status,
+            l.status.code(),
             prev.map(|p| p.day),
             prev.map(|p| p.version.as_str()),
-            prev.map(|p| p.status),
+            prev.map(|p| p.status.code()),
         ])?;
     }
     Ok(())
@@ -991,7 +939,7 @@ fn put_node_states<'a>(
 /// day stays open: its node-days are regrouped from the raw rows when it
 /// closes.
 pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    let newest: Option<i64> = tx.query_row("SELECT MAX(day) FROM node_days", [], |r| r.get(0))?;
+    let newest: Option<Day> = tx.query_row("SELECT MAX(day) FROM node_days", [], |r| r.get(0))?;
     let Some(newest) = newest else {
         return Ok(());
     };
@@ -1000,40 +948,62 @@ pub(crate) fn backfill(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A closed day's stored node-days, latest last.
-fn stored_node_days(conn: &Connection, day: i64) -> Result<Vec<GroupedNodeDay>, StoreError> {
+/// Stored node-days of the days `first..=last` (of `zone` only, if
+/// given), in key order, with their ids if `with_ids`. Rows whose version
+/// is not semver, or whose status is no status code, are left out.
+pub(crate) fn read_node_days(
+    conn: &Connection,
+    first: Day,
+    last: Day,
+    zone: Option<&str>,
+    with_ids: bool,
+    interner: &mut Interner,
+) -> Result<Vec<NodeDay>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT zone, cluster, node, version, status, last_at, reports FROM node_days
-         WHERE day = ?1 ORDER BY last_at",
+        "SELECT day, zone, cluster, node, version, status, last_at, reports,
+                CASE WHEN ?4 THEN ids ELSE x'' END
+         FROM node_days WHERE day BETWEEN ?1 AND ?2 AND (?3 IS NULL OR zone = ?3)",
     )?;
-    let rows = stmt.query_map([day], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, Vec<u8>>(1)?,
-            r.get::<_, Vec<u8>>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, u8>(4)?,
-            r.get::<_, i64>(5)?,
-            r.get::<_, i64>(6)?,
-        ))
-    })?;
+    let mut rows = stmt.query(params![first, last, zone, with_ids])?;
     let mut out = Vec::new();
-    for row in rows {
-        let (zone, cluster, node, version, status, last_at, reports) = row?;
-        if let (Ok(cluster), Ok(node)) = (<[u8; 16]>::try_from(cluster), <[u8; 16]>::try_from(node))
-        {
-            out.push(GroupedNodeDay {
-                day,
-                zone,
-                cluster,
-                node,
-                version,
-                status,
-                last_at,
-                reports,
-                ids: Vec::new(),
-            });
-        }
+    while let Some(r) = rows.next()? {
+        let text = |i: usize| r.get_ref(i).map(|v| v.as_str().unwrap_or_default());
+        let Some((cluster, node)) = ids_at(r, 2)? else {
+            continue;
+        };
+        let (Some(version), Some(status)) =
+            (interner.version(text(4)?), Status::from_code(r.get(5)?))
+        else {
+            continue;
+        };
+        out.push(NodeDay {
+            day: r.get(0)?,
+            zone: interner.zone(text(1)?),
+            cluster,
+            node,
+            version,
+            status,
+            last_at: r.get(6)?,
+            reports: u64::try_from(r.get::<_, i64>(7)?).unwrap_or(0),
+            ids: r
+                .get_ref(8)?
+                .as_blob()
+                .unwrap_or_default()
+                .chunks_exact(12)
+                .filter_map(|c| ReportId::try_from(c).ok())
+                .collect(),
+        });
     }
     Ok(out)
+}
+
+/// A closed day's stored node-days, latest last.
+fn stored_node_days(
+    conn: &Connection,
+    day: Day,
+    interner: &mut Interner,
+) -> Result<Vec<NodeDay>, StoreError> {
+    let mut rows = read_node_days(conn, day, day, None, false, interner)?;
+    rows.sort_by_key(|r| r.last_at);
+    Ok(rows)
 }

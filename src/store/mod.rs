@@ -8,14 +8,11 @@
 //! a power loss may roll back the last commits, position included, and the
 //! processor takes the same records again from the journal, exactly once.
 
-pub(crate) mod fleet;
 mod ingest;
-mod keys;
-mod latest;
 pub mod reader;
 pub mod rollup;
 mod schema;
-pub mod snapshot;
+mod snapshot;
 
 use std::path::Path;
 
@@ -23,6 +20,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use thiserror::Error;
 
 pub use crate::clock::day_of;
+use crate::clock::Day;
+use crate::fleet::CounterDelta;
 pub use crate::report::ReceivedReport;
 
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
@@ -65,6 +64,7 @@ impl StoreError {
     }
 
     /// The error below any [`StoreError::Open`] wrapping.
+    #[must_use]
     pub fn innermost(&self) -> &StoreError {
         match self {
             StoreError::Open { source, .. } => source.innermost(),
@@ -81,14 +81,6 @@ pub struct BatchOutcome {
     /// Stored reports of a day whose snapshot was already made (and is not
     /// made again: see docs/STATS.md).
     pub late: u64,
-}
-
-/// A counter's gain on one day, persisted with the batch it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CounterDelta {
-    pub day: i64,
-    pub name: String,
-    pub delta: u64,
 }
 
 pub struct Store {
@@ -129,6 +121,19 @@ impl Store {
         Self::open_writer(path).map_err(|e| e.at(path))
     }
 
+    /// A store over `conn`; `repair_due` for a writer, whose first idle
+    /// moment replays what an interrupted loader left stale.
+    fn new(conn: Connection, repair_due: bool) -> Self {
+        Store {
+            conn,
+            writer: ingest::WriterState::default(),
+            open_written: None,
+            data_version: None,
+            bulk_load: false,
+            repair_due,
+        }
+    }
+
     fn open_writer(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
@@ -151,14 +156,7 @@ impl Store {
         // after every few batches.
         conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
         schema::migrate(&mut conn)?;
-        Ok(Store {
-            conn,
-            writer: ingest::WriterState::default(),
-            open_written: None,
-            data_version: None,
-            bulk_load: false,
-            repair_due: true,
-        })
+        Ok(Store::new(conn, true))
     }
 
     /// Opens an existing database for reading only (stats); never creates
@@ -183,14 +181,7 @@ impl Store {
         if found == 0 {
             return Err(StoreError::NotVcheckd);
         }
-        Ok(Store {
-            conn,
-            writer: ingest::WriterState::default(),
-            open_written: None,
-            data_version: None,
-            bulk_load: false,
-            repair_due: false,
-        })
+        Ok(Store::new(conn, false))
     }
 
     /// Stores a batch in one transaction. A report id seen before is not
@@ -312,8 +303,8 @@ impl Store {
     /// the rollups keep their counts. Never a day that is not closed yet
     /// (its node-days are grouped from these rows). Returns the rows
     /// deleted.
-    pub fn prune(&mut self, before_day: i64, limit: usize) -> Result<usize, StoreError> {
-        let open = ingest::open_day(&self.conn)?.unwrap_or(i64::MIN);
+    pub fn prune(&mut self, before_day: Day, limit: usize) -> Result<usize, StoreError> {
+        let open = ingest::open_day(&self.conn)?.unwrap_or(Day(i64::MIN));
         Ok(self.conn.execute(
             "DELETE FROM reports WHERE (client_time, report_id) IN
                (SELECT client_time, report_id FROM reports
@@ -321,6 +312,33 @@ impl Store {
             params![before_day, limit as i64, open],
         )?)
     }
+}
+
+/// Days are stored as their number.
+impl rusqlite::ToSql for Day {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.0.into())
+    }
+}
+
+impl rusqlite::types::FromSql for Day {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        i64::column_result(value).map(Day)
+    }
+}
+
+/// The cluster and node ids in columns `at` and `at + 1` of a row: `None`
+/// if either is not 16 bytes (NULL: an anonymous report), and the row is
+/// skipped.
+pub(crate) fn ids_at(
+    r: &rusqlite::Row<'_>,
+    at: usize,
+) -> rusqlite::Result<Option<([u8; 16], [u8; 16])>> {
+    let id = |i: usize| {
+        r.get_ref(i)
+            .map(|v| <[u8; 16]>::try_from(v.as_blob().unwrap_or_default()).ok())
+    };
+    Ok(id(at)?.zip(id(at + 1)?))
 }
 
 /// A write transaction that takes the write lock at its start: waiting (up
@@ -333,7 +351,6 @@ fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Day;
     use crate::hint::Status;
     use crate::protocol::{AnonId, Identity, KeyId, Payload, Report, ReportId, ZoneName};
     use crate::store::reader::{SqliteReader, StatsReader};

@@ -9,40 +9,12 @@ use rusqlite::params;
 use semver::Version;
 
 use super::ingest;
-use super::snapshot::{self, Snapshot};
+use super::snapshot;
 use super::{Store, StoreError};
 use crate::clock::Day;
+use crate::fleet::{FleetStates, Interner, NodeDay, Snapshot, VersionDay};
 use crate::hint::Status;
 use crate::protocol::ZoneName;
-
-/// One version's reports on one day in one zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VersionDay {
-    pub day: Day,
-    pub version: Version,
-    /// All reports, anonymous ones included.
-    pub reports: u64,
-    pub anonymous: u64,
-    /// Receive time of the latest identified report (None: only anonymous).
-    pub last_at: Option<i64>,
-    /// Answered to the latest identified report, else to an anonymous one.
-    pub status: Status,
-}
-
-/// A node's reports of one version on one day (the exact path: merging
-/// several databases, or windows no snapshot keeps).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeDayRow {
-    pub day: Day,
-    pub cluster: [u8; 16],
-    pub node: [u8; 16],
-    pub version: Version,
-    pub status: Status,
-    pub last_at: i64,
-    pub reports: u64,
-    /// Up to 32 report ids, for deduplication across databases.
-    pub ids: Vec<[u8; 12]>,
-}
 
 /// The questions statistics ask of a store.
 pub trait StatsReader {
@@ -67,13 +39,15 @@ pub trait StatsReader {
         first: Day,
         last: Day,
     ) -> Result<Vec<VersionDay>, StoreError>;
+    /// Node-days of `zone` (the exact path: merging several databases,
+    /// or windows no snapshot keeps), with their report ids if `with_ids`.
     fn node_days(
         &self,
         zone: &ZoneName,
         first: Day,
         last: Day,
         with_ids: bool,
-    ) -> Result<Vec<NodeDayRow>, StoreError>;
+    ) -> Result<Vec<NodeDay>, StoreError>;
     /// The server's counters per day, by name (they are per server, not
     /// per zone).
     fn counters(&self, first: Day, last: Day) -> Result<BTreeMap<(Day, String), u64>, StoreError>;
@@ -91,8 +65,8 @@ pub struct SqliteReader {
     store: Store,
     /// Every node's state as of now, read once (for windows no stored
     /// snapshot answers), and the snapshots computed from it, by day.
-    nodes_now: OnceCell<ingest::States>,
-    live_snapshots: RefCell<HashMap<i64, BTreeMap<String, Snapshot>>>,
+    nodes_now: OnceCell<FleetStates>,
+    live_snapshots: RefCell<HashMap<Day, BTreeMap<String, Snapshot>>>,
 }
 
 impl SqliteReader {
@@ -109,11 +83,11 @@ impl SqliteReader {
         Ok(Self::new(Store::open_read_only(path)?))
     }
 
-    fn open_day(&self) -> Result<Option<i64>, StoreError> {
+    fn open_day(&self) -> Result<Option<Day>, StoreError> {
         ingest::open_day(&self.store.conn)
     }
 
-    fn nodes_now(&self) -> Result<&ingest::States, StoreError> {
+    fn nodes_now(&self) -> Result<&FleetStates, StoreError> {
         if let Some(nodes) = self.nodes_now.get() {
             return Ok(nodes);
         }
@@ -148,21 +122,19 @@ impl StatsReader for SqliteReader {
 
     fn snapshot(&self, zone: &ZoneName, day: Day) -> Result<Snapshot, StoreError> {
         let open = self.open_day()?;
-        if open.is_none_or(|o| day.0 < o) {
-            return Ok(snapshot::load(&self.store.conn, zone.as_str(), day.0)?.unwrap_or_default());
+        if open.is_none_or(|o| day < o) {
+            return Ok(snapshot::load(&self.store.conn, zone.as_str(), day)?.unwrap_or_default());
         }
         // The open day's snapshot, as the processor last wrote it (within
         // a few seconds of its latest batch).
-        if open == Some(day.0) {
-            if let Some(snap) = snapshot::load(&self.store.conn, zone.as_str(), day.0)? {
+        if open == Some(day) {
+            if let Some(snap) = snapshot::load(&self.store.conn, zone.as_str(), day)? {
                 return Ok(snap);
             }
         }
         let nodes = self.nodes_now()?;
         let mut snapshots = self.live_snapshots.borrow_mut();
-        let all = snapshots
-            .entry(day.0)
-            .or_insert_with(|| snapshot::compute_all(nodes.iter(), day.0));
+        let all = snapshots.entry(day).or_insert_with(|| nodes.snapshots(day));
         Ok(all.get(zone.as_str()).cloned().unwrap_or_default())
     }
 
@@ -172,10 +144,10 @@ impl StatsReader for SqliteReader {
         day: Day,
         days: i64,
     ) -> Result<Option<Snapshot>, StoreError> {
-        if self.open_day()?.is_some_and(|o| day.0 < o) {
+        if self.open_day()?.is_some_and(|o| day < o) {
             return Ok(None);
         }
-        let all = snapshot::compute_windows(self.nodes_now()?.iter(), day.0, &[days]);
+        let all = self.nodes_now()?.windows(day, &[days]);
         Ok(Some(all.get(zone.as_str()).cloned().unwrap_or_default()))
     }
 
@@ -189,7 +161,7 @@ impl StatsReader for SqliteReader {
             "SELECT day, version, reports, anonymous, last_at, status FROM version_days
              WHERE zone = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day, version",
         )?;
-        let rows = stmt.query_map(params![zone.as_str(), first.0, last.0], |r| {
+        let rows = stmt.query_map(params![zone.as_str(), first, last], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
@@ -223,65 +195,29 @@ impl StatsReader for SqliteReader {
         first: Day,
         last: Day,
         with_ids: bool,
-    ) -> Result<Vec<NodeDayRow>, StoreError> {
-        let mut out = Vec::new();
+    ) -> Result<Vec<NodeDay>, StoreError> {
         // Closed days from the rollup; the open day grouped from raw rows.
-        let open = self.open_day()?.unwrap_or(i64::MAX);
-        let mut stmt = self.store.conn.prepare_cached(
-            "SELECT day, zone, cluster, node, version, status, last_at, reports,
-                    CASE WHEN ?4 THEN ids ELSE x'' END
-             FROM node_days WHERE day BETWEEN ?2 AND ?3 AND zone = ?1",
+        let conn = &self.store.conn;
+        let open = self.open_day()?.unwrap_or(Day(i64::MAX));
+        let zone = Some(zone.as_str());
+        let mut interner = Interner::default();
+        let mut out = ingest::read_node_days(
+            conn,
+            first,
+            last.min(open - 1),
+            zone,
+            with_ids,
+            &mut interner,
         )?;
-        let rows = stmt.query_map(
-            params![zone.as_str(), first.0, last.0.min(open - 1), with_ids],
-            |r| {
-                Ok(ingest::GroupedNodeDay {
-                    day: r.get(0)?,
-                    zone: r.get(1)?,
-                    cluster: <[u8; 16]>::try_from(r.get::<_, Vec<u8>>(2)?).unwrap_or_default(),
-                    node: <[u8; 16]>::try_from(r.get::<_, Vec<u8>>(3)?).unwrap_or_default(),
-                    version: r.get(4)?,
-                    status: r.get(5)?,
-                    last_at: r.get(6)?,
-                    reports: r.get(7)?,
-                    ids: r.get(8)?,
-                })
-            },
-        )?;
-        let mut grouped = Vec::new();
-        for row in rows {
-            grouped.push(row?);
-        }
-        if last.0 >= open {
-            grouped.extend(ingest::group_node_days(
-                &self.store.conn,
-                first.0.max(open),
-                last.0,
-                Some(zone.as_str()),
-            )?);
-        }
-        for g in grouped {
-            if let (Some(version), Some(status)) =
-                (version_of(g.version), Status::from_code(g.status))
-            {
-                out.push(NodeDayRow {
-                    day: Day(g.day),
-                    cluster: g.cluster,
-                    node: g.node,
-                    version,
-                    status,
-                    last_at: g.last_at,
-                    reports: count(g.reports),
-                    ids: if with_ids {
-                        g.ids
-                            .chunks_exact(12)
-                            .filter_map(|c| c.try_into().ok())
-                            .collect()
-                    } else {
-                        Vec::new()
-                    },
-                });
-            }
+        if last >= open {
+            let open_days =
+                ingest::group_node_days(conn, first.max(open), last, zone, &mut interner)?;
+            out.extend(open_days.into_iter().map(|mut d| {
+                if !with_ids {
+                    d.ids = Vec::new();
+                }
+                d
+            }));
         }
         Ok(out)
     }
@@ -291,9 +227,9 @@ impl StatsReader for SqliteReader {
             .store
             .conn
             .prepare_cached("SELECT day, name, value FROM counters WHERE day BETWEEN ?1 AND ?2")?;
-        let rows = stmt.query_map(params![first.0, last.0], |r| {
+        let rows = stmt.query_map(params![first, last], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
+                r.get::<_, Day>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
             ))
@@ -301,7 +237,7 @@ impl StatsReader for SqliteReader {
         let mut out = BTreeMap::new();
         for row in rows {
             let (day, name, value) = row?;
-            *out.entry((Day(day), name)).or_default() += count(value);
+            *out.entry((day, name)).or_default() += count(value);
         }
         Ok(out)
     }
@@ -327,7 +263,7 @@ impl StatsReader for SqliteReader {
     fn new_clusters(&self, zone: &ZoneName, first: Day, last: Day) -> Result<u64, StoreError> {
         let n: i64 = self.store.conn.query_row(
             "SELECT COUNT(*) FROM clusters WHERE zone = ?1 AND first_day BETWEEN ?2 AND ?3",
-            params![zone.as_str(), first.0, last.0],
+            params![zone.as_str(), first, last],
             |r| r.get(0),
         )?;
         Ok(count(n))

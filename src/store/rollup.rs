@@ -6,15 +6,11 @@
 use rusqlite::{params, Transaction};
 
 use super::{day_of, ReceivedReport, StoreError};
+use crate::fleet::IDS_PER_NODE_DAY;
 use crate::hint::Status;
 use crate::protocol::{AnonId, Identity, KeyId, Payload, Report, ReportId, ZoneName};
 
-/// Report ids kept per node and day, for deduplication across servers when
-/// several databases are merged: a node reporting more often than this per
-/// day falls back to counting (see docs/STATS.md).
-pub const IDS_PER_NODE_DAY: usize = 32;
-
-pub const SCHEMA: &str = r#"
+pub const SCHEMA: &str = r"
     CREATE TABLE node_days (
         day     INTEGER NOT NULL,
         zone    TEXT    NOT NULL,
@@ -48,7 +44,7 @@ pub const SCHEMA: &str = r#"
         first_day INTEGER NOT NULL,
         PRIMARY KEY (zone, version)
     ) WITHOUT ROWID;
-"#;
+";
 
 /// Adds one newly stored (not duplicate) report to the rollups.
 pub fn add(tx: &Transaction<'_>, r: &ReceivedReport) -> Result<(), StoreError> {

@@ -22,7 +22,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     // 1: reports and daily counters. No client or resolver address is stored.
     Migration {
-        sql: &[r#"
+        sql: &[r"
     CREATE TABLE reports (
         id          INTEGER PRIMARY KEY,
         report_id   BLOB    NOT NULL UNIQUE,   -- the frame nonce, 12 bytes
@@ -44,7 +44,7 @@ const MIGRATIONS: &[Migration] = &[
         value INTEGER NOT NULL,
         PRIMARY KEY (day, name)
     ) WITHOUT ROWID;
-    "#],
+    "],
         backfill: None,
     },
     // 2: daily rollups, so that stats never scan raw reports (which expire).

@@ -3,6 +3,8 @@
 //! sockets for the cases a client library will not send.
 #![allow(dead_code)] // each test binary uses a different part of this
 
+pub mod fleet;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

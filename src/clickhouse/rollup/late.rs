@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::{Marker, Rollup};
-use crate::clickhouse::client::{num, ClickHouseError};
+use serde::Deserialize;
+
+use crate::clickhouse::client::ClickHouseError;
 
 impl Rollup {
     /// Distinct report ids and deliveries received on each day of
@@ -17,15 +19,22 @@ impl Rollup {
         first: i64,
         last: i64,
     ) -> Result<BTreeMap<i64, (u64, u64)>, ClickHouseError> {
+        /// A row of the query below.
+        #[derive(Deserialize)]
+        struct Row {
+            day: i64,
+            reports: u64,
+            rows: u64,
+        }
         let mut out = BTreeMap::new();
-        self.client.query_each(
+        self.client.each(
             &format!(
-                "SELECT day, uniqExact(sipHash64(report_id)), count() FROM {}.reports
-                 WHERE day BETWEEN {first} AND {last} GROUP BY day",
+                "SELECT day, uniqExact(sipHash64(report_id)) AS reports, count() AS rows
+                 FROM {}.reports WHERE day BETWEEN {first} AND {last} GROUP BY day",
                 self.db()
             ),
-            |r| {
-                out.insert(num(r, 0)?, (num(r, 1)?, num(r, 2)?));
+            |r: Row| {
+                out.insert(r.day, (r.reports, r.rows));
                 Ok(())
             },
         )?;

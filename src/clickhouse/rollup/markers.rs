@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::clickhouse::client::{num, ClickHouseError, Client};
+use crate::clickhouse::client::{ClickHouseError, Client};
 
 /// One day as `rollup_days` has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,29 +27,38 @@ pub(crate) fn markers(
     client: &Client,
     nodes: bool,
 ) -> Result<BTreeMap<i64, Marker>, ClickHouseError> {
+    /// A row of the query below.
+    #[derive(Deserialize)]
+    struct Row {
+        day: i64,
+        closed: u8,
+        reports: u64,
+        rows: u64,
+        state_day: i64,
+        computed_at: u64,
+        nodes: i64,
+    }
     let mut out = BTreeMap::new();
-    client.query_each(
-        &format!(
-            "SELECT day, closed, reports, rows, state_day, computed_at, {}
-             FROM {}.rollup_days FINAL",
-            if nodes { "nodes" } else { "-1" },
-            client.database()
-        ),
-        |r| {
-            out.insert(
-                num(r, 0)?,
-                Marker {
-                    closed: num::<u8>(r, 1)? == 1,
-                    reports: num(r, 2)?,
-                    rows: num(r, 3)?,
-                    state_day: num(r, 4)?,
-                    computed_at: num(r, 5)?,
-                    nodes: num(r, 6)?,
-                },
-            );
-            Ok(())
-        },
-    )?;
+    let sql = format!(
+        "SELECT day, closed, reports, rows, state_day, computed_at, {}
+         FROM {}.rollup_days FINAL",
+        if nodes { "nodes" } else { "-1 AS nodes" },
+        client.database()
+    );
+    client.each(&sql, |r: Row| {
+        out.insert(
+            r.day,
+            Marker {
+                closed: r.closed == 1,
+                reports: r.reports,
+                rows: r.rows,
+                state_day: r.state_day,
+                computed_at: r.computed_at,
+                nodes: r.nodes,
+            },
+        );
+        Ok(())
+    })?;
     Ok(out)
 }
 

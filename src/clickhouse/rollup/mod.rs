@@ -35,9 +35,9 @@
 //! is written after all of the day's rows, so a run cut short leaves the
 //! day to the next one.
 
+mod fold;
 mod late;
 mod markers;
-mod node_days;
 mod rows;
 mod snapshot_rows;
 mod states;
@@ -48,11 +48,11 @@ use std::time::Duration;
 
 use tracing::{debug, info};
 
-use super::client::{field, ClickHouseError, Client};
+use super::client::{one, ClickHouseError, Client};
 use super::lease::Lease;
 use super::schema::Topology;
-use crate::clock::day_of;
-use crate::store::fleet::FleetStates;
+use crate::clock::{day_of, Day};
+use crate::fleet::FleetStates;
 use markers::MarkerRow;
 pub(crate) use markers::{markers, Marker};
 use rows::Inserts;
@@ -121,6 +121,7 @@ impl Rollup {
     /// open (copies crossing midnight, shipping delay).
     /// The lease is taken as `vcheckd` with a 15-minute ttl: see
     /// [`with_lease`](Self::with_lease).
+    #[must_use]
     pub fn new(client: Client, topology: Topology, grace_secs: u64) -> Self {
         Rollup {
             lease: Lease::new(client.clone(), "vcheckd", Duration::from_secs(900)),
@@ -135,6 +136,7 @@ impl Rollup {
     /// Node states sent per insert: [`STATE_CHUNK_ROWS`] unless a test
     /// makes a small fleet's states span several inserts.
     #[doc(hidden)]
+    #[must_use]
     pub fn with_state_chunk_rows(mut self, rows: usize) -> Self {
         self.state_chunk_rows = rows.max(1);
         self
@@ -143,6 +145,7 @@ impl Rollup {
     /// Takes the lease as `server` (this name server's name; a random id
     /// is added per process), for `ttl` from each renewal: several runs'
     /// interval, so that a holder that stops is replaced soon.
+    #[must_use]
     pub fn with_lease(mut self, server: &str, ttl: Duration) -> Self {
         self.lease = Lease::new(self.client.clone(), server, ttl);
         self
@@ -161,6 +164,7 @@ impl Rollup {
     }
 
     /// This process's name as a lease holder.
+    #[must_use]
     pub fn holder(&self) -> &str {
         self.lease.holder_name()
     }
@@ -174,10 +178,12 @@ impl Rollup {
         Ok(())
     }
 
+    #[must_use]
     pub fn client(&self) -> &Client {
         &self.client
     }
 
+    #[must_use]
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
@@ -239,7 +245,7 @@ impl Rollup {
             .map(|m| m.computed_at.saturating_add(1))
             .max()
             .unwrap_or(0)
-            .max(now_nanos());
+            .max(crate::clock::now_nanos());
         let mut base = self.base_before(start, first_day, &markers)?;
         let start = base.day.map_or(first_day, |d| d + 1);
         report.from_start = from.map(|_| start);
@@ -268,15 +274,18 @@ impl Rollup {
     /// The first receive day of any report (before `before`), if there
     /// is any.
     fn first_report_day(&self, before: Option<i64>) -> Result<Option<i64>, ClickHouseError> {
-        let filter = before.map_or(String::new(), |d| format!(" WHERE day < {d}"));
-        let rows = self.client.query(&format!(
-            "SELECT count(), min(day) FROM {}.reports{filter}",
-            self.db()
-        ))?;
-        match rows.first() {
-            Some(r) if field::<u64>(r, 0)? > 0 => Ok(Some(field(r, 1)?)),
-            _ => Ok(None),
+        /// The row of the query below.
+        #[derive(serde::Deserialize)]
+        struct First {
+            reports: u64,
+            first: i64,
         }
+        let filter = before.map_or(String::new(), |d| format!(" WHERE day < {d}"));
+        let row: First = one(self.client.rows(&format!(
+            "SELECT count() AS reports, min(day) AS first FROM {}.reports{filter}",
+            self.db()
+        ))?)?;
+        Ok((row.reports > 0).then_some(row.first))
     }
 
     /// Closes `first..=last`, in chunks of days, renewing the lease
@@ -301,15 +310,15 @@ impl Rollup {
                 rows += next;
                 end += 1;
             }
-            let mut days = self.node_days(day, end)?;
+            let mut days = self.node_days(Day(day), Day(end), base.states.interner())?;
             let stored = self.stored(day, end)?;
             let mut inserts = Inserts::default();
             for d in day..=end {
                 self.lease.keep()?;
                 self.fold_day(
                     base,
-                    d,
-                    days.remove(&d).unwrap_or_default(),
+                    Day(d),
+                    days.remove(&Day(d)).unwrap_or_default(),
                     &stored,
                     stamp,
                     &mut inserts,
@@ -355,19 +364,18 @@ impl Rollup {
         markers: &BTreeMap<i64, Marker>,
         stamp: u64,
     ) -> Result<(), ClickHouseError> {
-        let mut days = self.node_days(first, last)?;
+        let mut days = self.node_days(Day(first), Day(last), base.states.interner())?;
         let stored = self.stored(first, last)?;
         let mut inserts = Inserts::default();
         for d in first..=last {
+            let rows = days.remove(&Day(d)).unwrap_or_default();
             if markers.get(&d).is_some_and(|m| m.closed) {
                 // Closed by a server whose clock is ahead: its rows stay.
                 let mut ignored = Inserts::default();
-                let rows = days.remove(&d).unwrap_or_default();
-                self.fold_day(base, d, rows, &stored, stamp, &mut ignored);
+                self.fold_day(base, Day(d), rows, &stored, stamp, &mut ignored);
                 continue;
             }
-            let rows = days.remove(&d).unwrap_or_default();
-            self.fold_day(base, d, rows, &stored, stamp, &mut inserts);
+            self.fold_day(base, Day(d), rows, &stored, stamp, &mut inserts);
             inserts.push(
                 "rollup_days",
                 &MarkerRow {
@@ -383,11 +391,4 @@ impl Rollup {
         }
         inserts.send(&self.client, "rollup_days")
     }
-}
-
-/// Now in nanoseconds since 1970: a run's `computed_at`.
-pub(crate) fn now_nanos() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::clickhouse::client::{ClickHouseError, Client};
+use crate::clock::Day;
+use crate::hint::Status;
 
 /// A row that does not serialize (it cannot: plain strings and numbers).
 pub(super) fn serialize(e: serde_json::Error) -> ClickHouseError {
@@ -58,19 +60,21 @@ pub(super) fn insert(client: &Client, table: &str, body: &[u8]) -> Result<(), Cl
 #[derive(Serialize)]
 pub(super) struct VersionDayRow<'a> {
     pub(super) zone: &'a str,
-    pub(super) day: i64,
+    pub(super) day: Day,
     pub(super) version: &'a str,
     pub(super) reports: u64,
     pub(super) anonymous: u64,
+    /// -1: only anonymous reports.
     pub(super) last_at: i64,
-    pub(super) status: u8,
+    /// Unknown (0) in a row of zeros.
+    pub(super) status: Status,
     pub(super) computed_at: u64,
 }
 
 #[derive(Serialize)]
 pub(super) struct SnapshotVersionRow<'a> {
     pub(super) zone: &'a str,
-    pub(super) day: i64,
+    pub(super) day: Day,
     pub(super) window: i64,
     pub(super) version: &'a str,
     pub(super) clusters: u64,
@@ -83,7 +87,7 @@ pub(super) struct SnapshotVersionRow<'a> {
 #[derive(Serialize)]
 pub(super) struct SnapshotTotalRow<'a> {
     pub(super) zone: &'a str,
-    pub(super) day: i64,
+    pub(super) day: Day,
     pub(super) window: i64,
     pub(super) mixed_clusters: u64,
     pub(super) insecure_clusters: u64,
@@ -94,7 +98,7 @@ pub(super) struct SnapshotTotalRow<'a> {
 #[derive(Serialize)]
 pub(super) struct SnapshotActivityRow<'a> {
     pub(super) zone: &'a str,
-    pub(super) day: i64,
+    pub(super) day: Day,
     pub(super) age: i64,
     pub(super) clusters: u64,
     pub(super) nodes: u64,
@@ -108,24 +112,24 @@ pub(super) struct FirstDayRow<'a> {
     pub(super) cluster: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) version: Option<&'a str>,
-    pub(super) first_day: i64,
+    pub(super) first_day: Day,
     pub(super) keep: u32,
 }
 
 #[derive(Serialize)]
 pub(super) struct NodeStateRow<'a> {
-    pub(super) as_of: i64,
+    pub(super) as_of: Day,
     pub(super) zone: &'a str,
     pub(super) cluster: String,
     pub(super) node: String,
-    pub(super) last_day: i64,
+    pub(super) last_day: Day,
     pub(super) last_at: i64,
     pub(super) version: &'a str,
-    pub(super) status: u8,
+    pub(super) status: Status,
     pub(super) computed_at: u64,
 }
 
 /// A merge keeps the largest `keep`: the earliest first day.
-pub(super) fn keep_earliest(day: i64) -> u32 {
-    u32::MAX - u32::try_from(day.clamp(0, i64::from(u32::MAX))).unwrap_or(0)
+pub(super) fn keep_earliest(day: Day) -> u32 {
+    u32::MAX - u32::try_from(day.0.clamp(0, i64::from(u32::MAX))).unwrap_or(0)
 }

@@ -5,12 +5,13 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::rows::{Inserts, SnapshotActivityRow, SnapshotTotalRow, SnapshotVersionRow};
 use super::stored::Stored;
-use crate::store::snapshot::Snapshot;
+use crate::clock::Day;
+use crate::fleet::Snapshot;
 
 /// A day's snapshot rows (and zero rows for stored keys it lacks).
 pub(super) fn snapshot_rows(
     snaps: &BTreeMap<String, Snapshot>,
-    day: i64,
+    day: Day,
     stored: &Stored,
     stamp: u64,
     inserts: &mut Inserts,

@@ -8,9 +8,13 @@ use tracing::{debug, info, warn};
 
 use super::rows::{insert, serialize, NodeStateRow};
 use super::{Base, Marker, Rollup, KEEP_STATE_DAYS};
-use crate::clickhouse::client::{id16, num, str_at, ClickHouseError};
+use serde::Deserialize;
+
+use crate::clickhouse::client::{hex16, ClickHouseError};
 use crate::clickhouse::schema::{self, NODE_STATE};
-use crate::store::fleet::{FleetStates, StoredState};
+use crate::clock::Day;
+use crate::fleet::{FleetStates, StoredState};
+use crate::hint::Status;
 
 impl Rollup {
     /// Node states as of the closed day before `start` (or an earlier
@@ -73,15 +77,23 @@ impl Rollup {
                 "node states are kept from this day on: closing again from the day after it"
             );
         }
+        /// A row of the query below.
+        #[derive(Deserialize)]
+        struct FirstDay {
+            zone: String,
+            version: String,
+            first: i64,
+        }
         let mut versions = HashSet::new();
-        self.client.query_each(
+        self.client.each(
             &format!(
-                "SELECT zone, version, min(first_day) FROM {}.versions GROUP BY zone, version",
+                "SELECT zone, version, min(first_day) AS first FROM {}.versions
+                 GROUP BY zone, version",
                 self.db()
             ),
-            |r| {
-                if num::<i64>(r, 2)? <= day {
-                    versions.insert((str_at(r, 0)?.to_string(), str_at(r, 1)?.to_string()));
+            |r: FirstDay| {
+                if r.first <= day {
+                    versions.insert((r.zone, r.version));
                 }
                 Ok(())
             },
@@ -96,22 +108,35 @@ impl Rollup {
 
     /// The node states saved as of `day`.
     fn restore_states(&self, day: i64) -> Result<FleetStates, ClickHouseError> {
+        /// A row of the query below.
+        #[derive(Deserialize)]
+        struct State {
+            zone: String,
+            #[serde(deserialize_with = "hex16")]
+            cluster: [u8; 16],
+            #[serde(deserialize_with = "hex16")]
+            node: [u8; 16],
+            last_day: Day,
+            last_at: i64,
+            version: String,
+            status: Status,
+        }
         let mut states = FleetStates::new();
-        self.client.query_each(
+        self.client.each(
             &format!(
                 "SELECT zone, cluster, node, last_day, last_at, version, status
                  FROM {}.node_state FINAL WHERE as_of = {day}",
                 self.db()
             ),
-            |r| {
+            |r: State| {
                 states.restore(&StoredState {
-                    zone: str_at(r, 0)?,
-                    cluster: id16(str_at(r, 1)?)?,
-                    node: id16(str_at(r, 2)?)?,
-                    last_day: num(r, 3)?,
-                    last_at: num(r, 4)?,
-                    version: str_at(r, 5)?,
-                    status: num(r, 6)?,
+                    zone: &r.zone,
+                    cluster: r.cluster,
+                    node: r.node,
+                    last_day: r.last_day,
+                    last_at: r.last_at,
+                    version: &r.version,
+                    status: r.status,
                 });
                 Ok(())
             },
@@ -121,15 +146,16 @@ impl Rollup {
 
     /// The days whose node states `node_state` holds.
     fn kept_states(&self) -> Result<BTreeSet<i64>, ClickHouseError> {
-        let mut out = BTreeSet::new();
-        self.client.query_each(
-            &format!("SELECT DISTINCT as_of FROM {}.node_state", self.db()),
-            |r| {
-                out.insert(num(r, 0)?);
-                Ok(())
-            },
-        )?;
-        Ok(out)
+        /// A row of the query below.
+        #[derive(Deserialize)]
+        struct Kept {
+            as_of: i64,
+        }
+        let rows: Vec<Kept> = self.client.rows(&format!(
+            "SELECT DISTINCT as_of FROM {}.node_state",
+            self.db()
+        ))?;
+        Ok(rows.into_iter().map(|r| r.as_of).collect())
     }
 
     /// Saves the node states as of `day` (a closed day) in `node_state`.
@@ -143,7 +169,7 @@ impl Rollup {
         let mut rows = 0;
         for s in states.iter() {
             let row = NodeStateRow {
-                as_of: day,
+                as_of: Day(day),
                 zone: s.zone,
                 cluster: HEXLOWER.encode(&s.cluster),
                 node: HEXLOWER.encode(&s.node),

@@ -4,15 +4,43 @@
 use std::collections::HashSet;
 
 use super::Rollup;
-use crate::clickhouse::client::{num, str_at, ClickHouseError};
+use serde::Deserialize;
+
+use crate::clickhouse::client::{ClickHouseError, Client};
+use crate::clock::Day;
 
 /// Keys of rows already stored for some days, with counts not zero: the
 /// keys a new computation of those days must zero if it lacks them.
 #[derive(Default)]
 pub(super) struct Stored {
-    pub(super) versions: HashSet<(String, i64, i64, String)>,
-    pub(super) activity: HashSet<(String, i64, i64)>,
-    pub(super) version_days: HashSet<(String, i64, String)>,
+    pub(super) versions: HashSet<(String, Day, i64, String)>,
+    pub(super) activity: HashSet<(String, Day, i64)>,
+    pub(super) version_days: HashSet<(String, Day, String)>,
+}
+
+/// A stored row's key (zone, day, and window and version, or age, or
+/// version) and whether its counts are not all zero.
+#[derive(Deserialize)]
+struct Row {
+    zone: String,
+    day: Day,
+    #[serde(default)]
+    window: i64,
+    #[serde(default)]
+    age: i64,
+    #[serde(default)]
+    version: String,
+    counted: u8,
+}
+
+/// Hands `add` each row `sql` answers whose counts are not all zero.
+fn read(client: &Client, sql: &str, mut add: impl FnMut(Row)) -> Result<u64, ClickHouseError> {
+    client.each(sql, |r: Row| {
+        if r.counted == 1 {
+            add(r);
+        }
+        Ok(())
+    })
 }
 
 impl Rollup {
@@ -21,45 +49,34 @@ impl Rollup {
         let db = self.db();
         let mut out = Stored::default();
         let days = format!("WHERE day BETWEEN {first} AND {last}");
-        self.client.query_each(
+        read(
+            &self.client,
             &format!(
-                "SELECT zone, day, window, version, nodes FROM {db}.snapshot_versions FINAL {days}"
+                "SELECT zone, day, window, version, nodes > 0 AS counted
+                 FROM {db}.snapshot_versions FINAL {days}"
             ),
             |r| {
-                if num::<u64>(r, 4)? > 0 {
-                    out.versions.insert((
-                        str_at(r, 0)?.to_string(),
-                        num(r, 1)?,
-                        num(r, 2)?,
-                        str_at(r, 3)?.to_string(),
-                    ));
-                }
-                Ok(())
+                out.versions.insert((r.zone, r.day, r.window, r.version));
             },
         )?;
-        self.client.query_each(
+        read(
+            &self.client,
             &format!(
-                "SELECT zone, day, age, clusters, nodes FROM {db}.snapshot_activity FINAL {days}"
+                "SELECT zone, day, age, clusters > 0 OR nodes > 0 AS counted
+                 FROM {db}.snapshot_activity FINAL {days}"
             ),
             |r| {
-                if num::<u64>(r, 3)? > 0 || num::<u64>(r, 4)? > 0 {
-                    out.activity
-                        .insert((str_at(r, 0)?.to_string(), num(r, 1)?, num(r, 2)?));
-                }
-                Ok(())
+                out.activity.insert((r.zone, r.day, r.age));
             },
         )?;
-        self.client.query_each(
-            &format!("SELECT zone, day, version, reports FROM {db}.version_days FINAL {days}"),
+        read(
+            &self.client,
+            &format!(
+                "SELECT zone, day, version, reports > 0 AS counted
+                 FROM {db}.version_days FINAL {days}"
+            ),
             |r| {
-                if num::<u64>(r, 3)? > 0 {
-                    out.version_days.insert((
-                        str_at(r, 0)?.to_string(),
-                        num(r, 1)?,
-                        str_at(r, 2)?.to_string(),
-                    ));
-                }
-                Ok(())
+                out.version_days.insert((r.zone, r.day, r.version));
             },
         )?;
         Ok(out)

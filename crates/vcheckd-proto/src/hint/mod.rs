@@ -34,6 +34,22 @@ pub enum Status {
     UpgradeRequired = 3,
 }
 
+/// As its code, the form the JSON API and the tables hold.
+impl serde::Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
+    }
+}
+
+/// From its code; any other number is an error.
+impl<'de> serde::Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = u8::deserialize(d)?;
+        Status::from_code(code)
+            .ok_or_else(|| serde::de::Error::custom(format!("{code} is no status code")))
+    }
+}
+
 impl Status {
     pub fn code(self) -> u8 {
         self as u8

@@ -1,32 +1,37 @@
 //! Every node's state, folded in day by day, and the fleet snapshots it
-//! gives: the store's counting model (docs/STATS.md) as a value another
-//! backend can drive. The ClickHouse rollup folds each day's reports into
-//! one of these and stores the snapshots it computes, so ClickHouse's
-//! snapshots come from the very code SQLite's do ([`snapshot::compute_all`]
-//! over [`NodeLatest`] states).
+//! gives: the counting model's node states as a value every backend
+//! drives. SQLite's writer folds each closed day's node-days into one of
+//! these; the ClickHouse rollup folds each day's reports into one and
+//! stores the snapshots it computes, so both backends' snapshots come from
+//! the very same code ([`snapshot::compute_all`] over [`NodeLatest`]
+//! states).
 
 use std::collections::BTreeMap;
 
-use super::keys::{Id, Interner, NodeKey};
-use super::latest::NodeLatest;
+use super::days::NodeDay;
+use super::keys::{Id, Interner, NodeKey, Text};
+use super::node::NodeLatest;
 use super::snapshot::{self, Snapshot};
+use crate::clock::Day;
+use crate::hint::Status;
 
 /// One node's state as a backend stores it: the day and receive time of
 /// its latest report, that report's version and the status answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StoredState<'a> {
+pub struct StoredState<'a> {
     pub zone: &'a str,
     pub cluster: [u8; 16],
     pub node: [u8; 16],
-    pub last_day: i64,
+    pub last_day: Day,
     pub last_at: i64,
     pub version: &'a str,
-    pub status: u8,
+    pub status: Status,
 }
 
-/// Node states of every zone, in key order (zone, cluster, node).
+/// Node states of every zone, in key order (zone, cluster, node): the
+/// order snapshots take clusters in.
 #[derive(Default, Clone)]
-pub(crate) struct FleetStates {
+pub struct FleetStates {
     interner: Interner,
     states: BTreeMap<NodeKey, NodeLatest>,
     /// While on trial: each state's value before its first change (None:
@@ -35,51 +40,103 @@ pub(crate) struct FleetStates {
 }
 
 impl FleetStates {
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
+    #[must_use]
     pub fn len(&self) -> usize {
         self.states.len()
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// The texts of the states taken in by [`restore`](Self::restore) and
+    /// [`observe`](Self::observe): keys made with it compare by pointer.
+    pub fn interner(&mut self) -> &mut Interner {
+        &mut self.interner
     }
 
     /// Puts a stored state back (loading a backend's saved states).
     /// Versions that are not semver are left out, as the SQLite writer
     /// leaves them out of node states.
     pub fn restore(&mut self, s: &StoredState<'_>) {
-        if semver::Version::parse(s.version).is_err() {
+        let Some(version) = self.interner.version(s.version) else {
             return;
-        }
+        };
         let key = self.interner.node(s.zone, s.cluster, s.node);
-        let version = self.interner.version(s.version);
         self.states.insert(
             key,
             NodeLatest::new(s.last_day, s.last_at, &version, s.status),
         );
     }
 
+    /// Puts a node's whole state back, its previous day's included (as
+    /// SQLite's `node_latest` keeps it).
+    pub fn insert(&mut self, key: NodeKey, state: NodeLatest) {
+        self.states.insert(key, state);
+    }
+
     /// Takes in a node's latest report of one version on a day (`s`: its
-    /// day, receive time, version and status), in any order: the same
-    /// rule as the SQLite writer's (a later day wins; the same day, the
-    /// later report, and within one second the higher version).
+    /// day, receive time, version and status), in any order: the counting
+    /// model's rule ([`NodeLatest::observe`]: a later day wins; the same
+    /// day, the later report, and within one second the higher version).
     pub fn observe(&mut self, s: &StoredState<'_>) {
-        if semver::Version::parse(s.version).is_err() {
+        let Some(version) = self.interner.version(s.version) else {
             return;
-        }
+        };
         let key = self.interner.node(s.zone, s.cluster, s.node);
-        let version = self.interner.version(s.version);
+        self.observe_node(key, s.last_day, s.last_at, &version, s.status);
+    }
+
+    /// Takes in a node-day (its latest report), as [`observe`] does.
+    ///
+    /// [`observe`]: Self::observe
+    pub fn take(&mut self, d: &NodeDay) {
+        let key = NodeKey {
+            zone: d.zone.clone(),
+            cluster: Id::from(d.cluster),
+            node: Id::from(d.node),
+        };
+        self.observe_node(key, d.day, d.last_at, &d.version, d.status);
+    }
+
+    /// Takes in one report of the node `key`, as [`observe`] does.
+    ///
+    /// [`observe`]: Self::observe
+    pub fn observe_node(
+        &mut self,
+        key: NodeKey,
+        day: Day,
+        at: i64,
+        version: &Text,
+        status: Status,
+    ) {
         if let Some(log) = &mut self.undo {
             log.push((key.clone(), self.states.get(&key).cloned()));
         }
         match self.states.get_mut(&key) {
-            Some(n) => n.observe(s.last_day, s.last_at, &version, s.status),
+            Some(n) => n.observe(day, at, version, status),
             None => {
-                self.states.insert(
-                    key,
-                    NodeLatest::new(s.last_day, s.last_at, &version, s.status),
-                );
+                self.states
+                    .insert(key, NodeLatest::new(day, at, version, status));
             }
         }
+    }
+
+    /// The state of the node `key`, if it has one.
+    #[must_use]
+    pub fn get(&self, key: &NodeKey) -> Option<&NodeLatest> {
+        self.states.get(key)
+    }
+
+    /// Every node's state, in key order.
+    pub fn nodes(&self) -> impl Iterator<Item = (&NodeKey, &NodeLatest)> {
+        self.states.iter()
     }
 
     /// Records the changes from now on, so that [`rollback`] undoes
@@ -121,8 +178,16 @@ impl FleetStates {
 
     /// Every zone's snapshot of `day` (every window the stored snapshots
     /// keep), from the states as of that day.
-    pub fn snapshots(&self, day: i64) -> BTreeMap<String, Snapshot> {
+    #[must_use]
+    pub fn snapshots(&self, day: Day) -> BTreeMap<String, Snapshot> {
         snapshot::compute_all(self.states.iter(), day)
+    }
+
+    /// Every zone's snapshot of `day` for the windows of the `lengths`
+    /// given (ascending), from the states as of that day.
+    #[must_use]
+    pub fn windows(&self, day: Day, lengths: &[i64]) -> BTreeMap<String, Snapshot> {
+        snapshot::compute_windows(self.states.iter(), day, lengths)
     }
 
     /// Every state as of the last day folded in, in key order.
@@ -136,6 +201,20 @@ impl FleetStates {
             version: n.version.as_str(),
             status: n.status,
         })
+    }
+}
+
+/// Equal when they hold the same states (whatever they undo, whichever
+/// texts they interned).
+impl PartialEq for FleetStates {
+    fn eq(&self, other: &Self) -> bool {
+        self.states == other.states
+    }
+}
+
+impl std::fmt::Debug for FleetStates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.states.iter()).finish()
     }
 }
 
@@ -156,10 +235,10 @@ mod tests {
             zone,
             cluster,
             node,
-            last_day,
+            last_day: Day(last_day),
             last_at,
             version,
-            status,
+            status: Status::from_code(status).unwrap(),
         }
     }
 
@@ -180,7 +259,7 @@ mod tests {
         }
         assert_eq!(f.iter().collect::<Vec<_>>(), g.iter().collect::<Vec<_>>());
         assert_eq!(g.len(), 3);
-        let snaps = g.snapshots(12);
+        let snaps = g.snapshots(Day(12));
         let w = snaps["z"].window(2).unwrap();
         assert_eq!(w.versions["2.0.0"].nodes, 1);
         assert_eq!(w.insecure_clusters, 1);

@@ -1,26 +1,40 @@
-//! The writer's in-memory keys: a node as (zone, cluster, node), with the
-//! zone and version texts interned.
+//! The model's keys: a node as (zone, cluster, node), with the zone and
+//! version texts interned.
 //!
-//! The writer looks a node up for every report it takes in, and keeps
-//! every node's state between commits. Keyed by owned strings, each lookup
+//! SQLite's writer looks a node up for every report it takes in, and keeps
+//! every node's state between commits (so does the ClickHouse rollup). Keyed by owned strings, each lookup
 //! was three `memcmp` calls per tree level and each copied state two string
 //! allocations; interned, a zone compares by pointer first and a version
 //! is copied by a reference count, and the 16-byte ids compare as integers
 //! (big-endian, so their order is the byte order the tables sort by).
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// An interned text (a zone or a version): equal texts from one
 /// [`Interner`] share one allocation, which makes comparing them a pointer
 /// comparison. Texts from different interners still compare by content.
 #[derive(Debug, Clone, Eq)]
-pub(crate) struct Text(Arc<str>);
+pub struct Text(Arc<str>);
 
 impl Text {
+    #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A text of its own (not interned): for rows made by hand, as in tests.
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Text(Arc::from(text))
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -48,7 +62,7 @@ impl PartialOrd for Text {
 
 impl std::hash::Hash for Text {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.0.hash(state)
+        self.0.hash(state);
     }
 }
 
@@ -61,9 +75,10 @@ impl std::ops::Deref for Text {
 
 /// A 16-byte anonymized id as an integer whose order is the bytes' order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Id(u128);
+pub struct Id(u128);
 
 impl Id {
+    #[must_use]
     pub fn bytes(self) -> [u8; 16] {
         self.0.to_be_bytes()
     }
@@ -78,32 +93,19 @@ impl From<[u8; 16]> for Id {
 /// A node: zone, cluster, node, ordered as `node_latest` and `node_days`
 /// are keyed (the order snapshots take clusters in).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct NodeKey {
+pub struct NodeKey {
     pub zone: Text,
     pub cluster: Id,
     pub node: Id,
 }
 
-/// The cluster and node ids in columns `at` and `at + 1` of a row: `None`
-/// if either is not 16 bytes (NULL: an anonymous report), and the row is
-/// skipped.
-pub(crate) fn ids_at(
-    r: &rusqlite::Row<'_>,
-    at: usize,
-) -> rusqlite::Result<Option<([u8; 16], [u8; 16])>> {
-    let id = |i: usize| {
-        r.get_ref(i)
-            .map(|v| <[u8; 16]>::try_from(v.as_blob().unwrap_or_default()).ok())
-    };
-    Ok(id(at)?.zip(id(at + 1)?))
-}
-
 /// Interned zone and version texts. The few zones are looked up by a
-/// linear scan; versions by hash.
+/// linear scan; versions by hash, each checked once for being semver.
 #[derive(Default, Clone)]
-pub(crate) struct Interner {
+pub struct Interner {
     zones: Vec<Text>,
-    versions: HashSet<Arc<str>>,
+    /// Every version text seen, and whether it is semver.
+    versions: HashMap<Arc<str>, bool>,
 }
 
 impl Interner {
@@ -116,13 +118,17 @@ impl Interner {
         z
     }
 
-    pub fn version(&mut self, text: &str) -> Text {
-        if let Some(v) = self.versions.get(text) {
-            return Text(v.clone());
+    /// The interned text of a version, `None` if it is not semver: rows
+    /// whose text does not parse are left out of node-days and node
+    /// states (as they always were).
+    pub fn version(&mut self, text: &str) -> Option<Text> {
+        if let Some((v, semver)) = self.versions.get_key_value(text) {
+            return semver.then(|| Text(v.clone()));
         }
         let v: Arc<str> = Arc::from(text);
-        self.versions.insert(v.clone());
-        Text(v)
+        let semver = semver::Version::parse(text).is_ok();
+        self.versions.insert(v.clone(), semver);
+        semver.then_some(Text(v))
     }
 
     pub fn node(&mut self, zone: &str, cluster: [u8; 16], node: [u8; 16]) -> NodeKey {
@@ -157,6 +163,10 @@ mod tests {
         assert_eq!(k(&mut a, "a.example", 1, 1), k(&mut b, "a.example", 1, 1));
         assert!(k(&mut b, "a.example", 1, 1) < k(&mut a, "b.example", 1, 1));
         assert_eq!(a.version("2.4.1"), b.version("2.4.1"));
-        assert!(Arc::ptr_eq(&a.version("2.4.1").0, &a.version("2.4.1").0));
+        let v = |i: &mut Interner| i.version("2.4.1").unwrap().0;
+        assert!(Arc::ptr_eq(&v(&mut a), &v(&mut a)));
+        // Text that is not semver is no version, however often asked.
+        assert_eq!(a.version("2.4"), None);
+        assert_eq!(a.version("2.4"), None);
     }
 }
