@@ -52,7 +52,7 @@ impl ReportSink for JournalSink {
         });
         // A full journal counts and logs its drops; every report it did
         // not take (full, closing, or one that cannot be encoded) is a drop.
-        if !matches!(appended, Some(Ok(()))) {
+        if !matches!(appended, Some(Ok(_))) {
             bump(&self.metrics.reports_dropped);
         }
     }
