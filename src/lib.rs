@@ -13,6 +13,7 @@ pub mod dns;
 pub mod hint;
 pub mod http;
 pub mod journal;
+pub mod lanes;
 pub mod metrics;
 pub mod processor;
 pub mod protocol;

@@ -778,6 +778,12 @@ impl Journal {
         }
     }
 
+    /// Bytes this journal counts against its budget: on disk past the
+    /// eviction floor, plus not yet written. Zero: nothing to evict.
+    pub fn live_bytes(&self) -> u64 {
+        self.shared.used_bytes.load(Ordering::Relaxed)
+    }
+
     /// Each subscribed consumer's committed position.
     pub fn consumers(&self) -> Vec<(String, Position)> {
         lock(&self.shared.segments)
