@@ -282,10 +282,6 @@ fn ship(
     let shipper = Shipper::start(
         journal.clone(),
         journal_dir,
-        // v1 records only: nothing to open.
-        Arc::new(arc_swap::ArcSwap::from_pointee(
-            vcheckd::report::Opener::default(),
-        )),
         metrics.clone(),
         ShipperConfig {
             client: client.clone(),

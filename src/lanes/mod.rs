@@ -286,14 +286,24 @@ impl Lanes {
         self.journals.iter().map(Journal::stats).collect()
     }
 
-    /// Records in every lane from `readers`' positions to the durable ends.
-    pub fn unread_records(&self, readers: &LaneReaders) -> Result<u64, JournalError> {
+    /// Records in every lane past `consumer`'s committed positions (all of
+    /// them for a consumer that never subscribed).
+    pub fn unread_records(&self, consumer: &str) -> Result<u64, JournalError> {
         let mut n = 0;
-        for (lane, reader) in Lane::all().zip(&readers.readers) {
-            let j = self.journal(lane);
-            n += j.records_between(reader.position(), j.stats().durable_end)?;
+        for j in &self.journals {
+            let from = j
+                .consumers()
+                .into_iter()
+                .find(|(c, _)| c == consumer)
+                .map_or(Position::ZERO, |(_, p)| p);
+            n += j.records_between(from, j.stats().durable_end)?;
         }
         Ok(n)
+    }
+
+    /// Records evicted from every lane since open.
+    pub fn evicted_records(&self) -> u64 {
+        self.journals.iter().map(|j| j.stats().evicted_records).sum()
     }
 }
 

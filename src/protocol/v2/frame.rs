@@ -48,6 +48,12 @@ pub fn report_id(enc: &[u8]) -> ReportId {
     ReportId(id)
 }
 
+/// The report id of a frame of any content (from its `enc`), without
+/// opening it; `None` if it is too short to hold one.
+pub fn id_of(frame: &[u8]) -> Option<ReportId> {
+    frame.get(HEADER_LEN..HEADER_LEN + ENC_LEN).map(report_id)
+}
+
 /// What the answer path may know of a frame without decrypting: that it
 /// is a v2 frame of a plausible size under a key id the zone serves.
 pub fn check_shape(frame: &[u8], known: impl Fn(KeyId) -> bool) -> Result<KeyId, DecodeError> {
