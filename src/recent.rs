@@ -100,7 +100,9 @@ mod tests {
             assert!(!r.contains(&key(i)));
             r.insert(&key(i));
         }
-        assert!((0..2_000).all(|i| r.contains(&key(i))));
+        // Half full: only a bucket of more than 8 (a few in 4,096) forgets.
+        let kept = (0..2_000).filter(|&i| r.contains(&key(i))).count();
+        assert!(kept >= 1_980, "{kept}");
         // Far past the capacity: the oldest are mostly gone, none invented.
         for i in 2_000..40_000 {
             r.insert(&key(i));

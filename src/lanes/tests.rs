@@ -114,12 +114,13 @@ fn positions_survive_a_reopen_and_each_lane_resumes_after_its_commit() {
     let dir = tempfile::tempdir().unwrap();
     {
         let lanes = open(dir.path(), 1 << 20);
-        let mut end = Position::ZERO;
+        let (mut end, mut v1) = (Position::ZERO, Position::ZERO);
         for i in 0..5 {
             end = lanes.append(Lane::Effort(7), &record(Lane::Effort(7), i)).unwrap();
-            lanes.append(Lane::V1, &record(Lane::V1, i)).unwrap();
+            v1 = lanes.append(Lane::V1, &record(Lane::V1, i)).unwrap();
         }
         durable(&lanes, Lane::Effort(7), end);
+        durable(&lanes, Lane::V1, v1);
         let mut readers = lanes.subscribe("opener").unwrap();
         // v1 first, committed; effort 7 read but not committed.
         let (lane, pos) = readers.read_batch(100, |_| {}).unwrap().unwrap();
