@@ -62,22 +62,28 @@ impl Incoming<'_> {
 /// compute the status the client computed from the policy.
 #[derive(Debug, Default)]
 pub struct Opener {
-    zones: HashMap<ZoneName, (PrivateKeyring, Releases)>,
+    /// Per zone: each key prepared for opening (computed once, not per
+    /// frame), and the releases.
+    zones: HashMap<ZoneName, (HashMap<KeyId, v2::open::Recipient>, Releases)>,
 }
 
 impl Opener {
     pub fn insert(&mut self, zone: ZoneName, keys: PrivateKeyring, releases: Releases) {
-        self.zones.insert(zone, (keys, releases));
+        let recipients = keys
+            .iter()
+            .map(|k| (k.id, v2::frame::recipient(k, &zone)))
+            .collect();
+        self.zones.insert(zone, (recipients, releases));
     }
 
     /// Opens a v2 frame received under `zone`. A zone no longer served
     /// counts as an unknown key: the server holds none for it.
     fn open(&self, zone: &ZoneName, frame: &[u8]) -> Result<(Report, Status), DecodeError> {
-        let (keys, releases) = self
+        let (recipients, releases) = self
             .zones
             .get(zone)
             .ok_or(DecodeError::UnknownKey(frame.get(1).copied().unwrap_or(0)))?;
-        let report = v2::frame::open(keys, zone, frame)?;
+        let report = v2::frame::open_prepared(|id| recipients.get(&id), frame)?;
         let status = releases.hint_for(&report.payload.version).status;
         Ok((report, status))
     }

@@ -9,7 +9,7 @@
 //! The answer path only checks a frame's shape ([`check_shape`]); opening
 //! it (one X25519 operation, about 0.15 ms) is the processor's job.
 
-use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
+use hpke::{OpModeS, Serializable};
 use sha2::{Digest, Sha256};
 
 use super::super::error::{DecodeError, EncodeError};
@@ -17,7 +17,8 @@ use super::super::frame::{Report, ReportId, NONCE_LEN};
 use super::super::key::KeyId;
 use super::super::name::ZoneName;
 use super::super::payload::{self, Payload};
-use super::keys::{PrivateKeyring, PublicKey};
+use super::keys::{PrivateKey, PrivateKeyring, PublicKey};
+use super::open::Recipient;
 use super::{Aead, Kdf, Kem, FORMAT_V2};
 
 /// Length of the encapsulated key (an X25519 public key).
@@ -110,22 +111,29 @@ fn seal_with_rng(
     Ok(frame)
 }
 
+/// The [`Recipient`] that opens frames sealed to `key` under `zone`: what
+/// a server computes once per key and zone.
+pub fn recipient(key: &PrivateKey, zone: &ZoneName) -> Recipient {
+    Recipient::new(key, &info(zone))
+}
+
 /// Authenticates and decodes a frame received under `zone`.
 pub fn open(keys: &PrivateKeyring, zone: &ZoneName, frame: &[u8]) -> Result<Report, DecodeError> {
     let key_id = check_shape(frame, |id| keys.get(id).is_some())?;
     let key = keys.get(key_id).ok_or(DecodeError::UnknownKey(key_id.0))?;
+    let recipient = recipient(key, zone);
+    open_prepared(|id| (id == key_id).then_some(&recipient), frame)
+}
+
+/// [`open`] with each key's [`Recipient`] prepared (for the frame's zone).
+pub fn open_prepared<'r>(
+    recipient: impl Fn(KeyId) -> Option<&'r Recipient>,
+    frame: &[u8],
+) -> Result<Report, DecodeError> {
+    let key_id = check_shape(frame, |id| recipient(id).is_some())?;
+    let r = recipient(key_id).ok_or(DecodeError::UnknownKey(key_id.0))?;
     let (enc, ciphertext) = frame[HEADER_LEN..].split_at(ENC_LEN);
-    let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc)
-        .map_err(|_| DecodeError::Authentication)?;
-    let plaintext = hpke::single_shot_open::<Aead, Kdf, Kem>(
-        &OpModeR::Base,
-        &key.open,
-        &encapped,
-        &info(zone),
-        ciphertext,
-        &frame[..HEADER_LEN],
-    )
-    .map_err(|_| DecodeError::Authentication)?;
+    let plaintext = r.open(enc, &frame[..HEADER_LEN], ciphertext)?;
     Ok(Report {
         id: report_id(enc),
         key_id,

@@ -17,6 +17,7 @@
 pub mod effort;
 pub mod frame;
 pub mod keys;
+pub mod open;
 pub mod policy;
 
 use sha2::{Digest, Sha256};
