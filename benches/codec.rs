@@ -170,10 +170,38 @@ fn v2(c: &mut Criterion) {
             frame::check_shape(&f, |id| id == KeyId(1)).is_ok()
         })
     });
-    // What the processor does with it.
+    // What the opener does with it: the key prepared once per zone.
+    let recipient = frame::recipient(ring.get(KeyId(1)).unwrap(), &zone);
     g.bench_function("open_processor", |b| {
-        b.iter(|| frame::open(black_box(&ring), black_box(&zone), black_box(&sealed)))
+        b.iter(|| frame::open_prepared(|_| Some(&recipient), black_box(&sealed)))
     });
+    // The same open as the `hpke` crate does it (what the processor did
+    // before: the recipient's public key derived on every open).
+    {
+        use hpke::{Deserializable, OpModeR};
+        type Kem = hpke::kem::X25519HkdfSha256;
+        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&[0x21; 32]).unwrap();
+        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&sealed[2..34]).unwrap();
+        let info = [&b"vcheckd v2 report\0"[..], ZONE.as_bytes()].concat();
+        assert!(hpke::single_shot_open::<
+            hpke::aead::ChaCha20Poly1305,
+            hpke::kdf::HkdfSha256,
+            Kem,
+        >(&OpModeR::Base, &sk, &enc, &info, &sealed[34..], &sealed[..2])
+        .is_ok());
+        g.bench_function("open_hpke_crate", |b| {
+            b.iter(|| {
+                hpke::single_shot_open::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
+                    &OpModeR::Base,
+                    &sk,
+                    black_box(&enc),
+                    &info,
+                    black_box(&sealed[34..]),
+                    &sealed[..2],
+                )
+            })
+        });
+    }
     g.finish();
 }
 
