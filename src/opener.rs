@@ -46,7 +46,7 @@ pub const CONSUMER: &str = "opener";
 /// Report ids remembered as opened (8 bytes each).
 const IDS_REMEMBERED: usize = 1 << 19;
 /// How long the stage sleeps when every lane is read.
-const IDLE_POLL: Duration = Duration::from_millis(2);
+const IDLE_POLL: Duration = Duration::from_millis(10);
 
 /// How the threads that open v2 frames run, chosen per batch from the
 /// raw lanes' backlog. They are started for each batch, so each starts
