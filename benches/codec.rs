@@ -183,12 +183,17 @@ fn v2(c: &mut Criterion) {
         let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&[0x21; 32]).unwrap();
         let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&sealed[2..34]).unwrap();
         let info = [&b"vcheckd v2 report\0"[..], ZONE.as_bytes()].concat();
-        assert!(hpke::single_shot_open::<
-            hpke::aead::ChaCha20Poly1305,
-            hpke::kdf::HkdfSha256,
-            Kem,
-        >(&OpModeR::Base, &sk, &enc, &info, &sealed[34..], &sealed[..2])
-        .is_ok());
+        assert!(
+            hpke::single_shot_open::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
+                &OpModeR::Base,
+                &sk,
+                &enc,
+                &info,
+                &sealed[34..],
+                &sealed[..2]
+            )
+            .is_ok()
+        );
         g.bench_function("open_hpke_crate", |b| {
             b.iter(|| {
                 hpke::single_shot_open::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(

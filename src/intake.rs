@@ -150,7 +150,10 @@ impl RefusedLog {
 /// taken are taken again (the store and ClickHouse keep each report
 /// once). If the lanes refuse a record, what is left stays for the next
 /// start. Returns the records moved.
-pub fn take_legacy(journal_dir: &std::path::Path, lanes: &Lanes) -> Result<u64, crate::journal::JournalError> {
+pub fn take_legacy(
+    journal_dir: &std::path::Path,
+    lanes: &Lanes,
+) -> Result<u64, crate::journal::JournalError> {
     use crate::journal::{Journal, JournalConfig, Position};
     let has_segments = std::fs::read_dir(journal_dir)
         .map(|entries| {
@@ -203,15 +206,24 @@ pub fn take_legacy(journal_dir: &std::path::Path, lanes: &Lanes) -> Result<u64, 
     let _ = last;
     for lane in Lane::all() {
         let end = ends[lane.index()];
-        if end > Position::ZERO && !lanes.journal(lane).wait_durable(end, std::time::Duration::from_secs(30)) {
+        if end > Position::ZERO
+            && !lanes
+                .journal(lane)
+                .wait_durable(end, std::time::Duration::from_secs(30))
+        {
             warn!("the earlier journal's records are not durable in the lanes yet; it is kept");
             return Ok(moved);
         }
     }
     match refused {
-        Some(why) => warn!(moved, reason = %why, "the lanes refused records of the earlier journal; the rest is kept for the next start"),
+        Some(why) => {
+            warn!(moved, reason = %why, "the lanes refused records of the earlier journal; the rest is kept for the next start")
+        }
         None => {
-            tracing::info!(records = moved, "records of the earlier journal moved into the lanes");
+            tracing::info!(
+                records = moved,
+                "records of the earlier journal moved into the lanes"
+            );
             let end = reader.position();
             reader.commit(end)?;
             legacy.close(std::time::Duration::from_secs(5));

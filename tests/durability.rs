@@ -345,7 +345,12 @@ fn ask_rcode(addr: SocketAddr, name: &str) -> Option<ResponseCode> {
     for _ in 0..2 {
         socket.send_to(&q, addr).unwrap();
         if let Ok((len, _)) = socket.recv_from(&mut buf) {
-            return Some(Message::from_vec(&buf[..len]).unwrap().metadata.response_code);
+            return Some(
+                Message::from_vec(&buf[..len])
+                    .unwrap()
+                    .metadata
+                    .response_code,
+            );
         }
     }
     None
@@ -1003,7 +1008,10 @@ fn two_mib_volume_keeps_answering_and_recovers() {
             Some(other) => panic!("dig while full: status {other}"),
         }
     }
-    assert!(dig_servfail, "dig never saw SERVFAIL while the disk is full");
+    assert!(
+        dig_servfail,
+        "dig never saw SERVFAIL while the disk is full"
+    );
 
     // Room again: recording resumes and new reports are stored.
     volume.resize("64m");

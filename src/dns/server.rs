@@ -24,10 +24,10 @@ use super::rrl::RateLimiter;
 use super::tcp::{self, TcpLimits};
 use super::udp;
 use crate::config::Config;
-use crate::journal::{Journal, JournalConfig, JournalError};
-use crate::metrics::Metrics;
 use crate::intake::Intake;
+use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::lanes::Lanes;
+use crate::metrics::Metrics;
 use crate::opener::OpenerStage;
 use crate::processor::{Processor, ProcessorConfig, CONSUMER};
 use crate::report::Opener;
@@ -305,11 +305,7 @@ impl RunningServer {
             }
             // The raw lanes' last writes, then the opener drains them into
             // the opened journal, then the processor drains that.
-            let lost: u64 = lanes
-                .close(bound / 4)
-                .iter()
-                .map(|c| c.lost_records)
-                .sum();
+            let lost: u64 = lanes.close(bound / 4).iter().map(|c| c.lost_records).sum();
             let drained = opener_stage.stop(bound / 4);
             let closed = journal.close(bound / 8);
             let left = bound.saturating_sub(started.elapsed());

@@ -277,7 +277,11 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
     );
     for lane in crate::lanes::Lane::all() {
         let v = m.intake_accepted[lane.index()].load(Relaxed);
-        out.sample("vcheckd_intake_accepted_total", &[("lane", &lane.label())], v);
+        out.sample(
+            "vcheckd_intake_accepted_total",
+            &[("lane", &lane.label())],
+            v,
+        );
     }
     out.family(
         "vcheckd_intake_evicted_total",
@@ -286,7 +290,11 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
     );
     for lane in crate::lanes::Lane::all() {
         let v = m.intake_evicted[lane.index()].load(Relaxed);
-        out.sample("vcheckd_intake_evicted_total", &[("lane", &lane.label())], v);
+        out.sample(
+            "vcheckd_intake_evicted_total",
+            &[("lane", &lane.label())],
+            v,
+        );
     }
     out.single(
         "vcheckd_intake_repeats_total",

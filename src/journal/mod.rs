@@ -436,7 +436,9 @@ impl Shared {
                         Ok(n) => {
                             self.evicted.fetch_add(n, Ordering::Relaxed);
                         }
-                        Err(e) => warn!(error = %e, "cannot count the records of an evicted journal segment"),
+                        Err(e) => {
+                            warn!(error = %e, "cannot count the records of an evicted journal segment")
+                        }
                     }
                 }
             }
@@ -680,7 +682,13 @@ impl Journal {
                 "journal consumer starts at the oldest segment: older records were deleted"
             );
         }
-        Ok(Reader::new(s.clone(), name.to_owned(), start, skipped, live))
+        Ok(Reader::new(
+            s.clone(),
+            name.to_owned(),
+            start,
+            skipped,
+            live,
+        ))
     }
 
     /// Records in `[from, to)` (clamped to what is on disk and durable),

@@ -740,11 +740,21 @@ fn journals_share_a_budget_and_eviction_gives_up_whole_oldest_segments() {
     for _ in 0..4 {
         assert_eq!(low.evict_oldest(), 300);
     }
-    assert_eq!(low.evict_oldest(), 0, "a close of the written segment is pending");
+    assert_eq!(
+        low.evict_oldest(),
+        0,
+        "a close of the written segment is pending"
+    );
     assert_eq!(low.stats().live_bytes, 0);
     assert_eq!(budget.used(), 800);
-    eventually("every evicted file deleted", || low.stats().bytes_on_disk == 0);
-    assert_eq!(low.stats().evicted_records, 2, "only the 2 never read count");
+    eventually("every evicted file deleted", || {
+        low.stats().bytes_on_disk == 0
+    });
+    assert_eq!(
+        low.stats().evicted_records,
+        2,
+        "only the 2 never read count"
+    );
     // A tail smaller than a segment, only in the segment being written.
     let tail = low.append(&p).unwrap();
     assert!(low.wait_durable(tail, PATIENCE));

@@ -169,7 +169,11 @@ impl Lanes {
     /// Opens (creating) every lane's journal under `dir`. Segments are a
     /// small part of the bound (`max_bytes` / 64, 4 KiB to 16 MiB), since
     /// eviction gives up one whole segment at a time.
-    pub fn open(dir: &Path, max_bytes: u64, commit_interval: Duration) -> Result<Lanes, JournalError> {
+    pub fn open(
+        dir: &Path,
+        max_bytes: u64,
+        commit_interval: Duration,
+    ) -> Result<Lanes, JournalError> {
         let budget = Budget::new(max_bytes);
         let segment_bytes = (max_bytes / 64).clamp(4096, 16 << 20);
         let journals = Lane::all()
@@ -303,7 +307,10 @@ impl Lanes {
 
     /// Records evicted from every lane since open.
     pub fn evicted_records(&self) -> u64 {
-        self.journals.iter().map(|j| j.stats().evicted_records).sum()
+        self.journals
+            .iter()
+            .map(|j| j.stats().evicted_records)
+            .sum()
     }
 }
 

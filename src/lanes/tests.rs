@@ -50,7 +50,9 @@ fn a_full_budget_evicts_the_lowest_lane_first_and_never_a_higher_one() {
     let lanes = open(dir.path(), 6_400);
     let mut end = Position::ZERO;
     for i in 0..44 {
-        end = lanes.append(Lane::Effort(0), &record(Lane::Effort(0), i)).unwrap();
+        end = lanes
+            .append(Lane::Effort(0), &record(Lane::Effort(0), i))
+            .unwrap();
     }
     durable(&lanes, Lane::Effort(0), end);
     for i in 0..10 {
@@ -58,7 +60,9 @@ fn a_full_budget_evicts_the_lowest_lane_first_and_never_a_higher_one() {
     }
     let mut e3 = Position::ZERO;
     for i in 0..10 {
-        e3 = lanes.append(Lane::Effort(3), &record(Lane::Effort(3), i)).unwrap();
+        e3 = lanes
+            .append(Lane::Effort(3), &record(Lane::Effort(3), i))
+            .unwrap();
     }
     durable(&lanes, Lane::Effort(3), e3);
     assert_eq!(lanes.budget().used(), 6_400);
@@ -68,7 +72,9 @@ fn a_full_budget_evicts_the_lowest_lane_first_and_never_a_higher_one() {
         Err(Refused::Full)
     );
     // Higher: the oldest segment of effort 0 goes (40 records).
-    lanes.append(Lane::Effort(5), &record(Lane::Effort(5), 0)).unwrap();
+    lanes
+        .append(Lane::Effort(5), &record(Lane::Effort(5), 0))
+        .unwrap();
     assert_eq!(lanes.journal(Lane::Effort(0)).live_bytes(), 400);
     // v1 outranks effort 0 only: it fills the room, evicts what is left
     // of effort 0, and is then refused: it never evicts effort 1 and up.
@@ -89,7 +95,9 @@ fn a_full_budget_evicts_the_lowest_lane_first_and_never_a_higher_one() {
     });
     assert_eq!(lanes.journal(Lane::Effort(3)).live_bytes(), 1_000);
     // Effort 1 evicts v1 (which now is the lowest non-empty lane).
-    lanes.append(Lane::Effort(1), &record(Lane::Effort(1), 0)).unwrap();
+    lanes
+        .append(Lane::Effort(1), &record(Lane::Effort(1), 0))
+        .unwrap();
     assert_eq!(lanes.journal(Lane::Effort(3)).live_bytes(), 1_000);
     let stats = lanes.stats();
     eventually("evictions counted", || {
@@ -104,7 +112,10 @@ fn a_full_budget_evicts_the_lowest_lane_first_and_never_a_higher_one() {
     let first_e5 = lanes_read.iter().position(|l| *l == "e05").unwrap();
     let first_e3 = lanes_read.iter().position(|l| *l == "e03").unwrap();
     let first_e1 = lanes_read.iter().position(|l| *l == "e01").unwrap();
-    assert!(lanes_read[..first_e5].iter().all(|l| *l == "v1-"), "{names:?}");
+    assert!(
+        lanes_read[..first_e5].iter().all(|l| *l == "v1-"),
+        "{names:?}"
+    );
     assert!(first_e5 < first_e3 && first_e3 < first_e1, "{names:?}");
     assert!(!lanes_read.contains(&"e00"), "effort 0 was evicted whole");
 }
@@ -116,7 +127,9 @@ fn positions_survive_a_reopen_and_each_lane_resumes_after_its_commit() {
         let lanes = open(dir.path(), 1 << 20);
         let (mut end, mut v1) = (Position::ZERO, Position::ZERO);
         for i in 0..5 {
-            end = lanes.append(Lane::Effort(7), &record(Lane::Effort(7), i)).unwrap();
+            end = lanes
+                .append(Lane::Effort(7), &record(Lane::Effort(7), i))
+                .unwrap();
             v1 = lanes.append(Lane::V1, &record(Lane::V1, i)).unwrap();
         }
         durable(&lanes, Lane::Effort(7), end);

@@ -83,7 +83,9 @@ pub fn prove(frame: &mut [u8], target: Effort, max_tries: u64) -> Effort {
     let Some(split) = frame.len().checked_sub(PROOF_LEN) else {
         return Effort(0);
     };
-    let head = Sha256::new().chain_update(PREFIX).chain_update(&frame[..split]);
+    let head = Sha256::new()
+        .chain_update(PREFIX)
+        .chain_update(&frame[..split]);
     let mut best = (Effort(0), 0u32);
     let mut first = true;
     for proof in 0..max_tries.min(1 << 32) {

@@ -49,8 +49,14 @@ fn labeled_extract(suite: &[u8], salt: &[u8], label: &[u8], ikm: &[u8]) -> [u8; 
 }
 
 /// `LabeledExpand(prk, label, info, L)` for `L <= 32`.
-fn labeled_expand<const L: usize>(suite: &[u8], prk: &[u8; 32], label: &[u8], info: &[u8]) -> [u8; L] {
-    let mut labeled = Vec::with_capacity(2 + VERSION.len() + suite.len() + label.len() + info.len());
+fn labeled_expand<const L: usize>(
+    suite: &[u8],
+    prk: &[u8; 32],
+    label: &[u8],
+    info: &[u8],
+) -> [u8; L] {
+    let mut labeled =
+        Vec::with_capacity(2 + VERSION.len() + suite.len() + label.len() + info.len());
     labeled.extend_from_slice(&(L as u16).to_be_bytes());
     labeled.extend_from_slice(VERSION);
     labeled.extend_from_slice(suite);
@@ -112,7 +118,12 @@ impl Recipient {
     pub fn open(&self, enc: &[u8], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, DecodeError> {
         let enc: &[u8; 32] = enc.try_into().map_err(|_| DecodeError::Authentication)?;
         let (ciphertext, tag) = sealed
-            .split_at_checked(sealed.len().checked_sub(16).ok_or(DecodeError::Authentication)?)
+            .split_at_checked(
+                sealed
+                    .len()
+                    .checked_sub(16)
+                    .ok_or(DecodeError::Authentication)?,
+            )
             .ok_or(DecodeError::Authentication)?;
         let dh = self.dh(enc).ok_or(DecodeError::Authentication)?;
         // DHKEM Decap: shared_secret = ExtractAndExpand(dh, enc || pkR).
@@ -175,9 +186,15 @@ mod tests {
             let mut bad = sealed.clone();
             bad[usize::from(i) % sealed.len()] ^= 1;
             assert_eq!(r.open(&enc, &aad, &bad), Err(DecodeError::Authentication));
-            assert_eq!(r.open(&enc, &[9], &sealed), Err(DecodeError::Authentication));
+            assert_eq!(
+                r.open(&enc, &[9], &sealed),
+                Err(DecodeError::Authentication)
+            );
             let other = Recipient::new(&key, b"another info");
-            assert_eq!(other.open(&enc, &aad, &sealed), Err(DecodeError::Authentication));
+            assert_eq!(
+                other.open(&enc, &aad, &sealed),
+                Err(DecodeError::Authentication)
+            );
             // The crate agrees on the key it derived.
             let crate_open = hpke::single_shot_open::<Aead, Kdf, Kem>(
                 &OpModeR::Base,
