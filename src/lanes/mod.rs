@@ -219,7 +219,10 @@ impl Lanes {
             match journal.append(record) {
                 Ok(end) => return Ok(end),
                 Err(AppendError::Full) => {
-                    if !self.evict_below(lane) {
+                    // Full for want of budget (not for a lane's unwritten
+                    // backlog, which eviction would not help): evict.
+                    let framed = record.len() as u64 + 8;
+                    if self.budget.used() + framed <= self.budget.max() || !self.evict_below(lane) {
                         return Err(Refused::Full);
                     }
                 }
