@@ -71,6 +71,7 @@ listen = "127.0.0.1:$HTTP_PORT"
 name = "$ZONE"
 file = "zone.txt"
 private_keys = ["flood.private"]
+accept_v1 = false
 
 [zone.releases]
 versions = ["2.3.0", "2.4.0", "2.4.1"]
@@ -90,6 +91,7 @@ say "names: $HONEST real (vcheckd encode --count), $FLOOD_NAMES random well-shap
 VC_PID=$!
 for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$HTTP_PORT/metrics" >/dev/null 2>&1 && break
+    kill -0 "$VC_PID" 2>/dev/null || { say "error: vcheckd did not start:"; cat "$TMP/server.log"; exit 1; }
     sleep 0.1
 done
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$VC_PID/stat"; }
