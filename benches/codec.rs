@@ -147,66 +147,57 @@ fn hint(c: &mut Criterion) {
 }
 
 fn v2(c: &mut Criterion) {
-    use vcheckd::protocol::name::labels_to_frame;
-    use vcheckd::protocol::v2::{self, frame, PrivateKey, PrivateKeyring};
-    let private = PrivateKey::from_secrets(KeyId(1), [0x21; 32], [0x42; 32]).unwrap();
-    let public = private.public();
-    let ring = PrivateKeyring::new(vec![private]).unwrap();
+    use vcheckd::protocol::name::{frame_to_name, labels_to_frame};
+    use vcheckd::protocol::v2::effort::{self, Effort};
+    use vcheckd::protocol::v2::keys::Ratchet;
+    use vcheckd::protocol::v2::{frame, ClusterSecret, Epoch, PrivateKey, PrivateKeyring};
+    let now = 2_970 * 604_800 + 86_400;
+    let private = PrivateKey::from_secrets(
+        KeyId(1),
+        [0x42; 32],
+        Ratchet::new(Epoch::at(now), [0x21; 32]),
+    );
+    let ring = PrivateKeyring::new(std::slice::from_ref(&private), now).unwrap();
+    let seal = ring.seal_key(KeyId(1), Epoch::at(now)).unwrap();
     let zone = ZoneName::new(ZONE).unwrap();
     let payload = payload(&key());
-    let (name, _) = v2::encode_query_name(&public, &zone, &payload).unwrap();
+    let mut sealed = frame::seal(&seal, &zone, &payload).unwrap();
+    effort::prove(&mut sealed, Effort(8), 1 << 20);
+    let name = frame_to_name(&sealed, &zone).unwrap();
     let owned = payload_labels(&name);
     let labels: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-    let sealed = labels_to_frame(&labels).unwrap();
     assert!(frame::open(&ring, &zone, &sealed).is_ok());
     let mut g = c.benchmark_group("v2");
     g.bench_function("seal_client", |b| {
-        b.iter(|| v2::encode_query_name(black_box(&public), black_box(&zone), black_box(&payload)))
+        b.iter(|| frame::seal(black_box(&seal), black_box(&zone), black_box(&payload)))
     });
-    // What the answer path does with a v2 name: base32 and the shape.
-    g.bench_function("answer_path_shape_check", |b| {
+    // The client's one-time cost per process: the cluster secret.
+    g.sample_size(10);
+    g.bench_function("cluster_secret_argon2id", |b| {
+        b.iter(|| ClusterSecret::derive(black_box(&zone), black_box("cluster-1")))
+    });
+    g.sample_size(100);
+    // A try of the effort search (one or two SHA-256 compressions): a
+    // proof of effort e costs 2^e of them on average.
+    g.bench_function("effort_try", |b| {
+        let mut f = sealed.clone();
+        b.iter(|| effort::prove_from(black_box(&mut f), Effort(255), 0, 1))
+    });
+    // What the answer path does with a v2 name: base32, the shape and the
+    // effort (one hash of the frame).
+    g.bench_function("answer_path_shape_and_effort", |b| {
         b.iter(|| {
             let f = labels_to_frame(black_box(&labels)).unwrap();
-            frame::check_shape(&f, |id| id == KeyId(1)).is_ok()
+            (frame::check_shape(&f).is_ok(), effort::effort(&f).0)
         })
     });
-    // What the opener does with it: the key prepared once per zone.
-    let recipient = frame::recipient(ring.get(KeyId(1)).unwrap(), &zone);
-    g.bench_function("open_processor", |b| {
-        b.iter(|| frame::open_prepared(|_| Some(&recipient), black_box(&sealed)))
+    g.bench_function("effort_verify", |b| {
+        b.iter(|| effort::effort(black_box(&sealed)))
     });
-    // The same open as the `hpke` crate does it (what the processor did
-    // before: the recipient's public key derived on every open).
-    {
-        use hpke::{Deserializable, OpModeR};
-        type Kem = hpke::kem::X25519HkdfSha256;
-        let sk = <Kem as hpke::Kem>::PrivateKey::from_bytes(&[0x21; 32]).unwrap();
-        let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&sealed[2..34]).unwrap();
-        let info = [&b"vcheckd v2 report\0"[..], ZONE.as_bytes()].concat();
-        assert!(
-            hpke::single_shot_open::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
-                &OpModeR::Base,
-                &sk,
-                &enc,
-                &info,
-                &sealed[34..],
-                &sealed[..2]
-            )
-            .is_ok()
-        );
-        g.bench_function("open_hpke_crate", |b| {
-            b.iter(|| {
-                hpke::single_shot_open::<hpke::aead::ChaCha20Poly1305, hpke::kdf::HkdfSha256, Kem>(
-                    &OpModeR::Base,
-                    &sk,
-                    black_box(&enc),
-                    &info,
-                    black_box(&sealed[34..]),
-                    &sealed[..2],
-                )
-            })
-        });
-    }
+    // What the processor does with it.
+    g.bench_function("open_processor", |b| {
+        b.iter(|| frame::open(black_box(&ring), black_box(&zone), black_box(&sealed)))
+    });
     g.finish();
 }
 

@@ -46,7 +46,18 @@ fn usage(e: &clap::Error) -> ExitCode {
         .next()
         .unwrap_or("invalid arguments")
         .trim_start_matches("error: ");
-    let line = format!("{first} (see --help)");
+    // clap lists missing arguments on the lines below the first: name them.
+    let missing: Vec<&str> = rendered
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let line = if missing.is_empty() {
+        format!("{first} (see --help)")
+    } else {
+        format!("{first} {} (see --help)", missing.join(", "))
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "check") && args.iter().any(|a| a == "--json") {
         cli::print_check_usage_json(&line);

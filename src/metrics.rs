@@ -6,7 +6,8 @@
 //! the transaction that writes them. An HTTP exporter reads the same
 //! values; nothing here does I/O.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use crate::dns::responder::{NameOutcome, Outcome, Rcode, Transport};
 use crate::protocol::{DecodeError, Identity};
@@ -93,6 +94,12 @@ pub struct Metrics {
     pub journal_end: AtomicU64,
     pub processed_position: AtomicU64,
     pub journal_bytes: AtomicU64,
+    /// The journal's bound (`journal_max_bytes`), bytes held in memory
+    /// that are not written yet, and failed write+fsync rounds (a full or
+    /// failing disk: the journal keeps the records in memory and retries).
+    pub journal_max_bytes: AtomicU64,
+    pub journal_pending_bytes: AtomicU64,
+    pub journal_write_failures: AtomicU64,
     /// The ClickHouse shipper, when configured: the position ClickHouse
     /// holds everything before, reports shipped (deliveries, copies
     /// included) and failed requests (each retried).
@@ -108,6 +115,29 @@ pub struct Metrics {
     /// Valid reports the processor did not record: their client timestamp
     /// was outside the replay window, by reason.
     outside_window: [AtomicU64; Outside::REASONS.len()],
+    /// SIGHUP reloads that swapped the new zones in, and those that failed
+    /// (the old zones kept).
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    /// Whether the last load (start or reload) succeeded, and when the
+    /// last successful one was (unix seconds).
+    pub last_reload_ok: AtomicBool,
+    pub last_reload_success: AtomicI64,
+    /// The v2 policies served, as last signed.
+    policies: Mutex<Vec<PolicyGauge>>,
+}
+
+/// One zone's signed v2 policy as served under one key id: what a client
+/// will accept, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyGauge {
+    pub zone: String,
+    pub key_id: u8,
+    /// The zone file's SOA serial.
+    pub serial: u32,
+    /// Unix seconds.
+    pub issued: u64,
+    pub expires: u64,
 }
 
 /// Adds one; relaxed, since counters order nothing.
@@ -223,6 +253,33 @@ impl Metrics {
 
     pub fn count_outside_window(&self, why: Outside) {
         bump(&self.outside_window[why.index()]);
+    }
+
+    /// A configuration loaded at `now` (unix seconds): at start, or by a
+    /// reload (`reload`), which is counted.
+    pub fn record_load(&self, ok: bool, reload: bool, now: i64) {
+        if reload {
+            bump(if ok {
+                &self.reloads_ok
+            } else {
+                &self.reloads_failed
+            });
+        }
+        self.last_reload_ok.store(ok, Ordering::Relaxed);
+        if ok {
+            self.last_reload_success.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// The policies now served (after a start, a reload or a new signing).
+    pub fn set_policies(&self, policies: Vec<PolicyGauge>) {
+        if let Ok(mut p) = self.policies.lock() {
+            *p = policies;
+        }
+    }
+
+    pub fn policies(&self) -> Vec<PolicyGauge> {
+        self.policies.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// The answer path's counters as `(name, value)`, in a fixed order.

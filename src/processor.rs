@@ -242,9 +242,16 @@ impl Run {
                     continue;
                 }
             };
+            let stats = self.journal.stats();
             self.metrics
                 .journal_end
-                .store(self.journal.stats().durable_end.0, Ordering::Relaxed);
+                .store(stats.durable_end.0, Ordering::Relaxed);
+            self.metrics
+                .journal_pending_bytes
+                .store(stats.pending_bytes, Ordering::Relaxed);
+            self.metrics
+                .journal_write_failures
+                .store(stats.commit_failures, Ordering::Relaxed);
             if damaged > 0 {
                 warn!(
                     records = damaged,

@@ -62,28 +62,22 @@ impl Incoming<'_> {
 /// compute the status the client computed from the policy.
 #[derive(Debug, Default)]
 pub struct Opener {
-    /// Per zone: each key prepared for opening (computed once, not per
-    /// frame), and the releases.
-    zones: HashMap<ZoneName, (HashMap<KeyId, v2::open::Recipient>, Releases)>,
+    zones: HashMap<ZoneName, (PrivateKeyring, Releases)>,
 }
 
 impl Opener {
     pub fn insert(&mut self, zone: ZoneName, keys: PrivateKeyring, releases: Releases) {
-        let recipients = keys
-            .iter()
-            .map(|k| (k.id, v2::frame::recipient(k, &zone)))
-            .collect();
-        self.zones.insert(zone, (recipients, releases));
+        self.zones.insert(zone, (keys, releases));
     }
 
     /// Opens a v2 frame received under `zone`. A zone no longer served
     /// counts as an unknown key: the server holds none for it.
     fn open(&self, zone: &ZoneName, frame: &[u8]) -> Result<(Report, Status), DecodeError> {
-        let (recipients, releases) = self
+        let (keys, releases) = self
             .zones
             .get(zone)
             .ok_or(DecodeError::UnknownKey(frame.get(1).copied().unwrap_or(0)))?;
-        let report = v2::frame::open_prepared(|id| recipients.get(&id), frame)?;
+        let report = v2::frame::open(keys, zone, frame)?;
         let status = releases.hint_for(&report.payload.version).status;
         Ok((report, status))
     }
@@ -118,7 +112,8 @@ pub fn sealed_frame(record: &[u8]) -> Option<&[u8]> {
 /// The report id of a sealed record's frame, computed without opening it.
 pub fn sealed_id(record: &[u8]) -> Option<ReportId> {
     let (_, frame) = split_sealed(record).ok()?;
-    v2::frame::id_of(frame)
+    (frame.len() >= v2::frame::HEADER_LEN + v2::frame::ENC_LEN)
+        .then(|| v2::frame::frame_report_id(frame))
 }
 
 /// A sealed record's zone bytes and frame.
@@ -281,7 +276,7 @@ mod tests {
         use crate::hint::ReleasesConfig;
         use crate::protocol::v2::PrivateKey;
         let zone = ZoneName::new("vc.example.com").unwrap();
-        let key = PrivateKey::generate(KeyId(2));
+        let key = PrivateKey::generate(KeyId(2), 1_700_000_000);
         let releases = Releases::try_from(&ReleasesConfig {
             versions: vec!["2.4.0".into(), "2.4.1".into()],
             ..Default::default()
@@ -290,15 +285,19 @@ mod tests {
         let mut opener = Opener::default();
         opener.insert(
             zone.clone(),
-            PrivateKeyring::new(vec![key.clone()]).unwrap(),
+            PrivateKeyring::new(std::slice::from_ref(&key), 1_700_000_009).unwrap(),
             releases,
         );
+        let seal = PrivateKeyring::new(std::slice::from_ref(&key), 1_700_000_000)
+            .unwrap()
+            .seal_key(KeyId(2), v2::Epoch::at(1_700_000_000))
+            .unwrap();
         let payload = Payload {
             timestamp: 1_700_000_000,
             identity: Identity::Withheld,
             version: semver::Version::parse("2.4.0").unwrap(),
         };
-        let frame = v2::frame::seal(&key.public(), &zone, &payload).unwrap();
+        let frame = v2::frame::seal(&seal, &zone, &payload).unwrap();
         let mut record = Vec::new();
         Incoming::V2 {
             zone: &zone,
@@ -313,8 +312,9 @@ mod tests {
             (r.report.payload, r.received_at, r.status, r.zone.clone()),
             (payload, 1_700_000_009, Status::UpgradeAvailable, zone)
         );
-        let last = record.len() - 1;
-        record[last] ^= 1;
+        // A byte of the ciphertext (the last 4 are the proof, not sealed).
+        let sealed_byte = record.len() - 5;
+        record[sealed_byte] ^= 1;
         assert_eq!(
             decode(&record, &opener),
             Err(Undecodable::Rejected(DecodeError::Authentication))

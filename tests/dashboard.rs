@@ -194,11 +194,11 @@ fn dashboard_in_headless_chromium() {
         "console messages:\n{}",
         console.join("\n")
     );
+    // One colour per status on every chart: bars, stacked layers, lines.
     let colours = [
-        rgb("#2f9e44"), // up-to-date bar
-        rgb("#d9480f"), // insecure bars
-        rgb("#4e79a7"), // newest version's layer of the stacked chart
-        rgb("#f28e2b"), // the next one's
+        rgb("#2f9e44"), // up to date
+        rgb("#e8a317"), // upgrade available
+        rgb("#d9480f"), // upgrade required (insecure)
     ];
     let (width, height, counts) = count_colours(&shot, &colours);
     assert_eq!((width, height), (1440, 1000));

@@ -121,7 +121,10 @@ fn demo_key_is_private_and_never_logged() {
 #[test]
 fn a_v2_private_key_others_can_read_is_refused_by_name() {
     let setup = Setup::new();
-    let private = vcheckd::protocol::v2::PrivateKey::generate(vcheckd::protocol::KeyId(2));
+    let private = vcheckd::protocol::v2::PrivateKey::generate(
+        vcheckd::protocol::KeyId(2),
+        vcheckd::clock::unix_now() as u64,
+    );
     let path = setup.dir.path().join("v2.private");
     write_private(&path, &private.to_token());
     let text = std::fs::read_to_string(setup.config_path())

@@ -7,7 +7,9 @@ use proptest::prelude::*;
 use semver::Version;
 
 use vcheckd::hint::{AdvisoryConfig, Releases, ReleasesConfig};
-use vcheckd::protocol::v2::{PrivateKey, SignedPolicy};
+use vcheckd::protocol::v2::effort::Effort;
+use vcheckd::protocol::v2::keys::Ratchet;
+use vcheckd::protocol::v2::{Epoch, PrivateKey, PrivateKeyring, ServedPolicy, SignedPolicy};
 use vcheckd::protocol::{KeyId, ZoneName};
 
 /// Versions from a small space, so that listed releases, advisories and
@@ -76,18 +78,12 @@ proptest! {
         running in proptest::collection::vec(version(), 1..20),
     ) {
         let server = Releases::try_from(&config).unwrap();
-        let key = PrivateKey::from_secrets(KeyId(1), [3; 32], [4; 32]).unwrap();
+        let now = 2_900 * 604_800 + 86_400;
+        let key = PrivateKey::from_secrets(KeyId(1), [3; 32], Ratchet::new(Epoch::at(now), [4; 32]));
         let zone = ZoneName::new("vc.example.com").unwrap();
-        let wire = SignedPolicy {
-            key_id: KeyId(1),
-            serial: 1,
-            issued: 0,
-            expires: 10,
-            releases: server.clone(),
-        }
-        .sign(&key, &zone)
-        .unwrap();
-        let client = SignedPolicy::verify(&wire, &zone, &[key.public()], 5, None).unwrap();
+        let ring = PrivateKeyring::new(std::slice::from_ref(&key), now).unwrap();
+        let served = ServedPolicy::sign(&zone, &ring, server.clone(), None, 1, Effort(0), now, 86_400).unwrap();
+        let client = SignedPolicy::verify(served.wire(KeyId(1)).unwrap(), &zone, &key.public(), now, None).unwrap();
         for v in running.iter().chain(server_versions(&config).iter()) {
             prop_assert_eq!(client.releases.hint_for(v), server.hint_for(v), "version {}", v);
         }

@@ -39,7 +39,8 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn queries_without_a_report_and_v2_reports_allocate_nothing() {
     let setup = common::Setup::new();
-    let private = vcheckd::protocol::v2::PrivateKey::generate(vcheckd::protocol::KeyId(2));
+    let now = vcheckd::clock::unix_now() as u64;
+    let private = vcheckd::protocol::v2::PrivateKey::generate(vcheckd::protocol::KeyId(2), now);
     common::write_private(&setup.dir.path().join("v2.private"), &private.to_token());
     let text = std::fs::read_to_string(setup.config_path())
         .unwrap()
@@ -49,19 +50,26 @@ fn queries_without_a_report_and_v2_reports_allocate_nothing() {
         );
     std::fs::write(setup.config_path(), text).unwrap();
     let config = Config::load(&setup.config_path()).unwrap();
-    let catalog = Catalog::build(&config, 0).unwrap();
+    let catalog = Catalog::build(&config, now).unwrap();
     let q = |name: &str, t: RecordType, edns: Option<u16>| {
         common::query(name, t, edns).to_bytes().unwrap()
     };
     let name = setup.name("c", "n", "2.3.1");
     let partial = name.split_once('.').unwrap().1.to_string();
-    let check = vcheckd::client::v2::CheckV2 {
-        zone: vcheckd::protocol::ZoneName::new(common::ZONE).unwrap(),
-        key: private.public(),
-        version: semver::Version::parse("2.3.1").unwrap(),
-        reporter: None,
-    };
-    let v2_name = check.prepare().unwrap().name;
+    let check = vcheckd::client::v2::CheckV2::new(
+        vcheckd::protocol::ZoneName::new(common::ZONE).unwrap(),
+        private.public(),
+        semver::Version::parse("2.3.1").unwrap(),
+        None,
+    );
+    let seal = vcheckd::protocol::v2::PrivateKeyring::new(std::slice::from_ref(&private), now)
+        .unwrap()
+        .seal_key(private.id, vcheckd::protocol::v2::Epoch::at(now))
+        .unwrap();
+    let v2_name = check
+        .prepare(&seal, vcheckd::protocol::v2::effort::Effort(2))
+        .unwrap()
+        .name;
     let requests = [
         q(&v2_name, RecordType::TXT, Some(1232)),
         q(&v2_name.to_uppercase(), RecordType::A, None),
@@ -84,14 +92,14 @@ fn queries_without_a_report_and_v2_reports_allocate_nothing() {
     let mut out = Vec::with_capacity(65_535);
     for r in &requests {
         assert!(matches!(
-            respond(&catalog, r, 0, Transport::Udp, &mut out),
+            respond(&catalog, r, now as i64, Transport::Udp, &mut out),
             Outcome::Answered(_)
         ));
     }
     // The v2 report is one (the sealed frame is handed out, not copied to
     // the heap).
     assert!(matches!(
-        respond(&catalog, &requests[0], 0, Transport::Udp, &mut out),
+        respond(&catalog, &requests[0], now as i64, Transport::Udp, &mut out),
         Outcome::Answered(vcheckd::dns::Answered {
             name: vcheckd::dns::NameOutcome::Sealed { .. },
             ..
@@ -100,7 +108,7 @@ fn queries_without_a_report_and_v2_reports_allocate_nothing() {
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..100 {
         for r in &requests {
-            let outcome = respond(&catalog, r, 0, Transport::Udp, &mut out);
+            let outcome = respond(&catalog, r, now as i64, Transport::Udp, &mut out);
             std::hint::black_box(outcome);
         }
     }
@@ -109,6 +117,6 @@ fn queries_without_a_report_and_v2_reports_allocate_nothing() {
 
     // The counter does count: a v1 report decrypts and builds its hint.
     let report = q(&name, RecordType::TXT, Some(1232));
-    respond(&catalog, &report, 0, Transport::Udp, &mut out);
+    respond(&catalog, &report, now as i64, Transport::Udp, &mut out);
     assert!(ALLOCATIONS.load(Ordering::Relaxed) > after);
 }

@@ -19,8 +19,8 @@ const UNIT: &str = include_str!("../systemd/vcheckd.service");
 /// /etc/vcheckd/vcheckd.toml).
 const SHIPPED_CONFIG: &str = include_str!("../systemd/vcheckd.toml");
 const SAMPLE_ZONE: &str = include_str!("../zones/vc.example.com.zone");
-/// Where the unit expects the binary, as README and DEPLOY.md install it.
-const INSTALLED_BIN: &str = "/usr/local/bin/vcheckd";
+/// Where the unit expects the binary, as the Debian package installs it.
+const INSTALLED_BIN: &str = "/usr/bin/vcheckd";
 
 /// Printed past the test harness's capture, so that a skip shows in a plain
 /// `cargo test` run too.
@@ -38,7 +38,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// The unit with ExecStart pointing at the binary cargo built: verify checks
 /// that the ExecStart binary exists and is executable, and this machine has
-/// no /usr/local/bin/vcheckd.
+/// may have no /usr/bin/vcheckd (the package is not installed).
 fn unit_for_this_build(dir: &Path) -> std::path::PathBuf {
     let needle = format!("ExecStart={INSTALLED_BIN} ");
     assert!(
@@ -81,8 +81,10 @@ fn unit_keeps_its_hardening() {
             .collect()
     };
     let want = [
-        ("DynamicUser", "yes"),
+        ("User", "vcheckd"),
+        ("Group", "vcheckd"),
         ("StateDirectory", "vcheckd"),
+        ("RemoveIPC", "yes"),
         ("AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
         ("CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"),
         ("NoNewPrivileges", "yes"),

@@ -10,13 +10,14 @@ use std::net::SocketAddr;
 use common::*;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, RecordType};
-use vcheckd::client::v2::{CheckV2, SerialState};
+use vcheckd::client::v2::{CheckV2, ClientState};
 use vcheckd::client::Reporter;
 use vcheckd::config::Config;
 use vcheckd::dns::server::RunningServer;
 use vcheckd::hint::Status;
+use vcheckd::protocol::v2::effort::Effort;
 use vcheckd::protocol::v2::policy::from_txt_strings;
-use vcheckd::protocol::v2::{PolicyError, PrivateKey};
+use vcheckd::protocol::v2::{Epoch, PolicyError, PrivateKey, PrivateKeyring, SealKey};
 use vcheckd::protocol::{KeyId, ZoneName};
 
 struct V2Setup {
@@ -34,22 +35,27 @@ fn v2_config(releases: &str, accept_v1: bool) -> String {
 impl V2Setup {
     fn new(releases: &str, accept_v1: bool) -> Self {
         let base = Setup::new();
-        let private = PrivateKey::generate(KeyId(5));
+        let private = PrivateKey::generate(KeyId(5), now());
         write_private(&base.dir.path().join("v2.private"), &private.to_token());
         std::fs::write(base.config_path(), v2_config(releases, accept_v1)).unwrap();
         V2Setup { base, private }
     }
 
     fn check(&self, cluster: &str, version: &str) -> CheckV2 {
-        CheckV2 {
-            zone: ZoneName::new(ZONE).unwrap(),
-            key: self.private.public(),
-            version: semver::Version::parse(version).unwrap(),
-            reporter: Some(Reporter {
+        CheckV2::new(
+            ZoneName::new(ZONE).unwrap(),
+            self.private.public(),
+            semver::Version::parse(version).unwrap(),
+            Some(&Reporter {
                 cluster_id: cluster.into(),
                 node_id: "node-1".into(),
             }),
-        }
+        )
+    }
+
+    /// The key a client seals to now, as the zone's policy carries it.
+    fn seal(&self) -> SealKey {
+        seal_key(&self.private)
     }
 
     async fn start(&self) -> (RunningServer, SocketAddr) {
@@ -75,15 +81,22 @@ fn now() -> u64 {
     u64::try_from(vcheckd::clock::unix_now()).unwrap()
 }
 
+fn seal_key(private: &PrivateKey) -> SealKey {
+    PrivateKeyring::new(std::slice::from_ref(private), now())
+        .unwrap()
+        .seal_key(private.id, Epoch::at(now()))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_sealed_report_gets_the_signed_policy_and_is_recorded_once() {
     let setup = V2Setup::new(RELEASES, true);
     let (server, addr) = setup.start().await;
     let check = setup.check("cluster-a", "2.3.0");
-    let prepared = check.prepare().unwrap();
+    let prepared = check.prepare(&setup.seal(), Effort(4)).unwrap();
     let answer = udp(addr, &query(&prepared.name, RecordType::TXT, Some(1232))).await;
     assert!(!answer.metadata.truncation);
-    let mut state = SerialState::in_memory();
+    let mut state = ClientState::in_memory();
     let verified = check
         .verify(&policy_of(&answer), &mut state, now())
         .unwrap();
@@ -147,7 +160,7 @@ async fn the_policy_name_serves_the_policy_without_a_report() {
     )
     .await;
     let verified = check
-        .verify(&policy_of(&answer), &mut SerialState::in_memory(), now())
+        .verify(&policy_of(&answer), &mut ClientState::in_memory(), now())
         .unwrap();
     assert_eq!(verified.hint.status, Status::UpToDate);
     // A key id the zone does not have: no policy, NODATA.
@@ -168,7 +181,10 @@ async fn without_accept_v1_v1_names_are_not_reports() {
     )
     .await;
     assert!(v1.answers.is_empty(), "{v1:?}");
-    let prepared = setup.check("c", "2.4.1").prepare().unwrap();
+    let prepared = setup
+        .check("c", "2.4.1")
+        .prepare(&setup.seal(), Effort(4))
+        .unwrap();
     let v2 = udp(addr, &query(&prepared.name, RecordType::TXT, Some(1232))).await;
     assert_eq!(v2.answers.len(), 1);
     server.shutdown().await.unwrap();
@@ -180,10 +196,9 @@ async fn a_frame_that_does_not_open_is_answered_but_counted_not_recorded() {
     let setup = V2Setup::new(RELEASES, true);
     let (server, addr) = setup.start().await;
     // Sealed to another key with the same id: right shape, wrong key.
-    let stranger = PrivateKey::generate(KeyId(5));
-    let mut check = setup.check("c", "2.4.1");
-    check.key = stranger.public();
-    let prepared = check.prepare().unwrap();
+    let stranger = PrivateKey::generate(KeyId(5), now());
+    let check = setup.check("c", "2.4.1");
+    let prepared = check.prepare(&seal_key(&stranger), Effort(4)).unwrap();
     let answer = udp(addr, &query(&prepared.name, RecordType::TXT, Some(1232))).await;
     // The answer path cannot tell: it answers the policy...
     policy_of(&answer);
@@ -218,7 +233,7 @@ async fn a_realistic_policy_fits_one_udp_answer() {
     let setup = V2Setup::new(&releases, true);
     let (server, addr) = setup.start().await;
     let check = setup.check("c", "3.2.4");
-    let prepared = check.prepare().unwrap();
+    let prepared = check.prepare(&setup.seal(), Effort(4)).unwrap();
     let request = query(&prepared.name, RecordType::TXT, Some(1232));
     let bytes = udp_raw(
         addr,
@@ -230,7 +245,7 @@ async fn a_realistic_policy_fits_one_udp_answer() {
     let answer = Message::from_vec(&bytes).unwrap();
     assert!(!answer.metadata.truncation, "{} bytes", bytes.len());
     let verified = check
-        .verify(&policy_of(&answer), &mut SerialState::in_memory(), now())
+        .verify(&policy_of(&answer), &mut ClientState::in_memory(), now())
         .unwrap();
     assert_eq!(verified.policy.releases.latest().to_string(), "3.4.19");
     assert_eq!(verified.hint.status, Status::UpgradeRequired);
@@ -262,7 +277,7 @@ async fn an_older_serial_is_refused_after_a_newer_one() {
         )
         .await,
     );
-    let mut state = SerialState::in_memory();
+    let mut state = ClientState::in_memory();
     assert_eq!(
         check.verify(&new, &mut state, now()).unwrap().policy.serial,
         2026112302
@@ -275,4 +290,90 @@ async fn an_older_serial_is_refused_after_a_newer_one() {
         }
     );
     server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_frame_sealed_to_an_epoch_not_accepted_is_answered_not_recorded() {
+    let setup = V2Setup::new(RELEASES, true);
+    let (server, addr) = setup.start().await;
+    let check = setup.check("c", "2.4.1");
+    // The key of three weeks ago, as a client whose kept policy is that
+    // old would seal to (the test's key file starts then).
+    let old = PrivateKey::generate(KeyId(5), now() - 21 * 86_400);
+    let ring = PrivateKeyring::new(std::slice::from_ref(&old), now() - 21 * 86_400).unwrap();
+    let epoch = Epoch::at(now() - 21 * 86_400);
+    let stale = ring.seal_key(KeyId(5), epoch).unwrap();
+    let prepared = check.prepare(&stale, Effort(4)).unwrap();
+    let answer = udp(addr, &query(&prepared.name, RecordType::TXT, Some(1232))).await;
+    // Answered with the policy, which names the current epoch's key...
+    let verified = check
+        .verify(&policy_of(&answer), &mut ClientState::in_memory(), now())
+        .unwrap();
+    assert_eq!(verified.policy.seal, setup.seal());
+    assert!(!prepared.epoch.accepted_at(verified.policy.issued));
+    let metrics = server.metrics().clone();
+    server.shutdown().await.unwrap();
+    // ... but not recorded: counted by reason on the answer path.
+    assert!(rows(&setup.base.db_path()).is_empty());
+    assert!(metrics
+        .rejected()
+        .iter()
+        .any(|(reason, n)| *reason == "unknown_epoch" && *n == 1));
+}
+
+#[tokio::test]
+async fn releases_changed_under_one_serial_are_refused_at_reload() {
+    let setup = V2Setup::new(RELEASES, true);
+    let (server, addr) = setup.start().await;
+    let check = setup.check("c", "2.4.1");
+    let before = policy_of(
+        &udp(
+            addr,
+            &query(&check.policy_name(), RecordType::TXT, Some(1232)),
+        )
+        .await,
+    );
+    // A new release, the SOA serial left as it was.
+    let text = std::fs::read_to_string(setup.base.config_path()).unwrap();
+    std::fs::write(
+        setup.base.config_path(),
+        text.replacen("\"2.4.1\"]", "\"2.4.1\", \"2.5.0\"]", 1),
+    )
+    .unwrap();
+    let err = server
+        .reload(&Config::load(&setup.base.config_path()).unwrap())
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("SOA serial 2026112301"), "{text}");
+    assert!(text.contains("raise the serial"), "{text}");
+    // The old policy is still served, unchanged in content.
+    let after = policy_of(
+        &udp(
+            addr,
+            &query(&check.policy_name(), RecordType::TXT, Some(1232)),
+        )
+        .await,
+    );
+    let mut state = ClientState::in_memory();
+    let a = check.verify(&before, &mut state, now()).unwrap();
+    let b = check.verify(&after, &mut state, now()).unwrap();
+    assert_eq!(a.policy.releases, b.policy.releases);
+    // Raising the serial lets it in.
+    let zone = zone_file().replace("2026112301", "2026112302");
+    std::fs::write(setup.base.dir.path().join("zone.txt"), zone).unwrap();
+    server
+        .reload(&Config::load(&setup.base.config_path()).unwrap())
+        .unwrap();
+    server.shutdown().await.unwrap();
+    // And the same check from a fresh start: the server remembers.
+    let zone = zone_file();
+    std::fs::write(setup.base.dir.path().join("zone.txt"), zone).unwrap();
+    let config = Config::load(&setup.base.config_path()).unwrap();
+    let Err(e) = RunningServer::start(&config).await else {
+        panic!("a lower serial than one signed must be refused");
+    };
+    assert!(
+        format!("{e:#}").contains("lower than serial 2026112302"),
+        "{e:#}"
+    );
 }

@@ -118,7 +118,10 @@ free_port() {
 mkdir -p "$TMP/vcheckd" "$TMP/nsd" "$TMP/names"
 "$BIN" keygen --v1 --out "$TMP/vcheckd/load.key" >/dev/null 2>&1
 "$BIN" keygen --private "$TMP/vcheckd/load.private" --public "$TMP/vcheckd/load.public" >/dev/null 2>&1
-if [ "$PROTOCOL" = 2 ]; then CLIENT_KEY=$TMP/vcheckd/load.public; else CLIENT_KEY=$TMP/vcheckd/load.key; fi
+# v2 names are sealed with the zone's private key file (encode derives the
+# current week's sealing key from it, as a server does), with the effort
+# proof of EFFORT bits (0 by default: each bit doubles the time to make them).
+if [ "$PROTOCOL" = 2 ]; then CLIENT_KEY=$TMP/vcheckd/load.private; else CLIENT_KEY=$TMP/vcheckd/load.key; fi
 cp "$ROOT/zones/$ZONE.zone" "$TMP/vcheckd/zone.txt"
 VC_PORT=$(free_port)
 NSD_PORT=$(free_port "$VC_PORT")
@@ -165,7 +168,7 @@ make_names() {
         count=$(( n - (job - 1) * per_job ))
         if [ "$count" -gt "$per_job" ]; then count=$per_job; fi
         if [ "$count" -le 0 ]; then continue; fi
-        "$BIN" encode --zone "$ZONE" --key "$CLIENT_KEY" --count "$count" \
+        "$BIN" encode --zone "$ZONE" --key "$CLIENT_KEY" --count "$count" --effort "${EFFORT:-0}" \
             --version "$VERSION" --cluster-id "load-$tag-$job" --node-id "load-node-1" \
             >"$file.part$job" &
         pids+=($!)

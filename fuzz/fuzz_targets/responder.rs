@@ -40,7 +40,7 @@ fn setup() -> &'static Setup {
         );
         std::fs::write(dir.path().join("zone"), zone).expect("zone file");
         let config = sample::config(dir.path());
-        let catalog = Catalog::build(&config, 0).expect("catalog");
+        let catalog = Catalog::build_stateless(&config, 0).expect("catalog");
         let key = Key::parse(KEY).expect("key");
         let zone = ZoneName::new("vc.example.com").expect("zone");
         let payload = Payload {

@@ -16,12 +16,12 @@ fn write_private(path: &std::path::Path, text: &str) {
 /// The config, its files in `dir` (the zone file `zone` is the caller's).
 pub fn config(dir: &std::path::Path) -> Config {
     write_private(&dir.join("fuzz.key"), KEY);
+    // Its ratchet from epoch 0: the targets build catalogs at time 0.
     let private = vcheckd::protocol::v2::PrivateKey::from_secrets(
         vcheckd::protocol::KeyId(1),
-        [0x21; 32],
         [0x42; 32],
-    )
-    .expect("v2 key");
+        vcheckd::protocol::v2::keys::Ratchet::new(vcheckd::protocol::v2::Epoch(0), [0x21; 32]),
+    );
     write_private(&dir.join("fuzz.v2.private"), &private.to_token());
     let mut config = Config::embedded().expect("embedded config");
     config.origin = ConfigOrigin::File(dir.join("vcheckd.toml"));

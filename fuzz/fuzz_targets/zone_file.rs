@@ -26,5 +26,5 @@ fn setup() -> &'static (tempfile::TempDir, Config) {
 fuzz_target!(|data: &[u8]| {
     let (dir, config) = setup();
     std::fs::write(dir.path().join("zone"), data).expect("zone file");
-    let _ = Catalog::build(config, 0);
+    let _ = Catalog::build_stateless(config, 0);
 });

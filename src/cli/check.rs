@@ -12,13 +12,14 @@ use serde_json::json;
 
 use super::exit::{self, fail, Exit};
 use super::{report_json, report_text, write_stdout, ReportArgs};
-use vcheckd::client::v2::SerialState;
-use vcheckd::client::versioned::{Sealed, VersionCheck};
+use vcheckd::client::v2::ClientState;
+use vcheckd::client::versioned::{seal_with_private, Sealed, VersionCheck};
 use vcheckd::client::{self, Policy};
 use vcheckd::hint::Hint;
 use vcheckd::protocol::name::decode_query_name;
-use vcheckd::protocol::v2::SignedPolicy;
-use vcheckd::protocol::{Keyring, Report};
+use vcheckd::protocol::v2::effort::Effort;
+use vcheckd::protocol::v2::{PrivateKey, SignedPolicy};
+use vcheckd::protocol::{KeyError, Keyring, Report};
 
 #[derive(Debug, Args)]
 #[command(after_help = exit::CHECK_HELP)]
@@ -38,12 +39,19 @@ pub struct CheckArgs {
     /// also fetch and verify the zone's policy and show the status it gives).
     #[arg(long)]
     dry_run: bool,
-    /// Protocol v2: the file keeping the highest policy serial accepted
-    /// per zone, so that an older policy replayed later is refused
-    /// (default: $XDG_STATE_HOME/vcheckd/policy-serials or
-    /// ~/.local/state/vcheckd/policy-serials).
+    /// Protocol v2: the file keeping, per zone and key id, the newest
+    /// policy accepted (so that an older one replayed later is refused, and
+    /// the next report is sealed without fetching the policy first).
+    /// Default: $STATE_DIRECTORY/client-state.json (a systemd service),
+    /// else $XDG_STATE_HOME/vcheckd/client-state.json, else
+    /// ~/.local/state/vcheckd/client-state.json.
     #[arg(long, env = "VCHECKD_STATE")]
     state: Option<std::path::PathBuf>,
+    /// Protocol v2: milliseconds of one core to spend, at most, on the
+    /// effort proof the zone's policy suggests (the best proof found is
+    /// sent when time runs out).
+    #[arg(long, default_value_t = 250)]
+    effort_budget_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +66,16 @@ pub struct EncodeArgs {
     /// is a distinct report), one per line: query files for load tests.
     #[arg(long, default_value_t = 1)]
     count: u32,
+    /// Protocol v2 with a public key: the name server to fetch the zone's
+    /// signed policy from (its sealing key and suggested effort), HOST[:PORT].
+    /// With the zone's private key file as --key, no server is needed.
+    #[arg(long, env = "VCHECKD_SERVER")]
+    server: Vec<String>,
+    /// Protocol v2: the effort proof to compute (leading zero bits;
+    /// default: what the policy suggests, or 0 with a private key). Load
+    /// tests use 0: each bit doubles the time to make a name.
+    #[arg(long)]
+    effort: Option<u8>,
 }
 
 fn parse_server(text: &str) -> Result<Vec<SocketAddr>> {
@@ -146,6 +164,9 @@ fn policy_json(policy: &SignedPolicy) -> serde_json::Value {
         "serial": policy.serial,
         "issued": policy.issued,
         "expires": policy.expires,
+        "epoch": policy.seal.epoch.0,
+        "effort": policy.effort.0,
+        "advisory_url": policy.advisory_url.as_ref().map(|u| u.template()),
         "latest": policy.releases.latest().to_string(),
     })
 }
@@ -154,19 +175,36 @@ fn unix_now() -> u64 {
     u64::try_from(vcheckd::clock::unix_now()).unwrap_or(0)
 }
 
-fn serial_state(args: &CheckArgs) -> Result<SerialState> {
-    match args.state.clone().or_else(SerialState::default_path) {
-        Some(path) => SerialState::load(&path).map_err(|e| {
-            fail(
-                Exit::NoInput,
-                format!(
-                    "cannot read the policy state file {}: {e}: fix its permissions, or choose another with --state",
-                    path.display()
-                ),
-            )
-        }),
-        None => Ok(SerialState::in_memory()),
-    }
+/// The client state a v2 check keeps: a file, always (a state kept only in
+/// memory would let a replayed policy in on the next run).
+fn client_state(args: &CheckArgs) -> Result<ClientState> {
+    let Some(path) = args.state.clone().or_else(ClientState::default_path) else {
+        return Err(fail(
+            Exit::Usage,
+            "no place for the v2 client state (newest policy accepted): give --state FILE or set VCHECKD_STATE (neither HOME, XDG_STATE_HOME nor STATE_DIRECTORY is set)",
+        ));
+    };
+    ClientState::load(&path).map_err(|e| {
+        fail(
+            Exit::NoInput,
+            format!(
+                "cannot read the client state file {}: {e}: fix its permissions, or choose another with --state",
+                path.display()
+            ),
+        )
+    })
+}
+
+fn save_state(state: &ClientState) -> Result<()> {
+    state.save().map_err(|e| {
+        fail(
+            Exit::CantCreate,
+            format!(
+                "cannot save the client state file {}: {e}: make its folder writable, or choose another with --state (without it a replayed policy would be accepted next time)",
+                state.path().map(|p| p.display().to_string()).unwrap_or_default()
+            ),
+        )
+    })
 }
 
 /// What one `check` came to, short of an error.
@@ -180,7 +218,29 @@ enum Outcome {
         protocol: u8,
         /// The verified policy the hint was computed from (v2).
         policy: Option<serde_json::Value>,
+        /// v2: the effort the report's proof reached, and queries sent.
+        effort: Option<Effort>,
+        queries: u32,
     },
+}
+
+/// v2: what the last verified policy said, when a check cannot get a fresh
+/// one: the status is then "stale", never the old status as if current.
+fn stale_json(args: &CheckArgs) -> Option<serde_json::Value> {
+    let check = args.report.check(Policy::from_env()).ok()??;
+    let VersionCheck::V2(c) = &check else {
+        return None;
+    };
+    let state = client_state(args).ok()?;
+    let kept = state.policy(&c.zone, &c.key)?;
+    let hint = kept.hint_for(&c.version);
+    Some(json!({
+        "status": hint.status.code(),
+        "status_name": hint.status.name(),
+        "message": hint.message,
+        "issued": kept.issued,
+        "expires": kept.expires,
+    }))
 }
 
 /// `check --json`'s one object, the same fields for every outcome
@@ -197,8 +257,12 @@ fn outcome_json(outcome: &Result<Outcome>, args: &CheckArgs) -> serde_json::Valu
             report_id,
             protocol,
             policy,
+            effort,
+            queries,
             ..
         }) => {
+            v["effort"] = json!(effort.map(|e| e.0));
+            v["queries"] = json!(queries);
             v["status"] = json!(hint.status.code());
             v["status_name"] = json!(hint.status.name());
             v["latest"] = json!(hint.latest.to_string());
@@ -215,6 +279,10 @@ fn outcome_json(outcome: &Result<Outcome>, args: &CheckArgs) -> serde_json::Valu
         Err(e) => {
             v["exit_code"] = json!(exit::diagnose(e).exit as u8);
             v["error"] = json!(exit::line(e));
+            if let Some(last) = stale_json(args) {
+                v["status_name"] = json!("stale");
+                v["last_known"] = last;
+            }
         }
     }
     v
@@ -231,6 +299,9 @@ fn failed_json(running: Option<String>, exit: Exit, error: Option<String>) -> se
         "report_id": null,
         "protocol": null,
         "policy": null,
+        "effort": null,
+        "queries": null,
+        "last_known": null,
         "exit_code": exit as u8,
         "error": error,
     })
@@ -255,7 +326,13 @@ fn check_once(args: &CheckArgs) -> Result<Outcome> {
             "--timeout must be a number of seconds above 0 and at most 3600",
         ));
     }
-    let sealed = check.prepare()?;
+    let check = match check {
+        VersionCheck::V2(mut c) => {
+            c.effort_budget = Duration::from_millis(args.effort_budget_ms);
+            VersionCheck::V2(c)
+        }
+        v1 => v1,
+    };
     let servers = || -> Result<Vec<SocketAddr>> {
         if args.server.is_empty() {
             return Ok(client::system_servers());
@@ -271,23 +348,20 @@ fn check_once(args: &CheckArgs) -> Result<Outcome> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // Only v2 keeps a state: a v1 check touches no file.
+    let mut state = match check {
+        VersionCheck::V2(_) => client_state(args)?,
+        VersionCheck::V1(_) => ClientState::in_memory(),
+    };
     if args.dry_run {
+        let (sealed, verified) = runtime
+            .block_on(check.preview(&servers()?, timeout, &mut state, unix_now()))
+            .context("version check failed")?;
+        save_state(&state)?;
         let mut preview = preview_json(&sealed, &check)?;
-        if let VersionCheck::V2(c) = &check {
-            // The policy without a report, verified as a real check would.
-            let mut state = serial_state(args)?;
-            let wire = runtime
-                .block_on(client::v2::resolve_policy(
-                    &c.policy_name(),
-                    &servers()?,
-                    timeout,
-                ))
-                .context("version check failed")?;
-            let verified = c
-                .verify(&wire, &mut state, unix_now())
-                .map_err(client::CheckError::from)
-                .context("version check failed")?;
+        if let Some(verified) = verified {
             preview["policy"] = policy_json(&verified.policy);
+            preview["effort"] = json!(sealed.effort.map(|e| e.0));
             preview["computed"] = json!({
                 "status": verified.hint.status.code(),
                 "status_name": verified.hint.status.name(),
@@ -297,23 +371,18 @@ fn check_once(args: &CheckArgs) -> Result<Outcome> {
         return Ok(Outcome::Preview(preview));
     }
     let servers = servers()?;
-    // Only v2 has policy serials to keep: a v1 check touches no file.
-    let mut state = match check {
-        VersionCheck::V2(_) => serial_state(args)?,
-        VersionCheck::V1(_) => SerialState::in_memory(),
-    };
     let answer = runtime
-        .block_on(check.send(&sealed, &servers, timeout, &mut state, unix_now()))
+        .block_on(check.send(&servers, timeout, &mut state, unix_now()))
         .context("version check failed")?;
-    if let Err(e) = state.save() {
-        eprintln!("vcheckd: warning: cannot save the policy state file: {e}");
-    }
+    save_state(&state)?;
     Ok(Outcome::Hint {
         hint: answer.hint,
         running: check.version().clone(),
-        report_id: sealed.id.to_hex(),
-        protocol: sealed.protocol,
+        report_id: answer.sealed.id.to_hex(),
+        protocol: answer.sealed.protocol,
         policy: answer.verified.map(|v| policy_json(&v.policy)),
+        effort: answer.sealed.effort,
+        queries: answer.queries,
     })
 }
 
@@ -331,21 +400,98 @@ pub fn run_check(args: CheckArgs) -> Result<ExitCode> {
         (Ok(Outcome::Hint { hint, running, .. }), false) => {
             format!("{}\n", client::describe(hint, running))
         }
-        (Err(_), false) => String::new(),
+        (Err(_), false) => match stale_json(&args) {
+            Some(last) => format!(
+                "vcheckd: stale: no fresh policy could be verified; the last one (issued {} unix) said: {}\n",
+                last["issued"],
+                last["message"].as_str().unwrap_or_default()
+            ),
+            None => String::new(),
+        },
     };
     write_stdout(&text)?;
     // The error still goes to stderr, as one line, and decides the code.
     outcome.map(|_| ExitCode::SUCCESS)
 }
 
+/// How `encode` makes each name.
+enum Maker<'a> {
+    V1(&'a VersionCheck),
+    /// Sealed under the policy fetched from a server.
+    V2Policy(&'a vcheckd::client::v2::CheckV2, Box<SignedPolicy>, Effort),
+    /// Sealed to the current epoch's key, derived from the private key.
+    V2Private(Box<vcheckd::client::v2::CheckV2>, Box<PrivateKey>, Effort),
+}
+
+impl Maker<'_> {
+    fn make(&self) -> Result<Sealed> {
+        let now = unix_now();
+        Ok(match self {
+            Maker::V1(check) => {
+                let mut state = ClientState::in_memory();
+                let rt = tokio::runtime::Builder::new_current_thread().build()?;
+                rt.block_on(check.preview(&[], Duration::ZERO, &mut state, now))?
+                    .0
+            }
+            Maker::V2Policy(c, policy, effort) => c.prepare_at(&policy.seal, *effort, now)?.into(),
+            Maker::V2Private(c, key, effort) => seal_with_private(c, key, *effort, now)?,
+        })
+    }
+}
+
 pub fn run_encode(args: EncodeArgs) -> Result<ExitCode> {
-    let Some(check) = args.report.check(Policy::from_env())? else {
+    if Policy::from_env() == Policy::Disabled {
         eprintln!("vcheckd: version check disabled (DISABLE_VERSION_CHECK is set); no name made");
         return Ok(ExitCode::SUCCESS);
+    }
+    // The zone's private key: names sealed without asking a server.
+    let private = match PrivateKey::load(&args.report.key) {
+        Ok(k) => Some(k),
+        Err(KeyError::Kind { .. } | KeyError::Malformed { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let check = match &private {
+        Some(k) => args
+            .report
+            .check_with_v2_key(Policy::from_env(), k.public())?,
+        None => args.report.check(Policy::from_env())?,
+    };
+    let Some(check) = check else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let maker = match (&check, private) {
+        (VersionCheck::V2(c), Some(key)) => Maker::V2Private(
+            Box::new(c.clone()),
+            Box::new(key),
+            Effort(args.effort.unwrap_or(0)),
+        ),
+        (VersionCheck::V2(c), None) => {
+            if args.server.is_empty() {
+                return Err(fail(
+                    Exit::Usage,
+                    "a v2 public key needs --server HOST[:PORT] to fetch the zone's policy (its sealing key), or give the zone's private key file as --key",
+                ));
+            }
+            let mut servers = Vec::new();
+            for s in &args.server {
+                servers.extend(parse_server(s)?);
+            }
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut state = ClientState::in_memory();
+            let (_, verified) = rt
+                .block_on(check.preview(&servers, Duration::from_secs(5), &mut state, unix_now()))
+                .context("fetching the zone's policy")?;
+            let policy = verified.map(|v| v.policy).context("no policy")?;
+            let effort = args.effort.map_or(policy.effort, Effort);
+            Maker::V2Policy(c, Box::new(policy), effort)
+        }
+        (VersionCheck::V1(_), _) => Maker::V1(&check),
     };
     // Sealing a v2 report costs an X25519 key generation and exchange
-    // (about 0.2 ms): load-test files of a million names are made on every
-    // core, in chunks, and written as they come.
+    // (about 0.2 ms) and its effort proof: load-test files of a million
+    // names are made on every core, in chunks, and written as they come.
     const CHUNK: u32 = 1_000;
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -355,7 +501,7 @@ pub fn run_encode(args: EncodeArgs) -> Result<ExitCode> {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..workers {
-            let (tx, check, next) = (tx.clone(), &check, &next);
+            let (tx, check, next, maker) = (tx.clone(), &check, &next, &maker);
             scope.spawn(move || loop {
                 let start = next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
                 if start >= args.count {
@@ -364,9 +510,11 @@ pub fn run_encode(args: EncodeArgs) -> Result<ExitCode> {
                 let chunk = (start..args.count.min(start + CHUNK)).try_fold(
                     String::new(),
                     |mut text, _| -> Result<String> {
-                        let sealed = check.prepare()?;
+                        let sealed = maker.make()?;
                         let line = if args.json {
-                            preview_json(&sealed, check)?.to_string()
+                            let mut v = preview_json(&sealed, check)?;
+                            v["effort"] = json!(sealed.effort.map(|e| e.0));
+                            v.to_string()
                         } else {
                             sealed.name
                         };

@@ -214,6 +214,11 @@ fn known(e: &(dyn std::error::Error + 'static)) -> Option<Diagnosis> {
     if let Some(e) = e.downcast_ref::<CheckError>() {
         return Some(check(e));
     }
+    // `check` and `encode` build the name before any exchange: too long a
+    // zone or version given on the command line.
+    if e.downcast_ref::<vcheckd::protocol::EncodeError>().is_some() {
+        return Some(Diagnosis::new(Exit::Usage));
+    }
     if let Some(e) = e.downcast_ref::<io::Error>() {
         return Some(io_error(e));
     }
@@ -222,13 +227,28 @@ fn known(e: &(dyn std::error::Error + 'static)) -> Option<Diagnosis> {
 
 fn config(e: &ConfigError) -> Diagnosis {
     match e {
-        ConfigError::Io { source, .. } => Diagnosis::fix(
+        ConfigError::Io { source, path } => Diagnosis::fix(
             read_exit(source),
-            "give the path of a configuration file (`vcheckd serve --print-config` prints one to start from)",
+            match source.kind() {
+                io::ErrorKind::PermissionDenied => format!(
+                    "make {path} readable by the user vcheckd runs as (`chmod 644 {path}`; it holds no secret)"
+                ),
+                io::ErrorKind::IsADirectory => format!(
+                    "{path} is a folder: give the configuration file in it (the package's is /etc/vcheckd/vcheckd.toml)"
+                ),
+                _ => "give the path of a configuration file (`vcheckd serve --print-config` prints one to start from)".to_string(),
+            },
         ),
         ConfigError::ZoneFile { source, .. } => Diagnosis::fix(
             read_exit(source),
             "create the zone file, or fix the path (relative paths start at the config file's folder)",
+        ),
+        ConfigError::Toml {
+            setting: Some(setting),
+            ..
+        } => Diagnosis::fix(
+            Exit::Config,
+            format!("fix {setting} (docs/DEPLOY.md section 7 lists every setting and its values)"),
         ),
         ConfigError::Toml { .. }
         | ConfigError::NoZones
@@ -251,7 +271,8 @@ fn key(e: &KeyError) -> Diagnosis {
         | KeyError::Malformed { .. }
         | KeyError::Kind { .. }
         | KeyError::Permissions { .. }
-        | KeyError::DuplicateId(_) => Diagnosis::new(Exit::Config),
+        | KeyError::DuplicateId(_)
+        | KeyError::RatchetMismatch { .. } => Diagnosis::new(Exit::Config),
     }
 }
 
@@ -326,9 +347,9 @@ fn sqlite(e: &rusqlite::Error) -> Diagnosis {
 }
 
 fn server(e: &ServerError) -> Option<Diagnosis> {
-    let (setting, source) = match e {
-        ServerError::Bind { source, .. } => ("[server] listen (or --listen)", source),
-        ServerError::HttpBind { source, .. } => ("[http] listen (or --http)", source),
+    let (setting, addr, source) = match e {
+        ServerError::Bind { source, addr } => ("[server] listen (or --listen)", addr, source),
+        ServerError::HttpBind { source, addr } => ("[http] listen (or --http)", addr, source),
         // Transparent variants: the chain skips the inner error.
         ServerError::Catalog(e) => return catalog(e),
         ServerError::Store(e) => return Some(store(e.innermost())),
@@ -344,10 +365,17 @@ fn server(e: &ServerError) -> Option<Diagnosis> {
             return None
         }
     };
+    let holder = match e {
+        ServerError::HttpBind { .. } => "another vcheckd, or another web server or exporter",
+        _ if addr.port() == 53 => {
+            "another name server, or a local resolver such as systemd-resolved or dnsmasq"
+        }
+        _ => "another vcheckd, or another program",
+    };
     Some(match source.kind() {
         io::ErrorKind::AddrInUse => Diagnosis::fix(
             Exit::Unavailable,
-            format!("the address is already in use (another vcheckd, or a resolver such as systemd-resolved on port 53): stop that process or change {setting}"),
+            format!("{holder} holds {addr} (`ss -lntup` shows which): stop that process or change {setting}"),
         ),
         io::ErrorKind::PermissionDenied => Diagnosis::fix(
             Exit::Config,
@@ -384,8 +412,27 @@ fn journal(e: &JournalError) -> Diagnosis {
 }
 
 fn check(e: &CheckError) -> Diagnosis {
+    match e {
+        CheckError::Exchange(ExchangeError::Timeout(_)) => {
+            return Diagnosis::fix(
+                Exit::Timeout,
+                "check that the name server runs and that UDP and TCP port 53 reach it (firewall, `dig @SERVER ZONE SOA`), or give --timeout more seconds",
+            )
+        }
+        CheckError::Rcode {
+            rcode: ResponseCode::Refused,
+            ..
+        } => {
+            return Diagnosis::fix(
+                Exit::Refused,
+                "that name server does not serve --zone: check the zone name, and that --server (or the resolver's delegation) points at the zone's name servers",
+            )
+        }
+        _ => {}
+    }
     Diagnosis::new(match e {
-        CheckError::Encode(_) => Exit::DataErr,
+        // A name too long for DNS: the zone or version given is too long.
+        CheckError::Encode(_) => Exit::Usage,
         CheckError::NoServer => Exit::Unavailable,
         CheckError::Exchange(ExchangeError::Timeout(_)) => Exit::Timeout,
         CheckError::Exchange(_) => Exit::Network,
@@ -398,12 +445,19 @@ fn check(e: &CheckError) -> Diagnosis {
             ..
         } => Exit::Refused,
         CheckError::Rcode { .. } => Exit::DnsError,
-        CheckError::NoHint(_) | CheckError::BadHint { .. } => Exit::NoHint,
+        CheckError::NoHint(_) | CheckError::NotReadable(_) | CheckError::BadHint { .. } => {
+            Exit::NoHint
+        }
         CheckError::Policy(PolicyError::Missing) => Exit::NoHint,
         CheckError::Policy(PolicyError::Expired { .. }) => Exit::PolicyExpired,
-        CheckError::Policy(PolicyError::Rollback { .. }) => Exit::PolicyRollback,
+        CheckError::Policy(PolicyError::Rollback { .. } | PolicyError::Replayed { .. }) => {
+            Exit::PolicyRollback
+        }
         CheckError::Policy(
-            PolicyError::BadSignature | PolicyError::UnknownKey(_) | PolicyError::Malformed(_),
+            PolicyError::BadSignature
+            | PolicyError::UnknownKey(_)
+            | PolicyError::Malformed(_)
+            | PolicyError::Validity { .. },
         ) => Exit::BadPolicy,
     })
 }
@@ -416,10 +470,12 @@ fn io_error(e: &io::Error) -> Diagnosis {
     }
 }
 
-/// Reading a file that is missing or not readable is "no input".
+/// Reading a file that is missing, not readable or a folder is "no input".
 fn read_exit(e: &io::Error) -> Exit {
     match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => Exit::NoInput,
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::IsADirectory => {
+            Exit::NoInput
+        }
         _ => Exit::IoErr,
     }
 }

@@ -32,6 +32,12 @@ pub struct KeygenArgs {
     /// standard output.
     #[arg(long, requires = "v1")]
     out: Option<PathBuf>,
+    /// Protocol v2: turn the ratchet of this private key file forward to
+    /// the oldest epoch a name server still needs, erasing the seeds of
+    /// older epochs from the file (forward secrecy for the copy you keep;
+    /// a running server keeps its own advanced copy anyway).
+    #[arg(long, value_name = "PRIVATE_FILE", conflicts_with_all = ["v1", "private", "public"])]
+    advance: Option<PathBuf>,
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
@@ -138,13 +144,40 @@ pub fn run_keygen(args: KeygenArgs) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let now = u64::try_from(vcheckd::clock::unix_now()).unwrap_or(0);
+    if let Some(path) = &args.advance {
+        let key = PrivateKey::load(path)?;
+        let advanced = key.advanced(v2::Epoch::oldest_kept(now));
+        if advanced.ratchet.epoch == key.ratchet.epoch {
+            eprintln!(
+                "vcheckd: {} already holds the seed of epoch {}, the oldest still needed",
+                path.display(),
+                key.ratchet.epoch
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let text = format!(
+            "# vcheckd v2 private key (id {}): name servers only (private_keys); keep secret\n{}\n",
+            advanced.id,
+            advanced.to_token()
+        );
+        v2::keys::write_private(path, &text)
+            .with_context(|| format!("cannot rewrite {}", path.display()))?;
+        eprintln!(
+            "vcheckd: {}: ratchet turned from epoch {} to {}; the older seeds are gone from it",
+            path.display(),
+            key.ratchet.epoch,
+            advanced.ratchet.epoch
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let (Some(private), Some(public)) = (&args.private, &args.public) else {
         return Err(fail(
             Exit::Usage,
             "keygen needs --private FILE and --public FILE (protocol v2), or --v1 for a v1 shared key",
         ));
     };
-    let key = PrivateKey::generate(KeyId(args.id));
+    let key = PrivateKey::generate(KeyId(args.id), now);
     write_key_pair(private, public, &key, args.force)?;
     eprintln!(
         "vcheckd: wrote v2 key id {}: private {} (name servers only), public {} (clients)",
@@ -187,7 +220,10 @@ pub fn run_decode(args: DecodeArgs) -> Result<ExitCode> {
     let labels = payload_labels(&zone, &args.name).map_err(|e| undecodable(&e))?;
     let frame = labels_to_frame(&labels).map_err(|e| undecodable(&e))?;
     let decoded = if frame.first() == Some(&v2::FORMAT_V2) {
-        v2::frame::open(&PrivateKeyring::new(v2)?, &zone, &frame)
+        // Keys as a server held them in the frame's epoch (a name made
+        // weeks ago still decodes, if the key file's ratchet is older).
+        let at = v2::frame::check_shape(&frame).map_or(0, |h| h.epoch.start() + 3 * 86_400);
+        v2::frame::open(&PrivateKeyring::new(&v2, at)?, &zone, &frame)
     } else {
         vcheckd::protocol::frame::open(&Keyring::new(&v1)?, &zone, &frame)
     };

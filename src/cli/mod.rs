@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use semver::Version;
 
 use exit::{fail, Exit};
 use serde_json::json;
@@ -56,7 +57,26 @@ enum Command {
     /// The ClickHouse schema (`migrate`).
     #[command(name = "clickhouse")]
     ClickHouse(clickhouse::ClickHouseArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `vcheckd man | man -l -`.
+    Man {
+        /// Write every page instead (vcheckd.1 and one per command, such
+        /// as vcheckd-serve.1) into this folder, as the package installs them.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
+
+const COMPLETIONS_HELP: &str = "Install, e.g.:\n  \
+vcheckd completions bash > /usr/share/bash-completion/completions/vcheckd\n  \
+vcheckd completions zsh > /usr/share/zsh/vendor-completions/_vcheckd\n  \
+vcheckd completions fish > /usr/share/fish/vendor_completions.d/vcheckd.fish\n\
+(the Debian package installs all three)";
 
 /// What a report is made of; shared by `check` and `encode`.
 #[derive(Debug, Args)]
@@ -83,6 +103,49 @@ impl ReportArgs {
     /// Builds the check the environment allows (`None`: checks disabled).
     fn check(&self, policy: Policy) -> Result<Option<VersionCheck>> {
         // Disabled means nothing is done at all: not even a key is read.
+        let Some((zone, version, reporter)) = self.check_without_key(policy)? else {
+            return Ok(None);
+        };
+        let key = ClientKey::load(&self.key).map_err(|e| match e {
+            // A client is given the vendor's public key: it makes none.
+            vcheckd::protocol::KeyError::Io { path, source }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                fail(
+                    Exit::NoInput,
+                    format!(
+                        "--key {path}: no such file: give the zone's public key file (vck2-public:...), which the vendor ships with its software (the vendor makes it with `vcheckd keygen`; a name server's private key is of no use here)"
+                    ),
+                )
+            }
+            e => e.into(),
+        })?;
+        Ok(Some(VersionCheck::new(zone, key, version, reporter)))
+    }
+
+    /// As [`Self::check`], with the v2 key given (`encode` with the zone's
+    /// private key file).
+    fn check_with_v2_key(
+        &self,
+        policy: Policy,
+        key: vcheckd::protocol::v2::PublicKey,
+    ) -> Result<Option<VersionCheck>> {
+        let Some((zone, version, reporter)) = self.check_without_key(policy)? else {
+            return Ok(None);
+        };
+        Ok(Some(VersionCheck::new(
+            zone,
+            ClientKey::V2(key),
+            version,
+            reporter,
+        )))
+    }
+
+    /// The zone, version and reporter the arguments and environment give.
+    fn check_without_key(
+        &self,
+        policy: Policy,
+    ) -> Result<Option<(ZoneName, Version, Option<Reporter>)>> {
         if policy == Policy::Disabled {
             return Ok(None);
         }
@@ -113,8 +176,7 @@ impl ReportArgs {
                 node_id: required(&self.node_id, "--node-id")?,
             }),
         };
-        let key = ClientKey::load(&self.key)?;
-        Ok(Some(VersionCheck::new(zone, key, version, reporter)))
+        Ok(Some((zone, version, reporter)))
     }
 }
 
@@ -131,6 +193,24 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stats(a) => stats::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::ClickHouse(a) => clickhouse::run(a),
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "vcheckd", &mut out);
+            write_stdout(&String::from_utf8_lossy(&out))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))
+                .map_err(|e| fail(Exit::CantCreate, format!("--dir {}: {e}", dir.display())))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir: None } => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            write_stdout(&String::from_utf8_lossy(&out))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

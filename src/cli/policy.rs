@@ -44,7 +44,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
         None => Config::embedded()?,
     };
     let now = u64::try_from(vcheckd::clock::unix_now()).unwrap_or(0);
-    let catalog = Catalog::build(&config, now).context("cannot build the zones")?;
+    let catalog = Catalog::build_stateless(&config, now).context("cannot build the zones")?;
     let wanted = args
         .zone
         .as_deref()
@@ -91,6 +91,8 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
             "serial": c.serial,
             "issued": c.issued,
             "expires": c.expires,
+            "issued_utc": vcheckd::stats::utc_time(i64::try_from(c.issued).unwrap_or(i64::MAX)),
+            "expires_utc": vcheckd::stats::utc_time(i64::try_from(c.expires).unwrap_or(i64::MAX)),
             "latest": c.releases.latest().to_string(),
             "accept_v1": zone.accept_v1,
             "keys": keys,
@@ -109,11 +111,11 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode> {
     }
     for z in &shown {
         println!(
-            "zone {}: serial {}, signed {} (unix), expires {}, latest {}, v1 {}",
+            "zone {}: serial {}, signed {}, expires {}, latest {}, v1 {}",
             z["zone"].as_str().unwrap_or_default(),
             z["serial"],
-            z["issued"],
-            z["expires"],
+            z["issued_utc"].as_str().unwrap_or_default(),
+            z["expires_utc"].as_str().unwrap_or_default(),
             z["latest"].as_str().unwrap_or_default(),
             if z["accept_v1"] == true {
                 "accepted"

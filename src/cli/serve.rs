@@ -61,7 +61,12 @@ fn ensure_demo_keys(config: &Config) -> Result<()> {
             let path = config.resolve(path);
             if !path.exists() {
                 let public = demo_public_path(&path);
-                write_key_pair(&path, &public, &PrivateKey::generate(KeyId(1)), false)?;
+                write_key_pair(
+                    &path,
+                    &public,
+                    &PrivateKey::generate(KeyId(1), vcheckd::clock::unix_now().max(0) as u64),
+                    false,
+                )?;
                 warn!(
                     private = %path.display(),
                     public = %public.display(),
@@ -106,9 +111,11 @@ fn load(args: &ServeArgs) -> Result<Config> {
 /// that changed gets a warning, since it takes a restart (`running` is the
 /// configuration the process started with).
 fn reload(args: &ServeArgs, running: &Config, server: &RunningServer) {
+    let now = vcheckd::clock::unix_now();
     let new = match load(args) {
         Ok(new) => new,
         Err(e) => {
+            server.metrics().record_load(false, true, now);
             error!(
                 "reload failed, still serving the previous zones: {}",
                 exit::line(&e)
@@ -119,7 +126,9 @@ fn reload(args: &ServeArgs, running: &Config, server: &RunningServer) {
     for setting in running.changes_needing_restart(&new) {
         warn!("reload cannot apply the change to {setting}: restart vcheckd to apply it");
     }
-    match server.reload(&new) {
+    let result = server.reload(&new);
+    server.metrics().record_load(result.is_ok(), true, now);
+    match result {
         Ok(()) => info!("reloaded zones, keys and releases"),
         Err(e) => error!(
             "reload failed, still serving the previous zones: {}",
@@ -157,6 +166,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let server = RunningServer::start(&config).await?;
+        let metrics = server.metrics();
+        metrics.record_load(true, false, vcheckd::clock::unix_now());
+        metrics.journal_max_bytes.store(
+            config.server.journal_max_bytes,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         loop {
             tokio::select! {
                 _ = hup.recv() => reload(&args, &config, &server),

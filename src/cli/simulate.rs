@@ -39,8 +39,9 @@ pub struct SimulateArgs {
     /// The telemetry zone.
     #[arg(long, env = "VCHECKD_ZONE", default_value = "vc.example.com")]
     zone: String,
-    /// Key file (`vck1:<id>:<hex>`). Required with --server; with --db
-    /// alone a key derived from the seed is used.
+    /// The zone's protocol v1 key file (`vcheckd keygen --v1`; the
+    /// simulator speaks v1 only). Required with --server; with --db alone
+    /// a key derived from the seed is used.
     #[arg(long, env = "VCHECKD_KEY")]
     key: Option<PathBuf>,
     /// Server configuration whose [zone.releases] answer the reports and,
@@ -111,6 +112,29 @@ fn parse_server(text: &str) -> Result<SocketAddr> {
         .with_context(|| format!("--server {text:?} has no address"))
 }
 
+/// The simulator sends protocol v1 reports only: a v2 key file (the
+/// public one, or the private one) is named as such, with the fix.
+fn load_v1_key(path: &std::path::Path) -> Result<Key> {
+    use vcheckd::client::versioned::ClientKey;
+    match Key::load(path) {
+        Ok(key) => Ok(key),
+        Err(e) => {
+            let v2 = matches!(ClientKey::load(path), Ok(ClientKey::V2(_)))
+                || vcheckd::protocol::v2::PrivateKey::load(path).is_ok();
+            if v2 {
+                return Err(super::exit::fail(
+                    super::exit::Exit::Usage,
+                    format!(
+                        "--key {}: a protocol v2 key; the simulator sends protocol v1 reports only: give it the zone's v1 key (a `keys` file of the server's [[zone]]; the embedded default's is data/demo.key)",
+                        path.display()
+                    ),
+                ));
+            }
+            Err(e.into())
+        }
+    }
+}
+
 /// The release rule and schedule the fleet runs on.
 fn releases(args: &SimulateArgs, zone: &ZoneName) -> Result<(Releases, Vec<Release>)> {
     let config = match &args.config {
@@ -165,7 +189,7 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
     let zone = ZoneName::new(&args.zone).with_context(|| format!("--zone {:?}", args.zone))?;
     let server = args.server.as_deref().map(parse_server).transpose()?;
     let key = match &args.key {
-        Some(path) => Key::load(path)?,
+        Some(path) => load_v1_key(path)?,
         None if server.is_some() => {
             bail!("--server needs --key (the key the server decrypts with)")
         }

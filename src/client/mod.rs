@@ -40,6 +40,10 @@ pub enum CheckError {
     },
     #[error("{0} answered without a vcheckd hint (is the zone delegated to vcheckd?)")]
     NoHint(SocketAddr),
+    /// NODATA with the zone's SOA: the zone is served, but the name did not
+    /// read as a report there (vcheckd answers a name it cannot open so).
+    #[error("{0} serves the zone but could not read the report: --key is not the key of --zone (or the name servers no longer accept protocol v1: use the zone's v2 public key)")]
+    NotReadable(SocketAddr),
     #[error(transparent)]
     Policy(#[from] crate::protocol::v2::PolicyError),
     #[error("bad hint from {server}")]
@@ -165,7 +169,15 @@ pub fn hint_from_answer(server: SocketAddr, answer: &Message) -> Result<Hint, Ch
     if rcode != ResponseCode::NoError {
         return Err(CheckError::Rcode { server, rcode });
     }
-    let mut last = CheckError::NoHint(server);
+    let soa = answer
+        .authorities
+        .iter()
+        .any(|r| r.record_type() == RecordType::SOA);
+    let mut last = if answer.answers.is_empty() && soa {
+        CheckError::NotReadable(server)
+    } else {
+        CheckError::NoHint(server)
+    };
     for record in &answer.answers {
         if let RData::TXT(txt) = &record.data {
             let text: String = txt

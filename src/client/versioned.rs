@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use semver::Version;
 
-use super::v2::{self, CheckV2, SerialState, Verified};
+use super::v2::{self, CheckV2, ClientState, PreparedV2, Verified};
 use super::{resolve_hint, Check, CheckError, Prepared, Reporter};
 use crate::hint::Hint;
-use crate::protocol::v2::PublicKey;
+use crate::protocol::v2::effort::Effort;
+use crate::protocol::v2::{PrivateKey, PublicKey, SignedPolicy};
 use crate::protocol::{EncodeError, Key, KeyError, Payload, ReportId, ZoneName};
 
 /// The key a client holds.
@@ -48,6 +49,20 @@ pub struct Sealed {
     pub id: ReportId,
     pub payload: Payload,
     pub protocol: u8,
+    /// v2: the effort its proof reached.
+    pub effort: Option<Effort>,
+}
+
+impl From<PreparedV2> for Sealed {
+    fn from(p: PreparedV2) -> Self {
+        Sealed {
+            name: p.name,
+            id: p.id,
+            payload: p.payload,
+            protocol: 2,
+            effort: Some(p.effort),
+        }
+    }
 }
 
 /// What a check learned.
@@ -56,9 +71,16 @@ pub struct Answer {
     pub hint: Hint,
     /// The verified policy (protocol v2 only).
     pub verified: Option<Verified>,
+    /// The report sent (the second one, if the first was sealed to a key
+    /// the server no longer took).
+    pub sealed: Sealed,
+    /// v2: queries sent, the `_policy` fetch and a resend included.
+    pub queries: u32,
 }
 
 impl VersionCheck {
+    /// A check of `version` by `reporter` (`None`: identity withheld). In
+    /// v2 this derives the cluster secret (Argon2id): build it once.
     pub fn new(
         zone: ZoneName,
         key: ClientKey,
@@ -72,12 +94,9 @@ impl VersionCheck {
                 version,
                 reporter,
             }),
-            ClientKey::V2(key) => VersionCheck::V2(CheckV2 {
-                zone,
-                key,
-                version,
-                reporter,
-            }),
+            ClientKey::V2(key) => {
+                VersionCheck::V2(CheckV2::new(zone, key, version, reporter.as_ref()))
+            }
         }
     }
 
@@ -88,46 +107,72 @@ impl VersionCheck {
         }
     }
 
-    /// Builds the query name (fresh nonce or ephemeral key); sends nothing.
-    pub fn prepare(&self) -> Result<Sealed, EncodeError> {
+    /// The v1 query name (fresh nonce); sends nothing.
+    fn prepare_v1(c: &Check) -> Result<Sealed, EncodeError> {
+        let Prepared { name, id, payload } = c.prepare().map_err(|e| match e {
+            CheckError::Encode(e) => e,
+            other => EncodeError::Zone(other.to_string()),
+        })?;
+        Ok(Sealed {
+            name,
+            id,
+            payload,
+            protocol: 1,
+            effort: None,
+        })
+    }
+
+    /// The policy a v2 report is sealed under: the kept one if its key is
+    /// still accepted, else the zone's `_policy`, fetched and verified
+    /// (one more query: a first check, or one more than a week after the
+    /// last). Returns it and whether it was fetched.
+    async fn seal_policy(
+        c: &CheckV2,
+        servers: &[SocketAddr],
+        timeout: Duration,
+        state: &mut ClientState,
+        now: u64,
+    ) -> Result<(SignedPolicy, bool), CheckError> {
+        if let Some(kept) = c.usable(state, now) {
+            return Ok((kept, false));
+        }
+        let wire = v2::resolve_policy(&c.policy_name(), servers, timeout).await?;
+        Ok((c.verify(&wire, state, now)?.policy, true))
+    }
+
+    /// What would be sent, without sending a report; v2 verifies the
+    /// policy it seals under (fetching `_policy` if none is kept).
+    pub async fn preview(
+        &self,
+        servers: &[SocketAddr],
+        timeout: Duration,
+        state: &mut ClientState,
+        now: u64,
+    ) -> Result<(Sealed, Option<Verified>), CheckError> {
         match self {
-            VersionCheck::V1(c) => {
-                let Prepared { name, id, payload } = c.prepare().map_err(|e| match e {
-                    CheckError::Encode(e) => e,
-                    other => EncodeError::Zone(other.to_string()),
-                })?;
-                Ok(Sealed {
-                    name,
-                    id,
-                    payload,
-                    protocol: 1,
-                })
-            }
+            VersionCheck::V1(c) => Ok((Self::prepare_v1(c)?, None)),
             VersionCheck::V2(c) => {
-                let p = c.prepare()?;
-                Ok(Sealed {
-                    name: p.name,
-                    id: p.id,
-                    payload: p.payload,
-                    protocol: 2,
-                })
+                let (policy, _) = Self::seal_policy(c, servers, timeout, state, now).await?;
+                let sealed = c.prepare_at(&policy.seal, policy.effort, now)?;
+                let hint = policy.hint_for(&c.version);
+                Ok((sealed.into(), Some(Verified { policy, hint })))
             }
         }
     }
 
-    /// Sends `sealed` and reads the answer: v1's hint, or v2's policy,
-    /// verified (signature, expiry, rollback against `state`) and turned
-    /// into a hint with the release rule.
+    /// Sends one report and reads the answer: v1's hint, or v2's policy,
+    /// verified (signature, validity, expiry, replay and rollback against
+    /// `state`) and turned into a hint with the release rule.
     pub async fn send(
         &self,
-        sealed: &Sealed,
         servers: &[SocketAddr],
         timeout: Duration,
-        state: &mut SerialState,
+        state: &mut ClientState,
         now: u64,
     ) -> Result<Answer, CheckError> {
         match self {
-            VersionCheck::V1(_) => {
+            VersionCheck::V1(c) => {
+                let sealed = Self::prepare_v1(c)?;
                 let prepared = Prepared {
                     name: sealed.name.clone(),
                     id: sealed.id,
@@ -136,16 +181,61 @@ impl VersionCheck {
                 Ok(Answer {
                     hint: resolve_hint(&prepared, servers, timeout).await?,
                     verified: None,
+                    sealed,
+                    queries: 1,
                 })
             }
             VersionCheck::V2(c) => {
-                let wire = v2::resolve_policy(&sealed.name, servers, timeout).await?;
-                let verified = c.verify(&wire, state, now)?;
+                let (policy, fetched) = Self::seal_policy(c, servers, timeout, state, now).await?;
+                let mut queries = u32::from(fetched);
+                let mut prepared = c.prepare_at(&policy.seal, policy.effort, now)?;
+                let mut verified = Self::ask(c, &prepared, servers, timeout, state, now).await?;
+                queries += 1;
+                // Sealed to a key the server no longer takes (the kept
+                // policy was older than its epoch window): the answer
+                // carries the current key; send once more, sealed to it.
+                if !prepared.epoch.accepted_at(verified.policy.issued) {
+                    prepared = c.prepare_at(&verified.policy.seal, verified.policy.effort, now)?;
+                    verified = Self::ask(c, &prepared, servers, timeout, state, now).await?;
+                    queries += 1;
+                }
                 Ok(Answer {
                     hint: verified.hint.clone(),
                     verified: Some(verified),
+                    sealed: prepared.into(),
+                    queries,
                 })
             }
         }
     }
+
+    async fn ask(
+        c: &CheckV2,
+        prepared: &PreparedV2,
+        servers: &[SocketAddr],
+        timeout: Duration,
+        state: &mut ClientState,
+        now: u64,
+    ) -> Result<Verified, CheckError> {
+        let wire = v2::resolve_policy(&prepared.name, servers, timeout).await?;
+        Ok(c.verify(&wire, state, now)?)
+    }
+}
+
+/// Makes v2 report names without a resolver, from the zone's private key:
+/// for operators' load tests and debugging (`vcheckd encode --key
+/// PRIVATE`), sealed to the current epoch's key with the effort asked.
+pub fn seal_with_private(
+    check: &CheckV2,
+    key: &PrivateKey,
+    effort: Effort,
+    now: u64,
+) -> Result<Sealed, EncodeError> {
+    let ring = crate::protocol::v2::PrivateKeyring::new(std::slice::from_ref(key), now)
+        .map_err(|e| EncodeError::Zone(e.to_string()))?;
+    let epoch = crate::protocol::v2::Epoch::at(now);
+    let seal = ring.seal_key(key.id, epoch).ok_or_else(|| {
+        EncodeError::Zone(format!("the key file's ratchet starts after epoch {epoch}"))
+    })?;
+    Ok(check.prepare_at(&seal, effort, now)?.into())
 }

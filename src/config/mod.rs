@@ -32,11 +32,14 @@ pub enum ConfigError {
     },
     /// toml's own message is a multi-line snippet for a terminal; a log
     /// line needs it on one line, so its parts are kept instead.
-    #[error("invalid config {path}, line {line} column {column}: {message}")]
+    #[error("invalid config {path}, line {line} column {column}: {}{message}", setting.as_ref().map(|s| format!("{s}: ")).unwrap_or_default())]
     Toml {
         path: String,
         line: usize,
         column: usize,
+        /// The setting at the error, `[table] key`, when the error is in a
+        /// value (toml names only the type it expected).
+        setting: Option<String>,
         message: String,
     },
     #[error("cannot read zone file {path} of zone {zone} (the [[zone]] file setting)")]
@@ -202,7 +205,10 @@ mod defaults {
         true
     }
     pub fn policy_validity_secs() -> u64 {
-        7 * 86_400
+        86_400
+    }
+    pub fn effort() -> u8 {
+        16
     }
 }
 
@@ -224,11 +230,24 @@ pub struct ZoneConfig {
     /// (fleets already in the field); turn off once they have upgraded.
     #[serde(default = "defaults::accept_v1")]
     pub accept_v1: bool,
-    /// How long a signed v2 policy stays valid; the server signs it anew
-    /// every seventh of this, so clients never see it expire while the
-    /// server runs.
+    /// How long a signed v2 policy stays valid (7200 to 691200; default a
+    /// day). The server signs it anew every full hour, so clients never see
+    /// it expire while the server runs; a stopped server's policy goes
+    /// stale within this time, and clients then say so.
     #[serde(default = "defaults::policy_validity_secs")]
     pub policy_validity_secs: u64,
+    /// The client effort the v2 policy suggests: leading zero bits of the
+    /// report's proof (16: about 65,000 SHA-256 hashes, a few milliseconds
+    /// in Rust or Go, under 0.1 s in Python). Reports are kept and opened
+    /// in order of effort, so a flood of cheap names cannot push out
+    /// reports that paid it.
+    #[serde(default = "defaults::effort")]
+    pub effort: u8,
+    /// Where an advisory is explained, `{id}` standing for its id (for
+    /// example "https://example.com/security/{id}"): v2 clients name the URL
+    /// when an advisory makes them require an upgrade.
+    #[serde(default)]
+    pub advisory_url: Option<String>,
     /// TTL of synthesized hint answers.
     #[serde(default = "defaults::answer_ttl")]
     pub answer_ttl: u32,
@@ -274,7 +293,8 @@ impl Config {
     /// (fuzz/fuzz_targets/config.rs); the server uses [`Config::load`].
     pub fn parse(text: &str, origin: ConfigOrigin) -> Result<Self, ConfigError> {
         let file: ConfigFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = line_column(text, e.span().map_or(0, |s| s.start));
+            let at = e.span().map_or(0, |s| s.start);
+            let (line, column) = line_column(text, at);
             ConfigError::Toml {
                 path: match &origin {
                     ConfigOrigin::Embedded => "(embedded default)".into(),
@@ -282,7 +302,10 @@ impl Config {
                 },
                 line,
                 column,
-                message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+                setting: setting_at(text, at),
+                message: readable_types(
+                    &e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+                ),
             }
         })?;
         if file.zones.is_empty() {
@@ -353,6 +376,15 @@ impl Config {
         }
     }
 
+    /// The folder of the server's own state beside the database: the v2
+    /// ratchet seeds it has advanced (`keys/`) and the policy serials it
+    /// has signed (`policy-serials`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.resolve(&self.server.database)
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    }
+
     /// The journal's folder, resolved (default: `journal` beside the
     /// database).
     pub fn journal_dir(&self) -> PathBuf {
@@ -377,6 +409,50 @@ impl Config {
             source,
         })
     }
+}
+
+/// The setting whose value is at byte `at` of a configuration's text, as
+/// `[table] key` (`[[zone]] keys` for an array of tables): toml's errors
+/// about a value name the type it wanted, not the setting.
+fn setting_at(text: &str, at: usize) -> Option<String> {
+    let start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('#') || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|t| t.split('#').next().unwrap_or(t).trim().to_string());
+    Some(match table {
+        Some(t) => format!("{t} {key}"),
+        None => key.to_string(),
+    })
+}
+
+/// serde's type names as a person reads them ("expected u32": a whole
+/// number).
+fn readable_types(message: &str) -> String {
+    let mut out = message.to_string();
+    for (ty, words) in [
+        ("u8", "a whole number from 0 to 255"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u64", "a whole number of 0 or more"),
+        ("usize", "a whole number of 0 or more"),
+        ("i64", "a whole number"),
+        ("f64", "a number"),
+        ("a boolean", "true or false"),
+    ] {
+        if let Some(rest) = out.strip_suffix(&format!("expected {ty}")) {
+            out = format!("{rest}expected {words}");
+        }
+    }
+    out
 }
 
 /// 1-based line and column of byte `offset` in `text`.

@@ -14,8 +14,9 @@ use thiserror::Error;
 use crate::config::{Config, ConfigError};
 use crate::hint::{CompactError, Hint, Releases, ReleasesError, Status};
 use crate::protocol::name::{labels_to_frame_in, MAX_FRAME_LEN};
-use crate::protocol::v2::policy::to_txt_strings;
-use crate::protocol::v2::{self, PrivateKey, PrivateKeyring, ServedPolicy};
+use crate::protocol::v2::effort::Effort;
+use crate::protocol::v2::policy::{self as v2policy, to_txt_strings, AdvisoryUrl};
+use crate::protocol::v2::{self, PrivateKey, PrivateKeyring, RatchetStore, ServedPolicy};
 use crate::protocol::{frame, DecodeError, Key, KeyError, KeyId, Keyring, Report, ZoneName};
 use crate::report::Opener;
 
@@ -55,6 +56,10 @@ pub enum CatalogError {
     },
     #[error("zone {0} is configured twice")]
     Duplicate(String),
+    #[error(transparent)]
+    Serial(#[from] super::serials::SerialError),
+    #[error("zone {zone}: {message}")]
+    Setting { zone: String, message: String },
 }
 
 /// One record without its owner, as sent: TYPE, CLASS, TTL, RDLENGTH and
@@ -96,8 +101,11 @@ pub(crate) enum ReportAnswer<'z> {
     V2 {
         answers: &'z V2Answers,
         key_id: KeyId,
-        /// The frame's length in the caller's buffer.
-        len: usize,
+        /// The frame's length in the caller's buffer, or why it is not
+        /// recorded though answered: sealed to an epoch's key this server
+        /// does not accept now. The answer (the policy, with the current
+        /// key) tells the client where to seal its next report.
+        record: Result<usize, DecodeError>,
     },
     /// `<key id>._policy.<zone>`: the policy without a report.
     Policy {
@@ -210,6 +218,7 @@ impl Zone {
         &self,
         labels: &[&[u8]],
         frame: &mut [u8; MAX_FRAME_LEN],
+        now: u64,
     ) -> Result<ReportAnswer<'_>, DecodeError> {
         if let Some(txt) = self.policy_name(labels) {
             return Ok(ReportAnswer::Policy { txt });
@@ -218,11 +227,24 @@ impl Zone {
         let frame = &frame[..len];
         match (frame.first(), &self.v2) {
             (Some(&v2::FORMAT_V2), Some(answers)) => {
-                let key_id = v2::frame::check_shape(frame, |id| answers.txt(id).is_some())?;
+                let header = v2::frame::check_shape(frame)?;
+                if answers.txt(header.key_id).is_none() {
+                    return Err(DecodeError::UnknownKey(header.key_id.0));
+                }
+                let held = answers
+                    .policy
+                    .keys
+                    .epoch_key(header.key_id, header.epoch)
+                    .is_some();
+                let record = if held && header.epoch.accepted_at(now) {
+                    Ok(len)
+                } else {
+                    Err(DecodeError::UnknownEpoch(header.epoch.0))
+                };
                 Ok(ReportAnswer::V2 {
                     answers,
-                    key_id,
-                    len,
+                    key_id: header.key_id,
+                    record,
                 })
             }
             (Some(&format), _) if !self.accept_v1 => Err(DecodeError::UnknownFormat(format)),
@@ -264,13 +286,32 @@ impl Zone {
 pub struct Catalog {
     /// Longest origin first, so the first match is the most specific zone.
     zones: Vec<Zone>,
+    /// Where this server's advanced ratchet seeds are kept.
+    ratchets: Option<std::path::PathBuf>,
 }
 
 impl Catalog {
     /// Builds the zones of `config`, signing v2 policies as of `now`
     /// (unix seconds).
     pub fn build(config: &Config, now: u64) -> Result<Self, CatalogError> {
+        Self::build_in(config, now, Some(config.state_dir()))
+    }
+
+    /// As [`Catalog::build`], without reading or writing the server's
+    /// state folder (its advanced ratchet seeds, the serials it signed):
+    /// for commands that only look (`policy show`) and for fuzzing. Keys
+    /// are derived from the key files alone.
+    pub fn build_stateless(config: &Config, now: u64) -> Result<Self, CatalogError> {
+        Self::build_in(config, now, None)
+    }
+
+    fn build_in(
+        config: &Config,
+        now: u64,
+        state: Option<std::path::PathBuf>,
+    ) -> Result<Self, CatalogError> {
         let mut zones: Vec<Zone> = Vec::with_capacity(config.zones.len());
+        let mut signed = Vec::new();
         for zc in &config.zones {
             let zone_err = || zc.name.clone();
             let name =
@@ -305,7 +346,43 @@ impl Catalog {
                 return Err(CatalogError::NoV1Keys { zone: zone_err() });
             }
             let keyring = Keyring::new(&v1_keys).map_err(key_err)?;
-            let v2_keys = PrivateKeyring::new(v2_keys).map_err(key_err)?;
+            // This server's own advanced copy of each ratchet: seeds of
+            // epochs no longer needed are erased from its state folder.
+            let store = state
+                .as_ref()
+                .map(|dir| RatchetStore::new(dir.join("keys")));
+            let v2_keys = v2_keys
+                .iter()
+                .map(|k| {
+                    let Some(store) = &store else {
+                        return Ok(k.clone());
+                    };
+                    let synced = store.sync(k, now)?;
+                    if synced.file_is_behind {
+                        tracing::warn!(
+                            zone = %zc.name,
+                            key_id = k.id.0,
+                            "a v2 private key file holds the ratchet seed of an older epoch than this server needs: whoever copies the file can open reports sealed since then; replace it with `vcheckd keygen --advance FILE` (this server keeps its own advanced copy in its state folder)"
+                        );
+                    }
+                    Ok(synced.key)
+                })
+                .collect::<Result<Vec<_>, KeyError>>()
+                .map_err(key_err)?;
+            let v2_keys = PrivateKeyring::new(&v2_keys, now).map_err(key_err)?;
+            if let Some(k) = v2_keys
+                .iter()
+                .find(|k| k.epoch(v2::Epoch::at(now)).is_none())
+            {
+                return Err(CatalogError::Setting {
+                    zone: zone_err(),
+                    message: format!(
+                        "v2 key {}'s ratchet starts after this week (epoch {}): the clock is wrong, or the key file was made by a host whose clock runs ahead",
+                        k.id,
+                        v2::Epoch::at(now)
+                    ),
+                });
+            }
             let releases =
                 Releases::try_from(&zc.releases).map_err(|source| CatalogError::Releases {
                     zone: zone_err(),
@@ -321,16 +398,48 @@ impl Catalog {
             )?;
             zone.accept_v1 = zc.accept_v1;
             if !v2_keys.is_empty() {
+                let setting = |message: String| CatalogError::Setting {
+                    zone: zone_err(),
+                    message,
+                };
+                let validity = zc.policy_validity_secs;
+                if !(v2policy::MIN_VALIDITY_SECS..=v2policy::MAX_VALIDITY_SECS).contains(&validity)
+                {
+                    return Err(setting(format!(
+                        "policy_validity_secs = {validity}: set it between {} (two hours) and {} (eight days)",
+                        v2policy::MIN_VALIDITY_SECS,
+                        v2policy::MAX_VALIDITY_SECS
+                    )));
+                }
+                let advisory_url = zc
+                    .advisory_url
+                    .as_deref()
+                    .map(AdvisoryUrl::new)
+                    .transpose()
+                    .map_err(|e| setting(format!("advisory_url: {e}")))?;
                 // The policy's serial is the zone's SOA serial: every name
                 // server of the zone serves the same one, and operators
-                // already raise it when the zone changes.
+                // already raise it when the zone changes. One serial names
+                // one release section, remembered in the state folder.
+                let section = v2policy::release_section(advisory_url.as_ref(), &zone.releases)
+                    .map_err(|source| CatalogError::Policy {
+                        zone: zone_err(),
+                        source,
+                    })?;
+                signed.push((
+                    zone.name.to_string(),
+                    zone.serial,
+                    super::serials::digest(&section),
+                ));
                 let policy = ServedPolicy::sign(
                     &zone.name,
-                    v2_keys,
+                    &v2_keys,
                     zone.releases.clone(),
+                    advisory_url,
                     zone.serial,
+                    Effort(zc.effort),
                     now,
-                    zc.policy_validity_secs.max(1),
+                    validity,
                 )
                 .map_err(|source| CatalogError::Policy {
                     zone: zone_err(),
@@ -340,37 +449,64 @@ impl Catalog {
             }
             zones.push(zone);
         }
+        // Every zone checked before any serial is recorded: a refused
+        // reload records nothing.
+        if let Some(dir) = state.as_ref().filter(|_| !signed.is_empty()) {
+            let mut serials = super::serials::SignedSerials::load(dir)?;
+            let mut changed = false;
+            for (zone, serial, digest) in &signed {
+                changed |= serials.admit(zone, *serial, digest)?;
+            }
+            if changed {
+                serials.save()?;
+            }
+        }
         zones.sort_by_key(|z| std::cmp::Reverse(z.labels.len()));
-        Ok(Catalog { zones })
+        Ok(Catalog {
+            zones,
+            ratchets: state.map(|dir| dir.join("keys")),
+        })
     }
 
-    /// The same zones with every v2 policy signed anew at `now`.
-    pub fn resign(&self, now: u64) -> Result<Self, CatalogError> {
+    /// The same zones with every v2 policy signed anew at `now`: `issued`
+    /// on the current grid step, the current epoch's sealing key, keys of
+    /// epochs no longer kept dropped (and erased from the state folder),
+    /// and `effort` suggested where given (else each zone's own).
+    pub fn resign(&self, now: u64, effort: Option<Effort>) -> Result<Self, CatalogError> {
         let mut next = self.clone();
         for zone in &mut next.zones {
             if let Some(policy) = zone.policy() {
-                let policy =
-                    policy
-                        .resign(&zone.name, now)
-                        .map_err(|source| CatalogError::Policy {
-                            zone: zone.name.to_string(),
-                            source,
-                        })?;
+                if let Some(dir) = &self.ratchets {
+                    let store = RatchetStore::new(dir.clone());
+                    for key in policy.keys.iter() {
+                        store
+                            .sync(&key.private(), now)
+                            .map_err(|source| CatalogError::Key {
+                                zone: zone.name.to_string(),
+                                source,
+                            })?;
+                    }
+                }
+                let effort = effort.unwrap_or(policy.content.effort);
+                let policy = policy.resign(&zone.name, now, effort).map_err(|source| {
+                    CatalogError::Policy {
+                        zone: zone.name.to_string(),
+                        source,
+                    }
+                })?;
                 zone.set_policy(policy)?;
             }
         }
         Ok(next)
     }
 
-    /// How often policies must be signed anew: a seventh of the shortest
-    /// validity, so that a client whose clock runs ahead still accepts.
-    pub fn resign_interval(&self) -> Option<std::time::Duration> {
-        self.zones
-            .iter()
-            .filter_map(Zone::policy)
-            .map(|p| (p.content.expires.saturating_sub(p.content.issued) / 7).max(1))
-            .min()
-            .map(std::time::Duration::from_secs)
+    /// How long until the policies must be signed anew: the next full hour
+    /// (the grid `issued` lies on), a few seconds past it so that a clock
+    /// a little behind is on the new step too.
+    pub fn resign_interval(&self, now: u64) -> Option<std::time::Duration> {
+        self.zones.iter().find_map(Zone::policy)?;
+        let next = now - now % v2policy::GRID_SECS + v2policy::GRID_SECS + 2;
+        Some(std::time::Duration::from_secs(next - now))
     }
 
     /// What the journal's consumers need to open v2 frames of these zones.

@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use super::catalog::Catalog;
 use super::responder::{respond, servfail, NameOutcome, Outcome, Rcode, Transport};
 use super::ReportSink;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PolicyGauge};
 use crate::report::Incoming;
 
 pub struct Handler {
@@ -25,6 +25,7 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(catalog: Catalog, sink: Arc<dyn ReportSink>, metrics: Arc<Metrics>) -> Self {
+        metrics.set_policies(policy_gauges(&catalog));
         Handler {
             catalog: ArcSwap::from_pointee(catalog),
             sink,
@@ -34,26 +35,35 @@ impl Handler {
 
     /// Replaces the zones; queries in flight finish on the old ones.
     pub fn swap_catalog(&self, catalog: Catalog) {
+        self.metrics.set_policies(policy_gauges(&catalog));
         self.catalog.store(Arc::new(catalog));
     }
 
-    /// How often the policies must be signed anew (see
+    /// How long until the policies must be signed anew (see
     /// [`Catalog::resign_interval`]).
-    pub fn resign_interval(&self) -> Option<std::time::Duration> {
-        self.catalog.load().resign_interval()
+    pub fn resign_interval(&self, now: u64) -> Option<std::time::Duration> {
+        self.catalog.load().resign_interval(now)
     }
 
     /// Signs every v2 policy anew at `now`, keeping everything else (a
     /// reload in between is kept too). Returns when to do it again.
     pub fn resign_policies(&self, now: u64) -> Option<std::time::Duration> {
-        self.catalog.rcu(|current| match current.resign(now) {
+        self.catalog.rcu(|current| match current.resign(now, None) {
             Ok(next) => Arc::new(next),
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign the v2 policies anew; serving the old ones");
                 current.clone()
             }
         });
-        self.resign_interval()
+        self.metrics
+            .set_policies(policy_gauges(&self.catalog.load()));
+        self.resign_interval(now)
+    }
+
+    /// What the journal's consumers need to open frames of the current
+    /// zones and keys (they change with each signing: epochs come and go).
+    pub fn opener(&self) -> crate::report::Opener {
+        self.catalog.load().opener()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -86,4 +96,21 @@ impl Handler {
         self.metrics.count_query(transport, &outcome);
         !matches!(outcome, Outcome::Dropped)
     }
+}
+
+/// The v2 policies of `catalog`, per zone and key id, for /metrics.
+fn policy_gauges(catalog: &Catalog) -> Vec<PolicyGauge> {
+    catalog
+        .zones()
+        .filter_map(|z| Some((z, z.policy()?)))
+        .flat_map(|(zone, policy)| {
+            policy.keys.iter().map(move |key| PolicyGauge {
+                zone: zone.name.to_string(),
+                key_id: key.id.0,
+                serial: policy.content.serial,
+                issued: policy.content.issued,
+                expires: policy.content.expires,
+            })
+        })
+        .collect()
 }

@@ -11,6 +11,7 @@ pub mod handler;
 mod request;
 pub mod responder;
 pub mod rrl;
+mod serials;
 pub mod server;
 pub mod tcp;
 pub mod udp;

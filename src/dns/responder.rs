@@ -275,11 +275,15 @@ fn report_answer<'c>(
         *slot = q.label(i);
     }
     let mut frame = [0u8; MAX_FRAME_LEN];
-    match zone.report(&labels[..payload], &mut frame) {
+    match zone.report(
+        &labels[..payload],
+        &mut frame,
+        u64::try_from(now).unwrap_or(0),
+    ) {
         Ok(ReportAnswer::V2 {
             answers,
             key_id,
-            len,
+            record: recorded,
         }) => {
             let record = match q.qtype {
                 code::TXT | code::ANY => answers.txt(key_id),
@@ -291,9 +295,12 @@ fn report_answer<'c>(
                 Some(r) => w.answer(q, r),
                 None => w.negative(zone, q),
             }
-            NameOutcome::Sealed {
-                zone: &zone.name,
-                frame: SealedFrame { bytes: frame, len },
+            match recorded {
+                Ok(len) => NameOutcome::Sealed {
+                    zone: &zone.name,
+                    frame: SealedFrame { bytes: frame, len },
+                },
+                Err(why) => NameOutcome::Rejected(why),
             }
         }
         Ok(ReportAnswer::Policy { txt }) => {

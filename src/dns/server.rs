@@ -207,8 +207,10 @@ impl RunningServer {
             // v2 policies expire: sign them anew well before (a reload
             // signs them too).
             let responder = responder.clone();
+            let opener = opener.clone();
             let mut stopped = stopped.clone();
-            let mut every = responder.resign_interval();
+            let mut every =
+                responder.resign_interval(u64::try_from(crate::clock::unix_now()).unwrap_or(0));
             tasks.spawn(async move {
                 loop {
                     let wait = every.unwrap_or(Duration::from_secs(3_600));
@@ -218,6 +220,8 @@ impl RunningServer {
                     }
                     every = responder
                         .resign_policies(u64::try_from(crate::clock::unix_now()).unwrap_or(0));
+                    // Keys of a new epoch, and none of one no longer kept.
+                    opener.store(Arc::new(responder.opener()));
                 }
             });
         }

@@ -222,36 +222,70 @@ impl Releases {
         &self.latest
     }
 
+    /// The release rule (docs/PROTOCOL.md §11): end of life first, then
+    /// the first advisory (in list order) that affects the release, then
+    /// unknown, older, up to date.
+    fn verdict(&self, running: &Version) -> Verdict<'_> {
+        let release = release_of(running);
+        if let Some(line) = self.end_of_life.iter().find(|l| l.contains(&release)) {
+            Verdict::EndOfLife(line)
+        } else if let Some(adv) = self.advisories.iter().find(|a| a.affects(&release)) {
+            Verdict::Advisory(adv)
+        } else if !self.versions.contains(&release) {
+            Verdict::Unknown
+        } else if release < self.latest {
+            Verdict::Older
+        } else {
+            Verdict::Latest
+        }
+    }
+
+    /// The advisory that makes `running` require an upgrade, if that is
+    /// the reason (not end of life).
+    pub fn advisory_for(&self, running: &Version) -> Option<&Advisory> {
+        match self.verdict(running) {
+            Verdict::Advisory(a) => Some(a),
+            _ => None,
+        }
+    }
+
     pub fn hint_for(&self, running: &Version) -> Hint {
         let latest = self.latest.clone();
-        let release = release_of(running);
-        let (status, message) =
-            if let Some(line) = self.end_of_life.iter().find(|l| l.contains(&release)) {
-                (
-                    Status::UpgradeRequired,
-                    format!("{line} is end of life; upgrade to {latest}"),
-                )
-            } else if let Some(adv) = self.advisories.iter().find(|a| a.affects(&release)) {
-                (
-                    Status::UpgradeRequired,
-                    format!("security fix {} in {}", adv.id, adv.upgrade_for(&release)),
-                )
-            } else if !self.versions.contains(&release) {
-                (
-                    Status::Unknown,
-                    format!("{running} is not a known release; latest is {latest}"),
-                )
-            } else if release < latest {
-                (Status::UpgradeAvailable, format!("{latest} is available"))
-            } else {
-                (Status::UpToDate, "up to date".to_string())
-            };
+        let (status, message) = match self.verdict(running) {
+            Verdict::EndOfLife(line) => (
+                Status::UpgradeRequired,
+                format!("{line} is end of life; upgrade to {latest}"),
+            ),
+            Verdict::Advisory(adv) => (
+                Status::UpgradeRequired,
+                format!(
+                    "security fix {} in {}",
+                    adv.id,
+                    adv.upgrade_for(&release_of(running))
+                ),
+            ),
+            Verdict::Unknown => (
+                Status::Unknown,
+                format!("{running} is not a known release; latest is {latest}"),
+            ),
+            Verdict::Older => (Status::UpgradeAvailable, format!("{latest} is available")),
+            Verdict::Latest => (Status::UpToDate, "up to date".to_string()),
+        };
         Hint {
             status,
             latest,
             message,
         }
     }
+}
+
+/// Which branch of the release rule a version falls in.
+enum Verdict<'a> {
+    EndOfLife(&'a Line),
+    Advisory(&'a Advisory),
+    Unknown,
+    Older,
+    Latest,
 }
 
 #[cfg(test)]

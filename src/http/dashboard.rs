@@ -14,7 +14,7 @@ use semver::Version;
 
 use super::api::parse_version;
 use super::query::{Failure, Params, RawParams, Window};
-use super::svg::{self, escape, percent, Bar, Layer, Scale, Series, OTHER, PALETTE};
+use super::svg::{self, escape, percent, Bar, Layer, Scale, Series, OTHER};
 use super::Context;
 use crate::protocol::ZoneName;
 use crate::stats::{
@@ -222,7 +222,10 @@ main{padding:16px 24px 32px;max-width:1600px;margin:0 auto}
 .tile .value{font-size:26px;font-weight:600;margin:2px 0}
 .tile .detail{color:#4b5563;font-size:12px}
 .tile.alert .value{color:#d9480f}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:16px}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr));gap:16px}
+.grid>section{min-width:0}
+.scroll{overflow-x:auto}
+@media (max-width:600px){header{padding:10px 12px}main{padding:12px 8px 24px}section{padding:10px 10px}form{margin-left:0}th,td{padding:3px 5px}}
 section{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 section h2{font-size:15px;margin:0 0 2px}
 section p.sub{margin:0 0 8px;color:#6b7280;font-size:12px}
@@ -498,21 +501,19 @@ fn distribution(out: &mut String, p: &Page) {
     out.push_str("</section>");
 }
 
-/// Versions named in the stacked chart (newest first) and their colours.
+/// Versions named in the stacked chart (newest first), each in its
+/// status's colour, as in every other chart: a version's colour says what
+/// it is answered, wherever it is drawn (white lines part the layers).
 fn named_versions(p: &Page) -> Vec<(String, &'static str)> {
-    let mut named: Vec<String> = p
+    let mut named: Vec<(String, &'static str)> = p
         .whole
         .grouped(p.top)
         .into_iter()
         .filter(|r| r.status.is_some())
-        .map(|r| r.version)
+        .map(|r| (r.version, status_color(r.status)))
         .collect();
-    named.sort_by(|a, b| cmp_versions_desc(a, b));
+    named.sort_by(|a, b| cmp_versions_desc(&a.0, &b.0));
     named
-        .into_iter()
-        .enumerate()
-        .map(|(i, v)| (v, PALETTE[i % PALETTE.len()]))
-        .collect()
 }
 
 fn adoption_over_time(out: &mut String, p: &Page) {
@@ -651,7 +652,7 @@ fn insecure(out: &mut String, p: &Page) {
         },
         Series {
             name: "nodes".into(),
-            color: "#f59f00",
+            color: "#d9480f",
             values: p
                 .days
                 .iter()
@@ -672,7 +673,7 @@ fn insecure(out: &mut String, p: &Page) {
         out,
         &[
             ("clusters".into(), "#d9480f", false),
-            ("nodes".into(), "#f59f00", true),
+            ("nodes".into(), "#d9480f", true),
         ],
     );
     out.push_str("</section>");

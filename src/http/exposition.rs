@@ -146,6 +146,10 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
         1,
     );
 
+    process(&mut out);
+    reloads(&mut out, m);
+    policies(&mut out, &m.policies());
+
     out.family(
         "vcheckd_queries_total",
         "counter",
@@ -342,6 +346,24 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
         "Bytes of journal segments on disk.",
         m.journal_bytes.load(Relaxed),
     );
+    out.single(
+        "vcheckd_journal_max_bytes",
+        "gauge",
+        "The journal's bound (journal_max_bytes): past it, answered reports are dropped.",
+        m.journal_max_bytes.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_journal_pending_bytes",
+        "gauge",
+        "Journal bytes appended and not yet written to disk (grows while the disk cannot be written).",
+        m.journal_pending_bytes.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_journal_write_failures_total",
+        "counter",
+        "Journal write+fsync rounds that failed (a full or failing disk); each is retried.",
+        m.journal_write_failures.load(Relaxed),
+    );
     if m.clickhouse_enabled.load(Relaxed) {
         out.single(
             "vcheckd_clickhouse_lag_bytes",
@@ -463,6 +485,136 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
         }
     }
     out.0
+}
+
+/// The standard process metrics (the names Prometheus's own clients use),
+/// from /proc/self; left out where /proc cannot be read.
+fn process(out: &mut Exposition) {
+    let Ok(me) = procfs::process::Process::myself() else {
+        return;
+    };
+    let Ok(stat) = me.stat() else {
+        return;
+    };
+    let ticks = procfs::ticks_per_second() as f64;
+    out.single(
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        (stat.utime + stat.stime) as f64 / ticks,
+    );
+    out.single(
+        "process_resident_memory_bytes",
+        "gauge",
+        "Resident memory size in bytes.",
+        stat.rss * procfs::page_size(),
+    );
+    out.single(
+        "process_virtual_memory_bytes",
+        "gauge",
+        "Virtual memory size in bytes.",
+        stat.vsize,
+    );
+    out.single(
+        "process_threads",
+        "gauge",
+        "Number of OS threads in the process.",
+        stat.num_threads,
+    );
+    if let Ok(boot) = procfs::boot_time_secs() {
+        out.single(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            boot as f64 + stat.starttime as f64 / ticks,
+        );
+    }
+    if let Ok(fds) = me.fd_count() {
+        out.single(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            fds,
+        );
+    }
+    if let Ok(limits) = me.limits() {
+        if let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit {
+            out.single(
+                "process_max_fds",
+                "gauge",
+                "Maximum number of open file descriptors.",
+                max,
+            );
+        }
+    }
+}
+
+/// Loads of the configuration: reloads (SIGHUP) by result, whether the last
+/// load worked, and when the last good one was.
+fn reloads(out: &mut Exposition, m: &Metrics) {
+    use std::sync::atomic::Ordering::Relaxed;
+    out.family(
+        "vcheckd_reloads_total",
+        "counter",
+        "Reloads (SIGHUP) by result; a failed one keeps serving the previous zones.",
+    );
+    out.sample(
+        "vcheckd_reloads_total",
+        &[("result", "success")],
+        m.reloads_ok.load(Relaxed),
+    );
+    out.sample(
+        "vcheckd_reloads_total",
+        &[("result", "failure")],
+        m.reloads_failed.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_last_reload_successful",
+        "gauge",
+        "1 if the last load of the configuration (start or reload) succeeded, else 0.",
+        u8::from(m.last_reload_ok.load(Relaxed)),
+    );
+    out.single(
+        "vcheckd_last_reload_success_timestamp_seconds",
+        "gauge",
+        "When the configuration was last loaded successfully (start or reload), unix seconds.",
+        m.last_reload_success.load(Relaxed),
+    );
+}
+
+/// Each zone's signed v2 policy, per key id: its serial (the zone file's
+/// SOA serial) and when it expires. Policies are signed anew every
+/// seventh of their validity; one near its expiry means signing stopped.
+fn policies(out: &mut Exposition, policies: &[crate::metrics::PolicyGauge]) {
+    if policies.is_empty() {
+        return;
+    }
+    out.family(
+        "vcheckd_policy_serial",
+        "gauge",
+        "Serial of the v2 policy served, by zone and key id (the zone file's SOA serial).",
+    );
+    for p in policies {
+        let id = p.key_id.to_string();
+        out.sample(
+            "vcheckd_policy_serial",
+            &[("zone", &p.zone), ("key_id", &id)],
+            p.serial,
+        );
+    }
+    out.family(
+        "vcheckd_policy_expiry_timestamp_seconds",
+        "gauge",
+        "When the v2 policy served expires, unix seconds, by zone and key id (clients refuse it after).",
+    );
+    for p in policies {
+        let id = p.key_id.to_string();
+        out.sample(
+            "vcheckd_policy_expiry_timestamp_seconds",
+            &[("zone", &p.zone), ("key_id", &id)],
+            p.expires,
+        );
+    }
 }
 
 #[cfg(test)]

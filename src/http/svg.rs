@@ -22,12 +22,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Colours for versions, newest first; none of them is the red of
-/// "insecure". "other" is [`OTHER`].
-pub const PALETTE: [&str; 12] = [
-    "#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#edc948", "#76b7b2", "#9c755f", "#ff9da7",
-    "#a0cbe8", "#ffbe7d", "#8cd17d", "#d4a6c8",
-];
+/// The colour of versions grouped as "other".
 pub const OTHER: &str = "#bab0ac";
 
 const WIDTH: f64 = 640.0;
@@ -262,7 +257,7 @@ pub fn stacked(id: &str, title: &str, days: &[i64], layers: &[Layer]) -> String 
         let latest = layer.shares.last().copied().unwrap_or(0.0);
         let _ = write!(
             out,
-            "<polygon class=\"layer\" points=\"{}\" fill=\"{}\" stroke=\"#ffffff\" stroke-width=\"0.5\">\
+            "<polygon class=\"layer\" points=\"{}\" fill=\"{}\" stroke=\"#ffffff\" stroke-width=\"1.5\">\
              <title>{} ({} on {})</title></polygon>",
             points.trim_end(),
             layer.color,
@@ -473,12 +468,12 @@ mod tests {
             &[
                 Layer {
                     name: "1.0.0".into(),
-                    color: PALETTE[1],
+                    color: "#e8a317",
                     shares: vec![1.0, 0.5, 0.2],
                 },
                 Layer {
                     name: "2.0.0".into(),
-                    color: PALETTE[0],
+                    color: "#2f9e44",
                     shares: vec![0.0, 0.5, 0.8],
                 },
             ],

@@ -30,6 +30,10 @@ pub enum DecodeError {
     Plaintext(&'static str),
     #[error("software version is not valid semver")]
     Version,
+    #[error("frame is {0} bytes; protocol v2 frames are 112 or 130")]
+    FrameLength(usize),
+    #[error("sealed to the key of epoch {0}, which this server no longer (or not yet) holds")]
+    UnknownEpoch(u16),
 }
 
 impl DecodeError {
@@ -46,11 +50,13 @@ impl DecodeError {
             DecodeError::Authentication => "authentication",
             DecodeError::Plaintext(_) => "plaintext",
             DecodeError::Version => "version",
+            DecodeError::FrameLength(_) => "frame_length",
+            DecodeError::UnknownEpoch(_) => "unknown_epoch",
         }
     }
 
     /// All reasons, in a fixed order, for counters indexed by reason.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 12] = [
         "label_count",
         "label_too_long",
         "partial",
@@ -61,6 +67,8 @@ impl DecodeError {
         "authentication",
         "plaintext",
         "version",
+        "frame_length",
+        "unknown_epoch",
     ];
 
     /// Index of [`Self::reason`] in [`Self::REASONS`].
@@ -76,6 +84,8 @@ impl DecodeError {
             DecodeError::Authentication => 7,
             DecodeError::Plaintext(_) => 8,
             DecodeError::Version => 9,
+            DecodeError::FrameLength(_) => 10,
+            DecodeError::UnknownEpoch(_) => 11,
         }
     }
 }
@@ -83,8 +93,12 @@ impl DecodeError {
 /// Why a report could not be turned into a query name.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum EncodeError {
-    #[error("software version is {0} bytes; at most 255 fit")]
+    #[error(
+        "software version is {0} bytes, more than a report carries (protocol v1: 255, v2: 36)"
+    )]
     VersionTooLong(usize),
+    #[error("client clock {0} is past what protocol v2 carries (2106-02-07): check the clock")]
+    Timestamp(u64),
     #[error(
         "the query name would be {len} characters; DNS allows {max}: use a shorter zone or version"
     )]
@@ -124,4 +138,7 @@ pub enum KeyError {
         found: &'static str,
         expected: &'static str,
     },
+    /// The server's stored ratchet does not follow from the key file's.
+    #[error("ratchet state {path} does not follow from the private key file with the same id and signing key: the key file was replaced by another chain; restore the right key file, or delete {path} if the new key file is the one to use")]
+    RatchetMismatch { path: String },
 }

@@ -468,39 +468,34 @@ impl Adoption {
     }
 }
 
-/// A day number as `YYYY-MM-DD` (proleptic Gregorian, UTC).
+/// A day number as `YYYY-MM-DD` (UTC); a day outside years 1-9999 as
+/// `day N`.
 pub fn date_of_day(day: i64) -> String {
-    // Howard Hinnant's civil_from_days.
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    // 0001-01-01T00:00:00Z in unix seconds: jiff goes back to year -9999.
+    const YEAR_1: i64 = -62_135_596_800;
+    day.checked_mul(86_400)
+        .filter(|s| *s >= YEAR_1)
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .map_or_else(
+            || format!("day {day}"),
+            |t| t.strftime("%Y-%m-%d").to_string(),
+        )
 }
 
-/// `YYYY-MM-DD` to a day number; `None` if malformed.
+/// Unix seconds as an ISO 8601 UTC time, `2026-11-23T10:00:00Z`.
+pub fn utc_time(unix_seconds: i64) -> String {
+    jiff::Timestamp::from_second(unix_seconds)
+        .map_or_else(|_| format!("{unix_seconds} (unix)"), |t| t.to_string())
+}
+
+/// `YYYY-MM-DD` to a day number; `None` if malformed or not a date.
 pub fn day_of_date(text: &str) -> Option<i64> {
-    let mut parts = text.trim().splitn(3, '-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let d: i64 = parts.next()?.parse().ok()?;
-    if !(1..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    let date: jiff::civil::Date = text.trim().parse().ok()?;
+    if !(1..=9999).contains(&date.year()) {
         return None;
     }
-    // Howard Hinnant's days_from_civil.
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy.rem_euclid(400);
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let day = era * 146_097 + doe - 719_468;
-    // Day 31 of a 30-day month rolls over: reject it.
-    (date_of_day(day) == format!("{y:04}-{m:02}-{d:02}")).then_some(day)
+    let epoch = jiff::civil::date(1970, 1, 1);
+    Some(i64::from(date.since(epoch).ok()?.get_days()))
 }
 
 #[cfg(test)]
@@ -519,6 +514,8 @@ mod tests {
         assert_eq!(day_of_date("2025-02-29"), None);
         assert_eq!(day_of_date("2025-13-01"), None);
         assert_eq!(day_of_date("soon"), None);
+        assert_eq!(day_of_date("1969-12-31"), Some(-1));
+        assert_eq!(utc_time(86_400 + 3_723), "1970-01-02T01:02:03Z");
     }
 
     fn nd(day: i64, cluster: u8, node: u8, version: &str, status: u8) -> NodeDay {

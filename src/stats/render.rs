@@ -120,7 +120,7 @@ impl Tabular for Versions {
             "version",
             "status",
             "clusters",
-            "cluster_share",
+            "clusters_by_node_share",
             "nodes",
             "reports",
             "anonymous",
@@ -150,7 +150,7 @@ impl Versions {
     fn footer_lines(&self) -> Vec<String> {
         vec![
             format!(
-                "active: {} clusters, {} nodes; mixed-version clusters: {} (counted by node share in CLUSTER_SHARE, not in CLUSTERS)",
+                "active: {} clusters, {} nodes; mixed-version clusters: {} (CLUSTERS counts the clusters all of whose nodes run the version; CLUSTERS_BY_NODE_SHARE also counts a mixed cluster, in part: 3 of its 4 nodes add 0.75)",
                 self.active_clusters, self.active_nodes, self.mixed_clusters
             ),
             format!(

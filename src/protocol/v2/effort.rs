@@ -73,22 +73,29 @@ fn leading_zero_bits(digest: &EffortDigest) -> Effort {
 }
 
 /// The best proof found for `frame` (whose last [`PROOF_LEN`] bytes are
-/// overwritten) within `max_tries` tries, stopping early once `target` is
-/// reached. The frame is left holding the best proof; returns its effort.
-///
-/// The prefix and the frame up to its proof are hashed once; each try
-/// hashes only the rest (SHA-256's state is copied), so a try costs one
-/// or two compressions.
+/// overwritten) within `max_tries` tries from proof 0 upward, stopping at
+/// the first that reaches `target`. The frame is left holding the best
+/// proof; returns its effort. (Test vectors use this order: the lowest
+/// proof reaching the target.)
 pub fn prove(frame: &mut [u8], target: Effort, max_tries: u64) -> Effort {
+    prove_from(frame, target, 0, max_tries)
+}
+
+/// As [`prove`], trying proofs `first`, `first + 1`, ... (at most
+/// `tries`, never past 2^32 - 1). The prefix and the frame up to its proof
+/// are hashed once; each try hashes only the rest (SHA-256's state is
+/// copied), so a try costs one or two compressions.
+pub fn prove_from(frame: &mut [u8], target: Effort, first: u64, tries: u64) -> Effort {
     let Some(split) = frame.len().checked_sub(PROOF_LEN) else {
         return Effort(0);
     };
     let head = Sha256::new()
         .chain_update(PREFIX)
         .chain_update(&frame[..split]);
-    let mut best = (Effort(0), 0u32);
-    let mut first = true;
-    for proof in 0..max_tries.min(1 << 32) {
+    let end = first.saturating_add(tries).min(1 << 32);
+    let mut best: Option<(Effort, u32)> = None;
+    for proof in first.min(end)..end {
+        // Below 2^32 by `end`.
         let proof = proof as u32;
         let digest: EffortDigest = head
             .clone()
@@ -96,16 +103,21 @@ pub fn prove(frame: &mut [u8], target: Effort, max_tries: u64) -> Effort {
             .finalize()
             .into();
         let got = leading_zero_bits(&digest);
-        if first || got > best.0 {
-            best = (got, proof);
-            first = false;
+        if best.is_none_or(|(b, _)| got > b) {
+            best = Some((got, proof));
         }
         if got >= target {
             break;
         }
     }
-    frame[split..].copy_from_slice(&best.1.to_be_bytes());
-    best.0
+    match best {
+        Some((reached, proof)) => {
+            frame[split..].copy_from_slice(&proof.to_be_bytes());
+            reached
+        }
+        // No try left: the frame keeps its proof.
+        None => effort(frame).0,
+    }
 }
 
 #[cfg(test)]

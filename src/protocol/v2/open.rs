@@ -25,11 +25,9 @@ use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use hkdf::Hkdf;
-use hpke::Serializable;
 use sha2::Sha256;
 
 use super::super::error::DecodeError;
-use super::keys::PrivateKey;
 
 /// `suite_id` of the KEM: "KEM" || I2OSP(0x0020, 2).
 const KEM_SUITE: &[u8] = b"KEM\x00\x20";
@@ -88,9 +86,9 @@ impl std::fmt::Debug for Recipient {
 }
 
 impl Recipient {
-    /// `info` is the HPKE `info` the frames were sealed with.
-    pub fn new(key: &PrivateKey, info: &[u8]) -> Self {
-        let secret: [u8; 32] = key.open.to_bytes().into();
+    /// `secret` is the recipient's X25519 private key (as HPKE serializes
+    /// it), `info` the HPKE `info` the frames were sealed with.
+    pub fn new(secret: [u8; 32], info: &[u8]) -> Self {
         let public = MontgomeryPoint::mul_base_clamped(secret).to_bytes();
         let mut context = [0u8; 65];
         context[1..33].copy_from_slice(&labeled_extract(HPKE_SUITE, b"", b"psk_id_hash", b""));
@@ -154,8 +152,7 @@ impl Recipient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::KeyId;
-    use hpke::{Deserializable, OpModeR, OpModeS};
+    use hpke::{Deserializable, Kem as _, OpModeR, OpModeS, Serializable};
 
     type Kem = hpke::kem::X25519HkdfSha256;
     type Kdf = hpke::kdf::HkdfSha256;
@@ -167,15 +164,14 @@ mod tests {
     #[test]
     fn opens_what_the_hpke_crate_seals_and_refuses_what_it_refuses() {
         for i in 0..64u8 {
-            let key = PrivateKey::generate(KeyId(i));
-            let public = key.public();
+            let (sk, pk) = Kem::gen_keypair();
             let info = format!("vcheckd v2 report\0zone{i}.example");
-            let r = Recipient::new(&key, info.as_bytes());
+            let r = Recipient::new(sk.to_bytes().into(), info.as_bytes());
             let plaintext: Vec<u8> = (0..usize::from(i) + 1).map(|b| b as u8 ^ i).collect();
             let aad = [2, i, 0, 1];
             let (enc, sealed) = hpke::single_shot_seal::<Aead, Kdf, Kem>(
                 &OpModeS::Base,
-                &public.seal_to,
+                &pk,
                 info.as_bytes(),
                 &plaintext,
                 &aad,
@@ -190,7 +186,7 @@ mod tests {
                 r.open(&enc, &[9], &sealed),
                 Err(DecodeError::Authentication)
             );
-            let other = Recipient::new(&key, b"another info");
+            let other = Recipient::new(sk.to_bytes().into(), b"another info");
             assert_eq!(
                 other.open(&enc, &aad, &sealed),
                 Err(DecodeError::Authentication)
@@ -198,7 +194,7 @@ mod tests {
             // The crate agrees on the key it derived.
             let crate_open = hpke::single_shot_open::<Aead, Kdf, Kem>(
                 &OpModeR::Base,
-                &key.open,
+                &sk,
                 &<Kem as hpke::Kem>::EncappedKey::from_bytes(&enc).unwrap(),
                 info.as_bytes(),
                 &sealed,
@@ -213,8 +209,8 @@ mod tests {
     /// give the all-zero secret, which is refused.
     #[test]
     fn the_edwards_path_equals_the_ladder_for_every_kind_of_enc() {
-        let key = PrivateKey::generate(KeyId(1));
-        let r = Recipient::new(&key, b"");
+        let (sk, _) = Kem::gen_keypair();
+        let r = Recipient::new(sk.to_bytes().into(), b"");
         let mut checked = (0, 0);
         for i in 0..400u32 {
             let mut u = [0u8; 32];
