@@ -325,7 +325,7 @@ fn main() {
         r.to_record(&mut buf).unwrap();
         loop {
             match journal.append(&buf) {
-                Ok(()) => break,
+                Ok(_) => break,
                 // The group commit is behind (64 MiB unwritten): wait.
                 Err(AppendError::Full) => {
                     waits += 1;
@@ -361,10 +361,6 @@ fn main() {
         store,
         journal.clone(),
         reader,
-        // v1 records only: nothing to open.
-        Arc::new(arc_swap::ArcSwap::from_pointee(
-            vcheckd::report::Opener::default(),
-        )),
         metrics.clone(),
         ProcessorConfig {
             max_batch: batch,

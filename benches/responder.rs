@@ -4,9 +4,9 @@
 //!
 //! The responder is built as `RunningServer::start` builds it: a TOML
 //! config and a key file in a temp folder, the sample zone file, a real
-//! journal (`Journal::open` in the temp folder, with its group-commit
-//! thread writing and fsyncing every `journal_commit_ms`) and the
-//! `JournalSink` in front of it. No processor runs: the figure is the
+//! set of raw lanes (`Lanes::open` in the temp folder, each lane's
+//! group-commit thread writing and fsyncing every `journal_commit_ms`) and
+//! the `Intake` in front of them (effort, repeat check, lane). No processor runs: the figure is the
 //! answer path's, and the records stay in the journal.
 //!
 //! The journal: a valid query appends one record. If the journal were
@@ -36,9 +36,9 @@ use vcheckd::client::v1::Check;
 use vcheckd::client::Reporter;
 use vcheckd::config::{Config, SAMPLE_ZONE};
 use vcheckd::dns::{Catalog, Handler, Transport};
-use vcheckd::journal::{Journal, JournalConfig};
+use vcheckd::intake::Intake;
+use vcheckd::lanes::{Lane, Lanes};
 use vcheckd::metrics::Metrics;
-use vcheckd::processor::JournalSink;
 use vcheckd::protocol::{Key, KeyId, ZoneName};
 
 const ZONE: &str = "vc.example.com";
@@ -56,7 +56,7 @@ const POOL: usize = 4096;
 struct Fixture {
     responder: Handler,
     metrics: Arc<Metrics>,
-    journal: Arc<Journal>,
+    lanes: Arc<Lanes>,
     key: Key,
     _dir: tempfile::TempDir,
 }
@@ -105,20 +105,19 @@ fixed = ["2.3.1", "2.4.1"]
         let catalog = Catalog::build(&config, 0).expect("catalog builds");
         let metrics = Arc::new(Metrics::default());
         // As RunningServer::start does (minus the store and the processor).
-        let journal = Arc::new(
-            Journal::open(JournalConfig {
-                dir: config.journal_dir(),
-                max_bytes: config.server.journal_max_bytes,
-                commit_interval: Duration::from_millis(config.server.journal_commit_ms.max(1)),
-                ..JournalConfig::default()
-            })
-            .expect("journal opens"),
+        let lanes = Arc::new(
+            Lanes::open(
+                &config.journal_dir().join("lanes"),
+                config.server.journal_max_bytes,
+                Duration::from_millis(config.server.journal_commit_ms.max(1)),
+            )
+            .expect("lanes open"),
         );
-        let sink = Arc::new(JournalSink::new(journal.clone(), metrics.clone()));
+        let sink = Arc::new(Intake::new(lanes.clone(), metrics.clone()));
         Fixture {
             responder: Handler::new(catalog, sink, metrics.clone()),
             metrics,
-            journal,
+            lanes,
             key,
             _dir: dir,
         }
@@ -140,8 +139,13 @@ fixed = ["2.3.1", "2.4.1"]
         .name
     }
 
+    /// Reports refused (answered SERVFAIL), for any reason.
     fn dropped(&self) -> u64 {
-        self.metrics.reports_dropped.load(Ordering::Relaxed)
+        self.metrics
+            .intake_refused
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Closes the journal (it writes what is pending first) and prints
@@ -150,17 +154,21 @@ fixed = ["2.3.1", "2.4.1"]
         let Fixture {
             responder,
             metrics,
-            journal,
+            lanes,
             ..
         } = self;
         drop(responder);
-        let stats = journal.stats();
-        let closed = journal.close(Duration::from_secs(30));
+        let stats = lanes.journal(Lane::V1).stats();
+        let closed = lanes.journal(Lane::V1).close(Duration::from_secs(30));
         eprintln!(
             "{what}: reports accepted {}, dropped {}; journal appended {}, refused {}, \
              {} group commits, {} bytes durable, lost at close {}",
             metrics.reports_accepted.load(Ordering::Relaxed),
-            metrics.reports_dropped.load(Ordering::Relaxed),
+            metrics
+                .intake_refused
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum::<u64>(),
             stats.appended_records,
             stats.dropped_records,
             stats.commits,
@@ -225,7 +233,7 @@ fn main() {
 
     check_answer(&f, &valid[0], ResponseCode::NoError, 1, 0);
     assert_eq!(
-        f.journal.stats().appended_records,
+        f.lanes.journal(Lane::V1).stats().appended_records,
         1,
         "the report is journaled"
     );
@@ -276,8 +284,9 @@ fn main() {
         .map(|i| query(&full.payload_name(i), RecordType::TXT))
         .collect();
     check_answer(&full, &valid_full[0], ResponseCode::NoError, 1, 0);
-    check_answer(&full, &valid_full[1], ResponseCode::NoError, 1, 0);
-    let stats = full.journal.stats();
+    // Not recorded: SERVFAIL, so that the resolver asks another server.
+    check_answer(&full, &valid_full[1], ResponseCode::ServFail, 0, 0);
+    let stats = full.lanes.journal(Lane::V1).stats();
     assert_eq!(
         (
             stats.appended_records,

@@ -69,8 +69,25 @@ pub struct Metrics {
     pub reports_v1: AtomicU64,
     pub reports_v2: AtomicU64,
     pub reports_anonymous: AtomicU64,
-    /// Answered reports the journal could not take (it was full).
+    /// Answered reports given up before they were opened: evicted by
+    /// reports of higher effort when the journal was full (the sum of
+    /// `intake_evicted`).
     pub reports_dropped: AtomicU64,
+    /// The intake's decisions (src/intake.rs): reports taken, by lane
+    /// ([`crate::lanes::Lane::index`]); exact repeats answered and not
+    /// taken again; reports refused (answered SERVFAIL), by
+    /// [`crate::lanes::Refused::index`].
+    pub intake_accepted: [AtomicU64; crate::lanes::COUNT],
+    pub intake_repeats: AtomicU64,
+    pub intake_refused: [AtomicU64; crate::lanes::Refused::REASONS.len()],
+    /// Reports evicted by lane before they were opened (copied from the
+    /// lanes by the opener).
+    pub intake_evicted: [AtomicU64; crate::lanes::COUNT],
+    /// The opener: reports opened (v2) or passed on (v1) into the opened
+    /// journal, and frames skipped because their report id was opened
+    /// already.
+    pub opened: AtomicU64,
+    pub opened_repeats: AtomicU64,
     /// Rows written, and reports already stored (same report id), by this
     /// process's processor.
     pub reports_stored: AtomicU64,
@@ -316,9 +333,30 @@ impl Metrics {
                 get(&self.reports_anonymous),
             ),
             ("reports.dropped".to_string(), get(&self.reports_dropped)),
+            ("intake.repeat".to_string(), get(&self.intake_repeats)),
+            ("opener.opened".to_string(), get(&self.opened)),
+            ("opener.repeat_id".to_string(), get(&self.opened_repeats)),
         ];
         for (action, class, v) in self.rrl() {
             out.push((format!("rrl.{action}.{class}"), v));
+        }
+        for lane in crate::lanes::Lane::all() {
+            let i = lane.index();
+            let label = lane.label();
+            out.push((
+                format!("intake.accepted.{label}"),
+                get(&self.intake_accepted[i]),
+            ));
+            out.push((
+                format!("intake.evicted.{label}"),
+                get(&self.intake_evicted[i]),
+            ));
+        }
+        for (i, reason) in crate::lanes::Refused::REASONS.iter().enumerate() {
+            out.push((
+                format!("intake.refused.{reason}"),
+                get(&self.intake_refused[i]),
+            ));
         }
         for (name, v) in self.rcodes() {
             out.push((format!("rcode.{name}"), v));

@@ -1,63 +1,30 @@
-//! The path from the answer loops to SQLite: the journal in between.
+//! The path from the opened journal to SQLite.
 //!
-//! The answer path hands each valid report to [`JournalSink`], which
-//! appends its record to the journal and never waits on the disk. The
-//! [`Processor`] thread reads the journal at its own pace from the position
-//! committed in the database, and commits each batch of reports, the
-//! counters that count them and the new position in one transaction. A
-//! burst grows the journal instead of dropping reports; a crash or a stop
-//! resumes exactly after the last committed batch.
+//! The answer path takes each valid report into a raw lane (src/intake.rs),
+//! the opener (src/opener.rs) opens it once into the opened journal, and
+//! the [`Processor`] thread reads that journal at its own pace from the
+//! position committed in the database, and commits each batch of reports,
+//! the counters that count them and the new position in one transaction.
+//! A burst grows the journals instead of dropping reports; a crash or a
+//! stop resumes exactly after the last committed batch.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
-use crate::dns::ReportSink;
 use crate::fleet::{CounterBase, CounterDelta};
 use crate::journal::{Journal, JournalError, Position, Reader};
-use crate::metrics::{bump, Metrics};
-use crate::protocol::DecodeError;
+use crate::metrics::Metrics;
 use crate::replay::{Outside, ReplayWindow};
-use crate::report::{self, Incoming, Opener, ReceivedReport, Undecodable};
+use crate::report::ReceivedReport;
 use crate::store::{BatchOutcome, Store};
 
-/// The consumer name under which the SQLite processor keeps its position.
-pub const CONSUMER: &str = "sqlite";
-
-/// The answer path's side: a report becomes a journal record.
-pub struct JournalSink {
-    journal: Arc<Journal>,
-    metrics: Arc<Metrics>,
-}
-
-impl JournalSink {
-    pub fn new(journal: Arc<Journal>, metrics: Arc<Metrics>) -> Self {
-        JournalSink { journal, metrics }
-    }
-}
-
-thread_local! {
-    /// One record buffer per answer thread: no allocation per report.
-    static RECORD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-impl ReportSink for JournalSink {
-    fn accept(&self, report: Incoming<'_>) {
-        let appended = RECORD.with_borrow_mut(|buf| {
-            report.to_record(buf).ok()?;
-            Some(self.journal.append(buf))
-        });
-        // A full journal counts and logs its drops; every report it did
-        // not take (full, closing, or one that cannot be encoded) is a drop.
-        if !matches!(appended, Some(Ok(()))) {
-            bump(&self.metrics.reports_dropped);
-        }
-    }
-}
+/// The consumer name under which the SQLite processor keeps its position
+/// in the opened journal.
+pub const CONSUMER: &str = "sqlite.opened";
 
 /// How the processor batches and prunes.
 #[derive(Debug, Clone, Copy)]
@@ -101,97 +68,35 @@ pub(crate) fn background_priority() {
     }
 }
 
-/// How the threads that open v2 frames run, chosen per batch from the
-/// consumer's backlog. They are started for each batch, so each starts
-/// from its consumer thread's priority and may only go lower.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpenPriority {
-    /// Only CPU time nothing else wants (SCHED_IDLE): opening (0.15 ms a
-    /// frame) never slows the answer loops; it catches up when the load
-    /// falls, and the journal holds what it has not reached. (Nice 10
-    /// still took a tenth of the cores from the answer loops under full
-    /// load: docs/PERFORMANCE.md.)
-    Idle,
-    /// The consumer thread's own priority: the consumer is so far behind
-    /// that the journal would soon refuse reports, and losing them is
-    /// worse than answering more slowly.
-    CatchUp,
-}
-
-impl OpenPriority {
-    /// The backlog (a fraction of `journal_max_bytes`) from which a
-    /// consumer's opening stops yielding to everything else.
-    pub(crate) const CATCH_UP_BACKLOG: f64 = 0.25;
-
-    pub(crate) fn for_backlog(backlog: f64) -> Self {
-        if backlog >= Self::CATCH_UP_BACKLOG {
-            OpenPriority::CatchUp
-        } else {
-            OpenPriority::Idle
-        }
-    }
-
-    /// Applies the priority to the calling thread (and only to it).
-    fn apply(self) {
-        #[cfg(target_os = "linux")]
-        if self == OpenPriority::Idle {
-            // SAFETY: sched_setscheduler reads the parameter struct and has
-            // no other memory effects; on Linux, pid 0 is the calling thread
-            // alone. Lowering a thread's own priority needs no privilege.
-            unsafe {
-                let param = libc::sched_param { sched_priority: 0 };
-                libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
-            }
-        }
-    }
-}
-
-/// One batch of the journal, as reports.
+/// One batch of the opened journal, as reports.
 pub(crate) struct ReadReports {
     /// The position after the records read.
     pub next: Position,
     /// Records that do not decode (damaged, or from a newer vcheckd).
     pub damaged: u64,
-    /// v2 frames that do not open, by reason.
-    pub rejected: Vec<DecodeError>,
     /// Reports outside the replay window, not in `batch`.
     pub outside: Vec<Outside>,
 }
 
-/// Reads up to `max` records (waiting up to `wait` for the first) into
-/// `batch` (cleared first), v1 decoded and v2 opened, inside the replay
-/// `window`: what every journal consumer (the SQLite processor, the
-/// ClickHouse shipper) reads, so that both keep the same reports.
+/// Reads up to `max` records of the opened journal (waiting up to `wait`
+/// for the first) into `batch` (cleared first), inside the replay
+/// `window`: what every consumer of opened reports (the SQLite processor,
+/// the ClickHouse shipper) reads, so that both keep the same reports.
 pub(crate) fn read_reports(
     reader: &mut Reader,
     max: usize,
     wait: Duration,
-    opener: &Opener,
     window: ReplayWindow,
     batch: &mut Vec<ReceivedReport>,
 ) -> Result<ReadReports, JournalError> {
     batch.clear();
-    let priority = OpenPriority::for_backlog(reader.backlog());
-    let mut sealed: Vec<Vec<u8>> = Vec::new();
     let mut damaged = 0u64;
     let next = reader.read_batch(max, wait, |_, bytes| {
-        if report::is_sealed(bytes) {
-            sealed.push(bytes.to_vec());
-        } else {
-            match report::decode(bytes, opener) {
-                Ok(r) => batch.push(r),
-                Err(_) => damaged += 1,
-            }
+        match ReceivedReport::from_record(bytes) {
+            Ok(r) => batch.push(r),
+            Err(_) => damaged += 1,
         }
     })?;
-    let mut rejected = Vec::new();
-    for result in open_sealed(&sealed, opener, priority) {
-        match result {
-            Ok(r) => batch.push(r),
-            Err(Undecodable::Rejected(why)) => rejected.push(why),
-            Err(Undecodable::Record(_)) => damaged += 1,
-        }
-    }
     let mut outside = Vec::new();
     batch.retain(|r| match window.check(r) {
         Ok(()) => true,
@@ -203,62 +108,7 @@ pub(crate) fn read_reports(
     Ok(ReadReports {
         next,
         damaged,
-        rejected,
         outside,
-    })
-}
-
-/// Opens sealed (protocol v2) records, spread over the machine's cores:
-/// one HPKE open costs about 0.15 ms, so a core opens only 6-16k a second.
-fn open_sealed(
-    sealed: &[Vec<u8>],
-    opener: &Opener,
-    priority: OpenPriority,
-) -> Vec<Result<ReceivedReport, Undecodable>> {
-    const PER_THREAD_MIN: usize = 64;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(sealed.len().div_ceil(PER_THREAD_MIN))
-        .max(1);
-    if sealed.is_empty() {
-        return Vec::new();
-    }
-    // One thread's worth is opened right here, unless it must yield to
-    // everything else: the consumer's own thread cannot take back a
-    // lowered priority, so idle opening always runs on a thread of its own.
-    if threads == 1 && priority == OpenPriority::CatchUp {
-        return sealed.iter().map(|r| report::decode(r, opener)).collect();
-    }
-    let chunk = sealed.len().div_ceil(threads);
-    let open_part = move |part: &[Vec<u8>]| -> Vec<_> {
-        part.iter().map(|r| report::decode(r, opener)).collect()
-    };
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = sealed
-            .chunks(chunk)
-            .map(|part| {
-                let handle = std::thread::Builder::new()
-                    .name("vcheckd-open".into())
-                    .spawn_scoped(scope, move || {
-                        priority.apply();
-                        open_part(part)
-                    });
-                (part, handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(part, handle)| match handle.map(|h| h.join()) {
-                Ok(Ok(results)) => results,
-                // No thread to be had (a process limit): open them here.
-                Err(_) => open_part(part),
-                // decode does not panic; were it to, its records would be
-                // counted damaged rather than take the processor down.
-                Ok(Err(_)) => (0..part.len())
-                    .map(|_| Err(Undecodable::Record(report::RecordError::Field)))
-                    .collect(),
-            })
-            .collect()
     })
 }
 
@@ -277,7 +127,6 @@ impl Processor {
         store: Store,
         journal: Arc<Journal>,
         reader: Reader,
-        opener: Arc<ArcSwap<Opener>>,
         metrics: Arc<Metrics>,
         config: ProcessorConfig,
     ) -> std::io::Result<Self> {
@@ -294,7 +143,6 @@ impl Processor {
                     store,
                     journal,
                     reader,
-                    opener,
                     metrics,
                     config,
                     stop: flag,
@@ -344,8 +192,6 @@ struct Run {
     store: Store,
     journal: Arc<Journal>,
     reader: Reader,
-    /// Opens protocol v2 frames; swapped when the configuration is reloaded.
-    opener: Arc<ArcSwap<Opener>>,
     metrics: Arc<Metrics>,
     config: ProcessorConfig,
     stop: Arc<AtomicBool>,
@@ -377,20 +223,15 @@ impl Run {
         while !self.stop.load(Ordering::Relaxed)
             && self.committed.0 < self.drain_to.load(Ordering::Relaxed)
         {
-            let opener = self.opener.load();
             let read = read_reports(
                 &mut self.reader,
                 self.config.max_batch,
                 Duration::from_millis(100),
-                &opener,
                 self.config.replay_window,
                 &mut batch,
             );
             let (next, damaged) = match read {
                 Ok(read) => {
-                    for why in &read.rejected {
-                        self.metrics.count_rejected(why);
-                    }
                     for why in &read.outside {
                         self.metrics.count_outside_window(*why);
                     }
@@ -406,9 +247,6 @@ impl Run {
             self.metrics
                 .journal_end
                 .store(stats.durable_end.0, Ordering::Relaxed);
-            self.metrics
-                .journal_bytes
-                .store(stats.bytes_on_disk, Ordering::Relaxed);
             self.metrics
                 .journal_pending_bytes
                 .store(stats.pending_bytes, Ordering::Relaxed);
@@ -531,44 +369,5 @@ impl Run {
                 false
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn opening_yields_until_a_quarter_of_the_journal_is_unread() {
-        assert_eq!(OpenPriority::for_backlog(0.0), OpenPriority::Idle);
-        assert_eq!(OpenPriority::for_backlog(0.249), OpenPriority::Idle);
-        assert_eq!(OpenPriority::for_backlog(0.25), OpenPriority::CatchUp);
-        assert_eq!(OpenPriority::for_backlog(3.0), OpenPriority::CatchUp);
-    }
-
-    /// The kernel's view of the thread, not our bookkeeping.
-    #[cfg(target_os = "linux")]
-    fn policy_of_a_thread_that_applies(p: OpenPriority) -> libc::c_int {
-        std::thread::spawn(move || {
-            background_priority();
-            p.apply();
-            // SAFETY: reads the calling thread's policy; no memory effects.
-            unsafe { libc::sched_getscheduler(0) }
-        })
-        .join()
-        .unwrap()
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn idle_opening_runs_at_sched_idle_and_catching_up_keeps_the_consumers_priority() {
-        assert_eq!(
-            policy_of_a_thread_that_applies(OpenPriority::Idle),
-            libc::SCHED_IDLE
-        );
-        assert_eq!(
-            policy_of_a_thread_that_applies(OpenPriority::CatchUp),
-            libc::SCHED_OTHER
-        );
     }
 }

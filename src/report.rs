@@ -101,20 +101,39 @@ pub fn is_sealed(record: &[u8]) -> bool {
     record.first() == Some(&KIND_V2)
 }
 
+/// A sealed record's frame, if it is one.
+pub fn sealed_frame(record: &[u8]) -> Option<&[u8]> {
+    if !is_sealed(record) {
+        return None;
+    }
+    split_sealed(record).ok().map(|(_, f)| f)
+}
+
+/// The report id of a sealed record's frame, computed without opening it.
+pub fn sealed_id(record: &[u8]) -> Option<ReportId> {
+    let (_, frame) = split_sealed(record).ok()?;
+    (frame.len() >= v2::frame::HEADER_LEN + v2::frame::ENC_LEN)
+        .then(|| v2::frame::frame_report_id(frame))
+}
+
+/// A sealed record's zone bytes and frame.
+fn split_sealed(record: &[u8]) -> Result<(&[u8], &[u8]), RecordError> {
+    let rest = record.get(1 + 8..).ok_or(RecordError::Truncated)?;
+    let (&zone_len, rest) = rest.split_first().ok_or(RecordError::Truncated)?;
+    rest.split_at_checked(usize::from(zone_len))
+        .ok_or(RecordError::Truncated)
+}
+
 /// A journal record back to the report it holds: the one decoding every
 /// journal consumer calls.
 pub fn decode(record: &[u8], opener: &Opener) -> Result<ReceivedReport, Undecodable> {
     if !is_sealed(record) {
         return Ok(ReceivedReport::from_record(record)?);
     }
-    let rest = &record[1..];
-    let (at, rest) = rest
+    let (at, _) = record[1..]
         .split_first_chunk::<8>()
         .ok_or(RecordError::Truncated)?;
-    let (&zone_len, rest) = rest.split_first().ok_or(RecordError::Truncated)?;
-    let (zone, frame) = rest
-        .split_at_checked(usize::from(zone_len))
-        .ok_or(RecordError::Truncated)?;
+    let (zone, frame) = split_sealed(record)?;
     let zone = zone_name(zone)?;
     let (report, status) = opener.open(&zone, frame).map_err(Undecodable::Rejected)?;
     Ok(ReceivedReport {

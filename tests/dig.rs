@@ -76,9 +76,16 @@ async fn dig_sees_the_hint_over_udp_and_tcp() {
     .await
     .unwrap();
     assert!(badvers.contains("status: BADVERS"), "{badvers}");
+    // The same name asked 4 times: taken once, the 3 exact repeats
+    // answered and not taken again.
+    let repeats = server
+        .metrics()
+        .intake_repeats
+        .load(std::sync::atomic::Ordering::Relaxed);
     server.shutdown().await.unwrap();
+    assert_eq!(repeats, 3);
     assert_eq!(
         rows(&setup.db_path()),
-        vec![("2.3.1".to_string(), 3, false)]
+        vec![("2.3.1".to_string(), 0, false)]
     );
 }

@@ -100,11 +100,17 @@ async fn txt_a_aaaa_answers_over_udp_and_tcp_and_one_row() {
         .unwrap();
     assert_eq!(txt_of(&over_tcp), hint);
 
-    // Four deliveries of one report: one row, three duplicates.
+    // Four deliveries of one report: taken once, three exact repeats
+    // answered and not taken again.
+    let repeats = server
+        .metrics()
+        .intake_repeats
+        .load(std::sync::atomic::Ordering::Relaxed);
     server.shutdown().await.unwrap();
+    assert_eq!(repeats, 3);
     assert_eq!(
         rows(&setup.db_path()),
-        vec![("2.3.1".to_string(), 3, false)]
+        vec![("2.3.1".to_string(), 0, false)]
     );
 }
 

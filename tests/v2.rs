@@ -123,8 +123,11 @@ async fn a_sealed_report_gets_the_signed_policy_and_is_recorded_once() {
     server.shutdown().await.unwrap();
     let stored = rows(&setup.base.db_path());
     assert_eq!(stored.len(), 2, "{stored:?}");
-    assert!(stored.iter().any(|(v, dup, _)| v == "2.3.0" && *dup == 3));
+    // One frame, four deliveries: opened once, three exact repeats.
+    assert!(stored.iter().any(|(v, dup, _)| v == "2.3.0" && *dup == 0));
     use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(metrics.intake_repeats.load(Relaxed), 3);
+    assert_eq!(metrics.opened.load(Relaxed), 2);
     assert_eq!(metrics.reports_v2.load(Relaxed), 4);
     assert_eq!(metrics.reports_v1.load(Relaxed), 1);
     // Shown by protocol version in the statistics.

@@ -354,6 +354,13 @@ fn server(e: &ServerError) -> Option<Diagnosis> {
         ServerError::Catalog(e) => return catalog(e),
         ServerError::Store(e) => return Some(store(e.innermost())),
         ServerError::Journal(e) => return Some(journal(e)),
+        ServerError::Lanes(vcheckd::lanes::LanesError::Journal(e)) => return Some(journal(e)),
+        ServerError::Lanes(vcheckd::lanes::LanesError::Positions { .. }) => {
+            return Some(Diagnosis::fix(
+                Exit::IoErr,
+                "make [server] journal_dir (default: `journal` beside the database) writable by this user, with free space",
+            ))
+        }
         ServerError::Processor(_) | ServerError::UdpThread(_) | ServerError::Rollup(_) => {
             return None
         }

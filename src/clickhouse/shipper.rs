@@ -1,4 +1,4 @@
-//! The shipper: a second journal consumer that copies every report into
+//! The shipper: a second consumer of the opened journal that copies every report into
 //! ClickHouse, in batches, on a thread of its own (never on the answer
 //! path: DNS answers only append to the journal).
 //!
@@ -28,8 +28,7 @@ use super::schema::{self, Topology};
 use crate::journal::{Journal, JournalError, Position, Reader};
 use crate::metrics::Metrics;
 use crate::processor::read_reports;
-use crate::report::{Opener, ReceivedReport};
-use arc_swap::ArcSwap;
+use crate::report::ReceivedReport;
 
 /// The consumer name under which the shipper reads the journal.
 pub const CONSUMER: &str = "clickhouse";
@@ -78,13 +77,13 @@ fn store_position(dir: &Path, pos: Position) -> std::io::Result<()> {
 }
 
 impl Shipper {
-    /// Subscribes to `journal` (in `journal_dir`) at the position last
-    /// acknowledged, and starts shipping. Call before the SQLite processor
-    /// starts, so that no segment the shipper still needs is deleted.
+    /// Subscribes to the opened journal (in `journal_dir`) at the position
+    /// last acknowledged, and starts shipping. Call before the SQLite
+    /// processor starts, so that no segment the shipper still needs is
+    /// deleted.
     pub fn start(
         journal: Arc<Journal>,
         journal_dir: PathBuf,
-        opener: Arc<ArcSwap<Opener>>,
         metrics: Arc<Metrics>,
         config: ShipperConfig,
     ) -> Result<Self, JournalError> {
@@ -114,7 +113,6 @@ impl Shipper {
                     journal,
                     dir: journal_dir,
                     reader,
-                    opener,
                     metrics,
                     config,
                     stop: flag,
@@ -153,8 +151,6 @@ struct Run {
     journal: Arc<Journal>,
     dir: PathBuf,
     reader: Reader,
-    /// Opens v2 frames; swapped with the catalog.
-    opener: Arc<ArcSwap<Opener>>,
     metrics: Arc<Metrics>,
     config: ShipperConfig,
     stop: Arc<AtomicBool>,
@@ -179,15 +175,12 @@ impl Run {
             if self.counters_at.elapsed() >= self.config.interval {
                 self.ship_counters();
             }
-            // The one reading of the journal, shared with the processor
-            // (v2 frames are opened here too; their rejections are the
-            // processor's to count).
-            let opener = self.opener.load();
+            // The one reading of the opened journal, shared with the
+            // processor (frames were opened once, by the opener).
             let read = read_reports(
                 &mut self.reader,
                 self.config.max_batch.max(1),
                 self.config.interval,
-                &opener,
                 self.config.replay_window,
                 &mut batch,
             );

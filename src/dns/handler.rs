@@ -2,16 +2,17 @@
 //! the journal and the metrics, which the pure [`respond`] does not touch.
 //!
 //! The UDP and TCP loops call [`Handler::handle`] for each request; it
-//! reads the clock once, answers, then counts the [`Outcome`] and hands a
-//! report, if any, to the [`ReportSink`] (the one place reports leave the
-//! answer path).
+//! reads the clock once, answers, hands a report, if any, to the
+//! [`ReportSink`] (the one place reports leave the answer path), turns the
+//! answer into SERVFAIL if the sink could not record it, and counts the
+//! [`Outcome`].
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use super::catalog::Catalog;
-use super::responder::{respond, NameOutcome, Outcome, Transport};
+use super::responder::{respond, servfail, NameOutcome, Outcome, Rcode, Transport};
 use super::ReportSink;
 use crate::metrics::{Metrics, PolicyGauge};
 use crate::report::Incoming;
@@ -74,23 +75,26 @@ impl Handler {
     pub fn handle(&self, request: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
         let now = crate::clock::unix_now();
         let catalog = self.catalog.load();
-        let outcome = respond(&catalog, request, now, transport, out);
-        self.metrics.count_query(transport, &outcome);
-        match outcome {
-            Outcome::Dropped => false,
-            Outcome::Answered(a) => {
-                match &a.name {
-                    NameOutcome::Report(report) => self.sink.accept(Incoming::V1(report)),
-                    NameOutcome::Sealed { zone, frame } => self.sink.accept(Incoming::V2 {
-                        zone,
-                        received_at: now,
-                        frame: frame.as_bytes(),
-                    }),
-                    NameOutcome::Other | NameOutcome::Rejected(_) => {}
-                }
-                true
+        let mut outcome = respond(&catalog, request, now, transport, out);
+        if let Outcome::Answered(a) = &mut outcome {
+            let recorded = match &a.name {
+                NameOutcome::Report(report) => self.sink.accept(Incoming::V1(report)),
+                NameOutcome::Sealed { zone, frame } => self.sink.accept(Incoming::V2 {
+                    zone,
+                    received_at: now,
+                    frame: frame.as_bytes(),
+                }),
+                NameOutcome::Other | NameOutcome::Rejected(_) => Ok(()),
+            };
+            if recorded.is_err() {
+                // Never answered as recorded: the resolver asks another
+                // name server of the zone, which may record it.
+                servfail(request, transport, out);
+                a.rcode = Rcode::ServFail;
             }
         }
+        self.metrics.count_query(transport, &outcome);
+        !matches!(outcome, Outcome::Dropped)
     }
 }
 

@@ -18,14 +18,22 @@ pub mod udp;
 
 pub use catalog::{Catalog, CatalogError};
 pub use handler::Handler;
-pub use responder::{respond, Answered, NameOutcome, Outcome, Rcode, Transport};
+pub use responder::{respond, servfail, Answered, NameOutcome, Outcome, Rcode, Transport};
 
 /// Where the answer path hands each valid report. Called on the answer
 /// path for every report, so it must never block (the journal's append
-/// copies into memory; a full journal drops and counts).
+/// copies into memory).
 pub trait ReportSink: Send + Sync {
-    fn accept(&self, report: crate::report::Incoming<'_>);
+    /// Takes the report, or says it could not be recorded: then the answer
+    /// becomes SERVFAIL, so that the resolver asks another name server of
+    /// the zone rather than the client believing it was counted.
+    fn accept(&self, report: crate::report::Incoming<'_>) -> Result<(), NotRecorded>;
 }
+
+/// A report that cannot be made durable (journal full with nothing lower to
+/// evict, its disk failing, closing); the sink has counted why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotRecorded;
 
 /// Largest UDP answer we send, whatever the client offers (DNS Flag Day 2020).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;

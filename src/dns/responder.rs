@@ -148,11 +148,7 @@ pub fn respond<'c>(
             return Outcome::answered(Rcode::NotImp, None, NameOutcome::Other);
         }
     };
-    let max_size = match (transport, req.edns) {
-        (Transport::Tcp, _) => usize::from(u16::MAX),
-        (Transport::Udp, Some(e)) => usize::from(e.payload.clamp(512, MAX_UDP_PAYLOAD)),
-        (Transport::Udp, None) => 512,
-    };
+    let max_size = max_size(transport, req.edns);
     let mut w = Writer::new(out, &req, max_size);
     let Some(q) = req.question else {
         // QDCOUNT=0 with an OPT: an EDNS or cookie probe (RFC 7873 5.4).
@@ -201,6 +197,32 @@ pub fn respond<'c>(
     };
     w.finish(flags, Rcode::NoError, None);
     Outcome::answered(Rcode::NoError, qtype, outcome)
+}
+
+/// The largest response the client takes over `transport`.
+fn max_size(transport: Transport, edns: Option<Edns>) -> usize {
+    match (transport, edns) {
+        (Transport::Tcp, _) => usize::from(u16::MAX),
+        (Transport::Udp, Some(e)) => usize::from(e.payload.clamp(512, MAX_UDP_PAYLOAD)),
+        (Transport::Udp, None) => 512,
+    }
+}
+
+/// SERVFAIL for `request` (its question echoed, no records, no AA): what
+/// an authoritative server answers when it cannot serve, here when a
+/// report cannot be recorded, so that the resolver tries another name
+/// server of the zone. Writes nothing for a request [`respond`] drops.
+pub fn servfail(request: &[u8], transport: Transport, out: &mut Vec<u8>) {
+    out.clear();
+    let Ok(req) = request::parse(request) else {
+        return;
+    };
+    let max_size = max_size(transport, req.edns);
+    let mut w = Writer::new(out, &req, max_size);
+    if let Some(q) = req.question {
+        w.question(&q);
+    }
+    w.finish(Flags::default(), Rcode::ServFail, None);
 }
 
 /// REFUSED, with an Extended DNS Error as NSD gives it.

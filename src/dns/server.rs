@@ -24,9 +24,12 @@ use super::rrl::{Limits, RateLimiter};
 use super::tcp::{self, TcpLimits};
 use super::udp;
 use crate::config::Config;
+use crate::intake::Intake;
 use crate::journal::{Journal, JournalConfig, JournalError};
+use crate::lanes::Lanes;
 use crate::metrics::Metrics;
-use crate::processor::{JournalSink, Processor, ProcessorConfig, CONSUMER};
+use crate::opener::OpenerStage;
+use crate::processor::{Processor, ProcessorConfig, CONSUMER};
 use crate::report::Opener;
 use crate::store::{Store, StoreError};
 
@@ -50,6 +53,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Lanes(#[from] crate::lanes::LanesError),
     #[error("cannot start a UDP thread")]
     UdpThread(#[source] io::Error),
     #[error("cannot start the processor thread")]
@@ -69,6 +74,8 @@ pub struct RunningServer {
     tasks: JoinSet<()>,
     udp: UdpThreads,
     journal: Arc<Journal>,
+    lanes: Arc<Lanes>,
+    opener_stage: OpenerStage,
     processor: Processor,
     /// Opens v2 frames in the processor and the shipper; swapped with the
     /// catalog.
@@ -94,18 +101,27 @@ impl RunningServer {
         // dropped, however far the processor had read.
         let max_segment = JournalConfig::default().segment_bytes;
         let max_bytes = config.server.journal_max_bytes;
+        let commit_interval = Duration::from_millis(config.server.journal_commit_ms.max(1));
+        // Raw reports by effort (src/lanes), then the opened journal that
+        // SQLite and ClickHouse read; each bounded by `journal_max_bytes`.
+        let lanes = Arc::new(Lanes::open(
+            &config.journal_dir().join("lanes"),
+            max_bytes,
+            commit_interval,
+        )?);
+        let opened_dir = config.journal_dir().join("opened");
         let journal = Arc::new(Journal::open(JournalConfig {
-            dir: config.journal_dir(),
+            dir: opened_dir.clone(),
             max_bytes,
             segment_bytes: (max_bytes / 8).clamp(4096, max_segment),
-            commit_interval: Duration::from_millis(config.server.journal_commit_ms.max(1)),
+            commit_interval,
         })?);
+        crate::intake::take_legacy(&config.journal_dir(), &lanes)?;
         // Before the processor can release segments the shipper still needs.
         let shipper = match &config.clickhouse {
             Some(ch) if ch.ship => Some(crate::clickhouse::Shipper::start(
                 journal.clone(),
-                config.journal_dir(),
-                opener.clone(),
+                opened_dir,
                 metrics.clone(),
                 crate::clickhouse::ShipperConfig {
                     replay_window: config.server.replay_window(),
@@ -134,11 +150,17 @@ impl RunningServer {
                 "taking the journal's unprocessed reports into the database"
             );
         }
+        let opener_stage = OpenerStage::start(
+            lanes.clone(),
+            journal.clone(),
+            opener.clone(),
+            metrics.clone(),
+            config.server.max_batch.max(1),
+        )?;
         let processor = Processor::start(
             store,
             journal.clone(),
             reader,
-            opener.clone(),
             metrics.clone(),
             ProcessorConfig {
                 max_batch: config.server.max_batch.max(1),
@@ -148,7 +170,7 @@ impl RunningServer {
             },
         )
         .map_err(ServerError::Processor)?;
-        let sink = Arc::new(JournalSink::new(journal.clone(), metrics.clone()));
+        let sink = Arc::new(Intake::new(lanes.clone(), metrics.clone()));
         let responder = Arc::new(Handler::new(catalog, sink, metrics));
         let (stop, stopped) = watch::channel(false);
         let limits = TcpLimits {
@@ -229,6 +251,8 @@ impl RunningServer {
             tasks,
             udp: udp_threads,
             journal,
+            lanes,
+            opener_stage,
             processor,
             opener,
             shipper,
@@ -269,47 +293,75 @@ impl RunningServer {
         let udp = std::mem::take(&mut self.udp);
         let _ = tokio::task::spawn_blocking(move || drop(udp)).await;
         while self.tasks.join_next().await.is_some() {}
-        drop(self.responder);
         let bound = self.shutdown_timeout;
         let journal = self.journal.clone();
+        let lanes = self.lanes.clone();
+        let opener_stage = self.opener_stage;
         let processor = self.processor;
         let shipper = self.shipper.take();
         let closer = self.closer.take();
-        let (closed, position) = tokio::task::spawn_blocking(move || {
+        let (lost, drained, opened_end, position) = tokio::task::spawn_blocking(move || {
             // What is not shipped stays in the journal for the next start.
             if let Some(closer) = closer {
                 closer.stop(bound / 8);
             }
             if let Some(shipper) = shipper {
-                shipper.stop(bound / 4);
+                shipper.stop(bound / 8);
             }
-            // Half the bound for the last write, the rest for the processor.
-            let closed = journal.close(bound / 2);
+            // The raw lanes' last writes, then the opener drains them into
+            // the opened journal, then the processor drains that.
+            let lost: u64 = lanes.close(bound / 4).iter().map(|c| c.lost_records).sum();
+            let drained = opener_stage.stop(bound / 4);
+            let closed = journal.close(bound / 8);
             let left = bound.saturating_sub(started.elapsed());
-            (closed, processor.stop(closed.durable_end, left))
+            (
+                lost + closed.lost_records,
+                drained,
+                closed.durable_end,
+                processor.stop(closed.durable_end, left),
+            )
         })
         .await
         .map_err(|e| ServerError::Processor(io::Error::other(e.to_string())))?;
-        if closed.lost_records > 0 {
+        if lost > 0 {
             tracing::error!(
-                reports = closed.lost_records,
+                reports = lost,
                 "could not write these answered reports to the journal before the shutdown bound; they are lost"
             );
         }
-        let remaining = match position {
-            Some(pos) => self.journal.records_between(pos, closed.durable_end).ok(),
+        let evicted = self.lanes.evicted_records();
+        let raw = self.lanes.unread_records(crate::opener::CONSUMER).ok();
+        let opened = match position {
+            Some(pos) => self.journal.records_between(pos, opened_end).ok(),
             None => {
                 tracing::warn!("the processor did not stop within the shutdown bound");
                 None
             }
         };
+        if !drained {
+            tracing::warn!("the opener did not open every raw report within the shutdown bound");
+        }
+        let remaining = raw.zip(opened).map(|(a, b)| a + b);
         match remaining {
-            Some(0) => info!("stopped; every report is in the database"),
+            Some(0) if lost == 0 && evicted == 0 => {
+                info!("stopped; every report is in the database")
+            }
+            Some(0) => info!(
+                lost,
+                evicted,
+                "stopped; every report kept is in the database (the others were lost or evicted, as counted)"
+            ),
             Some(n) => info!(
                 reports = n,
+                lost,
+                evicted,
                 "stopped; reports remain in the journal for the next start"
             ),
-            None => info!("stopped; unprocessed reports remain in the journal for the next start"),
+            None => info!(
+                lost,
+                evicted,
+                "stopped; unprocessed reports remain in the journal for the next start"
+            ),
         }
         Ok(())
     }

@@ -268,8 +268,61 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
     out.single(
         "vcheckd_reports_dropped_total",
         "counter",
-        "Answered reports dropped because the journal was full (journal_max_bytes).",
+        "Answered reports given up before they were opened: evicted by reports of higher effort from a full journal (journal_max_bytes).",
         m.reports_dropped.load(Relaxed),
+    );
+    out.family(
+        "vcheckd_intake_accepted_total",
+        "counter",
+        "Reports taken into the journal, by lane (v1, or the v2 frame's effort in bits, capped).",
+    );
+    for lane in crate::lanes::Lane::all() {
+        let v = m.intake_accepted[lane.index()].load(Relaxed);
+        out.sample(
+            "vcheckd_intake_accepted_total",
+            &[("lane", &lane.label())],
+            v,
+        );
+    }
+    out.family(
+        "vcheckd_intake_evicted_total",
+        "counter",
+        "Reports evicted from a full journal by reports of higher effort before they were opened, by lane.",
+    );
+    for lane in crate::lanes::Lane::all() {
+        let v = m.intake_evicted[lane.index()].load(Relaxed);
+        out.sample(
+            "vcheckd_intake_evicted_total",
+            &[("lane", &lane.label())],
+            v,
+        );
+    }
+    out.single(
+        "vcheckd_intake_repeats_total",
+        "counter",
+        "Exact repeats of a report taken lately (same frame digest or v1 report id): answered, not taken again.",
+        m.intake_repeats.load(Relaxed),
+    );
+    out.family(
+        "vcheckd_intake_refused_total",
+        "counter",
+        "Reports not taken, answered SERVFAIL so that the resolver asks another name server, by reason: full (no lower-effort report to evict), disk (the journal's disk refuses writes), closing, record.",
+    );
+    for (i, reason) in crate::lanes::Refused::REASONS.iter().enumerate() {
+        let v = m.intake_refused[i].load(Relaxed);
+        out.sample("vcheckd_intake_refused_total", &[("reason", reason)], v);
+    }
+    out.single(
+        "vcheckd_opener_opened_total",
+        "counter",
+        "Reports opened (v2) or passed on (v1) from the raw lanes into the opened journal.",
+        m.opened.load(Relaxed),
+    );
+    out.single(
+        "vcheckd_opener_repeats_total",
+        "counter",
+        "v2 frames not opened: a frame with the same report id was opened lately.",
+        m.opened_repeats.load(Relaxed),
     );
     out.single(
         "vcheckd_reports_late_total",

@@ -6,7 +6,9 @@
 //! buffer until they are durable. A failed write or fsync (ENOSPC, EIO)
 //! truncates the segment back to its durable length, so no partial record
 //! ever stays on disk, and the same bytes are retried with a backoff of up
-//! to 1 s; meanwhile appends keep filling the bounded pending buffer.
+//! to 1 s; meanwhile appends are refused (`Unwritable`) until a write
+//! succeeds again. Evictions are carried out here too: closing the segment
+//! being written, deleting the evicted files.
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
@@ -37,10 +39,10 @@ pub(crate) fn run(shared: Arc<Shared>, mut active: ActiveSegment) {
     let mut failing_since: Option<Instant> = None;
     let mut last_error_log: Option<Instant> = None;
     loop {
-        let closing = {
+        let (closing, evict_due) = {
             let mut p = lock(&shared.pending);
             loop {
-                if p.closing.is_some() {
+                if p.closing.is_some() || p.evict_due {
                     break;
                 }
                 let due = match retry_at {
@@ -70,12 +72,13 @@ pub(crate) fn run(shared: Arc<Shared>, mut active: ActiveSegment) {
                 unwritten.extend_from_slice(&p.buf);
                 p.buf.clear();
             }
-            p.closing
+            (p.closing, std::mem::take(&mut p.evict_due))
         };
         if !unwritten.is_empty() {
             last_commit = Instant::now();
             match write_out(&shared, &mut active, &mut unwritten) {
                 Ok(()) => {
+                    shared.failing.store(false, Ordering::Release);
                     if let Some(since) = failing_since.take() {
                         info!(after = ?since.elapsed(), "journal writes resumed");
                     }
@@ -86,6 +89,7 @@ pub(crate) fn run(shared: Arc<Shared>, mut active: ActiveSegment) {
                     }
                 }
                 Err(e) => {
+                    shared.failing.store(true, Ordering::Release);
                     shared.commit_failures.fetch_add(1, Ordering::Relaxed);
                     let now = Instant::now();
                     failing_since.get_or_insert(now);
@@ -103,6 +107,11 @@ pub(crate) fn run(shared: Arc<Shared>, mut active: ActiveSegment) {
                 }
             }
         }
+        if evict_due && !evict(&shared, &mut active) {
+            // The next segment could not be made: try again with the retry.
+            lock(&shared.pending).evict_due = true;
+            retry_at.get_or_insert(Instant::now() + backoff);
+        }
         if let Some(deadline) = closing {
             let now = Instant::now();
             if unwritten.is_empty() || now >= deadline {
@@ -114,6 +123,32 @@ pub(crate) fn run(shared: Arc<Shared>, mut active: ActiveSegment) {
             std::thread::sleep(until.saturating_duration_since(now));
         }
     }
+}
+
+/// Carries out evictions: closes the segment being written if an eviction
+/// reached into it (crediting what was written since the request), then
+/// deletes the evicted segments. False if the next segment cannot be made.
+fn evict(shared: &Shared, active: &mut ActiveSegment) -> bool {
+    let Some(request) = lock(&shared.segments).roll else {
+        shared.collect_garbage();
+        return true;
+    };
+    let end = active.end();
+    if active.len > 0 {
+        if let Err(e) = roll(shared, active) {
+            warn!(error = %e, "cannot start a journal segment to evict the one being written");
+            return false;
+        }
+    }
+    {
+        let mut segs = lock(&shared.segments);
+        segs.roll = None;
+        segs.floor = segs.floor.max(end);
+        shared.floor.store(segs.floor, Ordering::SeqCst);
+    }
+    shared.release(end.saturating_sub(request.credited_to));
+    shared.collect_garbage();
+    true
 }
 
 /// Tells `close` this thread is done and how many records it could not write.

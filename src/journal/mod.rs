@@ -4,18 +4,30 @@
 //! the disk: [`Journal::append`] only copies the framed
 //! record into a pending buffer under a mutex, and a group-commit thread
 //! writes and fsyncs that buffer every `commit_interval` (or sooner when it
-//! passes 1 MiB), then publishes the new *durable end*. Consumers (the
-//! SQLite processor, later a ClickHouse shipper) read durable records from a
-//! position they store with their own results, and tell the journal how far
-//! they have durably processed so that whole segments can be deleted.
+//! passes 1 MiB), then publishes the new *durable end*. Consumers read
+//! durable records from a position they store with their own results, and
+//! tell the journal how far they have durably processed so that whole
+//! segments can be deleted.
 //!
 //! **Loss bound.** A crash (kill -9, power loss) loses at most the records
 //! appended since the last completed group commit: about `commit_interval`
-//! plus the time of one write and fsync. Records refused with
-//! [`AppendError::Full`] are counted (`dropped_records`) and logged at most
-//! every 10 s. While the disk refuses writes, unwritten records stay in
-//! memory (bounded by `max_bytes` and 64 MiB) and are retried with backoff;
-//! [`Journal::close`] reports those it could not write as `lost_records`.
+//! plus the time of one write and fsync. An append is refused, never
+//! silently lost, when the bound is reached ([`AppendError::Full`]), while
+//! the disk refuses writes ([`AppendError::Unwritable`]: from the first
+//! failed write until one succeeds) and once closing: the caller can then
+//! tell its client that nothing was recorded. Records taken before a write
+//! failed stay in memory (bounded by the budget and 64 MiB) and are retried
+//! with backoff; [`Journal::close`] reports those it could not write as
+//! `lost_records`.
+//!
+//! **Budgets and eviction.** Several journals may share one [`Budget`]
+//! (bytes on disk plus bytes not yet written, summed over them), so that
+//! one bound covers a set of logs kept apart (the intake's lanes).
+//! [`Journal::evict_oldest`] gives up this journal's oldest records, read or
+//! not, one whole segment at a time (the segment being written is closed
+//! first): the bytes are credited to the budget at once, every reader skips
+//! them from then on, the commit thread deletes the files and counts the
+//! records no reader had reached (`evicted_records`).
 //!
 //! **On disk.** `{dir}/{start:020}.seg` files, `start` being the global
 //! position (byte offset since the journal's creation) of the file's first
@@ -140,11 +152,60 @@ pub enum AppendError {
     /// Empty records are refused so that a tail of zeros never reads as data.
     #[error("empty journal record")]
     Empty,
-    /// `max_bytes` or the pending-memory bound is reached; counted as a drop.
-    #[error("journal full: record dropped")]
+    /// The budget (`max_bytes`, or the shared [`Budget`]) or the
+    /// pending-memory bound is reached; counted as refused.
+    #[error("journal full: record refused")]
     Full,
+    /// The last write to disk failed (a full or failing volume): nothing
+    /// is taken until a retry succeeds. Counted as refused.
+    #[error("journal disk not writable: record refused")]
+    Unwritable,
     #[error("journal closed")]
     Closed,
+}
+
+/// A bound on bytes shared by journals: each counts its bytes on disk and
+/// its bytes not yet written here, and an append that would pass `max` is
+/// refused. Reserving is one compare-and-swap: appenders to different
+/// journals never wait for each other.
+#[derive(Debug)]
+pub struct Budget {
+    max: u64,
+    used: AtomicU64,
+}
+
+impl Budget {
+    pub fn new(max: u64) -> Arc<Budget> {
+        Arc::new(Budget {
+            max,
+            used: AtomicU64::new(0),
+        })
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// Bytes counted against `max` by every journal sharing it.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn try_reserve(&self, n: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + n <= self.max).then_some(used + n)
+            })
+            .is_ok()
+    }
+
+    fn add(&self, n: u64) {
+        self.used.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn release(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
 }
 
 /// What [`Journal::close`] left behind.
@@ -159,8 +220,14 @@ pub struct CloseOutcome {
 pub struct JournalStats {
     /// Records taken by `append` since open.
     pub appended_records: u64,
-    /// Records refused with `AppendError::Full` since open.
+    /// Records refused with `AppendError::Full` or `Unwritable` since open.
     pub dropped_records: u64,
+    /// Records given up by [`Journal::evict_oldest`] before any reader
+    /// reached them, since open.
+    pub evicted_records: u64,
+    /// Bytes this journal counts against its budget: on disk past the
+    /// eviction floor, plus not yet written.
+    pub live_bytes: u64,
     /// Bytes of segment files (durable records).
     pub bytes_on_disk: u64,
     /// Bytes appended and not yet durable.
@@ -180,8 +247,6 @@ const WAKE_BYTES: usize = 1 << 20;
 /// Memory bound on bytes appended and not yet durable, so that a disk that
 /// refuses writes cannot grow memory without end.
 const PENDING_LIMIT: u64 = 64 << 20;
-/// At most one "dropped" warning per this many milliseconds.
-const DROP_LOG_MILLIS: u64 = 10_000;
 /// `Drop` gives the final flush this long.
 const DROP_DEADLINE: Duration = Duration::from_secs(5);
 const NO_CONSUMER: u64 = u64::MAX;
@@ -196,6 +261,20 @@ pub(crate) struct Pending {
     pub(crate) buf: Vec<u8>,
     /// Set by `close`: no more appends; the commit thread flushes until then.
     pub(crate) closing: Option<Instant>,
+    /// The position after the last record taken.
+    pub(crate) appended_end: u64,
+    /// Set by `evict_oldest`: the commit thread has segments to close or
+    /// delete.
+    pub(crate) evict_due: bool,
+}
+
+/// An eviction that reaches into the segment being written: the commit
+/// thread closes it and gives up everything durable in it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Roll {
+    /// The durable end when the request was made: bytes up to it are
+    /// credited already, bytes written since are credited at the roll.
+    pub(crate) credited_to: u64,
 }
 
 pub(crate) struct Segments {
@@ -203,44 +282,11 @@ pub(crate) struct Segments {
     pub(crate) starts: Vec<u64>,
     /// Committed position of each subscribed consumer.
     pub(crate) consumers: BTreeMap<String, u64>,
-}
-
-/// Rate-limits the "dropped" warning while still counting every drop.
-struct DropLog {
-    since_log: AtomicU64,
-    /// Milliseconds after `epoch` (plus one) of the last warning; 0: never.
-    last_ms: AtomicU64,
-    epoch: Instant,
-}
-
-impl DropLog {
-    fn record(&self, shared: &Shared) {
-        self.since_log.fetch_add(1, Ordering::Relaxed);
-        let now = self.epoch.elapsed().as_millis() as u64 + 1;
-        let last = self.last_ms.load(Ordering::Relaxed);
-        if (last == 0 || now.saturating_sub(last) >= DROP_LOG_MILLIS)
-            && self
-                .last_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.flush(shared);
-        }
-    }
-
-    /// Logs the drops not yet logged, if any.
-    fn flush(&self, shared: &Shared) {
-        let n = self.since_log.swap(0, Ordering::Relaxed);
-        if n > 0 {
-            warn!(
-                dropped = n,
-                used_bytes = shared.used_bytes.load(Ordering::Relaxed),
-                pending_bytes = shared.unwritten_bytes.load(Ordering::Relaxed),
-                max_bytes = shared.config.max_bytes,
-                "journal full or not writable: dropped records since the last warning"
-            );
-        }
-    }
+    /// Each reader's live position: how far it has delivered records.
+    pub(crate) reading: BTreeMap<String, Arc<AtomicU64>>,
+    /// Everything before this position is evicted (a segment start).
+    pub(crate) floor: u64,
+    pub(crate) roll: Option<Roll>,
 }
 
 /// A test-only stand-in for the commit thread's write step: it gets the
@@ -253,6 +299,7 @@ pub(crate) type FaultHook =
 /// State shared by appenders, the commit thread and readers.
 pub(crate) struct Shared {
     pub(crate) config: JournalConfig,
+    pub(crate) budget: Arc<Budget>,
     pending_limit: u64,
     pub(crate) pending: Mutex<Pending>,
     /// Wakes the commit thread (first record in an empty buffer, 1 MiB, close).
@@ -264,14 +311,19 @@ pub(crate) struct Shared {
     pub(crate) segments: Mutex<Segments>,
     pub(crate) oldest: AtomicU64,
     min_committed: AtomicU64,
-    /// Segment bytes plus bytes not yet durable: what `max_bytes` bounds.
+    /// This journal's segment bytes past the floor plus bytes not yet
+    /// durable: its share of the budget.
     pub(crate) used_bytes: AtomicU64,
+    /// A copy of `Segments::floor` for readers, which check it per record.
+    pub(crate) floor: AtomicU64,
+    /// Set by the commit thread while writes fail; appends are refused.
+    pub(crate) failing: std::sync::atomic::AtomicBool,
+    pub(crate) evicted: AtomicU64,
     pub(crate) unwritten_bytes: AtomicU64,
     pub(crate) unwritten_records: AtomicU64,
     pub(crate) bytes_on_disk: AtomicU64,
     appended: AtomicU64,
     dropped: AtomicU64,
-    drop_log: DropLog,
     pub(crate) commits: AtomicU64,
     pub(crate) commit_failures: AtomicU64,
     /// Set by the commit thread as it exits: the records it could not write.
@@ -321,19 +373,52 @@ impl Shared {
         self.min_committed.store(min, Ordering::Relaxed);
     }
 
-    /// Deletes the segments every consumer has committed past. The last
-    /// segment (the one being written) is never deleted, and nothing is
-    /// while no consumer has subscribed.
+    /// Takes `n` bytes off this journal's share and the budget.
+    pub(crate) fn release(&self, n: u64) {
+        self.used_bytes.fetch_sub(n, Ordering::Relaxed);
+        self.budget.release(n);
+    }
+
+    /// Deletes the segments every consumer has committed past, and those
+    /// below the eviction floor (counting the records no reader reached).
+    /// The last segment (the one being written) is never deleted, and
+    /// nothing is consumed while no consumer has subscribed.
     pub(crate) fn collect_garbage(&self) {
-        let doomed: Vec<(u64, u64)> = {
+        struct Doomed {
+            start: u64,
+            end: u64,
+            /// Below the floor: credited already; records from `unread` on
+            /// were never delivered.
+            evicted: Option<u64>,
+        }
+        let doomed: Vec<Doomed> = {
             let mut segs = lock(&self.segments);
-            let Some(min) = segs.consumers.values().min().copied() else {
-                return;
-            };
+            let floor = segs.floor;
+            let min = segs.consumers.values().min().copied();
+            let unread = segs
+                .reading
+                .values()
+                .map(|p| p.load(Ordering::SeqCst))
+                .min()
+                .unwrap_or(0);
             let mut doomed = Vec::new();
-            while segs.starts.len() >= 2 && segs.starts[1] <= min {
+            while segs.starts.len() >= 2
+                && (segs.starts[1] <= floor || min.is_some_and(|m| segs.starts[1] <= m))
+            {
                 let start = segs.starts.remove(0);
-                doomed.push((start, segs.starts[0]));
+                let end = segs.starts[0];
+                let evicted = (end <= floor).then_some(unread.max(start));
+                doomed.push(Doomed {
+                    start,
+                    end,
+                    evicted,
+                });
+            }
+            if floor > 0 {
+                for c in segs.consumers.values_mut() {
+                    *c = (*c).max(floor);
+                }
+                self.refresh_min_committed(&segs);
             }
             if let Some(first) = segs.starts.first() {
                 self.oldest.store(*first, Ordering::Relaxed);
@@ -343,13 +428,27 @@ impl Shared {
         if doomed.is_empty() {
             return;
         }
-        for (start, end) in doomed {
-            let path = segment::path_of(&self.config.dir, start);
-            let len = std::fs::metadata(&path).map_or(end - start, |m| m.len());
+        for d in doomed {
+            let path = segment::path_of(&self.config.dir, d.start);
+            if let Some(unread) = d.evicted {
+                if unread < d.end {
+                    match segment::count_records(&self.config.dir, &[d.start], unread, d.end) {
+                        Ok(n) => {
+                            self.evicted.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "cannot count the records of an evicted journal segment")
+                        }
+                    }
+                }
+            }
+            let len = std::fs::metadata(&path).map_or(d.end - d.start, |m| m.len());
             match std::fs::remove_file(&path) {
                 Ok(()) => {
                     self.bytes_on_disk.fetch_sub(len, Ordering::Relaxed);
-                    self.used_bytes.fetch_sub(len, Ordering::Relaxed);
+                    if d.evicted.is_none() {
+                        self.release(len);
+                    }
                 }
                 Err(e) => {
                     warn!(error = %e, path = %path.display(), "cannot delete a consumed journal segment")
@@ -377,6 +476,13 @@ impl Journal {
     /// Opens (creating if needed) the journal folder, cuts a torn tail off
     /// the last segment, and starts the group-commit thread.
     pub fn open(config: JournalConfig) -> Result<Journal, JournalError> {
+        let budget = Budget::new(config.max_bytes);
+        Self::open_in(config, budget)
+    }
+
+    /// Opens the journal counting its bytes in `budget` (shared with other
+    /// journals) instead of a budget of its own `max_bytes`.
+    pub fn open_in(config: JournalConfig, budget: Arc<Budget>) -> Result<Journal, JournalError> {
         let lock = lock_dir(&config.dir)?;
         let recovered = segment::recover(&config.dir)?;
         let durable_end = recovered.active.end();
@@ -389,12 +495,16 @@ impl Journal {
             durable_end,
             "journal opened"
         );
+        budget.add(recovered.bytes_on_disk);
         let shared = Arc::new(Shared {
-            pending_limit: PENDING_LIMIT.min(config.max_bytes),
+            pending_limit: PENDING_LIMIT.min(budget.max()),
+            budget,
             config,
             pending: Mutex::new(Pending {
                 buf: Vec::new(),
                 closing: None,
+                appended_end: durable_end,
+                evict_due: false,
             }),
             wake: Condvar::new(),
             durable_lock: Mutex::new(()),
@@ -403,20 +513,21 @@ impl Journal {
             segments: Mutex::new(Segments {
                 starts: recovered.starts,
                 consumers: BTreeMap::new(),
+                reading: BTreeMap::new(),
+                floor: 0,
+                roll: None,
             }),
             oldest: AtomicU64::new(oldest),
             min_committed: AtomicU64::new(NO_CONSUMER),
             used_bytes: AtomicU64::new(recovered.bytes_on_disk),
+            floor: AtomicU64::new(0),
+            failing: std::sync::atomic::AtomicBool::new(false),
+            evicted: AtomicU64::new(0),
             unwritten_bytes: AtomicU64::new(0),
             unwritten_records: AtomicU64::new(0),
             bytes_on_disk: AtomicU64::new(recovered.bytes_on_disk),
             appended: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
-            drop_log: DropLog {
-                since_log: AtomicU64::new(0),
-                last_ms: AtomicU64::new(0),
-                epoch: Instant::now(),
-            },
             commits: AtomicU64::new(0),
             commit_failures: AtomicU64::new(0),
             finished: Mutex::new(None),
@@ -438,9 +549,10 @@ impl Journal {
         })
     }
 
-    /// Takes one record: frames it into the pending buffer and returns. No
-    /// I/O; the record becomes durable at the next group commit.
-    pub fn append(&self, payload: &[u8]) -> Result<(), AppendError> {
+    /// Takes one record: frames it into the pending buffer and returns the
+    /// position after it. No I/O; the record becomes durable at the next
+    /// group commit ([`wait_durable`](Journal::wait_durable) waits for it).
+    pub fn append(&self, payload: &[u8]) -> Result<Position, AppendError> {
         if payload.is_empty() {
             return Err(AppendError::Empty);
         }
@@ -450,36 +562,91 @@ impl Journal {
         let s = &*self.shared;
         let framed = (segment::HEADER_LEN + payload.len()) as u64;
         let crc = crc32fast::hash(payload);
-        let (was_empty, crossed) = {
+        let refuse = |why| {
+            s.dropped.fetch_add(1, Ordering::Relaxed);
+            Err(why)
+        };
+        let (was_empty, crossed, end) = {
             let mut p = lock(&s.pending);
             if p.closing.is_some() {
                 return Err(AppendError::Closed);
             }
-            // Both bounds are only raised under this lock, so check-then-add
-            // cannot overshoot; the commit thread only lowers them.
-            let used = s.used_bytes.load(Ordering::Relaxed);
-            let unwritten = s.unwritten_bytes.load(Ordering::Relaxed);
-            if used + framed > s.config.max_bytes || unwritten + framed > s.pending_limit {
+            if s.failing.load(Ordering::Acquire) {
                 drop(p);
-                s.dropped.fetch_add(1, Ordering::Relaxed);
-                s.drop_log.record(s);
-                return Err(AppendError::Full);
+                return refuse(AppendError::Unwritable);
+            }
+            // The pending bytes are only raised under this lock, so
+            // check-then-add cannot overshoot; the budget reserves with a
+            // compare-and-swap.
+            let unwritten = s.unwritten_bytes.load(Ordering::Relaxed);
+            if unwritten + framed > s.pending_limit || !s.budget.try_reserve(framed) {
+                drop(p);
+                return refuse(AppendError::Full);
             }
             s.used_bytes.fetch_add(framed, Ordering::Relaxed);
             s.unwritten_bytes.fetch_add(framed, Ordering::Relaxed);
             s.unwritten_records.fetch_add(1, Ordering::Relaxed);
             let before = p.buf.len();
             segment::frame_into(&mut p.buf, payload, crc);
+            p.appended_end += framed;
             (
                 before == 0,
                 before < WAKE_BYTES && p.buf.len() >= WAKE_BYTES,
+                p.appended_end,
             )
         };
         s.appended.fetch_add(1, Ordering::Relaxed);
         if was_empty || crossed {
             s.wake.notify_one();
         }
-        Ok(())
+        Ok(Position(end))
+    }
+
+    /// Waits up to `max_wait` for the durable end to reach `pos` (from
+    /// [`append`](Journal::append)); true once it has.
+    pub fn wait_durable(&self, pos: Position, max_wait: Duration) -> bool {
+        self.shared.wait_durable(pos.0.saturating_sub(1), max_wait) >= pos.0
+    }
+
+    /// Gives up this journal's oldest records to make room in the budget:
+    /// the oldest whole segment past the floor, or, when only the segment
+    /// being written remains, everything durable in it (the commit thread
+    /// closes it and starts another). Read or not, the records are gone for
+    /// every reader; the bytes are credited to the budget now, the files
+    /// deleted by the commit thread. Returns the bytes credited: 0 when
+    /// nothing durable is left to give up (records not yet written are
+    /// never evicted) or a close of the segment being written is pending.
+    pub fn evict_oldest(&self) -> u64 {
+        let s = &*self.shared;
+        let credit = {
+            let mut segs = lock(&s.segments);
+            if segs.roll.is_some() {
+                return 0;
+            }
+            let first = segs.starts.first().copied().unwrap_or(0);
+            let from = segs.floor.max(first);
+            match segs.starts.iter().copied().find(|&b| b > from) {
+                Some(b) => {
+                    segs.floor = b;
+                    s.floor.store(b, Ordering::SeqCst);
+                    b - from
+                }
+                None => {
+                    let durable = s.durable_end.load(Ordering::Acquire);
+                    if durable <= from {
+                        return 0;
+                    }
+                    segs.roll = Some(Roll {
+                        credited_to: durable,
+                    });
+                    durable - from
+                }
+            }
+        };
+        s.release(credit);
+        lock(&s.pending).evict_due = true;
+        s.wake.notify_one();
+        credit
     }
 
     /// Registers consumer `name` at `from`, its committed position (from
@@ -496,13 +663,15 @@ impl Journal {
                 durable_end: Position(durable_end),
             });
         }
-        let (start, skipped) = {
+        let (start, skipped, live) = {
             let mut segs = lock(&s.segments);
             let oldest = segs.starts.first().copied().unwrap_or(durable_end);
-            let start = from.0.max(oldest);
+            let start = from.0.max(oldest).max(segs.floor);
             segs.consumers.insert(name.to_owned(), start);
+            let live = Arc::new(AtomicU64::new(start));
+            segs.reading.insert(name.to_owned(), live.clone());
             s.refresh_min_committed(&segs);
-            (start, start - from.0)
+            (start, start - from.0, live)
         };
         if skipped > 0 {
             warn!(
@@ -513,7 +682,13 @@ impl Journal {
                 "journal consumer starts at the oldest segment: older records were deleted"
             );
         }
-        Ok(Reader::new(s.clone(), name.to_owned(), start, skipped))
+        Ok(Reader::new(
+            s.clone(),
+            name.to_owned(),
+            start,
+            skipped,
+            live,
+        ))
     }
 
     /// Records in `[from, to)` (clamped to what is on disk and durable),
@@ -522,8 +697,11 @@ impl Journal {
     pub fn records_between(&self, from: Position, to: Position) -> Result<u64, JournalError> {
         let s = &self.shared;
         let to = to.0.min(s.durable_end.load(Ordering::Acquire));
-        let starts = lock(&s.segments).starts.clone();
-        let from = from.0.max(starts.first().copied().unwrap_or(to));
+        let (starts, floor) = {
+            let segs = lock(&s.segments);
+            (segs.starts.clone(), segs.floor)
+        };
+        let from = from.0.max(starts.first().copied().unwrap_or(to)).max(floor);
         if from >= to {
             return Ok(0);
         }
@@ -576,7 +754,6 @@ impl Journal {
                 s.unwritten_records.load(Ordering::Relaxed)
             }
         };
-        s.drop_log.flush(s);
         let outcome = CloseOutcome {
             durable_end: Position(s.durable_end.load(Ordering::Acquire)),
             lost_records,
@@ -597,6 +774,8 @@ impl Journal {
         JournalStats {
             appended_records: s.appended.load(Ordering::Relaxed),
             dropped_records: s.dropped.load(Ordering::Relaxed),
+            evicted_records: s.evicted.load(Ordering::Relaxed),
+            live_bytes: s.used_bytes.load(Ordering::Relaxed),
             bytes_on_disk: s.bytes_on_disk.load(Ordering::Relaxed),
             pending_bytes: s.unwritten_bytes.load(Ordering::Relaxed),
             durable_end: Position(s.durable_end.load(Ordering::Acquire)),
@@ -605,6 +784,12 @@ impl Journal {
             commit_failures: s.commit_failures.load(Ordering::Relaxed),
             min_committed: (min != NO_CONSUMER).then_some(Position(min)),
         }
+    }
+
+    /// Bytes this journal counts against its budget: on disk past the
+    /// eviction floor, plus not yet written. Zero: nothing to evict.
+    pub fn live_bytes(&self) -> u64 {
+        self.shared.used_bytes.load(Ordering::Relaxed)
     }
 
     /// Each subscribed consumer's committed position.

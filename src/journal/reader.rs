@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,17 +74,32 @@ pub struct Reader {
     next: u64,
     skipped: u64,
     cursor: Option<Cursor>,
+    /// `next`, published for eviction to count what no reader reached.
+    live: Arc<AtomicU64>,
 }
 
 impl Reader {
-    pub(crate) fn new(shared: Arc<Shared>, name: String, next: u64, skipped: u64) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        name: String,
+        next: u64,
+        skipped: u64,
+        live: Arc<AtomicU64>,
+    ) -> Self {
         Reader {
             shared,
             name,
             next,
             skipped,
             cursor: None,
+            live,
         }
+    }
+
+    /// Whether durable records wait past this reader's position.
+    pub fn has_unread(&self) -> bool {
+        self.shared.durable_end.load(Ordering::Acquire)
+            > self.next.max(self.shared.floor.load(Ordering::SeqCst))
     }
 
     pub fn name(&self) -> &str {
@@ -104,7 +119,8 @@ impl Reader {
             .shared
             .durable_end
             .load(std::sync::atomic::Ordering::Acquire);
-        end.saturating_sub(self.next) as f64 / self.shared.config.max_bytes.max(1) as f64
+        let from = self.next.max(self.shared.floor.load(Ordering::SeqCst));
+        end.saturating_sub(from) as f64 / self.shared.budget.max().max(1) as f64
     }
 
     /// Bytes between the requested start and the oldest segment, which
@@ -118,7 +134,8 @@ impl Reader {
     /// yet. Returns the position after the last record delivered: where the
     /// next call starts, and what to store and [`commit`](Reader::commit)
     /// once the records are processed. A damaged record is an error naming
-    /// its file and offset; the reader stays before it.
+    /// its file and offset; the reader stays before it. Records evicted
+    /// (below the floor) are skipped, even in the middle of a batch.
     pub fn read_batch(
         &mut self,
         max_records: usize,
@@ -131,6 +148,12 @@ impl Reader {
         let durable = self.shared.wait_durable(self.next, max_wait);
         let mut delivered = 0;
         while delivered < max_records && self.next < durable {
+            let floor = self.shared.floor.load(Ordering::SeqCst);
+            if self.next < floor {
+                self.next = floor;
+                self.live.store(floor, Ordering::SeqCst);
+                continue;
+            }
             self.seek_segment()?;
             let Some(cursor) = self.cursor.as_mut() else {
                 break;
@@ -160,6 +183,7 @@ impl Reader {
             }
             f(Position(self.next), payload);
             self.next += (HEADER_LEN + len) as u64;
+            self.live.store(self.next, Ordering::SeqCst);
             delivered += 1;
         }
         Ok(Position(self.next))

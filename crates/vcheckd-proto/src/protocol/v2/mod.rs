@@ -24,6 +24,7 @@ pub mod effort;
 pub mod frame;
 pub mod ids;
 pub mod keys;
+pub mod open;
 pub mod plaintext;
 pub mod policy;
 
