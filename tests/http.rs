@@ -478,13 +478,14 @@ async fn dashboard_draws_the_charts_and_groups_the_tail() {
     // Nothing is fetched from elsewhere, and there is no script.
     assert!(!page.contains("<script"));
     assert!(!page.contains("http://") && !page.contains("https://"));
-    // Over a hundred versions: 6 named bars and "other".
+    // Over a hundred versions: 6 named bars and "other", in each of the
+    // chart's two drawings (a laptop's and a phone's width).
     let bars = page.matches("<g class=\"bar\">").count();
-    assert_eq!(bars, 7);
+    assert_eq!(bars, 2 * 7);
     assert!(page.contains(">other</text>"));
     // The stacked chart: the named versions of the window and "other".
     let layers = page.matches("<polygon class=\"layer\"").count();
-    assert_eq!(layers, 7, "six named layers and other");
+    assert_eq!(layers, 2 * 7, "six named layers and other, twice");
     // The full list stays available, folded.
     let all = truth.versions(today() - 6, today()).len();
     assert!(all > 100, "{all}");
