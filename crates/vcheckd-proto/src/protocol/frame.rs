@@ -11,8 +11,8 @@ use aes_gcm::Nonce;
 
 use super::error::{DecodeError, EncodeError};
 use super::key::{Key, KeyId, Keyring};
-use super::name::ZoneName;
 use super::payload::Payload;
+use super::zone::ZoneName;
 use super::FORMAT_V1;
 
 pub const NONCE_LEN: usize = 12;

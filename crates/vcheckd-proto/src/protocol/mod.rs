@@ -15,13 +15,14 @@ pub mod key;
 pub mod name;
 pub mod payload;
 pub mod v2;
+pub mod zone;
 
 pub use anon::{anonymize, IdKind};
 pub use error::{DecodeError, EncodeError, KeyError};
 pub use frame::{Report, ReportId};
 pub use key::{Key, KeyId, Keyring};
-pub use name::ZoneName;
 pub use payload::{AnonId, Identity, Payload};
+pub use zone::ZoneName;
 
 /// The only frame format this code reads and writes.
 pub const FORMAT_V1: u8 = 1;

@@ -4,8 +4,6 @@
 //! Base32 because resolvers may randomize letter case (0x20) and the name must
 //! survive that; it is written in lower case and decoded case-insensitively.
 
-use std::fmt;
-
 use data_encoding::{BASE32_NOPAD, BASE32_NOPAD_NOCASE};
 
 use super::error::{DecodeError, EncodeError};
@@ -13,56 +11,9 @@ use super::frame::{self, Report, ReportId};
 use super::key::{Key, Keyring};
 use super::payload::Payload;
 
-pub const MAX_LABEL_LEN: usize = 63;
+pub use super::zone::{ZoneName, MAX_LABEL_LEN, MAX_NAME_LEN};
+
 pub const MAX_PAYLOAD_LABELS: usize = 4;
-/// A name's text form without the trailing dot (RFC 1035: 255 octets on the wire).
-pub const MAX_NAME_LEN: usize = 253;
-
-/// A zone's name in the one form the protocol binds into the ciphertext:
-/// lower case ASCII, labels separated by dots, no trailing dot.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ZoneName(String);
-
-impl ZoneName {
-    pub fn new(text: &str) -> Result<Self, EncodeError> {
-        let trimmed = text.trim();
-        let norm = trimmed
-            .strip_suffix('.')
-            .unwrap_or(trimmed)
-            .to_ascii_lowercase();
-        let ok = !norm.is_empty()
-            && norm.len() <= MAX_NAME_LEN
-            && norm.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= MAX_LABEL_LEN
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-                    && l.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if ok {
-            Ok(ZoneName(norm))
-        } else {
-            Err(EncodeError::Zone(text.to_string()))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ZoneName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ZoneName({})", self.0)
-    }
-}
-
-impl fmt::Display for ZoneName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// Splits the base32 text of `frame` into as few labels as possible, of
 /// nearly equal length (so that no label is conspicuously short).

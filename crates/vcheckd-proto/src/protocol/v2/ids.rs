@@ -21,8 +21,8 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::super::name::ZoneName;
 use super::super::payload::AnonId;
+use super::super::zone::ZoneName;
 
 /// Argon2id's memory cost in KiB (64 MiB, RFC 9106 §4's second choice).
 pub const ARGON2_MEMORY_KIB: u32 = 65_536;
