@@ -8,6 +8,7 @@
 pub mod clickhouse;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod dns;
 pub mod fleet;
 pub mod http;

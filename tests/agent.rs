@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 use vcheckd::protocol::v2::PrivateKey;
 use vcheckd::protocol::KeyId;
 

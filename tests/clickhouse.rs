@@ -25,7 +25,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use vcheckd::clickhouse::{self, ClickHouseUrl, Client, Rollup, Shipper, ShipperConfig, Topology};
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 use vcheckd::hint::Status;
 use vcheckd::journal::{Journal, JournalConfig};
 use vcheckd::metrics::Metrics;

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use common::*;
 use http_support::*;
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use common::*;
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 
 fn dig(port: u16, args: &[&str]) -> Option<String> {
     let out = Command::new("dig")

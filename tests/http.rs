@@ -15,7 +15,7 @@ use http_support::*;
 use openmetrics_parser::{prometheus::parse_prometheus, PrometheusType, PrometheusValue};
 use vcheckd::clock::date_of_day;
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 use vcheckd::protocol::ZoneName;
 use vcheckd::stats::{self, Bucket, Dataset, Scope};
 use vcheckd::store::reader::{SqliteReader, StatsReader};

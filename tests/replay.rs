@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::*;
 use hickory_proto::rr::RecordType;
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 use vcheckd::protocol::name::encode_query_name;
 use vcheckd::protocol::ZoneName;
 use vcheckd::store::reader::{SqliteReader, StatsReader};

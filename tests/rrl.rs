@@ -19,7 +19,7 @@ use hickory_proto::serialize::binary::BinEncodable;
 use http_support::{get, http_section};
 use tokio::net::UdpSocket;
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 use vcheckd::metrics::Metrics;
 use vcheckd::protocol::{KeyId, ZoneName};
 

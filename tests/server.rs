@@ -16,7 +16,7 @@ use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 use vcheckd::hint::{Hint, Status};
 
 async fn start(setup: &Setup) -> (RunningServer, SocketAddr) {

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use semver::Version;
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 use vcheckd::hint::Releases;
 use vcheckd::protocol::{Key, KeyId, ZoneName};
 use vcheckd::simulate::truth::{TruthSummary, TruthVersions};

@@ -13,7 +13,7 @@ use hickory_proto::rr::{RData, RecordType};
 use vcheckd::client::v2::{CheckV2, ClientState};
 use vcheckd::client::Reporter;
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 use vcheckd::hint::Status;
 use vcheckd::protocol::v2::effort::Effort;
 use vcheckd::protocol::v2::policy::from_txt_strings;

@@ -18,7 +18,7 @@ use hickory_proto::rr::RData;
 use hickory_proto::serialize::binary::BinEncodable;
 use tokio::net::UdpSocket;
 use vcheckd::config::Config;
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 use vcheckd::protocol::v2::effort::Effort;
 use vcheckd::protocol::v2::policy::{from_txt_strings, to_txt_strings};
 use vcheckd::protocol::v2::{PrivateKey, PrivateKeyring, ServedPolicy};

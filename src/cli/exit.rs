@@ -7,8 +7,9 @@ use std::io;
 use hickory_proto::op::ResponseCode;
 use vcheckd::client::{CheckError, ExchangeError};
 use vcheckd::config::ConfigError;
+use vcheckd::daemon::ServerError;
 use vcheckd::dns::catalog::CatalogError;
-use vcheckd::dns::server::ServerError;
+use vcheckd::dns::listen::ListenError;
 use vcheckd::journal::JournalError;
 use vcheckd::protocol::v2::PolicyError;
 use vcheckd::protocol::KeyError;
@@ -348,7 +349,9 @@ fn sqlite(e: &rusqlite::Error) -> Diagnosis {
 
 fn server(e: &ServerError) -> Option<Diagnosis> {
     let (setting, addr, source) = match e {
-        ServerError::Bind { source, addr } => ("[server] listen (or --listen)", addr, source),
+        ServerError::Listen(ListenError::Bind { source, addr }) => {
+            ("[server] listen (or --listen)", addr, source)
+        }
         ServerError::HttpBind { source, addr } => ("[http] listen (or --http)", addr, source),
         // Transparent variants: the chain skips the inner error.
         ServerError::Catalog(e) => return catalog(e),
@@ -361,7 +364,9 @@ fn server(e: &ServerError) -> Option<Diagnosis> {
                 "make [server] journal_dir (default: `journal` beside the database) writable by this user, with free space",
             ))
         }
-        ServerError::Processor(_) | ServerError::UdpThread(_) | ServerError::Rollup(_) => {
+        ServerError::Processor(_)
+        | ServerError::Listen(ListenError::UdpThread(_))
+        | ServerError::Rollup(_) => {
             return None
         }
     };

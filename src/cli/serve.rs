@@ -14,7 +14,7 @@ use super::exit;
 use super::keys::{write_key_file, write_key_pair};
 use super::write_stdout;
 use vcheckd::config::{Config, ConfigOrigin, DEFAULT_CONFIG};
-use vcheckd::dns::server::RunningServer;
+use vcheckd::daemon::RunningServer;
 use vcheckd::protocol::v2::PrivateKey;
 use vcheckd::protocol::{Key, KeyId};
 

@@ -4,15 +4,16 @@
 //! an outcome, and knows nothing of sockets, clocks or the journal;
 //! [`handler`] gives it the zones and the time and takes its outcome to the
 //! journal and the metrics; [`udp`] and [`tcp`] move bytes ([`rrl`] limits
-//! what UDP sends); [`server`] binds them together with signals and shutdown.
+//! what UDP sends) on the sockets [`listen`] binds. What the process does
+//! around them (journals, consumers, HTTP, signals) is src/daemon's.
 
 pub mod catalog;
 pub mod handler;
+pub mod listen;
 mod request;
 pub mod responder;
 pub mod rrl;
 mod serials;
-pub mod server;
 pub mod tcp;
 pub mod udp;
 

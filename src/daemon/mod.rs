@@ -1,29 +1,28 @@
-//! Binding, running and stopping the whole server: listeners, responder,
-//! the journal and its processor, and the optional HTTP listener.
+//! The process, wired: one place that builds every runtime object from the
+//! configuration and starts, reloads and stops them in order. The DNS
+//! room (src/dns) answers and listens; the intake, the raw lanes, the
+//! opener, the opened journal and its consumers (the SQLite processor, the
+//! ClickHouse shipper and closer), the policy re-signer and the HTTP
+//! listener are started here, above all of them, so that no lower module
+//! has to know the others (docs/ARCHITECTURE.md).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-
 use arc_swap::ArcSwap;
 use thiserror::Error;
 
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::info;
 
-use super::catalog::{Catalog, CatalogError};
-use super::handler::Handler;
-use super::rrl::{Limits, RateLimiter};
-use super::tcp::{self, TcpLimits};
-use super::udp;
 use crate::config::Config;
+use crate::dns::listen::{bind_pair, ListenError, UdpThreads};
+use crate::dns::rrl::{Limits, RateLimiter};
+use crate::dns::tcp::{self, TcpLimits};
+use crate::dns::{Catalog, CatalogError, Handler};
 use crate::intake::Intake;
 use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::lanes::Lanes;
@@ -39,12 +38,8 @@ pub enum ServerError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("cannot listen for HTTP on {addr}")]
     HttpBind {
         addr: SocketAddr,
@@ -55,8 +50,6 @@ pub enum ServerError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Lanes(#[from] crate::lanes::LanesError),
-    #[error("cannot start a UDP thread")]
-    UdpThread(#[source] io::Error),
     #[error("cannot start the processor thread")]
     Processor(#[source] io::Error),
     #[error("cannot start the ClickHouse rollup thread")]
@@ -365,98 +358,4 @@ impl RunningServer {
         }
         Ok(())
     }
-}
-
-/// The UDP receive threads, stopped and joined on drop.
-#[derive(Default)]
-struct UdpThreads {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl UdpThreads {
-    fn spawn(
-        &mut self,
-        socket: UdpSocket,
-        handler: Arc<Handler>,
-        limiter: Arc<RateLimiter>,
-    ) -> Result<(), ServerError> {
-        let stop = self.stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("vcheckd-udp".into())
-            .spawn(move || udp::serve(socket, handler, limiter, stop))
-            .map_err(ServerError::UdpThread)?;
-        self.threads.push(thread);
-        Ok(())
-    }
-}
-
-impl Drop for UdpThreads {
-    /// Each thread sees the flag within [`udp::STOP_POLL`].
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Binds `udp_workers` UDP sockets (SO_REUSEPORT: the kernel spreads
-/// datagrams over them, one receive loop each) and a TCP listener on the
-/// same address. With port 0, the kernel picks the port for the first UDP
-/// socket and the others take the same number, retrying if TCP's is taken.
-fn bind_pair(
-    want: SocketAddr,
-    udp_workers: usize,
-) -> Result<(Vec<UdpSocket>, TcpListener, SocketAddr), ServerError> {
-    let bind_err = |source| ServerError::Bind { addr: want, source };
-    let mut attempts = 0;
-    loop {
-        let first = bind_socket(want, socket2::Type::DGRAM)?;
-        let addr = first
-            .local_addr()
-            .map_err(bind_err)?
-            .as_socket()
-            .ok_or_else(|| bind_err(std::io::Error::other("not an IP socket")))?;
-        let mut udp = vec![first];
-        for _ in 1..udp_workers.max(1) {
-            udp.push(bind_socket(addr, socket2::Type::DGRAM)?);
-        }
-        let udp = udp.into_iter().map(UdpSocket::from).collect();
-        let tcp = bind_socket(addr, socket2::Type::STREAM)
-            .and_then(|s| TcpListener::from_std(s.into()).map_err(bind_err));
-        match tcp {
-            Ok(tcp) => return Ok((udp, tcp, addr)),
-            Err(_) if want.port() == 0 && attempts < 16 => attempts += 1,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// A non-blocking socket bound to `addr` (and listening, for TCP). IPv6
-/// sockets are IPv6-only, so that "0.0.0.0:53" and "[::]:53" can both be
-/// listened on, as with other name servers.
-fn bind_socket(addr: SocketAddr, ty: socket2::Type) -> Result<socket2::Socket, ServerError> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let bind_err = |source| ServerError::Bind { addr, source };
-    let protocol = if ty == Type::STREAM {
-        Protocol::TCP
-    } else {
-        Protocol::UDP
-    };
-    let socket = Socket::new(Domain::for_address(addr), ty, Some(protocol)).map_err(bind_err)?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true).map_err(bind_err)?;
-    }
-    if ty == Type::STREAM {
-        socket.set_reuse_address(true).map_err(bind_err)?;
-    } else {
-        socket.set_reuse_port(true).map_err(bind_err)?;
-    }
-    socket.set_nonblocking(true).map_err(bind_err)?;
-    socket.bind(&addr.into()).map_err(bind_err)?;
-    if ty == Type::STREAM {
-        socket.listen(1024).map_err(bind_err)?;
-    }
-    Ok(socket)
 }
