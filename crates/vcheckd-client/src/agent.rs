@@ -7,8 +7,10 @@
 //!   the OS random source, so a fleet started at once does not check at
 //!   once (HashiCorp's Checkpoint and PowerDNS's polling do the same).
 //! - The status is sticky: a failed check keeps the last verified status,
-//!   so it never turns "upgrade required" into "up to date"; once the policy
-//!   it came from has expired without a fresh one, it is `stale`.
+//!   so it never turns "upgrade required" into "up to date"; a check that
+//!   fails once the policy it came from has expired makes it `stale` (so
+//!   does a start with an expired policy kept). No timer runs to the
+//!   policy's expiry: between checks the status does not change.
 //! - DISABLE_VERSION_CHECK: nothing is sent, the status is `disabled`.
 //! - Each change of status is reported once ([`Agent::on_change`]); a JSON
 //!   status file and a Prometheus textfile are rewritten atomically after
@@ -402,7 +404,8 @@ impl Agent {
         wait
     }
 
-    /// The kept status is stale once the policy it came from has expired.
+    /// The kept status is stale once the policy it came from has expired:
+    /// called at a failed check and at the start, never on a timer.
     fn mark_stale_if_expired(&mut self, now: u64) {
         if self.check.is_some() && self.status.expires_unix.is_none_or(|e| now >= e) {
             self.status.status = "stale".into();
@@ -421,26 +424,10 @@ impl Agent {
         self.status.next_check = Some(rfc3339(unix_now() + wait.as_secs()));
         self.write_files();
         loop {
-            // Wake at the policy's expiry too: a status past it is stale.
-            let until_expiry = self
-                .status
-                .expires_unix
-                .map(|e| Duration::from_secs(e.saturating_sub(unix_now())))
-                .filter(|d| !d.is_zero() && *d < wait);
-            let asked = self.control.wait(until_expiry.unwrap_or(wait));
-            match asked {
-                Ask::Stop => break,
-                Ask::Nothing if until_expiry.is_some() => {
-                    wait = wait.saturating_sub(until_expiry.unwrap_or_default());
-                    let before = self.status.status.clone();
-                    self.mark_stale_if_expired(unix_now());
-                    if self.status.status != before {
-                        self.write_files();
-                        (self.on_change)(&self.status);
-                    }
-                    continue;
-                }
-                Ask::Nothing | Ask::CheckNow => {}
+            // No wake-up at the policy's expiry: the status turns stale only
+            // when a check fails (or at the start, from the kept state).
+            if self.control.wait(wait) == Ask::Stop {
+                break;
             }
             wait = self.check_once();
         }

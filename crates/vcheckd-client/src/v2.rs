@@ -171,6 +171,27 @@ impl CheckV2 {
         Ok(Verified { policy, hint })
     }
 
+    /// Verifies the `v=vc2` records of one answer in their order and keeps
+    /// the first that verifies (docs/PROTOCOL.md §20); when none does, the
+    /// first one's refusal. `records` is never empty ([`resolve_policy`]).
+    pub fn verify_any(
+        &self,
+        records: &[Vec<u8>],
+        state: &mut ClientState,
+        now: u64,
+    ) -> Result<Verified, PolicyError> {
+        let mut first = None;
+        for wire in records {
+            match self.verify(wire, state, now) {
+                Ok(verified) => return Ok(verified),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        Err(first.unwrap_or(PolicyError::Missing))
+    }
+
     /// The kept policy whose sealing key a report may use at `now`, if any.
     pub fn usable(&self, state: &ClientState, now: u64) -> Option<SignedPolicy> {
         state
@@ -214,38 +235,50 @@ pub struct Verified {
 }
 
 /// Asks each server in turn for the TXT of `name` and returns the first
-/// policy answer's wire form (unverified).
+/// policy answer: the wire forms of its `v=vc2` records, in the answer's
+/// order (unverified; at least one). A timeout, a network error, a
+/// malformed message, any response code but NOERROR, or an answer with no
+/// `v=vc2` record moves on to the next server; the last one's error is
+/// returned.
 pub fn resolve_policy(
     name: &str,
     servers: &[SocketAddr],
     timeout: Duration,
-) -> Result<Vec<u8>, CheckError> {
+) -> Result<Vec<Vec<u8>>, CheckError> {
     let qname = Name::from_ascii(name)
         .map_err(|_| CheckError::Encode(EncodeError::Zone(name.to_string())))?;
     let mut last = CheckError::NoServer;
     for server in servers {
         match ask(*server, &qname, timeout) {
-            Ok(wire) => return Ok(wire),
+            Ok(records) => return Ok(records),
             Err(e) => last = e,
         }
     }
     Err(last)
 }
 
-fn ask(server: SocketAddr, name: &Name, timeout: Duration) -> Result<Vec<u8>, CheckError> {
+/// Every TXT record of the answer section whose first string is exactly
+/// `v=vc2`, whatever its owner name (a recursive resolver that followed a
+/// CNAME puts the target's records there; the client asks no second
+/// question itself).
+fn ask(server: SocketAddr, name: &Name, timeout: Duration) -> Result<Vec<Vec<u8>>, CheckError> {
     let answer = resolve::exchange(server, name, RecordType::TXT, timeout)?;
     let rcode = answer.metadata.response_code;
     if rcode != ResponseCode::NoError {
         return Err(CheckError::Rcode { server, rcode });
     }
-    answer
+    let records: Vec<Vec<u8>> = answer
         .answers
         .iter()
-        .find_map(|record| match &record.data {
+        .filter_map(|record| match &record.data {
             RData::TXT(txt) => from_txt_strings(&txt.txt_data),
             _ => None,
         })
-        .ok_or(CheckError::Policy(PolicyError::Missing))
+        .collect();
+    if records.is_empty() {
+        return Err(CheckError::Policy(PolicyError::Missing));
+    }
+    Ok(records)
 }
 
 /// One zone and key id's kept state.
@@ -475,6 +508,40 @@ mod tests {
         assert!(check.usable(&again, NOW + 3 * EPOCH_SECS).is_none());
         // Another key id starts afresh.
         assert_eq!(again.freshness(&zone, KeyId(8)), None);
+    }
+
+    #[test]
+    fn the_first_record_that_verifies_is_used() {
+        let zone = ZoneName::new("vc.example.com").unwrap();
+        let key = PrivateKey::generate(KeyId(7), NOW);
+        let ring = PrivateKeyring::new(std::slice::from_ref(&key), NOW).unwrap();
+        let releases = vcheckd_proto::hint::Releases::try_from(&ReleasesConfig {
+            versions: vec!["2.4.1".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let good = ServedPolicy::sign(&zone, &ring, releases, None, 9, Effort(3), NOW, 86_400)
+            .unwrap()
+            .wire(KeyId(7))
+            .unwrap()
+            .to_vec();
+        let mut forged = good.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let check = CheckV2::with_ids(zone.clone(), key.public(), Version::new(2, 4, 1), None);
+        let mut state = ClientState::in_memory();
+        // A forged record first, the real one after it: the real one.
+        let got = check
+            .verify_any(&[forged.clone(), good.clone()], &mut state, NOW)
+            .unwrap();
+        assert_eq!(got.policy.serial, 9);
+        // None verifies: the first one's refusal, and nothing is kept.
+        let mut fresh = ClientState::in_memory();
+        let err = check
+            .verify_any(&[forged, vec![2u8; 10]], &mut fresh, NOW)
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::BadSignature), "{err:?}");
+        assert_eq!(fresh.freshness(&zone, KeyId(7)), None);
     }
 
     #[test]
