@@ -1,4 +1,4 @@
-"""The agent (AGENT-CONTRACT.md): jitter bounds, backoff, sticky and stale
+"""The agent (docs/CLIENTS.md, "The agent contract"): jitter bounds, backoff, sticky and stale
 status, disabled, the status file and the textfile, with a real vcheckd
 that goes away and comes back (intervals shortened by options)."""
 

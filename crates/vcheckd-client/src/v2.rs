@@ -234,12 +234,14 @@ pub struct Verified {
     pub hint: Hint,
 }
 
-/// Asks each server in turn for the TXT of `name` and returns the first
-/// policy answer: the wire forms of its `v=vc2` records, in the answer's
-/// order (unverified; at least one). A timeout, a network error, a
-/// malformed message, any response code but NOERROR, or an answer with no
-/// `v=vc2` record moves on to the next server; the last one's error is
-/// returned.
+/// Asks each server in turn for the TXT of `name` and returns the wire
+/// forms of the answer's `v=vc2` records, in the answer's order
+/// (unverified; at least one). A server that does not answer in time,
+/// fails on the network, sends a malformed answer, or answers SERVFAIL or
+/// REFUSED is passed over for the next one (docs/PROTOCOL.md §21); any
+/// other answer ends the search: another response code, or NOERROR
+/// without a `v=vc2` record (missing). When every server fails, the last
+/// one's error.
 pub fn resolve_policy(
     name: &str,
     servers: &[SocketAddr],
@@ -251,7 +253,14 @@ pub fn resolve_policy(
     for server in servers {
         match ask(*server, &qname, timeout) {
             Ok(records) => return Ok(records),
-            Err(e) => last = e,
+            Err(e @ CheckError::Exchange(_)) => last = e,
+            Err(
+                e @ CheckError::Rcode {
+                    rcode: ResponseCode::ServFail | ResponseCode::Refused,
+                    ..
+                },
+            ) => last = e,
+            Err(e) => return Err(e),
         }
     }
     Err(last)
@@ -542,6 +551,59 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, PolicyError::BadSignature), "{err:?}");
         assert_eq!(fresh.freshness(&zone, KeyId(7)), None);
+    }
+
+    /// A name server on loopback that answers each query with `rcode` and
+    /// no records; counts the queries it got.
+    fn answering(rcode: ResponseCode) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+        use hickory_proto::op::Message;
+        use hickory_proto::serialize::binary::BinEncodable;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let count = asked.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1_500];
+            while let Ok((len, from)) = socket.recv_from(&mut buf) {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(query) = Message::from_vec(&buf[..len]) else {
+                    continue;
+                };
+                let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+                answer.metadata.response_code = rcode;
+                answer.add_queries(query.queries.clone());
+                let _ = socket.send_to(&answer.to_bytes().unwrap(), from);
+            }
+        });
+        (addr, asked)
+    }
+
+    #[test]
+    fn servfail_refused_and_silence_move_on_other_answers_end_the_search() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let name = "7._policy.vc.example.com.";
+        let timeout = Duration::from_millis(300);
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (servfail, _) = answering(ResponseCode::ServFail);
+        let (refused, _) = answering(ResponseCode::Refused);
+        let (nxdomain, _) = answering(ResponseCode::NXDomain);
+        let (nodata, _) = answering(ResponseCode::NoError);
+        let (after, asked_after) = answering(ResponseCode::ServFail);
+        let servers = [silent.local_addr().unwrap(), servfail, refused, nxdomain, after];
+        let err = resolve_policy(name, &servers, timeout).unwrap_err();
+        assert!(
+            matches!(err, CheckError::Rcode { rcode: ResponseCode::NXDomain, server } if server == nxdomain),
+            "{err:?}"
+        );
+        let err = resolve_policy(name, &[servfail, nodata, after], timeout).unwrap_err();
+        assert!(matches!(err, CheckError::Policy(PolicyError::Missing)), "{err:?}");
+        assert_eq!(asked_after.load(SeqCst), 0, "an answer ends the search");
+        // Every server failing: the last one's error.
+        let err = resolve_policy(name, &[refused, servfail], timeout).unwrap_err();
+        assert!(
+            matches!(err, CheckError::Rcode { rcode: ResponseCode::ServFail, .. }),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 """The version-check agent: the same check run periodically, as every
-vcheckd client runs it (AGENT-CONTRACT.md in the repository).
+vcheckd client runs it (docs/CLIENTS.md, "The agent contract").
 
 - **Opt-out first.** DISABLE_VERSION_CHECK set: nothing is ever sent, the
   status is ``disabled``. DISABLE_TELEMETRY set: checks run without
@@ -114,7 +114,7 @@ class AgentSnapshot:
     error: str | None
 
     def to_json(self) -> dict[str, Any]:
-        """The status file's object (AGENT-CONTRACT.md)."""
+        """The status file's object (docs/CLIENTS.md, "The agent contract")."""
         return {
             "zone": self.zone,
             "running": self.running,
