@@ -286,7 +286,8 @@ class Agent:
     # -- the loop -----------------------------------------------------------
 
     def snapshot(self) -> AgentSnapshot | None:
-        """The current state, or None before the first check."""
+        """The current state, or None before the first check (when the
+        client state keeps no verified policy)."""
         with self._mutex:
             return self._snapshot()
 
