@@ -285,10 +285,9 @@ fn clients_md_examples_are_the_tested_files() {
             "{doc}'s example is not {path} word for word"
         );
     }
-    let check = std::fs::read_to_string(
-        Path::new(ROOT).join("crates/vcheckd-client/examples/check.rs"),
-    )
-    .unwrap();
+    let check =
+        std::fs::read_to_string(Path::new(ROOT).join("crates/vcheckd-client/examples/check.rs"))
+            .unwrap();
     assert_eq!(
         block_below(
             "crates/vcheckd-client/README.md",
@@ -304,7 +303,10 @@ fn clients_md_examples_are_the_tested_files() {
     );
     // README links the page.
     let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
-    assert!(readme.contains("(docs/CLIENTS.md)"), "README.md does not link docs/CLIENTS.md");
+    assert!(
+        readme.contains("(docs/CLIENTS.md)"),
+        "README.md does not link docs/CLIENTS.md"
+    );
 }
 
 #[test]

@@ -555,7 +555,9 @@ mod tests {
 
     /// A name server on loopback that answers each query with `rcode` and
     /// no records; counts the queries it got.
-    fn answering(rcode: ResponseCode) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+    fn answering(
+        rcode: ResponseCode,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
         use hickory_proto::op::Message;
         use hickory_proto::serialize::binary::BinEncodable;
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -589,19 +591,34 @@ mod tests {
         let (nxdomain, _) = answering(ResponseCode::NXDomain);
         let (nodata, _) = answering(ResponseCode::NoError);
         let (after, asked_after) = answering(ResponseCode::ServFail);
-        let servers = [silent.local_addr().unwrap(), servfail, refused, nxdomain, after];
+        let servers = [
+            silent.local_addr().unwrap(),
+            servfail,
+            refused,
+            nxdomain,
+            after,
+        ];
         let err = resolve_policy(name, &servers, timeout).unwrap_err();
         assert!(
             matches!(err, CheckError::Rcode { rcode: ResponseCode::NXDomain, server } if server == nxdomain),
             "{err:?}"
         );
         let err = resolve_policy(name, &[servfail, nodata, after], timeout).unwrap_err();
-        assert!(matches!(err, CheckError::Policy(PolicyError::Missing)), "{err:?}");
+        assert!(
+            matches!(err, CheckError::Policy(PolicyError::Missing)),
+            "{err:?}"
+        );
         assert_eq!(asked_after.load(SeqCst), 0, "an answer ends the search");
         // Every server failing: the last one's error.
         let err = resolve_policy(name, &[refused, servfail], timeout).unwrap_err();
         assert!(
-            matches!(err, CheckError::Rcode { rcode: ResponseCode::ServFail, .. }),
+            matches!(
+                err,
+                CheckError::Rcode {
+                    rcode: ResponseCode::ServFail,
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }
