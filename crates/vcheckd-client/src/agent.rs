@@ -43,7 +43,8 @@ pub struct AgentConfig {
     pub backoff_cap: Duration,
     /// Name servers to ask (empty: the system's resolvers).
     pub servers: Vec<SocketAddr>,
-    /// Per check, for all its queries.
+    /// How long each name server has to answer each query (UDP and a TCP
+    /// retry together): a check asks one to three questions.
     pub timeout: Duration,
     /// The JSON status file, for GUIs.
     pub status_file: Option<PathBuf>,
