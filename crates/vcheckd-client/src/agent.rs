@@ -534,6 +534,106 @@ mod tests {
         }
     }
 
+    /// The status turns stale at a failed check, never on a timer: a
+    /// running agent whose kept policy expires between two checks keeps
+    /// its status until the next check fails.
+    #[test]
+    fn stale_only_at_a_failed_check() {
+        use crate::v2::CheckV2;
+        use vcheckd_proto::hint::{Releases, ReleasesConfig};
+        use vcheckd_proto::protocol::v2::effort::Effort;
+        use vcheckd_proto::protocol::v2::policy::ServedPolicy;
+        use vcheckd_proto::protocol::v2::{PrivateKey, PrivateKeyring};
+        use vcheckd_proto::protocol::{KeyId, ZoneName};
+
+        let now = unix_now();
+        // Signed two hours ago (the shortest validity), expiring in 3 s.
+        let at = now - 7_200;
+        let issued = at - at % 3_600;
+        let zone = ZoneName::new("vc.example.com").unwrap();
+        let key = PrivateKey::generate(KeyId(7), at);
+        let ring = PrivateKeyring::new(std::slice::from_ref(&key), at).unwrap();
+        let releases = Releases::try_from(&ReleasesConfig {
+            versions: vec!["2.4.1".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let wire = ServedPolicy::sign(
+            &zone,
+            &ring,
+            releases,
+            None,
+            1,
+            Effort(1),
+            at,
+            now + 3 - issued,
+        )
+        .unwrap()
+        .wire(KeyId(7))
+        .unwrap()
+        .to_vec();
+        let check = CheckV2::with_ids(
+            zone.clone(),
+            key.public(),
+            semver::Version::new(2, 4, 1),
+            None,
+        );
+        let mut state = ClientState::in_memory();
+        let expires = check.verify(&wire, &mut state, now).unwrap().policy.expires;
+        assert_eq!(expires, now + 3);
+
+        let dir = tempfile::tempdir().unwrap();
+        let status_file = dir.path().join("status.json");
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let config = AgentConfig {
+            startup_jitter: Duration::from_secs(3_600),
+            servers: vec![silent.local_addr().unwrap()],
+            timeout: Duration::from_millis(300),
+            status_file: Some(status_file.clone()),
+            ..AgentConfig::default()
+        };
+        let mut agent = Agent::new(
+            "vc.example.com",
+            "2.4.1",
+            Some(VersionCheck::V2(check)),
+            true,
+            state,
+            config,
+        );
+        assert_eq!(agent.status().status, "up-to-date", "restored");
+        let control = agent.control();
+        let running = std::thread::spawn(move || agent.run());
+        let read = || -> serde_json::Value {
+            std::fs::read_to_string(&status_file)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default()
+        };
+        let wait_for = |what: &str, ok: &dyn Fn(&serde_json::Value) -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !ok(&read()) {
+                assert!(std::time::Instant::now() < deadline, "{what}: {}", read());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        wait_for("the first write", &|s| s["status"] == "up-to-date");
+        // Past the expiry, no check due for an hour: nothing changes.
+        while unix_now() <= expires + 1 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let s = read();
+        assert_eq!(s["status"], "up-to-date", "no timer at the expiry: {s}");
+        assert_eq!(s["consecutive_failures"], 0, "{s}");
+        // The next check fails: now it is stale, the last status kept.
+        control.check_now();
+        wait_for("stale at the failed check", &|s| s["status"] == "stale");
+        let s = read();
+        assert_eq!(s["last_status"], "up-to-date", "{s}");
+        assert_eq!(s["consecutive_failures"], 1, "{s}");
+        control.stop();
+        running.join().unwrap();
+    }
+
     #[test]
     fn a_disabled_agent_sends_nothing_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
