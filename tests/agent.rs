@@ -3,7 +3,8 @@
 //! "up to date" in place of "upgrade required"), backed off, `stale` once
 //! the policy it came from has expired (a client clock moved ahead with
 //! `faketime`), and current again when the server returns; `disabled`
-//! sends nothing; SIGHUP checks at once and SIGTERM stops it.
+//! sends nothing; SIGHUP checks at once and SIGTERM stops it; the
+//! Kubernetes CronJob example (docs/examples) runs as written.
 
 mod common;
 
@@ -284,6 +285,62 @@ async fn disabled_sends_nothing_and_signals_work() {
         server.metrics().reports_v2.load(Relaxed),
         before + 1,
         "disabled sent nothing; the SIGHUP check one report"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// docs/examples/vcheckd-agent-cronjob.yaml's container runs as written:
+/// its args, with the paths the pod mounts moved into a folder here and the
+/// ids Kubernetes would fill in, plus the server to ask (the pod's
+/// resolvers in a cluster).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cronjob_example_runs() {
+    let setup = setup();
+    let dir = setup.dir.path().to_path_buf();
+    let server = start(&setup, None).await;
+    let addr = server.local_addrs()[0];
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/examples/vcheckd-agent-cronjob.yaml"
+    ))
+    .unwrap();
+    let args: Vec<String> = yaml
+        .lines()
+        .skip_while(|l| l.trim() != "args:")
+        .skip(1)
+        .map_while(|l| l.trim_start().strip_prefix("- "))
+        .map(|a| {
+            a.trim()
+                .replace(
+                    "/etc/vcheckd/vc.example.com.v2.public",
+                    dir.join("v2.public").to_str().unwrap(),
+                )
+                .replace("/var/lib/vcheckd-agent", dir.to_str().unwrap())
+                .replace("$(CLUSTER_ID)", "0b8e6f1c-2d7a-4c55-9e3f-6a1d8b2c4e70")
+                .replace("$(NODE_NAME)", "worker-1")
+        })
+        .collect();
+    assert_eq!(args[..2], ["agent", "--once"], "{args:?}");
+    let out = tokio::task::block_in_place(|| {
+        Command::new(BIN)
+            .args(&args)
+            .args(["--server", &addr.to_string()])
+            .env_remove("DISABLE_TELEMETRY")
+            .env_remove("DISABLE_VERSION_CHECK")
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = status(&dir);
+    assert_eq!(s["status"], "up-to-date", "{s}");
+    assert_eq!(s["running"], "2.4.1", "{s}");
+    assert!(
+        dir.join("client-state.json").exists(),
+        "the state on the volume"
     );
     server.shutdown().await.unwrap();
 }

@@ -94,7 +94,12 @@ fn blocks(file: &'static str) -> Vec<Block> {
 }
 
 fn all_blocks() -> Vec<Block> {
-    [blocks("README.md"), blocks("docs/DEPLOY.md")].concat()
+    [
+        blocks("README.md"),
+        blocks("docs/DEPLOY.md"),
+        blocks("docs/CLIENTS.md"),
+    ]
+    .concat()
 }
 
 fn of(scenario: &str) -> Vec<Block> {
@@ -244,6 +249,64 @@ fn every_block_names_a_scenario_and_the_contents_list_every_section() {
             "DEPLOY.md contents lack `{number}. [{title}](#{anchor})`"
         );
     }
+}
+
+/// The fenced block right below `marker` in `file`.
+fn block_below(file: &str, marker: &str) -> String {
+    let text = std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim() == marker)
+        .unwrap_or_else(|| panic!("{file} has no `{marker}`"));
+    assert!(
+        lines[at + 1].starts_with("```"),
+        "{file}: `{marker}` must sit right above a fenced block"
+    );
+    let end = at + 2 + lines[at + 2..].iter().position(|l| *l == "```").unwrap();
+    lines[at + 2..end].join("\n") + "\n"
+}
+
+/// docs/CLIENTS.md's embedding examples are the files each client's tests
+/// run as written: the Rust example (crates/vcheckd-client/tests/live.rs),
+/// the Go one (clients/go/readme_test.go) and the Python README's
+/// (clients/python/tests/test_readme.py).
+#[test]
+fn clients_md_examples_are_the_tested_files() {
+    let doc = "docs/CLIENTS.md";
+    for path in [
+        "crates/vcheckd-client/examples/check.rs",
+        "clients/go/examples/embed/main.go",
+    ] {
+        let file = std::fs::read_to_string(Path::new(ROOT).join(path)).unwrap();
+        assert_eq!(
+            block_below(doc, &format!("<!-- example: {path} -->")),
+            file,
+            "{doc}'s example is not {path} word for word"
+        );
+    }
+    let check =
+        std::fs::read_to_string(Path::new(ROOT).join("crates/vcheckd-client/examples/check.rs"))
+            .unwrap();
+    assert_eq!(
+        block_below(
+            "crates/vcheckd-client/README.md",
+            "<!-- example: examples/check.rs -->"
+        ),
+        check,
+        "the crate's README example is not examples/check.rs"
+    );
+    assert_eq!(
+        block_below(doc, "<!-- example: clients/python/README.md#embed -->"),
+        block_below("clients/python/README.md", "<!-- test: embed -->"),
+        "{doc}'s Python example is not clients/python/README.md's"
+    );
+    // README links the page.
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    assert!(
+        readme.contains("(docs/CLIENTS.md)"),
+        "README.md does not link docs/CLIENTS.md"
+    );
 }
 
 #[test]

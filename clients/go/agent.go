@@ -1,7 +1,10 @@
 package vcheckd
 
-// The agent: the check run periodically, as AGENT-CONTRACT.md says for every
-// client (the Rust `vcheckd agent` and the Python client behave the same).
+// The agent: the check run periodically, as the agent contract says for every
+// client (docs/CLIENTS.md, "The agent contract"; the Rust `vcheckd agent` and
+// the Python client behave the same). The status turns stale only at a failed
+// check (or at the start, from the kept state): no timer runs to the policy's
+// expiry.
 
 import (
 	"context"
@@ -383,11 +386,14 @@ func textfile(st AgentStatus) string {
 		}
 		fmt.Fprintf(&b, "vcheckd_version_check_state{%s,state=\"%s\"} %d\n", zone, s, v)
 	}
+	// 0 before any success, as the Rust and Python agents write it.
+	var lastSuccess int64
 	if st.LastSuccess != nil {
-		b.WriteString("# HELP vcheckd_version_check_last_success_timestamp_seconds When a policy was last verified.\n")
-		b.WriteString("# TYPE vcheckd_version_check_last_success_timestamp_seconds gauge\n")
-		fmt.Fprintf(&b, "vcheckd_version_check_last_success_timestamp_seconds{%s} %d\n", zone, st.LastSuccess.Unix())
+		lastSuccess = st.LastSuccess.Unix()
 	}
+	b.WriteString("# HELP vcheckd_version_check_last_success_timestamp_seconds When a policy was last verified.\n")
+	b.WriteString("# TYPE vcheckd_version_check_last_success_timestamp_seconds gauge\n")
+	fmt.Fprintf(&b, "vcheckd_version_check_last_success_timestamp_seconds{%s} %d\n", zone, lastSuccess)
 	b.WriteString("# HELP vcheckd_version_check_consecutive_failures Checks failed since the last success.\n")
 	b.WriteString("# TYPE vcheckd_version_check_consecutive_failures gauge\n")
 	fmt.Fprintf(&b, "vcheckd_version_check_consecutive_failures{%s} %d\n", zone, st.ConsecutiveFailures)

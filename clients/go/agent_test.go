@@ -228,6 +228,9 @@ func TestAgentServerGoesAwayAndComesBack(t *testing.T) {
 		t.Errorf("before the first check: %+v", s)
 	}
 	within(t, "startup delay", s.NextCheck.Sub(start), 0, time.Hour)
+	if prom := r.textfile(t); !strings.Contains(prom, `vcheckd_version_check_last_success_timestamp_seconds{zone="vc.example.com"} 0`+"\n") {
+		t.Errorf("before any success the last success is 0:\n%s", prom)
+	}
 
 	s = r.checkNow(t)
 	if s.Status != StatusUpgradeRequired || *s.LastStatus != StatusUpgradeRequired || *s.StatusCode != 3 ||

@@ -3,7 +3,7 @@
 // sends it as one DNS query for a name under the vendor's zone, verifies the
 // zone's signed release policy in the answer, and computes the running
 // version's status from it. Agent runs the same check periodically
-// (AGENT-CONTRACT.md).
+// (docs/CLIENTS.md, "The agent contract").
 //
 // The opt-out contract: with DISABLE_VERSION_CHECK set (non-empty and not
 // 0, false, no or off) nothing is ever sent; with DISABLE_TELEMETRY set the

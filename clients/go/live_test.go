@@ -128,8 +128,9 @@ func TestLiveReportsAndStatus(t *testing.T) {
 	}
 
 	// A truncated answer: the same question again over TCP; the frame
-	// arrived twice (UDP, then TCP); the server's intake drops the exact
-	// repeat before the journal, so it is stored once with no duplicate.
+	// arrived twice (UDP, then TCP), the server keeps it once: the TCP
+	// copy is an exact repeat, answered and not taken again
+	// (docs/PROTOCOL.md §20, step 3), so no duplicate is counted either.
 	px.set(func(p *proxy) { p.mode = truncate })
 	tc, err := newLiveClient(t, z, px.addr, "2.4.0", state, nil).Check(ctx)
 	if err != nil {
@@ -160,7 +161,7 @@ func TestLiveReportsAndStatus(t *testing.T) {
 		t.Errorf("DISABLE_TELEMETRY's report carries an identity: %+v", r[0])
 	}
 	if r := recorded[tc.ReportID]; len(r) == 1 && r[0].Duplicates != 0 {
-		t.Errorf("the truncated report: %+v (the TCP repeat of the UDP question is dropped as a repeat)", r[0])
+		t.Errorf("the truncated report: %+v (the TCP copy is an exact repeat, not kept: no duplicate)", r[0])
 	}
 	if r := recorded[preview.ReportID]; len(r) != 0 {
 		t.Errorf("the dry run's report was recorded: %+v", r)

@@ -439,7 +439,7 @@ func latest(sorted []Release) Release {
 
 // Status is what a check says about the running version. The first four are
 // the status codes of PROTOCOL §8.4 (those of PowerDNS security polling);
-// StatusStale and StatusDisabled are the agent's (AGENT-CONTRACT.md).
+// StatusStale and StatusDisabled are the agent's (docs/CLIENTS.md, "The agent contract").
 type Status uint8
 
 const (

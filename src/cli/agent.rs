@@ -39,7 +39,8 @@ pub struct AgentArgs {
     /// failure, up to 6 hours or the interval).
     #[arg(long, default_value_t = 60)]
     backoff_secs: u64,
-    /// Seconds a check may take, all its queries together.
+    /// Seconds to wait for each name server's answer to each query (UDP
+    /// and a TCP retry together).
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
     /// The client state (newest policy accepted); default as for `check`.

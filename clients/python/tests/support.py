@@ -176,7 +176,10 @@ answer_ttl = 60
         cmd = [str(self.binary), "serve", *self.args]
         if self.clock:
             cmd = ["faketime", "-f", self.clock] + cmd
-        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
+        # libfaketime's fake monotonic clock stalls the server's timers and
+        # its shutdown; the wall clock is what signs the policy
+        # (docs/PROTOCOL.md §22).
+        env = dict(os.environ, RUST_LOG="info", NO_COLOR="1", FAKETIME_DONT_FAKE_MONOTONIC="1")
         # A session of its own: signals go to its process group, which holds
         # vcheckd also when faketime runs it as a child rather than exec'ing it.
         self.process = subprocess.Popen(

@@ -1,4 +1,4 @@
-"""The agent (AGENT-CONTRACT.md): jitter bounds, backoff, sticky and stale
+"""The agent (docs/CLIENTS.md, "The agent contract"): jitter bounds, backoff, sticky and stale
 status, disabled, the status file and the textfile, with a real vcheckd
 that goes away and comes back (intervals shortened by options)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -253,6 +254,69 @@ def test_before_any_success_the_status_is_stale(tmp_path: Path, caplog: pytest.L
     assert doc["consecutive_failures"] >= 1 and doc["last_success"] is None and doc["policy_expires"] is None
     assert textfile.read_text() == expected_textfile(None, "stale", 0, doc["consecutive_failures"])
     assert status_lines(caplog) and status_lines(caplog)[0][0] == logging.WARNING
+
+
+class HighRandom(random.Random):
+    """Draws the top of every range: the longest startup delay."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_stale_only_at_a_failed_check_or_at_the_start(server: VcheckdServer, tmp_path: Path) -> None:
+    key = server.folder.parent / "keys" / "v5.public"
+    state = tmp_path / "state.json"
+    offset = [0.0]
+
+    def client(name_server: str) -> Client:
+        return Client(
+            ZONE,
+            key,
+            "2.3.0",
+            name_servers=[name_server],
+            state_path=state,
+            timeout=0.3,
+            environ={},
+            clock=lambda: time.time() + offset[0],
+        )
+
+    first = Agent(client(server.address), startup_jitter=0)
+    assert first.run_once() == 0
+    verified = first.snapshot()
+    assert verified is not None and verified.status.value == "upgrade-required"
+    assert verified.policy_expires is not None
+
+    with silent_socket() as silent:
+        away = f"127.0.0.1:{silent.getsockname()[1]}"
+        # A restart keeps the verified status from the client state, and a
+        # failed check keeps it (sticky) while that policy is fresh.
+        restarted = Agent(client(away), status_file=tmp_path / "status.json", rng=HighRandom(), backoff_initial=3600)
+        snap = restarted.snapshot()
+        assert snap is not None and (snap.status.value, snap.consecutive_failures) == ("upgrade-required", 0)
+        assert restarted.run_once() == 1
+        snap = restarted.snapshot()
+        assert snap is not None and snap.status.value == "upgrade-required", "sticky after a restart"
+
+        # The policy expires between checks: no timer turns the status
+        # stale; the next failed check does.
+        offset[0] = verified.policy_expires - time.time() + 60
+        running = Running(restarted)  # its first check an hour away
+        try:
+            time.sleep(1.0)
+            snap = restarted.snapshot()
+            assert snap is not None and snap.status.value == "upgrade-required", "no change between checks"
+            restarted.check_now()
+            wait_for("stale at the failed check", running.files_show(lambda d: d["status"] == "stale"))
+            doc = read_json(tmp_path / "status.json")
+            assert (doc["last_status"], doc["status_code"], doc["consecutive_failures"]) == ("upgrade-required", 3, 2)
+        finally:
+            running.stop()
+
+        # A start with the expired policy kept: stale at once, before any check.
+        later = Agent(client(away))
+        snap = later.snapshot()
+        assert snap is not None and snap.status.value == "stale"
+        assert snap.last_status is not None and snap.last_status.label == "upgrade-required"
 
 
 def test_disabled_sends_nothing_ever(tmp_path: Path) -> None:

@@ -7,8 +7,10 @@
 //!   the OS random source, so a fleet started at once does not check at
 //!   once (HashiCorp's Checkpoint and PowerDNS's polling do the same).
 //! - The status is sticky: a failed check keeps the last verified status,
-//!   so it never turns "upgrade required" into "up to date"; once the policy
-//!   it came from has expired without a fresh one, it is `stale`.
+//!   so it never turns "upgrade required" into "up to date"; a check that
+//!   fails once the policy it came from has expired makes it `stale` (so
+//!   does a start with an expired policy kept). No timer runs to the
+//!   policy's expiry: between checks the status does not change.
 //! - DISABLE_VERSION_CHECK: nothing is sent, the status is `disabled`.
 //! - Each change of status is reported once ([`Agent::on_change`]); a JSON
 //!   status file and a Prometheus textfile are rewritten atomically after
@@ -41,7 +43,8 @@ pub struct AgentConfig {
     pub backoff_cap: Duration,
     /// Name servers to ask (empty: the system's resolvers).
     pub servers: Vec<SocketAddr>,
-    /// Per check, for all its queries.
+    /// How long each name server has to answer each query (UDP and a TCP
+    /// retry together): a check asks one to three questions.
     pub timeout: Duration,
     /// The JSON status file, for GUIs.
     pub status_file: Option<PathBuf>,
@@ -402,7 +405,8 @@ impl Agent {
         wait
     }
 
-    /// The kept status is stale once the policy it came from has expired.
+    /// The kept status is stale once the policy it came from has expired:
+    /// called at a failed check and at the start, never on a timer.
     fn mark_stale_if_expired(&mut self, now: u64) {
         if self.check.is_some() && self.status.expires_unix.is_none_or(|e| now >= e) {
             self.status.status = "stale".into();
@@ -421,26 +425,10 @@ impl Agent {
         self.status.next_check = Some(rfc3339(unix_now() + wait.as_secs()));
         self.write_files();
         loop {
-            // Wake at the policy's expiry too: a status past it is stale.
-            let until_expiry = self
-                .status
-                .expires_unix
-                .map(|e| Duration::from_secs(e.saturating_sub(unix_now())))
-                .filter(|d| !d.is_zero() && *d < wait);
-            let asked = self.control.wait(until_expiry.unwrap_or(wait));
-            match asked {
-                Ask::Stop => break,
-                Ask::Nothing if until_expiry.is_some() => {
-                    wait = wait.saturating_sub(until_expiry.unwrap_or_default());
-                    let before = self.status.status.clone();
-                    self.mark_stale_if_expired(unix_now());
-                    if self.status.status != before {
-                        self.write_files();
-                        (self.on_change)(&self.status);
-                    }
-                    continue;
-                }
-                Ask::Nothing | Ask::CheckNow => {}
+            // No wake-up at the policy's expiry: the status turns stale only
+            // when a check fails (or at the start, from the kept state).
+            if self.control.wait(wait) == Ask::Stop {
+                break;
             }
             wait = self.check_once();
         }
@@ -544,6 +532,108 @@ mod tests {
             );
             assert!(up_to(d) <= d);
         }
+    }
+
+    /// The status turns stale at a failed check, never on a timer: a
+    /// running agent whose kept policy expires between two checks keeps
+    /// its status until the next check fails.
+    #[test]
+    fn stale_only_at_a_failed_check() {
+        use crate::v2::CheckV2;
+        use vcheckd_proto::hint::{Releases, ReleasesConfig};
+        use vcheckd_proto::protocol::v2::effort::Effort;
+        use vcheckd_proto::protocol::v2::policy::ServedPolicy;
+        use vcheckd_proto::protocol::v2::{PrivateKey, PrivateKeyring};
+        use vcheckd_proto::protocol::{KeyId, ZoneName};
+
+        let now = unix_now();
+        // Signed two hours ago (the shortest validity), expiring in 3 s.
+        let at = now - 7_200;
+        let issued = at - at % 3_600;
+        let zone = ZoneName::new("vc.example.com").unwrap();
+        let key = PrivateKey::generate(KeyId(7), at);
+        let ring = PrivateKeyring::new(std::slice::from_ref(&key), at).unwrap();
+        let releases = Releases::try_from(&ReleasesConfig {
+            versions: vec!["2.4.1".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let wire = ServedPolicy::sign(
+            &zone,
+            &ring,
+            releases,
+            None,
+            1,
+            Effort(1),
+            at,
+            now + 3 - issued,
+        )
+        .unwrap()
+        .wire(KeyId(7))
+        .unwrap()
+        .to_vec();
+        let check = CheckV2::with_ids(
+            zone.clone(),
+            key.public(),
+            semver::Version::new(2, 4, 1),
+            None,
+        );
+        let mut state = ClientState::in_memory();
+        let expires = check.verify(&wire, &mut state, now).unwrap().policy.expires;
+        assert_eq!(expires, now + 3);
+
+        let dir = tempfile::tempdir().unwrap();
+        let status_file = dir.path().join("status.json");
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let config = AgentConfig {
+            // The first check somewhere in the next century: not during
+            // this test (a chance of about 1 in 10^9).
+            startup_jitter: Duration::from_secs(100 * 365 * 86_400),
+            servers: vec![silent.local_addr().unwrap()],
+            timeout: Duration::from_millis(300),
+            status_file: Some(status_file.clone()),
+            ..AgentConfig::default()
+        };
+        let mut agent = Agent::new(
+            "vc.example.com",
+            "2.4.1",
+            Some(VersionCheck::V2(check)),
+            true,
+            state,
+            config,
+        );
+        assert_eq!(agent.status().status, "up-to-date", "restored");
+        let control = agent.control();
+        let running = std::thread::spawn(move || agent.run());
+        let read = || -> serde_json::Value {
+            std::fs::read_to_string(&status_file)
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default()
+        };
+        let wait_for = |what: &str, ok: &dyn Fn(&serde_json::Value) -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !ok(&read()) {
+                assert!(std::time::Instant::now() < deadline, "{what}: {}", read());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        wait_for("the first write", &|s| s["status"] == "up-to-date");
+        // Past the expiry, no check due: nothing changes.
+        while unix_now() <= expires + 1 {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let s = read();
+        assert_eq!(s["status"], "up-to-date", "no timer at the expiry: {s}");
+        assert_eq!(s["consecutive_failures"], 0, "{s}");
+        // The next check fails: now it is stale, the last status kept.
+        control.check_now();
+        wait_for("stale at the failed check", &|s| s["status"] == "stale");
+        let s = read();
+        assert_eq!(s["last_status"], "up-to-date", "{s}");
+        assert_eq!(s["consecutive_failures"], 1, "{s}");
+        control.stop();
+        running.join().unwrap();
     }
 
     #[test]

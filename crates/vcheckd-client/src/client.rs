@@ -118,7 +118,8 @@ impl Client {
         self
     }
 
-    /// For all the queries of one check.
+    /// How long each name server has to answer each query (UDP and a TCP
+    /// retry together); the next server is asked after a timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

@@ -171,6 +171,27 @@ impl CheckV2 {
         Ok(Verified { policy, hint })
     }
 
+    /// Verifies the `v=vc2` records of one answer in their order and keeps
+    /// the first that verifies (docs/PROTOCOL.md §20); when none does, the
+    /// first one's refusal. `records` is never empty ([`resolve_policy`]).
+    pub fn verify_any(
+        &self,
+        records: &[Vec<u8>],
+        state: &mut ClientState,
+        now: u64,
+    ) -> Result<Verified, PolicyError> {
+        let mut first = None;
+        for wire in records {
+            match self.verify(wire, state, now) {
+                Ok(verified) => return Ok(verified),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        Err(first.unwrap_or(PolicyError::Missing))
+    }
+
     /// The kept policy whose sealing key a report may use at `now`, if any.
     pub fn usable(&self, state: &ClientState, now: u64) -> Option<SignedPolicy> {
         state
@@ -213,39 +234,60 @@ pub struct Verified {
     pub hint: Hint,
 }
 
-/// Asks each server in turn for the TXT of `name` and returns the first
-/// policy answer's wire form (unverified).
+/// Asks each server in turn for the TXT of `name` and returns the wire
+/// forms of the answer's `v=vc2` records, in the answer's order
+/// (unverified; at least one). A server that does not answer in time,
+/// fails on the network, sends a malformed answer, or answers SERVFAIL or
+/// REFUSED is passed over for the next one (docs/PROTOCOL.md §21); any
+/// other answer ends the search: another response code, or NOERROR
+/// without a `v=vc2` record (missing). When every server fails, the last
+/// one's error.
 pub fn resolve_policy(
     name: &str,
     servers: &[SocketAddr],
     timeout: Duration,
-) -> Result<Vec<u8>, CheckError> {
+) -> Result<Vec<Vec<u8>>, CheckError> {
     let qname = Name::from_ascii(name)
         .map_err(|_| CheckError::Encode(EncodeError::Zone(name.to_string())))?;
     let mut last = CheckError::NoServer;
     for server in servers {
         match ask(*server, &qname, timeout) {
-            Ok(wire) => return Ok(wire),
-            Err(e) => last = e,
+            Ok(records) => return Ok(records),
+            Err(e @ CheckError::Exchange(_)) => last = e,
+            Err(
+                e @ CheckError::Rcode {
+                    rcode: ResponseCode::ServFail | ResponseCode::Refused,
+                    ..
+                },
+            ) => last = e,
+            Err(e) => return Err(e),
         }
     }
     Err(last)
 }
 
-fn ask(server: SocketAddr, name: &Name, timeout: Duration) -> Result<Vec<u8>, CheckError> {
+/// Every TXT record of the answer section whose first string is exactly
+/// `v=vc2`, whatever its owner name (a recursive resolver that followed a
+/// CNAME puts the target's records there; the client asks no second
+/// question itself).
+fn ask(server: SocketAddr, name: &Name, timeout: Duration) -> Result<Vec<Vec<u8>>, CheckError> {
     let answer = resolve::exchange(server, name, RecordType::TXT, timeout)?;
     let rcode = answer.metadata.response_code;
     if rcode != ResponseCode::NoError {
         return Err(CheckError::Rcode { server, rcode });
     }
-    answer
+    let records: Vec<Vec<u8>> = answer
         .answers
         .iter()
-        .find_map(|record| match &record.data {
+        .filter_map(|record| match &record.data {
             RData::TXT(txt) => from_txt_strings(&txt.txt_data),
             _ => None,
         })
-        .ok_or(CheckError::Policy(PolicyError::Missing))
+        .collect();
+    if records.is_empty() {
+        return Err(CheckError::Policy(PolicyError::Missing));
+    }
+    Ok(records)
 }
 
 /// One zone and key id's kept state.
@@ -475,6 +517,110 @@ mod tests {
         assert!(check.usable(&again, NOW + 3 * EPOCH_SECS).is_none());
         // Another key id starts afresh.
         assert_eq!(again.freshness(&zone, KeyId(8)), None);
+    }
+
+    #[test]
+    fn the_first_record_that_verifies_is_used() {
+        let zone = ZoneName::new("vc.example.com").unwrap();
+        let key = PrivateKey::generate(KeyId(7), NOW);
+        let ring = PrivateKeyring::new(std::slice::from_ref(&key), NOW).unwrap();
+        let releases = vcheckd_proto::hint::Releases::try_from(&ReleasesConfig {
+            versions: vec!["2.4.1".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        let good = ServedPolicy::sign(&zone, &ring, releases, None, 9, Effort(3), NOW, 86_400)
+            .unwrap()
+            .wire(KeyId(7))
+            .unwrap()
+            .to_vec();
+        let mut forged = good.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        let check = CheckV2::with_ids(zone.clone(), key.public(), Version::new(2, 4, 1), None);
+        let mut state = ClientState::in_memory();
+        // A forged record first, the real one after it: the real one.
+        let got = check
+            .verify_any(&[forged.clone(), good.clone()], &mut state, NOW)
+            .unwrap();
+        assert_eq!(got.policy.serial, 9);
+        // None verifies: the first one's refusal, and nothing is kept.
+        let mut fresh = ClientState::in_memory();
+        let err = check
+            .verify_any(&[forged, vec![2u8; 10]], &mut fresh, NOW)
+            .unwrap_err();
+        assert!(matches!(err, PolicyError::BadSignature), "{err:?}");
+        assert_eq!(fresh.freshness(&zone, KeyId(7)), None);
+    }
+
+    /// A name server on loopback that answers each query with `rcode` and
+    /// no records; counts the queries it got.
+    fn answering(
+        rcode: ResponseCode,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
+        use hickory_proto::op::Message;
+        use hickory_proto::serialize::binary::BinEncodable;
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let count = asked.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1_500];
+            while let Ok((len, from)) = socket.recv_from(&mut buf) {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(query) = Message::from_vec(&buf[..len]) else {
+                    continue;
+                };
+                let mut answer = Message::response(query.metadata.id, query.metadata.op_code);
+                answer.metadata.response_code = rcode;
+                answer.add_queries(query.queries.clone());
+                let _ = socket.send_to(&answer.to_bytes().unwrap(), from);
+            }
+        });
+        (addr, asked)
+    }
+
+    #[test]
+    fn servfail_refused_and_silence_move_on_other_answers_end_the_search() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let name = "7._policy.vc.example.com.";
+        let timeout = Duration::from_millis(300);
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (servfail, _) = answering(ResponseCode::ServFail);
+        let (refused, _) = answering(ResponseCode::Refused);
+        let (nxdomain, _) = answering(ResponseCode::NXDomain);
+        let (nodata, _) = answering(ResponseCode::NoError);
+        let (after, asked_after) = answering(ResponseCode::ServFail);
+        let servers = [
+            silent.local_addr().unwrap(),
+            servfail,
+            refused,
+            nxdomain,
+            after,
+        ];
+        let err = resolve_policy(name, &servers, timeout).unwrap_err();
+        assert!(
+            matches!(err, CheckError::Rcode { rcode: ResponseCode::NXDomain, server } if server == nxdomain),
+            "{err:?}"
+        );
+        let err = resolve_policy(name, &[servfail, nodata, after], timeout).unwrap_err();
+        assert!(
+            matches!(err, CheckError::Policy(PolicyError::Missing)),
+            "{err:?}"
+        );
+        assert_eq!(asked_after.load(SeqCst), 0, "an answer ends the search");
+        // Every server failing: the last one's error.
+        let err = resolve_policy(name, &[refused, servfail], timeout).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckError::Rcode {
+                    rcode: ResponseCode::ServFail,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]

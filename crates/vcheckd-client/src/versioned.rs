@@ -137,8 +137,8 @@ impl VersionCheck {
         if let Some(kept) = c.usable(state, now) {
             return Ok((kept, false));
         }
-        let wire = v2::resolve_policy(&c.policy_name(), servers, timeout)?;
-        Ok((c.verify(&wire, state, now)?.policy, true))
+        let records = v2::resolve_policy(&c.policy_name(), servers, timeout)?;
+        Ok((c.verify_any(&records, state, now)?.policy, true))
     }
 
     /// What would be sent, without sending a report; v2 verifies the
@@ -218,8 +218,8 @@ impl VersionCheck {
         state: &mut ClientState,
         now: u64,
     ) -> Result<Verified, CheckError> {
-        let wire = v2::resolve_policy(&prepared.name, servers, timeout)?;
-        Ok(c.verify(&wire, state, now)?)
+        let records = v2::resolve_policy(&prepared.name, servers, timeout)?;
+        Ok(c.verify_any(&records, state, now)?)
     }
 }
 

@@ -1,5 +1,5 @@
 """The version-check agent: the same check run periodically, as every
-vcheckd client runs it (AGENT-CONTRACT.md in the repository).
+vcheckd client runs it (docs/CLIENTS.md, "The agent contract").
 
 - **Opt-out first.** DISABLE_VERSION_CHECK set: nothing is ever sent, the
   status is ``disabled``. DISABLE_TELEMETRY set: checks run without
@@ -11,8 +11,9 @@ vcheckd client runs it (AGENT-CONTRACT.md in the repository).
   Jitter comes from the operating system's random source.
 - **Status.** ``up-to-date``, ``upgrade-available``, ``upgrade-required``,
   ``unknown`` from a verified policy. A failed check keeps the last status
-  (sticky) until the last verified policy has expired; then, and before any
-  success, the status is ``stale``.
+  (sticky) unless the last verified policy has expired; then, and before any
+  success, the status is ``stale``. Only a failed check (or the start, from
+  the kept state) makes it stale: no timer runs to the policy's expiry.
 - **Logging.** One line per change of status (warning for
   ``upgrade-required`` and ``stale``, info otherwise), one debug line per
   failure.
@@ -113,7 +114,7 @@ class AgentSnapshot:
     error: str | None
 
     def to_json(self) -> dict[str, Any]:
-        """The status file's object (AGENT-CONTRACT.md)."""
+        """The status file's object (docs/CLIENTS.md, "The agent contract")."""
         return {
             "zone": self.zone,
             "running": self.running,
@@ -215,6 +216,26 @@ class Agent:
         self._failures = 0
         self._error: str | None = None
         self._anonymous = client.anonymous
+        if not client.disabled:
+            self._restore()
+
+    def _restore(self) -> None:
+        """Picks up the last verified policy the client state keeps, so that
+        a restarted agent keeps its status (sticky) and a failed first check
+        does not turn it into ``stale`` while that policy is fresh. Stale at
+        once if it has expired. Not a change of status: nothing is logged."""
+        try:
+            kept = self.client.state.load(self.client.zone, self.client.key)
+        except VcheckdError:
+            return
+        if kept.policy is None:
+            return
+        self._policy = kept.policy
+        self._verdict = kept.policy.verdict(self.client.running)
+        if self.client.clock() >= kept.policy.expires:
+            self._status = AgentStatus.STALE
+        else:
+            self._status = AgentStatus.of(self._verdict.status)
 
     # -- schedule -------------------------------------------------------
 
@@ -265,7 +286,8 @@ class Agent:
     # -- the loop -----------------------------------------------------------
 
     def snapshot(self) -> AgentSnapshot | None:
-        """The current state, or None before the first check."""
+        """The current state, or None before the first check (when the
+        client state keeps no verified policy)."""
         with self._mutex:
             return self._snapshot()
 
@@ -318,31 +340,15 @@ class Agent:
             self._next_check = self.client.clock() + delay
 
     def _sleep(self, delay: float) -> None:
-        """Until ``delay`` seconds have passed, or stop or check now. While
-        failing with an unexpired policy, wakes at its expiry to turn stale."""
+        """Until ``delay`` seconds have passed, or stop or check now. The
+        status turns stale at a failed check only, never on a timer."""
         until = time.monotonic() + delay
         while not self._stopping and not self._now_requested:
             left = until - time.monotonic()
             if left <= 0:
                 return
-            expiry = self._stale_in()
-            if expiry is not None and expiry <= 0:
-                self._mark_stale_if_expired()
-                expiry = None
-            self._wake.wait(left if expiry is None else min(left, expiry))
+            self._wake.wait(left)
             self._wake.clear()
-
-    def _stale_in(self) -> float | None:
-        with self._mutex:
-            if self._failures == 0 or self._policy is None or self._status is AgentStatus.STALE:
-                return None
-            return self._policy.expires - self.client.clock()
-
-    def _mark_stale_if_expired(self) -> None:
-        with self._mutex:
-            if self._policy is not None and self.client.clock() >= self._policy.expires:
-                self._set_status(AgentStatus.STALE)
-        self.write_files()
 
     def run_once(self) -> int:
         """One check now, with its effect on the status (the files are
