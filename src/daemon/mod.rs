@@ -6,6 +6,8 @@
 //! listener are started here, above all of them, so that no lower module
 //! has to know the others (docs/ARCHITECTURE.md).
 
+mod handler;
+
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,11 +20,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::info;
 
+pub use handler::Handler;
+
 use crate::config::Config;
 use crate::dns::listen::{bind_pair, ListenError, UdpThreads};
 use crate::dns::rrl::{Limits, RateLimiter};
 use crate::dns::tcp::{self, TcpLimits};
-use crate::dns::{Catalog, CatalogError, Handler};
+use crate::dns::{Catalog, CatalogError};
 use crate::intake::Intake;
 use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::lanes::Lanes;

@@ -1,7 +1,7 @@
 //! Listening: the UDP receive threads and the TCP listener on one address,
 //! bound the way other name servers bind (SO_REUSEPORT for one receive
 //! loop per worker, IPv6-only sockets beside IPv4 ones). Knows the
-//! [`Handler`] it hands requests to and nothing of what the process does
+//! [`RequestHandler`] it hands requests to and nothing of what the process does
 //! with reports: the daemon (src/daemon) wires that.
 
 use std::io;
@@ -13,9 +13,9 @@ use std::thread::JoinHandle;
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-use super::handler::Handler;
 use super::rrl::RateLimiter;
 use super::udp;
+use super::RequestHandler;
 
 /// A listen address that could not be served.
 #[derive(Debug, Error)]
@@ -39,10 +39,10 @@ pub struct UdpThreads {
 
 impl UdpThreads {
     /// Starts one receive loop on `socket`.
-    pub fn spawn(
+    pub fn spawn<H: RequestHandler>(
         &mut self,
         socket: UdpSocket,
-        handler: Arc<Handler>,
+        handler: Arc<H>,
         limiter: Arc<RateLimiter>,
     ) -> Result<(), ListenError> {
         let stop = self.stop.clone();

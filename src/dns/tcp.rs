@@ -13,9 +13,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::warn;
 
-use super::handler::Handler;
 use super::responder::Transport;
-use crate::metrics::bump;
+use super::RequestHandler;
 
 #[derive(Debug, Clone, Copy)]
 pub struct TcpLimits {
@@ -85,9 +84,9 @@ impl Drop for SourceSlot {
 }
 
 /// Accepts connections until `shutdown` turns true, then closes them all.
-pub async fn serve(
+pub async fn serve<H: RequestHandler>(
     listener: TcpListener,
-    responder: Arc<Handler>,
+    responder: Arc<H>,
     limits: TcpLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -115,7 +114,7 @@ pub async fn serve(
                 else {
                     // Closed at once (dropping the stream) rather than left
                     // in the backlog, where it would block other sources.
-                    bump(&responder.metrics().tcp_refused_per_source);
+                    responder.tcp_refused_per_source();
                     continue;
                 };
                 let responder = responder.clone();
@@ -134,9 +133,9 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-async fn connection(
+async fn connection<H: RequestHandler>(
     mut stream: TcpStream,
-    responder: Arc<Handler>,
+    responder: Arc<H>,
     idle_timeout: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {

@@ -21,9 +21,9 @@ use std::time::Duration;
 use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 use tracing::warn;
 
-use super::handler::Handler;
 use super::responder::Transport;
 use super::rrl::{self, Action, RateLimiter};
+use super::RequestHandler;
 
 /// How often a blocked receive wakes up to look at the stop flag: the
 /// longest a stop waits for the UDP threads.
@@ -46,9 +46,9 @@ struct Received {
 /// Serves `socket` (blocking, with a read timeout of [`STOP_POLL`]) until
 /// `stop` is set. Every response passes the rate limiter (shared by all
 /// UDP sockets) before it is sent.
-pub(crate) fn serve(
+pub(crate) fn serve<H: RequestHandler>(
     socket: UdpSocket,
-    handler: Arc<Handler>,
+    handler: Arc<H>,
     limiter: Arc<RateLimiter>,
     stop: Arc<AtomicBool>,
 ) {
@@ -110,7 +110,7 @@ pub(crate) fn serve(
                 Action::Slip(class) if !rrl::truncate_to_question(response) => Action::Drop(class),
                 action => action,
             };
-            handler.metrics().count_rrl(action);
+            handler.rate_limited(action);
             if let Action::Drop(_) = action {
                 continue;
             }

@@ -1,5 +1,6 @@
-//! The transports' side of the responder: the current zones, the clock,
-//! the journal and the metrics, which the pure [`respond`] does not touch.
+//! The server's [`RequestHandler`]: the current zones, the clock, the
+//! report sink and the metrics, which the pure [`respond`] does not touch.
+//! It lives above the DNS room, which knows only the trait.
 //!
 //! The UDP and TCP loops call [`Handler::handle`] for each request; it
 //! reads the clock once, answers, hands a report, if any, to the
@@ -11,9 +12,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::catalog::Catalog;
-use super::responder::{respond, servfail, NameOutcome, Outcome, Rcode, Transport};
-use super::ReportSink;
+use crate::dns::responder::{respond, servfail, NameOutcome, Outcome, Rcode, Transport};
+use crate::dns::rrl::Action;
+use crate::dns::{Catalog, ReportSink, RequestHandler};
 use crate::metrics::{Metrics, PolicyGauge};
 use crate::report::Incoming;
 
@@ -72,6 +73,7 @@ impl Handler {
 
     /// Writes the response to `request` into `out`, records its report and
     /// counts it. Returns false when nothing must be sent.
+    /// Answers one request into `out`; false: send nothing.
     pub fn handle(&self, request: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
         let now = crate::clock::unix_now();
         let catalog = self.catalog.load();
@@ -99,6 +101,20 @@ impl Handler {
 }
 
 /// The v2 policies of `catalog`, per zone and key id, for /metrics.
+impl RequestHandler for Handler {
+    fn handle(&self, request: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
+        Handler::handle(self, request, transport, out)
+    }
+
+    fn rate_limited(&self, action: Action) {
+        self.metrics.count_rrl(action);
+    }
+
+    fn tcp_refused_per_source(&self) {
+        crate::metrics::bump(&self.metrics.tcp_refused_per_source);
+    }
+}
+
 fn policy_gauges(catalog: &Catalog) -> Vec<PolicyGauge> {
     catalog
         .zones()
