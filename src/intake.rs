@@ -26,12 +26,12 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use tracing::warn;
 
-use crate::dns::{NotRecorded, ReportSink};
 use crate::lanes::{Lane, Lanes, Refused};
 use crate::metrics::{bump, Metrics};
 use crate::protocol::v2::effort::effort;
 use crate::recent::Recent;
 use crate::report::Incoming;
+use crate::report::{NotRecorded, ReportSink};
 
 /// Fingerprints remembered for the repeat check (8 bytes each).
 const REPEATS_REMEMBERED: usize = 1 << 19;

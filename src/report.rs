@@ -17,6 +17,21 @@ use crate::hint::{Releases, Status};
 use crate::protocol::v2::{self, PrivateKeyring};
 use crate::protocol::{DecodeError, KeyId, Payload, Report, ReportId, ZoneName};
 
+/// Where the answer path hands each valid report. Called on the answer
+/// path for every report, so it must never block (the journal's append
+/// copies into memory).
+pub trait ReportSink: Send + Sync {
+    /// Takes the report, or says it could not be recorded: then the answer
+    /// becomes SERVFAIL, so that the resolver asks another name server of
+    /// the zone rather than the client believing it was counted.
+    fn accept(&self, report: Incoming<'_>) -> Result<(), NotRecorded>;
+}
+
+/// A report that cannot be made durable (journal full with nothing lower to
+/// evict, its disk failing, closing); the sink has counted why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotRecorded;
+
 /// What the answer path hands to the journal.
 #[derive(Debug, Clone, Copy)]
 pub enum Incoming<'a> {

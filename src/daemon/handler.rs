@@ -14,9 +14,10 @@ use arc_swap::ArcSwap;
 
 use crate::dns::responder::{respond, servfail, NameOutcome, Outcome, Rcode, Transport};
 use crate::dns::rrl::Action;
-use crate::dns::{Catalog, ReportSink, RequestHandler};
+use crate::dns::{Catalog, RequestHandler};
 use crate::metrics::{Metrics, PolicyGauge};
 use crate::report::Incoming;
+use crate::report::ReportSink;
 
 pub struct Handler {
     catalog: ArcSwap<Catalog>,

@@ -34,20 +34,5 @@ pub trait RequestHandler: Send + Sync + 'static {
     fn tcp_refused_per_source(&self);
 }
 
-/// Where the answer path hands each valid report. Called on the answer
-/// path for every report, so it must never block (the journal's append
-/// copies into memory).
-pub trait ReportSink: Send + Sync {
-    /// Takes the report, or says it could not be recorded: then the answer
-    /// becomes SERVFAIL, so that the resolver asks another name server of
-    /// the zone rather than the client believing it was counted.
-    fn accept(&self, report: crate::report::Incoming<'_>) -> Result<(), NotRecorded>;
-}
-
-/// A report that cannot be made durable (journal full with nothing lower to
-/// evict, its disk failing, closing); the sink has counted why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotRecorded;
-
 /// Largest UDP answer we send, whatever the client offers (DNS Flag Day 2020).
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
