@@ -87,14 +87,59 @@ fn classify(report: &Incoming<'_>) -> (Lane, [u8; 16]) {
     }
 }
 
-impl ReportSink for Intake {
-    fn accept(&self, report: Incoming<'_>) -> Result<(), NotRecorded> {
-        let (lane, key) = classify(&report);
+/// The lane and fingerprint of a journal record, as [`classify`] gives
+/// them for the report it was made from: a record forwarded by a
+/// secondary is judged as the same report received here by DNS.
+fn classify_record(record: &[u8]) -> Option<(Lane, [u8; 16])> {
+    if let Some(frame) = crate::report::sealed_frame(record) {
+        let (e, digest) = effort(frame);
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[16..]);
+        return Some((Lane::for_effort(e.0), key));
+    }
+    let report = crate::report::ReceivedReport::from_record(record).ok()?;
+    Some(classify(&Incoming::V1(&report)))
+}
+
+/// What the intake did with a report it did not refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Appended to this lane (durable at its next group commit).
+    New(Lane),
+    /// An exact repeat of one taken lately into this lane: not taken again.
+    Repeat(Lane),
+}
+
+impl Intake {
+    /// Takes a record forwarded by a secondary (its raw lane record, as
+    /// made here on the answer path) through the same checks as a report
+    /// received by DNS: the lane and fingerprint are computed here again,
+    /// never trusted from the sender. [`Refused::Record`]: the record does
+    /// not parse.
+    pub fn accept_record(&self, record: &[u8]) -> Result<Taken, Refused> {
+        let Some((lane, key)) = classify_record(record) else {
+            bump(&self.metrics.intake_refused[Refused::Record.index()]);
+            return Err(Refused::Record);
+        };
+        self.take(lane, key, |buf| {
+            buf.clear();
+            buf.extend_from_slice(record);
+            Ok(())
+        })
+    }
+
+    /// The repeat check, then the append; every decision counted.
+    fn take(
+        &self,
+        lane: Lane,
+        key: [u8; 16],
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), crate::report::RecordError>,
+    ) -> Result<Taken, Refused> {
         if self.repeats.contains(&key) {
             bump(&self.metrics.intake_repeats);
-            return Ok(());
+            return Ok(Taken::Repeat(lane));
         }
-        let taken = RECORD.with_borrow_mut(|buf| match report.to_record(buf) {
+        let taken = RECORD.with_borrow_mut(|buf| match write(buf) {
             Ok(()) => self.lanes.append(lane, buf),
             Err(_) => Err(Refused::Record),
         });
@@ -102,14 +147,27 @@ impl ReportSink for Intake {
             Ok(_) => {
                 self.repeats.insert(&key);
                 bump(&self.metrics.intake_accepted[lane.index()]);
-                Ok(())
+                Ok(Taken::New(lane))
             }
             Err(why) => {
                 bump(&self.metrics.intake_refused[why.index()]);
                 self.refused_log.record(&self.lanes, why);
-                Err(NotRecorded)
+                Err(why)
             }
         }
+    }
+
+    pub fn lanes(&self) -> &Arc<Lanes> {
+        &self.lanes
+    }
+}
+
+impl ReportSink for Intake {
+    fn accept(&self, report: Incoming<'_>) -> Result<(), NotRecorded> {
+        let (lane, key) = classify(&report);
+        self.take(lane, key, |buf| report.to_record(buf))
+            .map(|_| ())
+            .map_err(|_| NotRecorded)
     }
 }
 

@@ -10,6 +10,8 @@ pub mod clock;
 pub mod config;
 pub mod dns;
 pub mod fleet;
+pub mod forward;
+pub mod forwarding;
 pub mod http;
 pub mod intake;
 pub mod journal;
