@@ -27,7 +27,7 @@ use vcheckd::client::v2::CheckV2;
 use vcheckd::client::Reporter;
 use vcheckd::protocol::v2::effort::Effort;
 use vcheckd::protocol::v2::{Epoch, PrivateKey, PrivateKeyring};
-use vcheckd::protocol::{Key, KeyId, ZoneName};
+use vcheckd::protocol::{AnonId, Key, KeyId, ZoneName};
 
 /// How long any wait may take before the test gives up (a wait, never a
 /// measure: CI machines are slow and shared).
@@ -190,14 +190,16 @@ impl Keys {
                     .unwrap();
                     (p.name, p.id.0)
                 } else {
-                    let p = CheckV2::new(
-                        zone.clone(),
-                        self.v2.public(),
-                        version.clone(),
-                        Some(&reporter),
-                    )
-                    .prepare(&seal, Effort(4))
-                    .unwrap();
+                    // Ids as a client keeps them (deriving them takes an
+                    // Argon2id per cluster): distinct per report.
+                    let mut cluster = [0u8; 16];
+                    cluster[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                    let tag = &prefix.as_bytes()[..prefix.len().min(8)];
+                    cluster[8..8 + tag.len()].copy_from_slice(tag);
+                    let ids = Some((AnonId(cluster), AnonId([7; 16])));
+                    let p = CheckV2::with_ids(zone.clone(), self.v2.public(), version.clone(), ids)
+                        .prepare(&seal, Effort(4))
+                        .unwrap();
                     (p.name, p.id.0)
                 }
             })
@@ -353,11 +355,11 @@ fn the_primary_killed_and_restarted_under_load_records_every_report_once() {
     let db = p_dir.path().join("vcheckd.sqlite");
 
     let started = Instant::now();
-    let to_primary_1 = keys.reports("p1", 100);
-    let to_secondary_1 = keys.reports("s1", 600);
-    let to_secondary_down = keys.reports("s2", 100);
-    let to_primary_2 = keys.reports("p2", 100);
-    let to_secondary_3 = keys.reports("s3", 100);
+    let to_primary_1 = keys.reports("p1", 300);
+    let to_secondary_1 = keys.reports("s1", 2000);
+    let to_secondary_down = keys.reports("s2", 300);
+    let to_primary_2 = keys.reports("p2", 300);
+    let to_secondary_3 = keys.reports("s3", 300);
     println!("reports made in {:?}", started.elapsed());
 
     // Straight to the primary, then in its database before the kill (a
@@ -429,7 +431,7 @@ fn the_primary_killed_and_restarted_under_load_records_every_report_once() {
     .iter()
     .flat_map(|v| v.iter().map(|r| r.1))
     .collect();
-    assert_eq!(truth.len(), 1000, "distinct reports");
+    assert_eq!(truth.len(), 3200, "distinct reports");
     println!("all sent at {:?}", started.elapsed());
     let caught_up = wait_until(|| {
         db_ids(&db).0.len() >= truth.len()
@@ -457,7 +459,7 @@ fn the_primary_killed_and_restarted_under_load_records_every_report_once() {
         sample(&m, "vcheckd_forward_last_success_timestamp_seconds") > 0.0,
         "{m}"
     );
-    assert!(sample(&m, "vcheckd_forwarded_total") >= 800.0, "{m}");
+    assert!(sample(&m, "vcheckd_forwarded_total") >= 2600.0, "{m}");
     println!("whole test {:?}", started.elapsed());
 }
 
