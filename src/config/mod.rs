@@ -712,12 +712,50 @@ mod tests {
         )
         .unwrap();
         let clickhouse = toml::Table::try_from(&clickhouse).unwrap();
-        for key in server.keys().chain(http.keys()).chain(clickhouse.keys()) {
+        let forward: ForwardConfig =
+            toml::from_str("primary = \"ns1:5301\"\nname = \"ns2\"\nkey = \"k\"").unwrap();
+        let forward = toml::Table::try_from(&forward).unwrap();
+        let listen: ForwardListenConfig =
+            toml::from_str("listen = \"0.0.0.0:5301\"\n[[secondary]]\nname = \"ns2\"\nkey = \"k\"")
+                .unwrap();
+        let listen = toml::Table::try_from(&listen).unwrap();
+        for key in server
+            .keys()
+            .chain(http.keys())
+            .chain(clickhouse.keys())
+            .chain(forward.keys())
+            .chain(listen.keys())
+        {
             assert!(
                 reference.contains(&format!("`{key}`")),
                 "{key} is not documented"
             );
         }
+    }
+
+    #[test]
+    fn forwarding_sections_parse_and_are_checked() {
+        let base = DEFAULT_CONFIG.to_string();
+        let with = |extra: &str| Config::parse(&format!("{extra}\n{base}"), ConfigOrigin::Embedded);
+        let c = with(
+            "[forward]\nprimary = \"ns1.example.com:5301\"\nname = \"ns2\"\nkey = \"ns2.key\"",
+        )
+        .unwrap();
+        let f = c.forward.unwrap();
+        assert_eq!((f.batch, f.max_backoff_secs), (1_000, 30));
+        let e = with("[forward]\nprimary = \"ns1.example.com\"\nname = \"ns2\"\nkey = \"k\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("host:port"), "{e}");
+        let e = with("[forward]\nprimary = \"ns1:1\"\nname = \"ns 2\"\nkey = \"k\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[forward] name"), "{e}");
+        let two = "[forward_listen]\nlisten = \"0.0.0.0:5301\"\n[[forward_listen.secondary]]\nname = \"ns2\"\nkey = \"a\"\n[[forward_listen.secondary]]\nname = \"ns2\"\nkey = \"b\"";
+        let e = with(two).unwrap_err().to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let one = with(&two[..two.rfind("[[").unwrap()]).unwrap();
+        assert_eq!(one.forward_listen.unwrap().secondaries.len(), 1);
     }
 
     #[test]
