@@ -418,6 +418,12 @@ impl RunningServer {
         }
         let remaining = raw.zip(opened).map(|(a, b)| a + b);
         match remaining {
+            Some(n) if raw_consumer == crate::forwarding::CONSUMER => info!(
+                unforwarded = n,
+                lost,
+                evicted,
+                "stopped; reports the primary has not acknowledged stay in the journal for the next start"
+            ),
             Some(0) if lost == 0 && evicted == 0 => {
                 info!("stopped; every report is in the database")
             }
