@@ -139,7 +139,7 @@ pub enum KeyFileError {
         #[source]
         source: std::io::Error,
     },
-    #[error("forwarding key file {} has mode {mode:o}: others may read it; run chmod 600 on it", .path.display())]
+    #[error("forwarding key file {} has mode {mode:o}: others may read it; run `chmod 600 {}`", .path.display(), .path.display())]
     Permissions { path: PathBuf, mode: u32 },
     #[error("forwarding key file {} holds {len} bytes, not 32: make one with `vcheckd keygen --forward FILE`", .path.display())]
     Length { path: PathBuf, len: usize },
