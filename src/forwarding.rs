@@ -291,8 +291,8 @@ impl Run {
     }
 
     /// Counts the records not acknowledged (from segment headers: about
-    /// once a second), and, when the batch in hand is gone, the age of the
-    /// oldest one is taken from the next batch read.
+    /// once a second), and keeps the receive time of the oldest one (the
+    /// first of the batch in hand) for the lag in seconds.
     fn refresh_lag(&mut self) {
         if self
             .lag_checked
@@ -304,10 +304,18 @@ impl Run {
         if let Ok(n) = self.lanes.unread_records(CONSUMER) {
             self.metrics.forward_unsent.store(n, Ordering::Relaxed);
         }
-        if self.pending.is_none() && !self.readers.has_unread() {
-            self.metrics
-                .forward_oldest_unsent
-                .store(0, Ordering::Relaxed);
+        if self.pending.is_none() {
+            if self.readers.has_unread() {
+                // Read ahead while the primary is away, so the age of the
+                // oldest waiting report is known: it is sent first.
+                if let Ok(next) = self.read() {
+                    self.pending = next;
+                }
+            } else {
+                self.metrics
+                    .forward_oldest_unsent
+                    .store(0, Ordering::Relaxed);
+            }
         }
     }
 
