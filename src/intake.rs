@@ -298,3 +298,54 @@ pub fn take_legacy(
     }
     Ok(moved)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ZoneName;
+
+    fn intake(dir: &std::path::Path) -> Intake {
+        let lanes = Lanes::open(dir, 1 << 20, std::time::Duration::from_millis(1)).unwrap();
+        Intake::new(Arc::new(lanes), Arc::new(Metrics::default()))
+    }
+
+    #[test]
+    fn a_forwarded_record_is_the_same_report_as_the_frame_received_by_dns() {
+        let dir = tempfile::tempdir().unwrap();
+        let intake = intake(dir.path());
+        let zone = ZoneName::new("vc.example.com").unwrap();
+        let frame = [5u8; 120];
+        let incoming = Incoming::V2 {
+            zone: &zone,
+            received_at: 1_800_000_000,
+            frame: &frame,
+        };
+        let mut record = Vec::new();
+        incoming.to_record(&mut record).unwrap();
+        let lane = Lane::for_effort(effort(&frame).0 .0);
+        // Forwarded first: taken, into the lane DNS would have chosen.
+        assert_eq!(intake.accept_record(&record), Ok(Taken::New(lane)));
+        // The same frame by DNS, and forwarded again: repeats.
+        assert!(intake.accept(incoming).is_ok());
+        assert_eq!(intake.accept_record(&record), Ok(Taken::Repeat(lane)));
+        assert_eq!(
+            intake.metrics.intake_repeats.load(Ordering::Relaxed),
+            2,
+            "one record, two repeats"
+        );
+        assert_eq!(intake.lanes.journal(lane).stats().appended_records, 1);
+    }
+
+    #[test]
+    fn a_forwarded_record_that_does_not_parse_is_refused_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let intake = intake(dir.path());
+        for garbage in [&[9u8, 1, 2][..], &[1u8; 4][..], &[2u8][..]] {
+            assert_eq!(intake.accept_record(garbage), Err(Refused::Record));
+        }
+        assert_eq!(
+            intake.metrics.intake_refused[Refused::Record.index()].load(Ordering::Relaxed),
+            3
+        );
+    }
+}
