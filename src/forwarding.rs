@@ -337,7 +337,7 @@ pub struct ForwardListener {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,
     /// Open connections, shut down at stop so their reads return.
-    open: Arc<Mutex<Vec<TcpStream>>>,
+    open: Arc<Open>,
 }
 
 impl ForwardListener {
@@ -356,7 +356,7 @@ impl ForwardListener {
             .forward_listen_enabled
             .store(true, Ordering::Relaxed);
         let stop = Arc::new(AtomicBool::new(false));
-        let open = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new(Open::default());
         let shared = Arc::new(Shared {
             secondaries,
             intake,
@@ -386,11 +386,7 @@ impl ForwardListener {
     /// again).
     pub fn stop(self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Ok(open) = self.open.lock() {
-            for s in open.iter() {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
-        }
+        self.open.shutdown_all();
         let _ = self.handle.join();
     }
 }
@@ -403,7 +399,39 @@ struct Shared {
     connections: AtomicUsize,
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>, open: Arc<Mutex<Vec<TcpStream>>>) {
+/// A handle on each open connection (a clone of its socket), by id: the
+/// connection's thread removes its own when it ends, so the socket closes.
+#[derive(Default)]
+struct Open {
+    next: AtomicUsize,
+    streams: Mutex<HashMap<usize, TcpStream>>,
+}
+
+impl Open {
+    fn add(&self, s: TcpStream) -> usize {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.streams.lock() {
+            m.insert(id, s);
+        }
+        id
+    }
+
+    fn remove(&self, id: usize) {
+        if let Ok(mut m) = self.streams.lock() {
+            m.remove(&id);
+        }
+    }
+
+    fn shutdown_all(&self) {
+        if let Ok(m) = self.streams.lock() {
+            for s in m.values() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, open: Arc<Open>) {
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     while !shared.stop.load(Ordering::Relaxed) {
         threads.retain(|t| !t.is_finished());
@@ -435,30 +463,26 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>, open: Arc<Mutex<Vec<T
         let Ok(clone) = stream.try_clone() else {
             continue;
         };
-        if let Ok(mut o) = open.lock() {
-            o.retain(|s| s.peer_addr().is_ok());
-            o.push(clone);
-        }
+        let id = open.add(clone);
         shared.connections.fetch_add(1, Ordering::Relaxed);
         let shared2 = shared.clone();
+        let open2 = open.clone();
         let spawned = std::thread::Builder::new()
             .name("vcheckd-fwd-conn".into())
             .spawn(move || {
                 serve_connection(stream, peer, &shared2);
+                open2.remove(id);
                 shared2.connections.fetch_sub(1, Ordering::Relaxed);
             });
         match spawned {
             Ok(t) => threads.push(t),
             Err(_) => {
+                open.remove(id);
                 shared.connections.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
-    if let Ok(open) = open.lock() {
-        for s in open.iter() {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
+    open.shutdown_all();
     for t in threads {
         let _ = t.join();
     }
