@@ -56,7 +56,7 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// What a secondary needs to forward.
 #[derive(Debug, Clone)]
-pub struct ForwarderConfig {
+pub(crate) struct ForwarderConfig {
     /// `host:port`, resolved at each connection.
     pub primary: String,
     /// This server's name at the primary (its per-server counters).
@@ -68,7 +68,7 @@ pub struct ForwarderConfig {
 }
 
 /// The running forwarder (secondary side).
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,
 }
@@ -329,10 +329,10 @@ impl Run {
 }
 
 /// The secondaries a primary takes records from: name to key.
-pub type Secondaries = HashMap<String, ForwardKey>;
+pub(crate) type Secondaries = HashMap<String, ForwardKey>;
 
 /// The running listener (primary side).
-pub struct ForwardListener {
+pub(crate) struct ForwardListener {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     handle: JoinHandle<()>,

@@ -365,7 +365,7 @@ fn mac(key: &[u8]) -> HmacSha256 {
 }
 
 /// The secondary's end of a connection.
-pub struct Sender<S> {
+pub(crate) struct Sender<S> {
     stream: S,
     session: Session,
     next_seq: u64,
@@ -437,14 +437,10 @@ impl<S: Read + Write> Sender<S> {
         self.next_seq += 1;
         Ok(())
     }
-
-    pub fn get_ref(&self) -> &S {
-        &self.stream
-    }
 }
 
 /// The primary's end of a connection.
-pub struct Receiver<S> {
+pub(crate) struct Receiver<S> {
     stream: S,
     session: Session,
     name: String,
@@ -453,7 +449,7 @@ pub struct Receiver<S> {
 
 /// One authenticated batch.
 #[derive(Debug)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub seq: u64,
     pub records: Vec<Vec<u8>>,
 }
