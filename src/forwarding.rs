@@ -92,6 +92,7 @@ impl Forwarder {
             stop: stop.clone(),
             pending: None,
             lag_checked: None,
+            counted: None,
         };
         let handle = std::thread::Builder::new()
             .name("vcheckd-forward".into())
@@ -136,7 +137,22 @@ struct Run {
     stop: Arc<AtomicBool>,
     pending: Option<Pending>,
     lag_checked: Option<Instant>,
+    counted: Option<Counted>,
 }
+
+/// The last full count of the records not acknowledged, from which the
+/// gauge is kept in between: plus records appended since, minus records
+/// acknowledged since (evictions show at the next full count).
+struct Counted {
+    at: Instant,
+    unsent: u64,
+    appended: u64,
+    acked: u64,
+}
+
+/// How often the records not acknowledged are counted from the journal
+/// (reading every record header: a large backlog is read whole).
+const FULL_COUNT: Duration = Duration::from_secs(60);
 
 impl Run {
     fn main(&mut self) {
@@ -284,15 +300,20 @@ impl Run {
             .store(crate::clock::unix_now(), Ordering::Relaxed);
         // The oldest unsent record is the next batch's first, read later.
         m.forward_oldest_unsent.store(0, Ordering::Relaxed);
-        if n > 0 {
-            let left = m.forward_unsent.load(Ordering::Relaxed).saturating_sub(n);
-            m.forward_unsent.store(left, Ordering::Relaxed);
+        if let Some(c) = &mut self.counted {
+            c.acked += n;
         }
     }
 
-    /// Counts the records not acknowledged (from segment headers: about
-    /// once a second), and keeps the receive time of the oldest one (the
-    /// first of the batch in hand) for the lag in seconds.
+    /// Records appended to every lane since they were opened.
+    fn appended(&self) -> u64 {
+        self.lanes.stats().iter().map(|s| s.appended_records).sum()
+    }
+
+    /// Keeps the gauge of records not acknowledged (about once a second;
+    /// counted from the journal every [`FULL_COUNT`]) and the receive time
+    /// of the oldest one (the first of the batch in hand) for the lag in
+    /// seconds.
     fn refresh_lag(&mut self) {
         if self
             .lag_checked
@@ -301,7 +322,23 @@ impl Run {
             return;
         }
         self.lag_checked = Some(Instant::now());
-        if let Ok(n) = self.lanes.unread_records(CONSUMER) {
+        let appended = self.appended();
+        let stale = self
+            .counted
+            .as_ref()
+            .is_none_or(|c| c.at.elapsed() >= FULL_COUNT);
+        if stale {
+            if let Ok(unsent) = self.lanes.unread_records(CONSUMER) {
+                self.counted = Some(Counted {
+                    at: Instant::now(),
+                    unsent,
+                    appended,
+                    acked: 0,
+                });
+            }
+        }
+        if let Some(c) = &self.counted {
+            let n = (c.unsent + appended.saturating_sub(c.appended)).saturating_sub(c.acked);
             self.metrics.forward_unsent.store(n, Ordering::Relaxed);
         }
         if self.pending.is_none() {

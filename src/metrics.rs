@@ -116,7 +116,8 @@ pub struct Metrics {
     pub rollup_skipped: AtomicU64,
     /// Forwarding to a primary (`[forward]`, src/forwarding.rs): records
     /// the primary acknowledged; records in the lanes not acknowledged yet
-    /// (refreshed about once a second); the receive time (unix seconds) of
+    /// (refreshed about once a second, counted from the journal every
+    /// minute); the receive time (unix seconds) of
     /// the oldest record not acknowledged, 0 when there is none; the last
     /// acknowledged batch (unix seconds); failures by
     /// [`crate::forward::Failure`].
