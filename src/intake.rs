@@ -87,14 +87,59 @@ fn classify(report: &Incoming<'_>) -> (Lane, [u8; 16]) {
     }
 }
 
-impl ReportSink for Intake {
-    fn accept(&self, report: Incoming<'_>) -> Result<(), NotRecorded> {
-        let (lane, key) = classify(&report);
+/// The lane and fingerprint of a journal record, as [`classify`] gives
+/// them for the report it was made from: a record forwarded by a
+/// secondary is judged as the same report received here by DNS.
+fn classify_record(record: &[u8]) -> Option<(Lane, [u8; 16])> {
+    if let Some(frame) = crate::report::sealed_frame(record) {
+        let (e, digest) = effort(frame);
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&digest[16..]);
+        return Some((Lane::for_effort(e.0), key));
+    }
+    let report = crate::report::ReceivedReport::from_record(record).ok()?;
+    Some(classify(&Incoming::V1(&report)))
+}
+
+/// What the intake did with a report it did not refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Appended to this lane (durable at its next group commit).
+    New(Lane),
+    /// An exact repeat of one taken lately into this lane: not taken again.
+    Repeat(Lane),
+}
+
+impl Intake {
+    /// Takes a record forwarded by a secondary (its raw lane record, as
+    /// made here on the answer path) through the same checks as a report
+    /// received by DNS: the lane and fingerprint are computed here again,
+    /// never trusted from the sender. [`Refused::Record`]: the record does
+    /// not parse.
+    pub fn accept_record(&self, record: &[u8]) -> Result<Taken, Refused> {
+        let Some((lane, key)) = classify_record(record) else {
+            bump(&self.metrics.intake_refused[Refused::Record.index()]);
+            return Err(Refused::Record);
+        };
+        self.take(lane, key, |buf| {
+            buf.clear();
+            buf.extend_from_slice(record);
+            Ok(())
+        })
+    }
+
+    /// The repeat check, then the append; every decision counted.
+    fn take(
+        &self,
+        lane: Lane,
+        key: [u8; 16],
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), crate::report::RecordError>,
+    ) -> Result<Taken, Refused> {
         if self.repeats.contains(&key) {
             bump(&self.metrics.intake_repeats);
-            return Ok(());
+            return Ok(Taken::Repeat(lane));
         }
-        let taken = RECORD.with_borrow_mut(|buf| match report.to_record(buf) {
+        let taken = RECORD.with_borrow_mut(|buf| match write(buf) {
             Ok(()) => self.lanes.append(lane, buf),
             Err(_) => Err(Refused::Record),
         });
@@ -102,14 +147,27 @@ impl ReportSink for Intake {
             Ok(_) => {
                 self.repeats.insert(&key);
                 bump(&self.metrics.intake_accepted[lane.index()]);
-                Ok(())
+                Ok(Taken::New(lane))
             }
             Err(why) => {
                 bump(&self.metrics.intake_refused[why.index()]);
                 self.refused_log.record(&self.lanes, why);
-                Err(NotRecorded)
+                Err(why)
             }
         }
+    }
+
+    pub fn lanes(&self) -> &Arc<Lanes> {
+        &self.lanes
+    }
+}
+
+impl ReportSink for Intake {
+    fn accept(&self, report: Incoming<'_>) -> Result<(), NotRecorded> {
+        let (lane, key) = classify(&report);
+        self.take(lane, key, |buf| report.to_record(buf))
+            .map(|_| ())
+            .map_err(|_| NotRecorded)
     }
 }
 
@@ -239,4 +297,55 @@ pub fn take_legacy(
         }
     }
     Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ZoneName;
+
+    fn intake(dir: &std::path::Path) -> Intake {
+        let lanes = Lanes::open(dir, 1 << 20, std::time::Duration::from_millis(1)).unwrap();
+        Intake::new(Arc::new(lanes), Arc::new(Metrics::default()))
+    }
+
+    #[test]
+    fn a_forwarded_record_is_the_same_report_as_the_frame_received_by_dns() {
+        let dir = tempfile::tempdir().unwrap();
+        let intake = intake(dir.path());
+        let zone = ZoneName::new("vc.example.com").unwrap();
+        let frame = [5u8; 120];
+        let incoming = Incoming::V2 {
+            zone: &zone,
+            received_at: 1_800_000_000,
+            frame: &frame,
+        };
+        let mut record = Vec::new();
+        incoming.to_record(&mut record).unwrap();
+        let lane = Lane::for_effort(effort(&frame).0 .0);
+        // Forwarded first: taken, into the lane DNS would have chosen.
+        assert_eq!(intake.accept_record(&record), Ok(Taken::New(lane)));
+        // The same frame by DNS, and forwarded again: repeats.
+        assert!(intake.accept(incoming).is_ok());
+        assert_eq!(intake.accept_record(&record), Ok(Taken::Repeat(lane)));
+        assert_eq!(
+            intake.metrics.intake_repeats.load(Ordering::Relaxed),
+            2,
+            "one record, two repeats"
+        );
+        assert_eq!(intake.lanes.journal(lane).stats().appended_records, 1);
+    }
+
+    #[test]
+    fn a_forwarded_record_that_does_not_parse_is_refused_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let intake = intake(dir.path());
+        for garbage in [&[9u8, 1, 2][..], &[1u8; 4][..], &[2u8][..]] {
+            assert_eq!(intake.accept_record(garbage), Err(Refused::Record));
+        }
+        assert_eq!(
+            intake.metrics.intake_refused[Refused::Record.index()].load(Ordering::Relaxed),
+            3
+        );
+    }
 }

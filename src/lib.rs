@@ -11,6 +11,8 @@ pub mod config;
 pub mod daemon;
 pub mod dns;
 pub mod fleet;
+pub mod forward;
+pub mod forwarding;
 pub mod http;
 pub mod intake;
 pub mod journal;

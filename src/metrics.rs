@@ -114,6 +114,25 @@ pub struct Metrics {
     pub ship_errors: AtomicU64,
     /// Rollup turns skipped because another server held the lease.
     pub rollup_skipped: AtomicU64,
+    /// Forwarding to a primary (`[forward]`, src/forwarding.rs): records
+    /// the primary acknowledged; records in the lanes not acknowledged yet
+    /// (refreshed about once a second, counted from the journal every
+    /// minute); the receive time (unix seconds) of
+    /// the oldest record not acknowledged, 0 when there is none; the last
+    /// acknowledged batch (unix seconds); failures by
+    /// [`crate::forward::Failure`].
+    pub forward_enabled: AtomicBool,
+    pub forwarded: AtomicU64,
+    pub forward_unsent: AtomicU64,
+    pub forward_oldest_unsent: AtomicI64,
+    pub forward_last_success: AtomicI64,
+    forward_failures: [AtomicU64; crate::forward::Failure::REASONS.len()],
+    /// Taking forwarded records (`[forward_listen]`): records taken (new,
+    /// or repeats of ones taken lately) by secondary name, and connections
+    /// or batches refused by [`crate::forward::Refusal`].
+    pub forward_listen_enabled: AtomicBool,
+    forward_received: Mutex<std::collections::BTreeMap<String, u64>>,
+    forward_refused: [AtomicU64; crate::forward::Refusal::REASONS.len()],
     /// Names under a zone that are neither static records nor reports,
     /// by reason. QNAME-minimisation partial names land here.
     rejected: [AtomicU64; DecodeError::REASONS.len()],
@@ -282,6 +301,47 @@ impl Metrics {
 
     pub fn count_outside_window(&self, why: Outside) {
         bump(&self.outside_window[why.index()]);
+    }
+
+    pub fn count_forward_failure(&self, why: crate::forward::Failure) {
+        bump(&self.forward_failures[why.index()]);
+    }
+
+    /// Forwarding failures by reason, as `(reason, value)`.
+    pub fn forward_failures(&self) -> Vec<(&'static str, u64)> {
+        crate::forward::Failure::REASONS
+            .iter()
+            .zip(&self.forward_failures)
+            .map(|(reason, c)| (*reason, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub fn count_forward_refused(&self, why: crate::forward::Refusal) {
+        bump(&self.forward_refused[why.index()]);
+    }
+
+    /// Refused forwarding connections and batches by reason.
+    pub fn forward_refused(&self) -> Vec<(&'static str, u64)> {
+        crate::forward::Refusal::REASONS
+            .iter()
+            .zip(&self.forward_refused)
+            .map(|(reason, c)| (*reason, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Counts `n` records taken from secondary `server` (a configured name).
+    pub fn count_forward_received(&self, server: &str, n: u64) {
+        if let Ok(mut m) = self.forward_received.lock() {
+            *m.entry(server.to_owned()).or_default() += n;
+        }
+    }
+
+    /// Records taken by secondary name.
+    pub fn forward_received(&self) -> Vec<(String, u64)> {
+        self.forward_received
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
     }
 
     /// A configuration loaded at `now` (unix seconds): at start, or by a

@@ -131,6 +131,15 @@ pub fn sealed_id(record: &[u8]) -> Option<ReportId> {
         .then(|| v2::frame::frame_report_id(frame))
 }
 
+/// When the server that made a record received its report (unix
+/// seconds, its clock): both kinds carry it after the kind byte.
+pub fn received_at(record: &[u8]) -> Option<i64> {
+    record
+        .get(1..9)
+        .and_then(|b| b.try_into().ok())
+        .map(i64::from_be_bytes)
+}
+
 /// A sealed record's zone bytes and frame.
 fn split_sealed(record: &[u8]) -> Result<(&[u8], &[u8]), RecordError> {
     let rest = record.get(1 + 8..).ok_or(RecordError::Truncated)?;

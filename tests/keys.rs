@@ -199,3 +199,54 @@ fn key_files_others_can_read_or_malformed_are_refused_by_name() {
     );
     assert!(!err.contains(&hex[..hex.len() - 1]), "{err}");
 }
+
+#[test]
+fn a_forwarding_key_is_made_private_and_a_bad_one_is_refused_by_name() {
+    let setup = Setup::new();
+    let path = setup.dir.path().join("ns2.forward.key");
+    let out = Command::new(BIN)
+        .args(["keygen", "--forward"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(mode(&path), 0o600);
+    let key = std::fs::read(&path).unwrap();
+    assert_eq!(key.len(), 32);
+    // Never replaced unless asked.
+    let again = Command::new(BIN)
+        .args(["keygen", "--forward"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read(&path).unwrap(), key);
+
+    let text = std::fs::read_to_string(setup.config_path()).unwrap();
+    std::fs::write(
+        setup.config_path(),
+        format!("[forward]\nprimary = \"127.0.0.1:9\"\nname = \"ns2\"\nkey = \"ns2.forward.key\"\n\n{text}"),
+    )
+    .unwrap();
+    let serve = || {
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(setup.config_path())
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = serve();
+    assert!(
+        err.contains(&format!("run `chmod 600 {}`", path.display())),
+        "{err}"
+    );
+    write_private(&path, "not a key");
+    let err = serve();
+    assert!(err.contains("holds 9 bytes, not 32"), "{err}");
+    assert!(err.contains("vcheckd keygen --forward"), "{err}");
+}

@@ -255,6 +255,7 @@ fn config(e: &ConfigError) -> Diagnosis {
         | ConfigError::NoZones
         | ConfigError::NoListen
         | ConfigError::ClickHouse(_)
+        | ConfigError::Forward(_)
         | ConfigError::RetentionShorterThanWindow { .. } => Diagnosis::new(Exit::Config),
     }
 }
@@ -353,6 +354,14 @@ fn server(e: &ServerError) -> Option<Diagnosis> {
             ("[server] listen (or --listen)", addr, source)
         }
         ServerError::HttpBind { source, addr } => ("[http] listen (or --http)", addr, source),
+        ServerError::ForwardBind { source, addr } => ("[forward_listen] listen", addr, source),
+        ServerError::ForwardKey(vcheckd::forward::KeyFileError::Io { source, .. }) => {
+            return Some(Diagnosis::fix(
+                read_exit(source),
+                "make the key file with `vcheckd keygen --forward FILE` and give its path ([forward] key, [[forward_listen.secondary]] key)",
+            ))
+        }
+        ServerError::ForwardKey(_) => return Some(Diagnosis::new(Exit::Config)),
         // Transparent variants: the chain skips the inner error.
         ServerError::Catalog(e) => return catalog(e),
         ServerError::Store(e) => return Some(store(e.innermost())),

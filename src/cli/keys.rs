@@ -38,6 +38,11 @@ pub struct KeygenArgs {
     /// a running server keeps its own advanced copy anyway).
     #[arg(long, value_name = "PRIVATE_FILE", conflicts_with_all = ["v1", "private", "public"])]
     advance: Option<PathBuf>,
+    /// Make a forwarding key (32 random bytes) in this file (mode 0600):
+    /// the same file goes to the secondary (`[forward] key`) and to the
+    /// primary (`[[forward_listen.secondary]] key`).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["v1", "private", "public", "advance"])]
+    forward: Option<PathBuf>,
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
@@ -59,7 +64,12 @@ pub struct DecodeArgs {
 
 /// Writes a file, never replacing an existing one unless asked; a secret
 /// file is readable by its owner only.
-fn write_file(path: &std::path::Path, text: &str, secret: bool, force: bool) -> Result<()> {
+fn write_file(
+    path: &std::path::Path,
+    text: impl AsRef<[u8]>,
+    secret: bool,
+    force: bool,
+) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -90,7 +100,7 @@ fn write_file(path: &std::path::Path, text: &str, secret: bool, force: bool) -> 
         file.set_permissions(std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("cannot set the mode of {} to {mode:o}", path.display()))?;
     }
-    file.write_all(text.as_bytes())?;
+    file.write_all(text.as_ref())?;
     Ok(())
 }
 
@@ -128,11 +138,21 @@ pub fn write_key_pair(
 const KEYGEN_HELP: &str = concat!(
     "Protocol v2 (default): `vcheckd keygen --id 1 --private zone.v2.private --public zone.v2.public`; \
 the private file (mode 0600) goes to every name server (`private_keys`), the public one into the client software.\n\
-Protocol v1: `vcheckd keygen --v1 --id 1 --out zone.key`: one shared secret for servers and clients.\n\n",
+Protocol v1: `vcheckd keygen --v1 --id 1 --out zone.key`: one shared secret for servers and clients.\n\
+Forwarding: `vcheckd keygen --forward ns2.forward.key`: the secret a secondary and its primary share (docs/DEPLOY.md section 2).\n\n",
     exit_table!()
 );
 
 pub fn run_keygen(args: KeygenArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.forward {
+        let key = vcheckd::forward::ForwardKey::generate()?;
+        write_file(path, key.as_bytes(), true, args.force)?;
+        eprintln!(
+            "vcheckd: wrote a forwarding key to {}: copy it to the primary and to one secondary",
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.v1 {
         let key = Key::generate(KeyId(args.id));
         match args.out {

@@ -55,6 +55,8 @@ pub enum ConfigError {
     NoListen,
     #[error("config [clickhouse]: {0}")]
     ClickHouse(String),
+    #[error("config: {0}")]
+    Forward(String),
     /// Deduplication forgets a report id when its raw row is pruned; a
     /// replay accepted after that would count twice.
     #[error("[server] retention_days = {retention_days} is shorter than the replay window (replay_window_secs + replay_future_secs): set retention_days to at least {needed_days}, or shorten the window")]
@@ -175,6 +177,12 @@ mod defaults {
     pub fn max_batch() -> usize {
         8_192
     }
+    pub fn forward_batch() -> usize {
+        1_000
+    }
+    pub fn max_backoff_secs() -> u64 {
+        30
+    }
     pub fn shutdown_timeout_secs() -> u64 {
         10
     }
@@ -266,6 +274,53 @@ pub struct ZoneConfig {
     pub releases: ReleasesConfig,
 }
 
+/// `[forward]`: this server is a secondary; it forwards the reports it
+/// receives to the primary instead of recording them (src/forwarding.rs).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    /// The primary's `[forward_listen]` address, `host:port` (the name is
+    /// resolved at each connection).
+    pub primary: String,
+    /// This server's name at the primary: its per-server counters there.
+    pub name: String,
+    /// The key shared with the primary for this name (32 bytes, mode 0600).
+    pub key: PathBuf,
+    /// Reports per batch, at most.
+    #[serde(default = "defaults::forward_batch")]
+    pub batch: usize,
+    /// Longest pause between attempts while the primary is away.
+    #[serde(default = "defaults::max_backoff_secs")]
+    pub max_backoff_secs: u64,
+}
+
+/// `[forward_listen]`: this server is a primary for the listed secondaries.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardListenConfig {
+    /// TCP address for secondaries (port 0: any free port, logged).
+    pub listen: SocketAddr,
+    #[serde(rename = "secondary", default)]
+    pub secondaries: Vec<SecondaryConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryConfig {
+    /// The name the secondary gives (its `[forward] name`).
+    pub name: String,
+    /// The key it shares with this server.
+    pub key: PathBuf,
+}
+
+/// A server name as the forwarding protocol and metric labels take it.
+fn valid_server_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
@@ -274,6 +329,10 @@ struct ConfigFile {
     http: Option<HttpConfig>,
     /// Absent: no shipping, statistics from SQLite.
     clickhouse: Option<ClickHouseConfig>,
+    /// Present: a secondary, forwarding to a primary.
+    forward: Option<ForwardConfig>,
+    /// Present: a primary, taking reports from secondaries.
+    forward_listen: Option<ForwardListenConfig>,
     #[serde(rename = "zone", default)]
     zones: Vec<ZoneConfig>,
 }
@@ -283,6 +342,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub http: Option<HttpConfig>,
     pub clickhouse: Option<ClickHouseConfig>,
+    pub forward: Option<ForwardConfig>,
+    pub forward_listen: Option<ForwardListenConfig>,
     pub zones: Vec<ZoneConfig>,
     pub origin: ConfigOrigin,
 }
@@ -337,10 +398,43 @@ impl Config {
                 needed_days: span.div_ceil(86_400),
             });
         }
+        if let Some(f) = &file.forward {
+            if !valid_server_name(&f.name) {
+                return Err(ConfigError::Forward(format!(
+                    "[forward] name = {:?}: use 1 to 63 letters, digits, '-', '_' or '.'",
+                    f.name
+                )));
+            }
+            if f.primary
+                .rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            {
+                return Err(ConfigError::Forward(format!(
+                    "[forward] primary = {:?}: give host:port, e.g. \"ns1.example.com:5301\"",
+                    f.primary
+                )));
+            }
+        }
+        if let Some(l) = &file.forward_listen {
+            let mut seen = std::collections::HashSet::new();
+            for s in &l.secondaries {
+                if !valid_server_name(&s.name) {
+                    return Err(ConfigError::Forward(format!("[[forward_listen.secondary]] name = {:?}: use 1 to 63 letters, digits, '-', '_' or '.'", s.name)));
+                }
+                if !seen.insert(&s.name) {
+                    return Err(ConfigError::Forward(format!(
+                        "[[forward_listen.secondary]] name = {:?} is listed twice",
+                        s.name
+                    )));
+                }
+            }
+        }
         Ok(Config {
             server: file.server,
             http: file.http,
             clickhouse: file.clickhouse,
+            forward: file.forward,
+            forward_listen: file.forward_listen,
             zones: file.zones,
             origin,
         })
@@ -364,6 +458,16 @@ impl Config {
                 table(Some(&new.server)),
             ),
             ("http", table(self.http.as_ref()), table(new.http.as_ref())),
+            (
+                "forward",
+                table(self.forward.as_ref()),
+                table(new.forward.as_ref()),
+            ),
+            (
+                "forward_listen",
+                table(self.forward_listen.as_ref()),
+                table(new.forward_listen.as_ref()),
+            ),
         ] {
             let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
             keys.sort();
@@ -608,12 +712,50 @@ mod tests {
         )
         .unwrap();
         let clickhouse = toml::Table::try_from(&clickhouse).unwrap();
-        for key in server.keys().chain(http.keys()).chain(clickhouse.keys()) {
+        let forward: ForwardConfig =
+            toml::from_str("primary = \"ns1:5301\"\nname = \"ns2\"\nkey = \"k\"").unwrap();
+        let forward = toml::Table::try_from(&forward).unwrap();
+        let listen: ForwardListenConfig =
+            toml::from_str("listen = \"0.0.0.0:5301\"\n[[secondary]]\nname = \"ns2\"\nkey = \"k\"")
+                .unwrap();
+        let listen = toml::Table::try_from(&listen).unwrap();
+        for key in server
+            .keys()
+            .chain(http.keys())
+            .chain(clickhouse.keys())
+            .chain(forward.keys())
+            .chain(listen.keys())
+        {
             assert!(
                 reference.contains(&format!("`{key}`")),
                 "{key} is not documented"
             );
         }
+    }
+
+    #[test]
+    fn forwarding_sections_parse_and_are_checked() {
+        let base = DEFAULT_CONFIG.to_string();
+        let with = |extra: &str| Config::parse(&format!("{extra}\n{base}"), ConfigOrigin::Embedded);
+        let c = with(
+            "[forward]\nprimary = \"ns1.example.com:5301\"\nname = \"ns2\"\nkey = \"ns2.key\"",
+        )
+        .unwrap();
+        let f = c.forward.unwrap();
+        assert_eq!((f.batch, f.max_backoff_secs), (1_000, 30));
+        let e = with("[forward]\nprimary = \"ns1.example.com\"\nname = \"ns2\"\nkey = \"k\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("host:port"), "{e}");
+        let e = with("[forward]\nprimary = \"ns1:1\"\nname = \"ns 2\"\nkey = \"k\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[forward] name"), "{e}");
+        let two = "[forward_listen]\nlisten = \"0.0.0.0:5301\"\n[[forward_listen.secondary]]\nname = \"ns2\"\nkey = \"a\"\n[[forward_listen.secondary]]\nname = \"ns2\"\nkey = \"b\"";
+        let e = with(two).unwrap_err().to_string();
+        assert!(e.contains("listed twice"), "{e}");
+        let one = with(&two[..two.rfind("[[").unwrap()]).unwrap();
+        assert_eq!(one.forward_listen.unwrap().secondaries.len(), 1);
     }
 
     #[test]

@@ -27,6 +27,8 @@ use crate::dns::listen::{bind_pair, ListenError, UdpThreads};
 use crate::dns::rrl::{Limits, RateLimiter};
 use crate::dns::tcp::{self, TcpLimits};
 use crate::dns::{Catalog, CatalogError};
+use crate::forward::ForwardKey;
+use crate::forwarding::{ForwardListener, Forwarder, ForwarderConfig};
 use crate::intake::Intake;
 use crate::journal::{Journal, JournalConfig, JournalError};
 use crate::lanes::Lanes;
@@ -58,6 +60,14 @@ pub enum ServerError {
     Processor(#[source] io::Error),
     #[error("cannot start the ClickHouse rollup thread")]
     Rollup(#[source] io::Error),
+    #[error(transparent)]
+    ForwardKey(#[from] crate::forward::KeyFileError),
+    #[error("cannot listen for forwarding secondaries on {addr} ([forward_listen] listen)")]
+    ForwardBind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// A started server. Dropping it without [`RunningServer::shutdown`] stops
@@ -72,7 +82,10 @@ pub struct RunningServer {
     udp: UdpThreads,
     journal: Arc<Journal>,
     lanes: Arc<Lanes>,
-    opener_stage: OpenerStage,
+    /// None on a secondary: its lanes are forwarded, not opened.
+    opener_stage: Option<OpenerStage>,
+    forwarder: Option<Forwarder>,
+    forward_listener: Option<ForwardListener>,
     processor: Processor,
     /// Opens v2 frames in the processor and the shipper; swapped with the
     /// catalog.
@@ -147,13 +160,35 @@ impl RunningServer {
                 "taking the journal's unprocessed reports into the database"
             );
         }
-        let opener_stage = OpenerStage::start(
-            lanes.clone(),
-            journal.clone(),
-            opener.clone(),
-            metrics.clone(),
-            config.server.max_batch.max(1),
-        )?;
+        // A secondary forwards its lanes to the primary instead of opening
+        // them: the primary's database is the zone's one record.
+        let (opener_stage, forwarder) = match &config.forward {
+            Some(f) => {
+                let forwarder = Forwarder::start(
+                    lanes.clone(),
+                    ForwarderConfig {
+                        primary: f.primary.clone(),
+                        name: f.name.clone(),
+                        key: ForwardKey::load(&config.resolve(&f.key))?,
+                        batch: f.batch.max(1),
+                        max_backoff: Duration::from_secs(f.max_backoff_secs.max(1)),
+                    },
+                    metrics.clone(),
+                )?;
+                info!(primary = %f.primary, name = %f.name, "a secondary: forwarding reports to the primary");
+                (None, Some(forwarder))
+            }
+            None => (
+                Some(OpenerStage::start(
+                    lanes.clone(),
+                    journal.clone(),
+                    opener.clone(),
+                    metrics.clone(),
+                    config.server.max_batch.max(1),
+                )?),
+                None,
+            ),
+        };
         let processor = Processor::start(
             store,
             journal.clone(),
@@ -168,6 +203,22 @@ impl RunningServer {
         )
         .map_err(ServerError::Processor)?;
         let sink = Arc::new(Intake::new(lanes.clone(), metrics.clone()));
+        let forward_listener = match &config.forward_listen {
+            Some(l) => {
+                let mut secondaries = crate::forwarding::Secondaries::new();
+                for s in &l.secondaries {
+                    secondaries.insert(s.name.clone(), ForwardKey::load(&config.resolve(&s.key))?);
+                }
+                Some(
+                    ForwardListener::start(l.listen, secondaries, sink.clone(), metrics.clone())
+                        .map_err(|source| ServerError::ForwardBind {
+                            addr: l.listen,
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
         let responder = Arc::new(Handler::new(catalog, sink, metrics));
         let (stop, stopped) = watch::channel(false);
         let limits = TcpLimits {
@@ -250,6 +301,8 @@ impl RunningServer {
             journal,
             lanes,
             opener_stage,
+            forwarder,
+            forward_listener,
             processor,
             opener,
             shipper,
@@ -261,6 +314,13 @@ impl RunningServer {
     /// The bound addresses (with the real port when 0 was asked).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The address secondaries forward to, if `[forward_listen]` is set.
+    pub fn forward_addr(&self) -> Option<SocketAddr> {
+        self.forward_listener
+            .as_ref()
+            .map(ForwardListener::local_addr)
     }
 
     /// The HTTP listener's bound address, if `[http]` is configured.
@@ -294,6 +354,13 @@ impl RunningServer {
         let journal = self.journal.clone();
         let lanes = self.lanes.clone();
         let opener_stage = self.opener_stage;
+        let forwarder = self.forwarder.take();
+        let forward_listener = self.forward_listener.take();
+        let raw_consumer = if forwarder.is_some() {
+            crate::forwarding::CONSUMER
+        } else {
+            crate::opener::CONSUMER
+        };
         let processor = self.processor;
         let shipper = self.shipper.take();
         let closer = self.closer.take();
@@ -305,10 +372,18 @@ impl RunningServer {
             if let Some(shipper) = shipper {
                 shipper.stop(bound / 8);
             }
+            // No more forwarded batches; what is unacknowledged is sent
+            // again by its secondary.
+            if let Some(listener) = forward_listener {
+                listener.stop();
+            }
+            if let Some(forwarder) = forwarder {
+                forwarder.stop(bound / 8);
+            }
             // The raw lanes' last writes, then the opener drains them into
             // the opened journal, then the processor drains that.
             let lost: u64 = lanes.close(bound / 4).iter().map(|c| c.lost_records).sum();
-            let drained = opener_stage.stop(bound / 4);
+            let drained = opener_stage.is_none_or(|o| o.stop(bound / 4));
             let closed = journal.close(bound / 8);
             let left = bound.saturating_sub(started.elapsed());
             (
@@ -327,7 +402,7 @@ impl RunningServer {
             );
         }
         let evicted = self.lanes.evicted_records();
-        let raw = self.lanes.unread_records(crate::opener::CONSUMER).ok();
+        let raw = self.lanes.unread_records(raw_consumer).ok();
         let opened = match position {
             Some(pos) => self.journal.records_between(pos, opened_end).ok(),
             None => {
@@ -340,6 +415,12 @@ impl RunningServer {
         }
         let remaining = raw.zip(opened).map(|(a, b)| a + b);
         match remaining {
+            Some(n) if raw_consumer == crate::forwarding::CONSUMER => info!(
+                unforwarded = n,
+                lost,
+                evicted,
+                "stopped; reports the primary has not acknowledged stay in the journal for the next start"
+            ),
             Some(0) if lost == 0 && evicted == 0 => {
                 info!("stopped; every report is in the database")
             }

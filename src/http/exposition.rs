@@ -388,6 +388,64 @@ pub fn render(m: &Metrics, fleet: Option<&Fleet>) -> String {
         );
     }
 
+    if m.forward_enabled.load(Relaxed) {
+        out.single(
+            "vcheckd_forward_lag_records",
+            "gauge",
+            "Reports in the journal the primary has not acknowledged yet (refreshed about once a second).",
+            m.forward_unsent.load(Relaxed),
+        );
+        let oldest = m.forward_oldest_unsent.load(Relaxed);
+        out.single(
+            "vcheckd_forward_lag_seconds",
+            "gauge",
+            "Age of the oldest report the primary has not acknowledged yet; 0 when caught up.",
+            if oldest > 0 {
+                (crate::clock::unix_now() - oldest).max(0)
+            } else {
+                0
+            },
+        );
+        out.single(
+            "vcheckd_forwarded_total",
+            "counter",
+            "Reports the primary acknowledged (a batch sent again after a lost acknowledgement counts again).",
+            m.forwarded.load(Relaxed),
+        );
+        out.single(
+            "vcheckd_forward_last_success_timestamp_seconds",
+            "gauge",
+            "When the primary last acknowledged a batch or keep-alive (unix seconds; 0: never since start).",
+            m.forward_last_success.load(Relaxed),
+        );
+        out.family(
+            "vcheckd_forward_failures_total",
+            "counter",
+            "Failed attempts to forward to the primary, by reason (each is retried).",
+        );
+        for (reason, v) in m.forward_failures() {
+            out.sample("vcheckd_forward_failures_total", &[("reason", reason)], v);
+        }
+    }
+    if m.forward_listen_enabled.load(Relaxed) {
+        out.family(
+            "vcheckd_forward_received_total",
+            "counter",
+            "Reports taken from each secondary (repeats of reports taken lately included).",
+        );
+        for (server, v) in m.forward_received() {
+            out.sample("vcheckd_forward_received_total", &[("server", &server)], v);
+        }
+        out.family(
+            "vcheckd_forward_refused_total",
+            "counter",
+            "Forwarding connections and batches refused, by reason (bad_proof: a wrong key; bad_batch: a tampered or replayed batch).",
+        );
+        for (reason, v) in m.forward_refused() {
+            out.sample("vcheckd_forward_refused_total", &[("reason", reason)], v);
+        }
+    }
+
     // Cumulative buckets; +Inf and _count from the same reading, so that
     // they agree even while the processor commits.
     let name = "vcheckd_processor_batch_duration_seconds";

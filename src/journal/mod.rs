@@ -602,6 +602,13 @@ impl Journal {
         Ok(Position(end))
     }
 
+    /// The position after the last record taken (durable or not): waiting
+    /// for it to be durable covers every record appended before the call,
+    /// whoever appended it.
+    pub fn appended_end(&self) -> Position {
+        Position(lock(&self.shared.pending).appended_end)
+    }
+
     /// Waits up to `max_wait` for the durable end to reach `pos` (from
     /// [`append`](Journal::append)); true once it has.
     pub fn wait_durable(&self, pos: Position, max_wait: Duration) -> bool {
