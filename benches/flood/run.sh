@@ -19,7 +19,7 @@
 # KEEP_TMP=0, CACHE (a folder: the key and the name files are kept there and
 # reused by later runs with the same settings; making 60,000 real names at
 # effort 16 takes minutes of CPU).
-# Needs dnsperf, curl, python3, sqlite3 (Debian: apt-get install -y dnsperf curl sqlite3).
+# Needs dnsperf, curl, python3 (Debian: apt-get install -y dnsperf curl python3).
 set -eEuo pipefail
 trap 'echo "error: run.sh line $LINENO failed (exit status $?)" >&2' ERR
 
@@ -40,11 +40,11 @@ ZONE=vc.example.com
 say() { printf '%s\n' "$*"; }
 
 missing=()
-for c in dnsperf curl python3 sqlite3; do
+for c in dnsperf curl python3; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-    say "error: the flood bench needs ${missing[*]} (Debian: apt-get install -y dnsperf curl python3 sqlite3)" >&2
+    say "error: the flood bench needs ${missing[*]} (Debian: apt-get install -y dnsperf curl python3)" >&2
     exit 1
 fi
 [ -x "$BIN" ] || { say "error: $BIN not found: run 'cargo build --release' first" >&2; exit 1; }
@@ -177,7 +177,7 @@ say "intake repeats:  $(metric vcheckd_intake_repeats_total); opened: $(metric v
 say "responses: $(family vcheckd_responses_total)"
 kill -TERM "$VC_PID"; wait "$VC_PID" || true; VC_PID=""
 answered=$(awk '/Queries completed/ { print $3 }' "$TMP/honest.out")
-stored=$(sqlite3 "$TMP/flood.sqlite" "SELECT COUNT(*) FROM reports WHERE version = '$HONEST_VERSION'")
+stored=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM reports WHERE version = ?", (sys.argv[2],)).fetchone()[0])' "$TMP/flood.sqlite" "$HONEST_VERSION")
 frames=$(grep -E 'Queries completed' "$TMP/flood.out" | awk '{ print $3 }')
 say "real reports: $HONEST sent, $answered answered, $stored stored, not stored $((answered - stored)) (lost, or still in the raw lanes if the catch-up timed out: see the last line)"
 awk -v a="$cpu0" -v b="$cpu1" -v c="$cpu2" -v t="$TICK" -v n="$frames" -v h="$answered" 'BEGIN {
