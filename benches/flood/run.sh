@@ -192,7 +192,7 @@ if [ -n "$FLOOD_EFFORT" ]; then
         f = acc - h; if (f > made) f = made;
         printf "attacker: %.1f CPU s for %d names (%.0f us each, %.0f us without the proof); %d flood frames accepted: %.0f us of attacker CPU per accepted frame\n",
             cpu, made, cpu / made * 1e6, cpu0 / made * 1e6, f, cpu / f * 1e6;
-        printf "server: %.1f CPU s in all for %d frames accepted: %.0f us per frame (answer, intake, opening, storing); attacker/server %.0fx\n",
+        printf "server: %.1f CPU s in all for %d frames accepted: %.0f us per frame, every replayed query answered included (the opener catch-up line and cargo bench --bench codec give the cost of a frame alone); attacker/server %.0fx\n",
             (c - a) / t, acc, (c - a) / t / acc * 1e6, (cpu / f) / ((c - a) / t / acc) }'
 fi
 grep -E "stopped;|lost" "$TMP/server.log" | tail -3 || true
