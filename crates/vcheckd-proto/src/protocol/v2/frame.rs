@@ -18,7 +18,7 @@
 //! the shape ([`check_shape`]) and the effort; opening it (one X25519
 //! operation) is the journal consumer's job.
 
-use hpke::{Deserializable, OpModeR, OpModeS, Serializable};
+use hpke::{OpModeS, Serializable};
 use sha2::{Digest, Sha256};
 
 use super::super::error::{DecodeError, EncodeError};
@@ -163,17 +163,9 @@ pub fn open(keys: &PrivateKeyring, zone: &ZoneName, frame: &[u8]) -> Result<Repo
         .ok_or(DecodeError::UnknownEpoch(header.epoch.0))?;
     let sealed = &frame[HEADER_LEN..frame.len() - PROOF_LEN];
     let (enc, ciphertext) = sealed.split_at(ENC_LEN);
-    let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc)
-        .map_err(|_| DecodeError::Authentication)?;
-    let plaintext = hpke::single_shot_open::<Aead, Kdf, Kem>(
-        &OpModeR::Base,
-        &key.open,
-        &encapped,
-        &info(zone),
-        ciphertext,
-        &frame[..HEADER_LEN],
-    )
-    .map_err(|_| DecodeError::Authentication)?;
+    let plaintext = key
+        .recipient
+        .open(enc, &info(zone), &frame[..HEADER_LEN], ciphertext)?;
     Ok(Report {
         id: report_id(enc),
         key_id: header.key_id,

@@ -31,6 +31,7 @@ use sha2::Sha256;
 
 use super::super::error::KeyError;
 use super::super::key::{read_private_file, token_line, KeyId};
+use super::open::Recipient;
 use super::Kem;
 
 const PRIVATE_PREFIX: &str = "vck2-private";
@@ -39,7 +40,6 @@ const RATCHET_PREFIX: &str = "vck2-ratchet";
 const PRIVATE_HINT: &str = "vck2-private:<id 0-255>:<64 hex digits>:<epoch>:<64 hex digits>";
 const PUBLIC_HINT: &str = "vck2-public:<id 0-255>:<64 hex digits>";
 
-pub(crate) type KemPrivate = <Kem as hpke::Kem>::PrivateKey;
 pub(crate) type KemPublic = <Kem as hpke::Kem>::PublicKey;
 
 /// Seconds in an epoch: one week.
@@ -136,10 +136,12 @@ impl Ratchet {
     /// This epoch's HPKE key pair.
     pub fn epoch_key(&self) -> EpochKey {
         let ikm = hmac(&self.seed, b"vcheckd v2 epoch key");
-        let (open, public) = Kem::derive_keypair(&ikm);
+        let (private, public) = Kem::derive_keypair(&ikm);
+        let mut secret = [0u8; 32];
+        secret.copy_from_slice(&private.to_bytes());
         EpochKey {
             epoch: self.epoch,
-            open,
+            recipient: Recipient::new(secret),
             public,
         }
     }
@@ -149,12 +151,14 @@ impl Ratchet {
     }
 }
 
-/// One epoch's sealing key pair, as a name server holds it. The public half
-/// is kept beside the private one so that opening never derives it again.
+/// One epoch's sealing key pair, as a name server holds it: the private
+/// half prepared to open frames once, when the epoch's key is derived
+/// (its public key and the key schedule's constants), so that no open
+/// derives them again.
 #[derive(Clone)]
 pub struct EpochKey {
     pub epoch: Epoch,
-    pub(crate) open: KemPrivate,
+    pub(crate) recipient: Recipient,
     pub(crate) public: KemPublic,
 }
 

@@ -1,13 +1,15 @@
-//! Opening v2 frames with everything that depends only on the key and the
-//! zone computed once: HPKE base mode (RFC 9180) for DHKEM(X25519,
+//! Opening v2 frames with everything that depends only on the key
+//! computed once: HPKE base mode (RFC 9180) for DHKEM(X25519,
 //! HKDF-SHA256), HKDF-SHA256 and ChaCha20-Poly1305, receiver side, one
 //! message (sequence number 0).
 //!
 //! Why not `hpke::single_shot_open`: its DHKEM decapsulation derives the
 //! recipient's public key from the private key on every call (a fixed-base
 //! scalar multiplication, about a fifth of an open) and hashes the
-//! constant `psk_id_hash` and `info_hash` again; the crate offers no way to
-//! pass them in. A [`Recipient`] holds them per key and zone.
+//! constant `psk_id_hash` again; the crate offers no way to pass them in.
+//! A [`Recipient`] holds them per key: each epoch key builds its own once
+//! ([`super::keys::EpochKey`]). The zone's `info_hash` is one HMAC over a
+//! short string, hashed per open (under a microsecond of the open's tens).
 //!
 //! The X25519 function itself: for an `enc` on the curve (every honest
 //! one), the shared point is computed as `[k]P` on the Edwards form with
@@ -69,14 +71,14 @@ fn labeled_expand<const L: usize>(
     out
 }
 
-/// One zone's key, ready to open frames: the private scalar, its public
-/// key and the key schedule's context for the zone's `info`.
+/// One sealing key, ready to open frames: the private scalar, its public
+/// key and the key schedule's constant `psk_id_hash`.
 #[derive(Clone)]
 pub struct Recipient {
     secret: [u8; 32],
     public: [u8; 32],
-    /// `mode (0) || psk_id_hash || info_hash`.
-    context: [u8; 65],
+    /// `mode (0) || psk_id_hash`, the start of the key schedule's context.
+    psk_context: [u8; 33],
 }
 
 impl std::fmt::Debug for Recipient {
@@ -87,17 +89,21 @@ impl std::fmt::Debug for Recipient {
 
 impl Recipient {
     /// `secret` is the recipient's X25519 private key (as HPKE serializes
-    /// it), `info` the HPKE `info` the frames were sealed with.
-    pub fn new(secret: [u8; 32], info: &[u8]) -> Self {
+    /// it).
+    pub fn new(secret: [u8; 32]) -> Self {
         let public = MontgomeryPoint::mul_base_clamped(secret).to_bytes();
-        let mut context = [0u8; 65];
-        context[1..33].copy_from_slice(&labeled_extract(HPKE_SUITE, b"", b"psk_id_hash", b""));
-        context[33..].copy_from_slice(&labeled_extract(HPKE_SUITE, b"", b"info_hash", info));
+        let mut psk_context = [0u8; 33];
+        psk_context[1..].copy_from_slice(&labeled_extract(HPKE_SUITE, b"", b"psk_id_hash", b""));
         Recipient {
             secret,
             public,
-            context,
+            psk_context,
         }
+    }
+
+    /// The public key, as a policy carries it.
+    pub fn public_bytes(&self) -> [u8; 32] {
+        self.public
     }
 
     /// X25519(secret, enc), or `None` for a small-order `enc`.
@@ -110,10 +116,16 @@ impl Recipient {
         (shared.0 != [0; 32]).then_some(shared.0)
     }
 
-    /// Decrypts `ciphertext || tag` sealed to this key with `enc` and
-    /// `aad`; the plaintext, or an authentication error for anything
-    /// that was not sealed so.
-    pub fn open(&self, enc: &[u8], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    /// Decrypts `ciphertext || tag` sealed to this key with `enc`, the
+    /// HPKE `info` and `aad`; the plaintext, or an authentication error
+    /// for anything that was not sealed so.
+    pub fn open(
+        &self,
+        enc: &[u8],
+        info: &[u8],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, DecodeError> {
         let enc: &[u8; 32] = enc.try_into().map_err(|_| DecodeError::Authentication)?;
         let (ciphertext, tag) = sealed
             .split_at_checked(
@@ -131,9 +143,12 @@ impl Recipient {
         let eae_prk = labeled_extract(KEM_SUITE, b"", b"eae_prk", &dh);
         let shared: [u8; 32] = labeled_expand(KEM_SUITE, &eae_prk, b"shared_secret", &kem_context);
         // KeySchedule, base mode: the PSK is empty.
+        let mut context = [0u8; 65];
+        context[..33].copy_from_slice(&self.psk_context);
+        context[33..].copy_from_slice(&labeled_extract(HPKE_SUITE, b"", b"info_hash", info));
         let secret = labeled_extract(HPKE_SUITE, &shared, b"secret", b"");
-        let key: [u8; 32] = labeled_expand(HPKE_SUITE, &secret, b"key", &self.context);
-        let nonce: [u8; 12] = labeled_expand(HPKE_SUITE, &secret, b"base_nonce", &self.context);
+        let key: [u8; 32] = labeled_expand(HPKE_SUITE, &secret, b"key", &context);
+        let nonce: [u8; 12] = labeled_expand(HPKE_SUITE, &secret, b"base_nonce", &context);
         let mut plaintext = ciphertext.to_vec();
         let mut tag_bytes = [0u8; 16];
         tag_bytes.copy_from_slice(tag);
@@ -166,7 +181,11 @@ mod tests {
         for i in 0..64u8 {
             let (sk, pk) = Kem::gen_keypair();
             let info = format!("vcheckd v2 report\0zone{i}.example");
-            let r = Recipient::new(sk.to_bytes().into(), info.as_bytes());
+            let r = Recipient::new(sk.to_bytes().into());
+            assert_eq!(
+                r.public_bytes().as_slice(),
+                Kem::sk_to_pk(&sk).to_bytes().as_slice()
+            );
             let plaintext: Vec<u8> = (0..usize::from(i) + 1).map(|b| b as u8 ^ i).collect();
             let aad = [2, i, 0, 1];
             let (enc, sealed) = hpke::single_shot_seal::<Aead, Kdf, Kem>(
@@ -178,17 +197,22 @@ mod tests {
             )
             .unwrap();
             let enc = enc.to_bytes();
-            assert_eq!(r.open(&enc, &aad, &sealed).unwrap(), plaintext);
+            assert_eq!(
+                r.open(&enc, info.as_bytes(), &aad, &sealed).unwrap(),
+                plaintext
+            );
             let mut bad = sealed.clone();
             bad[usize::from(i) % sealed.len()] ^= 1;
-            assert_eq!(r.open(&enc, &aad, &bad), Err(DecodeError::Authentication));
             assert_eq!(
-                r.open(&enc, &[9], &sealed),
+                r.open(&enc, info.as_bytes(), &aad, &bad),
                 Err(DecodeError::Authentication)
             );
-            let other = Recipient::new(sk.to_bytes().into(), b"another info");
             assert_eq!(
-                other.open(&enc, &aad, &sealed),
+                r.open(&enc, info.as_bytes(), &[9], &sealed),
+                Err(DecodeError::Authentication)
+            );
+            assert_eq!(
+                r.open(&enc, b"another info", &aad, &sealed),
                 Err(DecodeError::Authentication)
             );
             // The crate agrees on the key it derived.
@@ -210,7 +234,7 @@ mod tests {
     #[test]
     fn the_edwards_path_equals_the_ladder_for_every_kind_of_enc() {
         let (sk, _) = Kem::gen_keypair();
-        let r = Recipient::new(sk.to_bytes().into(), b"");
+        let r = Recipient::new(sk.to_bytes().into());
         let mut checked = (0, 0);
         for i in 0..400u32 {
             let mut u = [0u8; 32];
