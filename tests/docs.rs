@@ -373,9 +373,22 @@ fn readme_quick_start() {
         ("-p 5300", port.as_str()),
     ];
     let env = [("XDG_STATE_HOME", state.to_str().unwrap())];
+    // Each command on its own, as a reader types them; `stats` once the
+    // report `check` sent is in the database (it travels through the
+    // journal first, which on a loaded machine takes a moment).
+    let db = dir.path().join("data/vcheckd.sqlite");
     let mut output = String::new();
     for b in of("quick-start") {
-        output += &run(&b, &replace, dir.path(), &[&bin], &env);
+        for command in commands(&b.text) {
+            if command.contains(" stats") {
+                common::wait_for_rows(&db, 1);
+            }
+            let one = Block {
+                text: command,
+                ..b.clone()
+            };
+            output += &run(&one, &replace, dir.path(), &[&bin], &env);
+        }
     }
     for want in [
         "vcheckd: 2.4.1 is available (running 2.3.1)",
@@ -445,8 +458,10 @@ fn two_servers_backed_up_and_merged() {
             .unwrap();
         assert!(out.status.success(), "{out:?}");
     }
-    // Reports reach the database within the processor's batch interval.
-    std::thread::sleep(Duration::from_secs(2));
+    // Each server's report in its database before the copies are made.
+    for host in ["ns1", "ns2"] {
+        common::wait_for_rows(&root.join(host).join("var/lib/vcheckd/vcheckd.sqlite"), 1);
+    }
     let shims = root.join("shims");
     std::fs::create_dir_all(&shims).unwrap();
     let ssh = "#!/bin/bash\n# ssh HOST CMD: CMD run here, on HOST's folder\nhost=\"$1\"; shift\n\

@@ -219,6 +219,32 @@ pub fn rows(db: &Path) -> Vec<(String, i64, bool)> {
         .unwrap()
 }
 
+/// Waits until the database at `db` holds at least `n` reports: an
+/// answered report reaches SQLite through the journal, the opener and the
+/// processor, which on a loaded machine can take seconds. A wait, not a
+/// speed check: the deadline is only there so a lost report fails the test.
+pub fn wait_for_rows(db: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let stored = db.exists().then(|| {
+            rusqlite::Connection::open(db)
+                .and_then(|c| {
+                    c.query_row("SELECT count(*) FROM reports", [], |r| r.get::<_, i64>(0))
+                })
+                .unwrap_or(0)
+        });
+        if stored.unwrap_or(0) >= i64::try_from(n).unwrap() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} holds {stored:?} reports after two minutes, {n} expected",
+            db.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 pub fn query(name: &str, qtype: RecordType, edns_size: Option<u16>) -> Message {
     let mut m = Message::query();
     m.add_query(Query::query(Name::from_ascii(name).unwrap(), qtype));
