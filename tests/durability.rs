@@ -1101,6 +1101,37 @@ fn two_zones_are_never_merged() {
         assert!(ask(server.addr, name));
     }
     assert!(wait_rows(&db, 8, Duration::from_secs(30)));
+    let stats = |extra: &[&str]| -> Output {
+        let db = db.to_str().unwrap();
+        vcheckd(
+            dir.path(),
+            &[&["stats", "versions", "--db", db, "--json"], extra].concat(),
+        )
+    };
+    let json = |o: &Output| -> serde_json::Value {
+        assert!(o.status.success(), "{o:?}");
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // The open day's snapshot, which the figures read, is written when the
+    // processor goes idle after the rows: wait for it (a wait with a
+    // deadline, not a speed check).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let all = json(&stats(&[]));
+        let nodes = |zone: &str| {
+            (all.as_array().unwrap().iter())
+                .find(|v| v["zone"] == zone)
+                .map(|v| v["active_nodes"].clone())
+        };
+        if nodes("vc.example.com") == Some(3.into()) && nodes("vc.example.net") == Some(5.into()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the figures never showed every report: {all}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // The fleet gauges, first computed now that the rows are in.
     let metrics = http_get(server.http.unwrap(), "/metrics");
@@ -1129,17 +1160,6 @@ fn two_zones_are_never_merged() {
     let (status, _) = server.stop(Duration::from_secs(30));
     assert!(status.success());
 
-    let stats = |extra: &[&str]| -> Output {
-        let db = db.to_str().unwrap();
-        vcheckd(
-            dir.path(),
-            &[&["stats", "versions", "--db", db, "--json"], extra].concat(),
-        )
-    };
-    let json = |o: &Output| -> serde_json::Value {
-        assert!(o.status.success(), "{o:?}");
-        serde_json::from_slice(&o.stdout).unwrap()
-    };
     let all = json(&stats(&[]));
     let all = all.as_array().unwrap();
     assert_eq!(all.len(), 2, "{all:?}");
