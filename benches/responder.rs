@@ -36,7 +36,7 @@ use vcheckd::client::v1::Check;
 use vcheckd::client::Reporter;
 use vcheckd::config::{Config, SAMPLE_ZONE};
 use vcheckd::daemon::Handler;
-use vcheckd::dns::{Catalog, Transport};
+use vcheckd::dns::{Catalog, RequestHandler, Transport};
 use vcheckd::intake::Intake;
 use vcheckd::lanes::{Lane, Lanes};
 use vcheckd::metrics::Metrics;

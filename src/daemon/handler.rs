@@ -2,7 +2,7 @@
 //! report sink and the metrics, which the pure [`respond`] does not touch.
 //! It lives above the DNS room, which knows only the trait.
 //!
-//! The UDP and TCP loops call [`Handler::handle`] for each request; it
+//! The UDP and TCP loops call [`RequestHandler::handle`] for each request; it
 //! reads the clock once, answers, hands a report, if any, to the
 //! [`ReportSink`] (the one place reports leave the answer path), turns the
 //! answer into SERVFAIL if the sink could not record it, and counts the
@@ -71,11 +71,12 @@ impl Handler {
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
+}
 
+impl RequestHandler for Handler {
     /// Writes the response to `request` into `out`, records its report and
     /// counts it. Returns false when nothing must be sent.
-    /// Answers one request into `out`; false: send nothing.
-    pub fn handle(&self, request: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
+    fn handle(&self, request: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
         let now = crate::clock::unix_now();
         let catalog = self.catalog.load();
         let mut outcome = respond(&catalog, request, now, transport, out);
@@ -99,13 +100,6 @@ impl Handler {
         self.metrics.count_query(transport, &outcome);
         !matches!(outcome, Outcome::Dropped)
     }
-}
-
-/// The v2 policies of `catalog`, per zone and key id, for /metrics.
-impl RequestHandler for Handler {
-    fn handle(&self, request: &[u8], transport: Transport, out: &mut Vec<u8>) -> bool {
-        Handler::handle(self, request, transport, out)
-    }
 
     fn rate_limited(&self, action: Action) {
         self.metrics.count_rrl(action);
@@ -116,6 +110,7 @@ impl RequestHandler for Handler {
     }
 }
 
+/// The v2 policies of `catalog`, per zone and key id, for /metrics.
 fn policy_gauges(catalog: &Catalog) -> Vec<PolicyGauge> {
     catalog
         .zones()
